@@ -1,0 +1,23 @@
+//! peerwatt core: the vocabulary every other crate speaks.
+//!
+//! Integer units ([`units`]), UTC-aligned settlement intervals and clocks ([`time`]), node keys
+//! ([`keys`]), the canonical binary encoding ([`encoding`]), signed envelopes ([`envelope`])
+//! and the protocol's messages ([`messages`]). Pure: no I/O except reading and writing key files.
+
+pub mod encoding;
+pub mod envelope;
+pub mod hash;
+pub mod keys;
+pub mod messages;
+pub mod time;
+pub mod units;
+
+pub use encoding::{Decode, DecodeError, Encode};
+pub use envelope::{EnvelopeError, Kind, Message, Signed, VerifiedDecodeError};
+pub use hash::Hash;
+pub use keys::{NodeKey, PublicKey, Signature};
+pub use messages::{
+    CommunityId, EntryKind, LedgerEntry, MembershipCert, MeterStatement, Order, Side, Trade, TradeRequest, TreeHead,
+};
+pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
+pub use units::{Money, Price, UnitsError, W, Wh};

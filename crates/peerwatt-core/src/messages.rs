@@ -1,0 +1,482 @@
+//! The protocol's signed message types. Each travels in a [`Signed`] envelope; their byte
+//! layouts are listed in `docs/protocol.md` with test vectors.
+
+use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::envelope::{EnvelopeError, Kind, Message, Signed};
+use crate::hash::Hash;
+use crate::keys::PublicKey;
+use crate::time::{IntervalId, Timestamp};
+use crate::units::{Price, Wh};
+
+/// Longest member display name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest grid zone name, in bytes of UTF-8.
+pub const MAX_ZONE_LEN: usize = 32;
+/// Largest ledger entry payload.
+pub const MAX_ENTRY_PAYLOAD: usize = 64 * 1024;
+
+/// Identifies a community (fixed when the community is created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CommunityId(pub Hash);
+
+impl Encode for CommunityId {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.0);
+    }
+}
+
+impl Decode for CommunityId {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(CommunityId(r.get()?))
+    }
+}
+
+/// Which way an order trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Selling surplus energy (an offer).
+    Sell = 1,
+    /// Buying energy (a bid).
+    Buy = 2,
+}
+
+impl Side {
+    /// The other side.
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Sell => Side::Buy,
+            Side::Buy => Side::Sell,
+        }
+    }
+}
+
+impl Encode for Side {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(*self as u8);
+    }
+}
+
+impl Decode for Side {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("side")? {
+            1 => Ok(Side::Sell),
+            2 => Ok(Side::Buy),
+            tag => Err(DecodeError::UnknownTag { what: "side", tag }),
+        }
+    }
+}
+
+/// An order: an Offer (sell) or a Bid (buy) for energy in one interval. The maker is the
+/// envelope's signer; its envelope kind is `offer` or `bid` according to `side`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// The community whose market this is.
+    pub community: CommunityId,
+    /// Sell (offer) or buy (bid).
+    pub side: Side,
+    /// The delivery interval.
+    pub interval: IntervalId,
+    /// How much energy, at most.
+    pub energy: Wh,
+    /// The worst price the maker accepts (and the price any trade against it is made at).
+    pub limit_price: Price,
+    /// The maker's order sequence number; strictly increasing per maker (replay protection).
+    pub seq: u64,
+    /// When the maker created it.
+    pub created_at: Timestamp,
+    /// After this the order is void.
+    pub expires_at: Timestamp,
+}
+
+impl Encode for Order {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.community)
+            .put(&self.side)
+            .put(&self.interval)
+            .put(&self.energy)
+            .put(&self.limit_price)
+            .u64(self.seq)
+            .put(&self.created_at)
+            .put(&self.expires_at);
+    }
+}
+
+impl Decode for Order {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Order {
+            community: r.get()?,
+            side: r.get()?,
+            interval: r.get()?,
+            energy: r.get()?,
+            limit_price: r.get()?,
+            seq: r.u64("order seq")?,
+            created_at: r.get()?,
+            expires_at: r.get()?,
+        })
+    }
+}
+
+impl Message for Order {
+    const MAX_BODY: usize = 256;
+    fn kind(&self) -> Kind {
+        match self.side {
+            Side::Sell => Kind::Offer,
+            Side::Buy => Kind::Bid,
+        }
+    }
+}
+
+/// A taker's request to trade against a maker's order, signed by the taker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeRequest {
+    /// The community whose market this is.
+    pub community: CommunityId,
+    /// The digest of the maker's signed order envelope.
+    pub order: Hash,
+    /// The order's maker, who must countersign.
+    pub maker: PublicKey,
+    /// The maker's side; the taker is on the other.
+    pub maker_side: Side,
+    /// The delivery interval (as in the order).
+    pub interval: IntervalId,
+    /// How much energy the taker wants to trade.
+    pub energy: Wh,
+    /// The price: the maker's limit price.
+    pub price: Price,
+    /// The taker's request number; unique per taker, so a request is never executed twice.
+    pub request_seq: u64,
+    /// When the taker made the request.
+    pub created_at: Timestamp,
+}
+
+impl Encode for TradeRequest {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.community)
+            .put(&self.order)
+            .put(&self.maker)
+            .put(&self.maker_side)
+            .put(&self.interval)
+            .put(&self.energy)
+            .put(&self.price)
+            .u64(self.request_seq)
+            .put(&self.created_at);
+    }
+}
+
+impl Decode for TradeRequest {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TradeRequest {
+            community: r.get()?,
+            order: r.get()?,
+            maker: r.get()?,
+            maker_side: r.get()?,
+            interval: r.get()?,
+            energy: r.get()?,
+            price: r.get()?,
+            request_seq: r.u64("request seq")?,
+            created_at: r.get()?,
+        })
+    }
+}
+
+impl Message for TradeRequest {
+    const MAX_BODY: usize = 256;
+    fn kind(&self) -> Kind {
+        Kind::TradeRequest
+    }
+}
+
+/// An agreed trade: the taker's signed request, countersigned by the maker (the envelope
+/// signer). No trade exists without both signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    /// The taker's signed request; its terms are the trade's terms.
+    pub request: Signed<TradeRequest>,
+    /// When the maker accepted (and durably recorded) it.
+    pub accepted_at: Timestamp,
+}
+
+impl Trade {
+    /// The seller's key.
+    pub fn seller(&self) -> &PublicKey {
+        self.party(Side::Sell)
+    }
+
+    /// The buyer's key.
+    pub fn buyer(&self) -> &PublicKey {
+        self.party(Side::Buy)
+    }
+
+    fn party(&self, side: Side) -> &PublicKey {
+        let terms = self.request.body();
+        if terms.maker_side == side { &terms.maker } else { self.request.signer() }
+    }
+}
+
+impl Encode for Trade {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.request).put(&self.accepted_at);
+    }
+}
+
+impl Decode for Trade {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Trade { request: r.get()?, accepted_at: r.get()? })
+    }
+}
+
+impl Message for Trade {
+    const MAX_BODY: usize = 512;
+    fn kind(&self) -> Kind {
+        Kind::Trade
+    }
+    fn verify_nested(&self, signer: &PublicKey) -> Result<(), EnvelopeError> {
+        if *signer != self.request.body().maker {
+            return Err(EnvelopeError::Nested("trade is not signed by the order's maker"));
+        }
+        if self.request.signer() == signer {
+            return Err(EnvelopeError::Nested("maker and taker are the same node"));
+        }
+        self.request.verify()
+    }
+}
+
+/// What a node's meter measured in one settlement interval, signed by the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterStatement {
+    /// The community.
+    pub community: CommunityId,
+    /// The interval measured.
+    pub interval: IntervalId,
+    /// Energy imported from the grid during the interval.
+    pub imported: Wh,
+    /// Energy exported to the grid during the interval.
+    pub exported: Wh,
+    /// The import counter at the end of the interval.
+    pub import_total: Wh,
+    /// The export counter at the end of the interval.
+    pub export_total: Wh,
+    /// False if readings were missing for part of the interval.
+    pub complete: bool,
+    /// When the statement was made.
+    pub created_at: Timestamp,
+}
+
+impl Encode for MeterStatement {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.community)
+            .put(&self.interval)
+            .put(&self.imported)
+            .put(&self.exported)
+            .put(&self.import_total)
+            .put(&self.export_total)
+            .bool(self.complete)
+            .put(&self.created_at);
+    }
+}
+
+impl Decode for MeterStatement {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(MeterStatement {
+            community: r.get()?,
+            interval: r.get()?,
+            imported: r.get()?,
+            exported: r.get()?,
+            import_total: r.get()?,
+            export_total: r.get()?,
+            complete: r.bool("complete")?,
+            created_at: r.get()?,
+        })
+    }
+}
+
+impl Message for MeterStatement {
+    const MAX_BODY: usize = 256;
+    fn kind(&self) -> Kind {
+        Kind::MeterStatement
+    }
+}
+
+/// A signed head of a node's ledger Merkle tree: "my log had `size` entries with this root".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of entries covered.
+    pub size: u64,
+    /// RFC 9162 Merkle tree hash of those entries.
+    pub root: Hash,
+    /// When the head was signed.
+    pub time: Timestamp,
+}
+
+impl Encode for TreeHead {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.size).put(&self.root).put(&self.time);
+    }
+}
+
+impl Decode for TreeHead {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TreeHead { size: r.u64("tree size")?, root: r.get()?, time: r.get()? })
+    }
+}
+
+impl Message for TreeHead {
+    const MAX_BODY: usize = 64;
+    fn kind(&self) -> Kind {
+        Kind::TreeHead
+    }
+}
+
+/// A community admin's certificate that a node is a member, signed by the admin key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipCert {
+    /// The community.
+    pub community: CommunityId,
+    /// The admitted node's key.
+    pub member: PublicKey,
+    /// A display name (at most [`MAX_NAME_LEN`] bytes).
+    pub name: String,
+    /// The member's grid zone (at most [`MAX_ZONE_LEN`] bytes).
+    pub zone: String,
+    /// Valid from this time (inclusive).
+    pub valid_from: Timestamp,
+    /// Valid until this time (exclusive).
+    pub valid_until: Timestamp,
+}
+
+impl MembershipCert {
+    /// Whether the certificate is in force at `t`.
+    pub fn is_valid_at(&self, t: Timestamp) -> bool {
+        self.valid_from <= t && t < self.valid_until
+    }
+}
+
+impl Encode for MembershipCert {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.community)
+            .put(&self.member)
+            .str(&self.name)
+            .str(&self.zone)
+            .put(&self.valid_from)
+            .put(&self.valid_until);
+    }
+}
+
+impl Decode for MembershipCert {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(MembershipCert {
+            community: r.get()?,
+            member: r.get()?,
+            name: r.str(MAX_NAME_LEN, "member name")?.to_owned(),
+            zone: r.str(MAX_ZONE_LEN, "grid zone")?.to_owned(),
+            valid_from: r.get()?,
+            valid_until: r.get()?,
+        })
+    }
+}
+
+impl Message for MembershipCert {
+    const MAX_BODY: usize = 256;
+    fn kind(&self) -> Kind {
+        Kind::MembershipCert
+    }
+}
+
+/// What a ledger entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// The node published an order (payload: the signed order).
+    OrderPublished = 1,
+    /// A trade was agreed (payload: the signed trade).
+    TradeAgreed = 2,
+    /// The node's meter statement for an interval (payload: the signed statement).
+    MeterStatement = 3,
+    /// A settlement record.
+    Settlement = 4,
+    /// A tree head of another node that this node witnessed (payload: the signed head).
+    WitnessedHead = 5,
+    /// A configuration change of this node (payload: a description).
+    ConfigChange = 6,
+}
+
+impl EntryKind {
+    /// Every entry kind, in tag order.
+    pub const ALL: [EntryKind; 6] = [
+        EntryKind::OrderPublished,
+        EntryKind::TradeAgreed,
+        EntryKind::MeterStatement,
+        EntryKind::Settlement,
+        EntryKind::WitnessedHead,
+        EntryKind::ConfigChange,
+    ];
+
+    /// A short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::OrderPublished => "order-published",
+            EntryKind::TradeAgreed => "trade-agreed",
+            EntryKind::MeterStatement => "meter-statement",
+            EntryKind::Settlement => "settlement",
+            EntryKind::WitnessedHead => "witnessed-head",
+            EntryKind::ConfigChange => "config-change",
+        }
+    }
+}
+
+impl Encode for EntryKind {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(*self as u8);
+    }
+}
+
+impl Decode for EntryKind {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = r.u8("entry kind")?;
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| *k as u8 == tag)
+            .ok_or(DecodeError::UnknownTag { what: "entry kind", tag })
+    }
+}
+
+/// One entry of a node's append-only ledger, signed by the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Hash of the previous entry (its Merkle leaf hash); zero for the first.
+    pub prev: Hash,
+    /// When it was appended.
+    pub time: Timestamp,
+    /// What it records.
+    pub kind: EntryKind,
+    /// The recorded bytes (usually a signed message).
+    pub payload: Vec<u8>,
+}
+
+impl Encode for LedgerEntry {
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.seq).put(&self.prev).put(&self.time).put(&self.kind).bytes(&self.payload);
+    }
+}
+
+impl Decode for LedgerEntry {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(LedgerEntry {
+            seq: r.u64("entry seq")?,
+            prev: r.get()?,
+            time: r.get()?,
+            kind: r.get()?,
+            payload: r.bytes(MAX_ENTRY_PAYLOAD, "entry payload")?.to_vec(),
+        })
+    }
+}
+
+impl Message for LedgerEntry {
+    const MAX_BODY: usize = MAX_ENTRY_PAYLOAD + 64;
+    fn kind(&self) -> Kind {
+        Kind::LedgerEntry
+    }
+}

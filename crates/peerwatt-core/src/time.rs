@@ -1,0 +1,249 @@
+//! Time: millisecond timestamps, UTC-aligned settlement intervals, and the [`Clock`] trait.
+//!
+//! Components never read the wall clock directly; they are handed a [`Clock`]. Nodes run on
+//! [`SystemClock`], tests on [`ManualClock`], the simulator on its accelerated clock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The timestamp `secs` whole seconds after the epoch.
+    pub const fn from_secs(secs: u64) -> Timestamp {
+        Timestamp(secs.saturating_mul(1000))
+    }
+
+    /// Whole seconds since the epoch (truncated).
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// This timestamp moved forward by `d`, saturating at the end of time.
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_add(ms))
+    }
+
+    /// How long after `earlier` this is, or zero if it is not later.
+    pub fn saturating_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds, e.g. `2024-06-01T12:00:00.000Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0 / 1000;
+        let (y, mo, d) = civil_from_days(secs / 86_400);
+        let rem = secs % 86_400;
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            self.0 % 1000
+        )
+    }
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) civil date (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Why an interval length was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum IntervalError {
+    /// The length is zero or does not divide a UTC day into whole intervals.
+    #[error("interval length {0} s does not divide a day (86400 s) into whole intervals")]
+    NotADivisorOfADay(u64),
+}
+
+/// The length of a community's settlement intervals. Always divides a UTC day, so intervals
+/// start at the same wall-clock times every day (00:00, 00:15, … for the default 15 minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IntervalLength {
+    secs: u64,
+}
+
+impl IntervalLength {
+    /// The EU standard since 2025: 15 minutes.
+    pub const DEFAULT: IntervalLength = IntervalLength { secs: 900 };
+
+    /// An interval length of `secs` seconds; it must divide 86,400.
+    pub fn from_secs(secs: u64) -> Result<IntervalLength, IntervalError> {
+        if secs == 0 || 86_400 % secs != 0 {
+            return Err(IntervalError::NotADivisorOfADay(secs));
+        }
+        Ok(IntervalLength { secs })
+    }
+
+    /// The length in seconds.
+    pub fn secs(self) -> u64 {
+        self.secs
+    }
+
+    /// The length in milliseconds.
+    pub fn millis(self) -> u64 {
+        self.secs * 1000
+    }
+
+    /// The interval that contains `t`.
+    pub fn interval_at(self, t: Timestamp) -> IntervalId {
+        IntervalId(t.0 / self.millis())
+    }
+
+    /// When interval `id` starts (inclusive).
+    pub fn start(self, id: IntervalId) -> Timestamp {
+        Timestamp(id.0.saturating_mul(self.millis()))
+    }
+
+    /// When interval `id` ends (exclusive): the start of the next one.
+    pub fn end(self, id: IntervalId) -> Timestamp {
+        Timestamp(id.0.saturating_add(1).saturating_mul(self.millis()))
+    }
+}
+
+impl Default for IntervalLength {
+    fn default() -> Self {
+        IntervalLength::DEFAULT
+    }
+}
+
+/// A settlement interval: its index counted from the Unix epoch in units of the community's
+/// [`IntervalLength`]. Interval `n` covers `[n × length, (n + 1) × length)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct IntervalId(pub u64);
+
+impl IntervalId {
+    /// The interval after this one.
+    pub fn next(self) -> IntervalId {
+        IntervalId(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for IntervalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A source of the current time. Everything that needs "now" takes one of these.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        // A clock before 1970 is a broken machine; treat it as the epoch rather than panic.
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    now_ms: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `t`.
+    pub fn new(t: Timestamp) -> ManualClock {
+        ManualClock { now_ms: Arc::new(AtomicU64::new(t.0)) }
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t` (which may be earlier: tests of clock skew need that).
+    pub fn set(&self, t: Timestamp) {
+        self.now_ms.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now_ms.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-06-01T12:07:30Z
+    const NOON_ISH: Timestamp = Timestamp(1_717_243_650_000);
+
+    #[test]
+    fn intervals_are_utc_aligned() {
+        let len = IntervalLength::DEFAULT;
+        let id = len.interval_at(NOON_ISH);
+        assert_eq!(len.start(id).to_string(), "2024-06-01T12:00:00.000Z");
+        assert_eq!(len.end(id).to_string(), "2024-06-01T12:15:00.000Z");
+        assert_eq!(len.interval_at(len.end(id)), id.next());
+        assert_eq!(len.interval_at(Timestamp(len.end(id).0 - 1)), id);
+        // 96 intervals a day, and a day starts an interval.
+        let day_start = Timestamp::from_secs(1_717_200_000);
+        assert_eq!(len.start(len.interval_at(day_start)), day_start);
+        assert_eq!(len.interval_at(day_start).0 % 96, 0);
+    }
+
+    #[test]
+    fn other_lengths_and_bad_lengths() {
+        let five = IntervalLength::from_secs(300).unwrap();
+        assert_eq!(five.start(five.interval_at(NOON_ISH)).to_string(), "2024-06-01T12:05:00.000Z");
+        let ten_s = IntervalLength::from_secs(10).unwrap();
+        assert_eq!(ten_s.millis(), 10_000);
+        assert_eq!(IntervalLength::from_secs(0), Err(IntervalError::NotADivisorOfADay(0)));
+        assert_eq!(IntervalLength::from_secs(7), Err(IntervalError::NotADivisorOfADay(7)));
+        assert_eq!(IntervalLength::from_secs(86_400).map(|l| l.secs()), Ok(86_400));
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told_and_clones_share_time() {
+        let c = ManualClock::new(NOON_ISH);
+        let c2 = c.clone();
+        assert_eq!(c.now(), NOON_ISH);
+        c.advance(Duration::from_secs(90));
+        assert_eq!(c2.now(), Timestamp(NOON_ISH.0 + 90_000));
+        c2.set(Timestamp(5));
+        assert_eq!(c.now(), Timestamp(5));
+    }
+
+    #[test]
+    fn system_clock_is_after_2024() {
+        assert!(SystemClock.now() > NOON_ISH);
+    }
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(951_782_400_123).to_string(), "2000-02-29T00:00:00.123Z");
+    }
+}
