@@ -48,6 +48,9 @@ pub enum KeyError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The operating system could not provide randomness for a new key.
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
     /// The key file's contents are not a peerwatt key.
     #[error("key file {path} is not a peerwatt key file: {why}")]
     Malformed {
@@ -84,9 +87,9 @@ pub struct NodeKey {
 
 impl NodeKey {
     /// A new key from the operating system's random number generator.
-    pub fn generate() -> Result<NodeKey, getrandom::Error> {
+    pub fn generate() -> Result<NodeKey, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut())?;
+        getrandom::fill(seed.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
         Ok(NodeKey::from_seed(&seed))
     }
 

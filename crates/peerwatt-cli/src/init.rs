@@ -1,0 +1,116 @@
+//! `peerwatt init`: create a node's key, configuration and ledger.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use peerwatt_core::{EntryKind, NodeKey};
+
+use crate::datadir::DataDir;
+use crate::failure::{Failure, Hint};
+
+/// Arguments of `peerwatt init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to create the node (created if missing, mode 0700).
+    #[arg(long, env = "PEERWATT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A display name for this node, written into node.toml.
+    #[arg(long, default_value = "my-home")]
+    pub name: String,
+}
+
+/// The commented default configuration written by `init`.
+pub fn default_config(name: &str) -> String {
+    let name = toml_string(name);
+    format!(
+        r#"# peerwatt node configuration, created by `peerwatt init`.
+# Relative paths are relative to the directory of this file.
+
+[node]
+# A display name for this node; the community admin's certificate carries the official one.
+name = {name}
+# The node's secret key (ed25519, mode 0600). The same key is the node's libp2p identity,
+# so the public id printed by `peerwatt init` names both the network peer and the signer.
+key_file = "node.key"
+# The node's tamper-evident ledger (a sled database directory).
+ledger_dir = "ledger"
+
+[log]
+# Log filter (tracing EnvFilter syntax); the RUST_LOG environment variable overrides it.
+filter = "info"
+
+# The sections below are filled in when you join a community and connect your meter.
+#
+# [community]
+# file = "community.toml"          # from your community admin
+# certificate = "membership.cert"  # from `peerwatt community admit`
+#
+# [meter]
+# host = "127.0.0.1"               # your MQTT broker
+# port = 1883
+# format = "auto"                  # tasmota, shelly-gen2, dsmr-reader, esphome, opendtu, zigbee2mqtt, json
+"#
+    )
+}
+
+/// `name` as a TOML basic string.
+fn toml_string(name: &str) -> String {
+    toml::Value::String(name.to_owned()).to_string()
+}
+
+/// Runs `peerwatt init`.
+pub fn run(args: &InitArgs) -> Result<ExitCode, Failure> {
+    let dir = DataDir::new(&args.data_dir);
+    let key_path = dir.key_path();
+    if key_path.exists() {
+        let id = NodeKey::load(&key_path).map(|k| k.public().to_string()).unwrap_or_else(|_| "unreadable".into());
+        return Err(anyhow::anyhow!("{} already holds a node key (public id {id})", key_path.display()))
+            .hint("a node key is never overwritten; use another --data-dir for a new node");
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.root())
+        .hint("check that the parent directory exists and is writable")?;
+
+    let key = NodeKey::generate().hint("the operating system's random number generator failed")?;
+    key.save(&key_path).hint("check that the data directory is writable")?;
+    let public = key.public();
+    let config_path = dir.config_path();
+    let config_note = if config_path.exists() {
+        "kept the existing one"
+    } else {
+        fs::write(&config_path, default_config(&args.name)).hint("check that the data directory is writable")?;
+        "created"
+    };
+
+    let ledger = dir.create_ledger(key)?;
+    let note = format!("node initialised: {public}");
+    ledger.append(EntryKind::ConfigChange, note.into_bytes())?;
+    ledger.sign_head()?;
+
+    println!("Initialised a peerwatt node in {}", dir.root().display());
+    println!("  public id: {public}");
+    println!("  key:       {} (mode 0600; back it up, keep it secret)", key_path.display());
+    println!("  config:    {} ({config_note})", config_path.display());
+    println!("  ledger:    {} ({} entry)", dir.ledger_path().display(), ledger.len()?);
+    println!();
+    println!("Give your public id to your community admin to be admitted.");
+    println!("Inspect the ledger with `peerwatt ledger show --data-dir {}`.", dir.root().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_toml_and_quotes_the_name() {
+        let text = default_config("Ann's \"sunny\" roof");
+        let value: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(value["node"]["name"].as_str(), Some("Ann's \"sunny\" roof"));
+        assert_eq!(value["node"]["key_file"].as_str(), Some("node.key"));
+    }
+}

@@ -1,0 +1,282 @@
+//! `peerwatt ledger show|verify|export|prove|check-proof`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use peerwatt_core::{
+    Decode, EntryKind, LedgerEntry, MeterStatement, Order, Signed, Trade, TreeHead, keys::hex_encode,
+};
+use peerwatt_ledger::{VerifyReport, verify_export, write_export};
+use serde_json::json;
+
+use crate::DataDirArg;
+use crate::datadir::DataDir;
+use crate::failure::{Failure, Hint};
+use crate::proof_file::ProofFile;
+
+/// The `peerwatt ledger` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum LedgerCommand {
+    /// List ledger entries (the newest 20 unless --from/--limit say otherwise).
+    Show(ShowArgs),
+    /// Check every entry, the hash chain, the Merkle tree and the signed heads. Exit 1 if bad.
+    Verify(VerifyArgs),
+    /// Write the whole ledger to one self-contained file.
+    Export(ExportArgs),
+    /// Print an inclusion proof of one entry against a signed tree head (JSON).
+    Prove(ProveArgs),
+    /// Check an inclusion proof file with nothing but the file. Exit 1 if bad.
+    CheckProof(CheckProofArgs),
+}
+
+/// Arguments of `ledger show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// First sequence number to show.
+    #[arg(long)]
+    from: Option<u64>,
+    /// How many entries to show.
+    #[arg(long, default_value_t = 20)]
+    limit: u64,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `ledger verify`: a data directory or an export file.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct VerifyArgs {
+    /// The node's data directory.
+    #[arg(long, env = "PEERWATT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// An export file written by `peerwatt ledger export`.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+/// Arguments of `ledger export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `ledger prove`.
+#[derive(Debug, clap::Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// The entry's sequence number.
+    #[arg(long)]
+    seq: u64,
+    /// Write the proof to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Arguments of `ledger check-proof`.
+#[derive(Debug, clap::Args)]
+pub struct CheckProofArgs {
+    /// A proof file written by `peerwatt ledger prove`.
+    #[arg(long)]
+    file: PathBuf,
+}
+
+/// Runs a `peerwatt ledger` subcommand.
+pub fn run(cmd: LedgerCommand) -> Result<ExitCode, Failure> {
+    match cmd {
+        LedgerCommand::Show(a) => show(&a),
+        LedgerCommand::Verify(a) => verify(&a),
+        LedgerCommand::Export(a) => export(&a),
+        LedgerCommand::Prove(a) => prove(&a),
+        LedgerCommand::CheckProof(a) => check_proof(&a),
+    }
+}
+
+fn show(args: &ShowArgs) -> Result<ExitCode, Failure> {
+    let ledger = DataDir::new(&args.dir.data_dir).open_ledger_reader()?;
+    let len = ledger.len()?;
+    let from = args.from.unwrap_or(len.saturating_sub(args.limit));
+    let to = from.saturating_add(args.limit).min(len);
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        let owner = ledger.owner().map(|o| o.to_string()).unwrap_or_else(|| "(none yet)".into());
+        writeln!(out, "ledger of {owner}")?;
+        writeln!(out, "  entries: {len}")?;
+        match ledger.latest_head()? {
+            Some(h) => writeln!(
+                out,
+                "  latest signed tree head: size {}, root {}, signed {}",
+                h.body().size,
+                h.body().root,
+                h.body().time
+            )?,
+            None => writeln!(out, "  latest signed tree head: none")?,
+        }
+        if from < to {
+            writeln!(out, "\n{:>6}  {:<24}  {:<16}  {:<16}  payload", "seq", "time (UTC)", "kind", "hash")?;
+        }
+    }
+    for seq in from..to {
+        let bytes = ledger.entry_bytes(seq)?;
+        let hash = peerwatt_ledger::merkle::leaf_hash(&bytes);
+        match Signed::<LedgerEntry>::from_bytes(&bytes) {
+            Ok(signed) => {
+                let e = signed.body();
+                let summary = describe_payload(e.kind, &e.payload);
+                if args.json {
+                    let line = json!({
+                        "seq": e.seq, "time": e.time.to_string(), "time_ms": e.time.0, "kind": e.kind.name(),
+                        "hash": hash.to_hex(), "prev": e.prev.to_hex(), "payload_hex": hex_encode(&e.payload),
+                        "summary": summary,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    let short = &hash.to_hex()[..16];
+                    writeln!(out, "{seq:>6}  {:<24}  {:<16}  {short}  {summary}", e.time.to_string(), e.kind.name())?;
+                }
+            }
+            Err(e) => writeln!(out, "{seq:>6}  (malformed: {e}; run `peerwatt ledger verify`)")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A one-line human description of an entry's payload.
+pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
+    let described = match kind {
+        EntryKind::ConfigChange => std::str::from_utf8(payload).ok().map(|s| s.chars().take(80).collect()),
+        EntryKind::OrderPublished => Signed::<Order>::from_bytes(payload).ok().map(|o| {
+            let b = o.body();
+            format!("{:?} {} at {} for interval {}", b.side, b.energy, b.limit_price, b.interval)
+        }),
+        EntryKind::TradeAgreed => Signed::<Trade>::from_bytes(payload).ok().map(|t| {
+            let r = t.body().request.body();
+            format!("{} at {} in interval {}: {} sells to {}", r.energy, r.price, r.interval, t.body().seller(), t.body().buyer())
+        }),
+        EntryKind::MeterStatement => Signed::<MeterStatement>::from_bytes(payload).ok().map(|m| {
+            let b = m.body();
+            format!("interval {}: imported {}, exported {}{}", b.interval, b.imported, b.exported, if b.complete { "" } else { " (incomplete)" })
+        }),
+        EntryKind::WitnessedHead => Signed::<TreeHead>::from_bytes(payload)
+            .ok()
+            .map(|h| format!("head of {}: size {}, root {}", h.signer(), h.body().size, h.body().root)),
+        EntryKind::Settlement => None,
+    };
+    described.unwrap_or_else(|| format!("{} bytes", payload.len()))
+}
+
+fn print_report(what: &str, r: &VerifyReport) {
+    let last = r.last_time.map(|t| format!(", last entry {t}")).unwrap_or_default();
+    println!(
+        "OK: {what} of {} verified: {} entries, {} signed tree heads, root {}{last}",
+        r.owner, r.entries, r.heads, r.root
+    );
+}
+
+const TAMPER_HINT: &str =
+    "the ledger was altered or damaged after it was written; keep this copy as evidence and compare it with an earlier export or with the tree heads its peers witnessed";
+
+fn verify(args: &VerifyArgs) -> Result<ExitCode, Failure> {
+    if let Some(file) = &args.file {
+        let f = fs::File::open(file)
+            .with_context(|| format!("cannot open {}", file.display()))
+            .hint("check the path of the export file")?;
+        let report = verify_export(f).map_err(|e| anyhow!("export {} failed verification: {e}", file.display())).invalid(TAMPER_HINT)?;
+        print_report("export", &report);
+    } else if let Some(dir) = &args.data_dir {
+        let ledger = DataDir::new(dir).open_ledger_reader()?;
+        let report = ledger.verify().map_err(|e| anyhow!("ledger failed verification: {e}")).invalid(TAMPER_HINT)?;
+        print_report("ledger", &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: &ExportArgs) -> Result<ExitCode, Failure> {
+    if args.out.exists() && !args.force {
+        return Err(anyhow!("{} already exists", args.out.display())).hint("choose another --out, or add --force to overwrite it");
+    }
+    let ledger = DataDir::new(&args.dir.data_dir).open_ledger()?;
+    // Close the export with a head that covers every entry, so a cut-off copy is detectable.
+    let covered = ledger.latest_head()?.map(|h| h.body().size);
+    if covered != Some(ledger.len()?) {
+        ledger.sign_head()?;
+    }
+    let tmp = temp_path(&args.out);
+    let file = fs::File::create(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))
+        .hint("check that the output directory exists and is writable")?;
+    let summary = write_export(ledger.reader(), &file)?;
+    file.sync_all()?;
+    fs::rename(&tmp, &args.out)?;
+    println!(
+        "exported {} entries and {} signed tree heads ({} bytes) to {}",
+        summary.entries,
+        summary.heads,
+        summary.bytes,
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn temp_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+fn prove(args: &ProveArgs) -> Result<ExitCode, Failure> {
+    let ledger = DataDir::new(&args.dir.data_dir).open_ledger()?;
+    let len = ledger.len()?;
+    if args.seq >= len {
+        return Err(anyhow!("the ledger has {len} entries; there is no entry {}", args.seq))
+            .hint("`peerwatt ledger show` lists the entries");
+    }
+    let proof = match ledger.prove_inclusion(args.seq)? {
+        Some(p) => p,
+        None => {
+            ledger.sign_head()?;
+            ledger.prove_inclusion(args.seq)?.ok_or_else(|| anyhow!("no signed head covers entry {}", args.seq))?
+        }
+    };
+    let text = serde_json::to_string_pretty(&ProofFile::from_proof(&proof))? + "\n";
+    match &args.out {
+        Some(path) => fs::write(path, text).hint("check that the output directory is writable")?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_proof(args: &CheckProofArgs) -> Result<ExitCode, Failure> {
+    let text = fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))
+        .hint("check the path of the proof file")?;
+    let file: ProofFile = serde_json::from_str(&text).invalid("the file is not a proof written by `peerwatt ledger prove`")?;
+    let proof = file.to_proof().invalid("the proof file was altered")?;
+    let entry = proof.verify().map_err(|e| anyhow!("the proof does not hold: {e}")).invalid(
+        "the entry, the signed tree head or the path was altered, or the proof belongs to another ledger",
+    )?;
+    let e = entry.body();
+    println!(
+        "OK: entry {} ({}, {}) is in the ledger of {} under its signed tree head of size {} (root {})",
+        e.seq,
+        e.kind.name(),
+        e.time,
+        entry.signer(),
+        proof.head.body().size,
+        proof.head.body().root
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! The `peerwatt` command line: argument definitions and one module per command group.
+//! `main.rs` only parses, sets up logging and reports failures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod datadir;
+pub mod failure;
+pub mod init;
+pub mod ledger_cmd;
+pub mod proof_file;
+
+pub use failure::Failure;
+
+/// peerwatt: a peer-to-peer energy trading node.
+#[derive(Debug, Parser)]
+#[command(name = "peerwatt", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node: its key, a commented node.toml and its ledger.
+    Init(init::InitArgs),
+    /// Inspect, verify, export and prove a node's ledger.
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCommand),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Init(args) => init::run(&args),
+        Command::Ledger(cmd) => ledger_cmd::run(cmd),
+    }
+}
+
+/// Logs to stderr: warnings by default, more with `-v`; `RUST_LOG` wins when set.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,peerwatt=debug",
+        _ => "debug,peerwatt=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second initialisation (tests calling run twice) is harmless: keep the first.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A `--data-dir` argument shared by the commands that work on one node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataDirArg {
+    /// The node's data directory (holds node.key, node.toml and ledger/).
+    #[arg(long, env = "PEERWATT_DATA_DIR")]
+    pub data_dir: PathBuf,
+}

@@ -1,0 +1,224 @@
+//! The `peerwatt` binary as a user runs it: real processes, real files, real sled ledgers.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use peerwatt_core::NodeKey;
+use peerwatt_ledger::{LedgerReader, Store};
+
+fn peerwatt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).env_remove("PEERWATT_DATA_DIR").output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn init(dir: &Path) -> String {
+    let out = peerwatt(&["init", "--data-dir", dir.to_str().unwrap(), "--name", "test home"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.contains("public id:")).unwrap();
+    line.split_whitespace().last().unwrap().to_owned()
+}
+
+/// Every failure is one `error:` line and one `hint:` line.
+fn assert_one_line_with_hint(o: &Output) {
+    let err = stderr(o);
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[1].starts_with("hint: "), "{err}");
+}
+
+#[test]
+fn init_creates_a_private_key_a_config_and_a_ledger_and_prints_the_peer_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let id = init(&dir);
+
+    let key = NodeKey::load(&dir.join("node.key")).unwrap();
+    assert_eq!(id, key.public().peer_id());
+    assert!(id.starts_with("12D3KooW"));
+    assert_eq!(fs::metadata(dir.join("node.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let config: toml::Table = toml::from_str(&fs::read_to_string(dir.join("node.toml")).unwrap()).unwrap();
+    assert_eq!(config["node"]["name"].as_str(), Some("test home"));
+
+    let ledger = LedgerReader::open_dir(&dir.join("ledger")).unwrap();
+    assert_eq!(ledger.owner(), Some(key.public()));
+    assert_eq!(ledger.verify().unwrap().entries, 1);
+}
+
+#[test]
+fn init_refuses_to_overwrite_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = init(tmp.path());
+    let before = fs::read(tmp.path().join("node.key")).unwrap();
+    let out = peerwatt(&["init", "--data-dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains(&id), "names the existing node");
+    assert_eq!(fs::read(tmp.path().join("node.key")).unwrap(), before);
+}
+
+#[test]
+fn a_key_readable_by_others_is_refused_with_a_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    fs::set_permissions(tmp.path().join("node.key"), fs::Permissions::from_mode(0o640)).unwrap();
+    let out = peerwatt(&["ledger", "prove", "--data-dir", tmp.path().to_str().unwrap(), "--seq", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
+
+#[test]
+fn show_and_verify_a_fresh_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = init(tmp.path());
+    let d = tmp.path().to_str().unwrap();
+    let out = peerwatt(&["ledger", "show", "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("config-change"));
+    assert!(stdout(&out).contains(&format!("node initialised: {id}")));
+
+    let out = peerwatt(&["ledger", "show", "--data-dir", d, "--json"]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(line["seq"], 0);
+    assert_eq!(line["kind"], "config-change");
+
+    let out = peerwatt(&["ledger", "verify", "--data-dir", d]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with(&format!("OK: ledger of {id} verified: 1 entries")), "{}", stdout(&out));
+}
+
+#[test]
+fn verify_exits_1_and_names_the_entry_when_the_ledger_was_altered() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let d = tmp.path().to_str().unwrap();
+    // Add entries as the node would, then alter entry 2 behind the ledger's back.
+    {
+        let key = NodeKey::load(&tmp.path().join("node.key")).unwrap();
+        let clock = std::sync::Arc::new(peerwatt_core::SystemClock);
+        let ledger = peerwatt_ledger::Ledger::open_dir(&tmp.path().join("ledger"), key, clock).unwrap();
+        for i in 0..4u8 {
+            ledger.append(peerwatt_core::EntryKind::ConfigChange, vec![b'a' + i; 10]).unwrap();
+        }
+        // Flip one payload byte of entry 2 (the last 64 bytes are the signature).
+        let mut bytes = ledger.entry_bytes(2).unwrap();
+        let n = bytes.len();
+        bytes[n - 64 - 3] ^= 0x01;
+        ledger.store().tamper_entry(2, Some(bytes)).unwrap();
+    }
+    let out = peerwatt(&["ledger", "verify", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains("entry 2: bad signature"), "{}", stderr(&out));
+}
+
+#[test]
+fn export_then_verify_the_file_and_catch_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let d = tmp.path().to_str().unwrap();
+    let file = tmp.path().join("ledger.pwl");
+    let f = file.to_str().unwrap();
+    let out = peerwatt(&["ledger", "export", "--data-dir", d, "--out", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = peerwatt(&["ledger", "verify", "--file", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("OK: export of 12D3KooW"));
+
+    // A second export to the same path needs --force.
+    let out = peerwatt(&["ledger", "export", "--data-dir", d, "--out", f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_with_hint(&out);
+
+    let bytes = fs::read(&file).unwrap();
+    let cut = tmp.path().join("cut.pwl");
+    fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    let out = peerwatt(&["ledger", "verify", "--file", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+}
+
+#[test]
+fn prove_prints_a_proof_that_check_proof_accepts_and_alterations_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let d = tmp.path().to_str().unwrap();
+    {
+        let key = NodeKey::load(&tmp.path().join("node.key")).unwrap();
+        let ledger = peerwatt_ledger::Ledger::open_dir(
+            &tmp.path().join("ledger"),
+            key,
+            std::sync::Arc::new(peerwatt_core::SystemClock),
+        )
+        .unwrap();
+        ledger.append_batch((0..9u8).map(|i| (peerwatt_core::EntryKind::ConfigChange, vec![i])).collect()).unwrap();
+    }
+    let out = peerwatt(&["ledger", "prove", "--data-dir", d, "--seq", "6"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proof: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(proof["seq"], 6);
+    assert_eq!(proof["tree_size"], 10, "a fresh head covering the entry was signed");
+    assert_eq!(proof["path"].as_array().unwrap().len(), 4);
+    let path = tmp.path().join("proof.json");
+    fs::write(&path, stdout(&out)).unwrap();
+    let out = peerwatt(&["ledger", "check-proof", "--file", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("OK: entry 6 (config-change"));
+
+    // Alter one hash of the path.
+    let mut altered = proof.clone();
+    let first = altered["path"][0].as_str().unwrap().to_owned();
+    let flipped = if first.starts_with('0') { format!("1{}", &first[1..]) } else { format!("0{}", &first[1..]) };
+    altered["path"][0] = serde_json::Value::String(flipped);
+    fs::write(&path, altered.to_string()).unwrap();
+    let out = peerwatt(&["ledger", "check-proof", "--file", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains("does not hold"), "{}", stderr(&out));
+
+    let out = peerwatt(&["ledger", "prove", "--data-dir", d, "--seq", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_with_hint(&out);
+}
+
+#[test]
+fn commands_on_a_missing_data_dir_fail_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("nothing-here");
+    for args in [
+        vec!["ledger", "show", "--data-dir", d.to_str().unwrap()],
+        vec!["ledger", "verify", "--data-dir", d.to_str().unwrap()],
+        vec!["ledger", "prove", "--data-dir", d.to_str().unwrap(), "--seq", "0"],
+        vec!["ledger", "verify", "--file", d.to_str().unwrap()],
+        vec!["ledger", "check-proof", "--file", d.to_str().unwrap()],
+    ] {
+        let out = peerwatt(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_one_line_with_hint(&out);
+    }
+}
+
+#[test]
+fn a_ledger_in_use_is_reported_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let _held = LedgerReader::open_dir(&tmp.path().join("ledger")).unwrap();
+    let out = peerwatt(&["ledger", "verify", "--data-dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_with_hint(&out);
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+}
