@@ -5,6 +5,8 @@
 //! recovery and peerwatt's "acknowledge only after flush" rule. (Power loss additionally
 //! depends on the disk honouring fsync, which a test on one machine cannot cut.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -81,7 +83,10 @@ fn every_acknowledged_entry_survives_sigkill() {
         for &seq in &acked {
             ledger.entry_bytes(seq).unwrap_or_else(|e| panic!("round {round}: acknowledged entry {seq}: {e}"));
         }
-        println!("round {round}: ran {run_for:?}, {acks_this_round} acks, ledger has {len} entries, all {} acked present", acked.len());
+        println!(
+            "round {round}: ran {run_for:?}, {acks_this_round} acks, ledger has {len} entries, all {} acked present",
+            acked.len()
+        );
     }
     assert!(killed_mid_run >= ROUNDS / 2, "the writer must be killed while writing in most rounds");
 }

@@ -70,8 +70,10 @@ impl DataDir {
 
     fn require_ledger(&self) -> Result<(), Failure> {
         if !self.ledger_path().is_dir() {
-            return Err(anyhow::anyhow!("no ledger in {}", self.root.display()))
-                .hint(format!("is this a peerwatt data directory? `peerwatt init --data-dir {}` creates one", self.root.display()));
+            return Err(anyhow::anyhow!("no ledger in {}", self.root.display())).hint(format!(
+                "is this a peerwatt data directory? `peerwatt init --data-dir {}` creates one",
+                self.root.display()
+            ));
         }
         Ok(())
     }

@@ -107,6 +107,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_config_in_the_repository_is_what_init_writes() {
+        let example = include_str!("../../../config/node.example.toml");
+        assert_eq!(example, default_config("my-home"), "regenerate config/node.example.toml from default_config");
+    }
+
+    #[test]
     fn default_config_is_valid_toml_and_quotes_the_name() {
         let text = default_config("Ann's \"sunny\" roof");
         let value: toml::Table = toml::from_str(&text).unwrap();

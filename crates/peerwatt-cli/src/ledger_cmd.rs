@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use peerwatt_core::{
-    Decode, EntryKind, LedgerEntry, MeterStatement, Order, Signed, Trade, TreeHead, keys::hex_encode,
-};
+use peerwatt_core::{Decode, EntryKind, LedgerEntry, MeterStatement, Order, Signed, Trade, TreeHead, keys::hex_encode};
 use peerwatt_ledger::{VerifyReport, verify_export, write_export};
 use serde_json::json;
 
@@ -164,11 +162,24 @@ pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
         }),
         EntryKind::TradeAgreed => Signed::<Trade>::from_bytes(payload).ok().map(|t| {
             let r = t.body().request.body();
-            format!("{} at {} in interval {}: {} sells to {}", r.energy, r.price, r.interval, t.body().seller(), t.body().buyer())
+            format!(
+                "{} at {} in interval {}: {} sells to {}",
+                r.energy,
+                r.price,
+                r.interval,
+                t.body().seller(),
+                t.body().buyer()
+            )
         }),
         EntryKind::MeterStatement => Signed::<MeterStatement>::from_bytes(payload).ok().map(|m| {
             let b = m.body();
-            format!("interval {}: imported {}, exported {}{}", b.interval, b.imported, b.exported, if b.complete { "" } else { " (incomplete)" })
+            format!(
+                "interval {}: imported {}, exported {}{}",
+                b.interval,
+                b.imported,
+                b.exported,
+                if b.complete { "" } else { " (incomplete)" }
+            )
         }),
         EntryKind::WitnessedHead => Signed::<TreeHead>::from_bytes(payload)
             .ok()
@@ -186,15 +197,16 @@ fn print_report(what: &str, r: &VerifyReport) {
     );
 }
 
-const TAMPER_HINT: &str =
-    "the ledger was altered or damaged after it was written; keep this copy as evidence and compare it with an earlier export or with the tree heads its peers witnessed";
+const TAMPER_HINT: &str = "the ledger was altered or damaged after it was written; keep this copy as evidence and compare it with an earlier export or with the tree heads its peers witnessed";
 
 fn verify(args: &VerifyArgs) -> Result<ExitCode, Failure> {
     if let Some(file) = &args.file {
         let f = fs::File::open(file)
             .with_context(|| format!("cannot open {}", file.display()))
             .hint("check the path of the export file")?;
-        let report = verify_export(f).map_err(|e| anyhow!("export {} failed verification: {e}", file.display())).invalid(TAMPER_HINT)?;
+        let report = verify_export(f)
+            .map_err(|e| anyhow!("export {} failed verification: {e}", file.display()))
+            .invalid(TAMPER_HINT)?;
         print_report("export", &report);
     } else if let Some(dir) = &args.data_dir {
         let ledger = DataDir::new(dir).open_ledger_reader()?;
@@ -206,7 +218,8 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Failure> {
 
 fn export(args: &ExportArgs) -> Result<ExitCode, Failure> {
     if args.out.exists() && !args.force {
-        return Err(anyhow!("{} already exists", args.out.display())).hint("choose another --out, or add --force to overwrite it");
+        return Err(anyhow!("{} already exists", args.out.display()))
+            .hint("choose another --out, or add --force to overwrite it");
     }
     let ledger = DataDir::new(&args.dir.data_dir).open_ledger()?;
     // Close the export with a head that covers every entry, so a cut-off copy is detectable.
@@ -263,11 +276,13 @@ fn check_proof(args: &CheckProofArgs) -> Result<ExitCode, Failure> {
     let text = fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))
         .hint("check the path of the proof file")?;
-    let file: ProofFile = serde_json::from_str(&text).invalid("the file is not a proof written by `peerwatt ledger prove`")?;
+    let file: ProofFile =
+        serde_json::from_str(&text).invalid("the file is not a proof written by `peerwatt ledger prove`")?;
     let proof = file.to_proof().invalid("the proof file was altered")?;
-    let entry = proof.verify().map_err(|e| anyhow!("the proof does not hold: {e}")).invalid(
-        "the entry, the signed tree head or the path was altered, or the proof belongs to another ledger",
-    )?;
+    let entry = proof
+        .verify()
+        .map_err(|e| anyhow!("the proof does not hold: {e}"))
+        .invalid("the entry, the signed tree head or the path was altered, or the proof belongs to another ledger")?;
     let e = entry.body();
     println!(
         "OK: entry {} ({}, {}) is in the ledger of {} under its signed tree head of size {} (root {})",

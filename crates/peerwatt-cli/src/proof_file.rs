@@ -76,7 +76,9 @@ impl ProofFile {
                 Ok(Hash(bytes.try_into().map_err(|_| ProofFileError::Field("path"))?))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if head.body().size != self.tree_size || head.body().root.to_hex() != self.root || head.signer().to_string() != self.node
+        if head.body().size != self.tree_size
+            || head.body().root.to_hex() != self.root
+            || head.signer().to_string() != self.node
         {
             return Err(ProofFileError::Inconsistent);
         }

@@ -1,5 +1,7 @@
 //! The `peerwatt` binary as a user runs it: real processes, real files, real sled ledgers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -182,7 +184,8 @@ fn prove_prints_a_proof_that_check_proof_accepts_and_alterations_fail() {
     // Alter one hash of the path.
     let mut altered = proof.clone();
     let first = altered["path"][0].as_str().unwrap().to_owned();
-    let flipped = if first.starts_with('0') { format!("1{}", &first[1..]) } else { format!("0{}", &first[1..]) };
+    let replacement = if first.starts_with('0') { "1" } else { "0" };
+    let flipped = format!("{replacement}{}", &first[1..]);
     altered["path"][0] = serde_json::Value::String(flipped);
     fs::write(&path, altered.to_string()).unwrap();
     let out = peerwatt(&["ledger", "check-proof", "--file", path.to_str().unwrap()]);

@@ -303,10 +303,7 @@ mod tests {
     fn integers_are_big_endian_fixed_width() {
         let mut w = Writer::new();
         w.u8(1).u16(0x0203).u32(0x0405_0607).u64(8).i64(-1).bool(true);
-        assert_eq!(
-            hex::encode(w.into_bytes()),
-            "010203040506070000000000000008ffffffffffffffff01"
-        );
+        assert_eq!(hex::encode(w.into_bytes()), "010203040506070000000000000008ffffffffffffffff01");
     }
 
     #[test]
@@ -314,10 +311,7 @@ mod tests {
         assert_eq!(Reader::new(&[2]).bool("flag"), Err(DecodeError::UnknownTag { what: "flag", tag: 2 }));
         assert_eq!(Reader::new(&[0, 0]).u32("n"), Err(DecodeError::UnexpectedEnd { what: "n" }));
         let long = [0, 0, 0, 5, b'a', b'b', b'c', b'd', b'e'];
-        assert_eq!(
-            Reader::new(&long).bytes(4, "name"),
-            Err(DecodeError::TooLong { what: "name", len: 5, max: 4 })
-        );
+        assert_eq!(Reader::new(&long).bytes(4, "name"), Err(DecodeError::TooLong { what: "name", len: 5, max: 4 }));
         assert_eq!(Reader::new(&[0, 0, 0, 1, 0xff]).str(8, "name"), Err(DecodeError::InvalidUtf8("name")));
         // A huge declared length must fail cleanly, not allocate.
         assert_eq!(

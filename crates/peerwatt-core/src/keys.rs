@@ -116,12 +116,8 @@ impl NodeKey {
     /// Writes the key to a new file with mode 0600. Refuses to overwrite an existing file.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         let io = |source| KeyError::Io { path: path.to_owned(), source };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| match e.kind() {
+        let mut file =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => KeyError::AlreadyExists(path.to_owned()),
                 _ => io(e),
             })?;
@@ -145,7 +141,8 @@ impl NodeKey {
             return Err(malformed("the first line is not the peerwatt key header"));
         }
         let hex = lines.next().ok_or_else(|| malformed("the secret key line is missing"))?;
-        let seed = Zeroizing::new(hex_decode_32(hex.trim()).ok_or_else(|| malformed("the secret key is not 64 hex digits"))?);
+        let seed =
+            Zeroizing::new(hex_decode_32(hex.trim()).ok_or_else(|| malformed("the secret key is not 64 hex digits"))?);
         if lines.any(|l| !l.trim().is_empty()) {
             return Err(malformed("unexpected text after the secret key"));
         }
@@ -192,9 +189,7 @@ impl PublicKey {
 
     /// Checks `signature` over `message` under `domain`, strictly.
     pub fn verify(&self, domain: &str, message: &[u8], signature: &Signature) -> Result<(), BadSignature> {
-        self.0
-            .verify_strict(&signing_input(domain, message), &signature.0)
-            .map_err(|_| BadSignature)
+        self.0.verify_strict(&signing_input(domain, message), &signature.0).map_err(|_| BadSignature)
     }
 
     /// The libp2p `PeerId` of this key in its usual base58 text form (`12D3KooW…`).
@@ -359,8 +354,8 @@ mod tests {
         // Adding the group order L to s gives the same point equation but a non-canonical
         // scalar; verify_strict must reject it (malleability).
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut s_plus_l = sig;
         let mut carry = 0u16;
@@ -384,7 +379,10 @@ mod tests {
             assert_eq!(PublicKey::from_peer_id(&expected), Ok(key.public()));
         }
         assert_eq!(PublicKey::from_peer_id("0OIl"), Err(PublicIdError::NotBase58));
-        assert_eq!(PublicKey::from_peer_id("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"), Err(PublicIdError::NotEd25519));
+        assert_eq!(
+            PublicKey::from_peer_id("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"),
+            Err(PublicIdError::NotEd25519)
+        );
     }
 
     #[test]

@@ -434,10 +434,7 @@ impl Encode for EntryKind {
 impl Decode for EntryKind {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let tag = r.u8("entry kind")?;
-        EntryKind::ALL
-            .into_iter()
-            .find(|k| *k as u8 == tag)
-            .ok_or(DecodeError::UnknownTag { what: "entry kind", tag })
+        EntryKind::ALL.into_iter().find(|k| *k as u8 == tag).ok_or(DecodeError::UnknownTag { what: "entry kind", tag })
     }
 }
 

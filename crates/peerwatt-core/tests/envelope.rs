@@ -1,10 +1,12 @@
 //! Signed envelopes: round trips, canonical bytes, and every way a bad envelope is refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 mod common;
 
+use common::*;
 use peerwatt_core::envelope::ENVELOPE_VERSION;
 use peerwatt_core::*;
-use common::*;
 
 #[test]
 fn every_message_round_trips_byte_for_byte_and_verifies() {

@@ -1,13 +1,15 @@
 //! Re-derives every test vector in `docs/protocol.md` byte for byte. The vectors are read
 //! from the document itself, so the documentation cannot drift from the code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 mod common;
 
 use std::collections::BTreeMap;
 
+use common::*;
 use peerwatt_core::*;
 use sha2::{Digest, Sha256};
-use common::*;
 
 /// Every fenced block of the form ```` ```hex NAME ```` or ```` ```text NAME ````, by name,
 /// with white space removed.
@@ -20,7 +22,8 @@ fn document_vectors() -> BTreeMap<String, String> {
         let Some(name) = line.strip_prefix("```hex ").or_else(|| line.strip_prefix("```text ")) else {
             continue;
         };
-        let body: String = lines.by_ref().take_while(|l| !l.starts_with("```")).flat_map(|l| l.split_whitespace()).collect();
+        let body: String =
+            lines.by_ref().take_while(|l| !l.starts_with("```")).flat_map(|l| l.split_whitespace()).collect();
         assert!(out.insert(name.trim().to_owned(), body).is_none(), "vector {name} appears twice");
     }
     out
@@ -63,7 +66,10 @@ fn documented_envelopes_decode_and_verify() {
     Signed::<Order>::from_bytes_verified(&bytes("bid.envelope")).unwrap();
     Signed::<TradeRequest>::from_bytes_verified(&bytes("trade-request.envelope")).unwrap();
     let trade = Signed::<Trade>::from_bytes_verified(&bytes("trade.envelope")).unwrap();
-    assert_eq!(trade.body().request.body().order, Signed::<Order>::from_bytes(&bytes("offer.envelope")).unwrap().digest());
+    assert_eq!(
+        trade.body().request.body().order,
+        Signed::<Order>::from_bytes(&bytes("offer.envelope")).unwrap().digest()
+    );
     Signed::<MeterStatement>::from_bytes_verified(&bytes("meter-statement.envelope")).unwrap();
     Signed::<TreeHead>::from_bytes_verified(&bytes("tree-head.envelope")).unwrap();
     let cert = Signed::<MembershipCert>::from_bytes_verified(&bytes("membership-cert.envelope")).unwrap();

@@ -3,11 +3,13 @@
 //! Prints one line per measurement; `docs/benchmarks.md` records the results. A custom harness
 //! because the targets are throughputs and latency percentiles, not per-call means.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peerwatt_core::{EntryKind, ManualClock, NodeKey, Timestamp};
-use peerwatt_ledger::{Ledger, MemoryStore, SledStore, Store, merkle, verify_export, write_export};
+use peerwatt_ledger::{Ledger, MemoryStore, Store, merkle, verify_export, write_export};
 
 /// A payload the size of a typical trade entry (a signed trade is about 330 bytes).
 fn payload(i: u64) -> Vec<u8> {
@@ -69,7 +71,11 @@ fn main() {
     let report = ledger.verify().expect("verify");
     let d = t.elapsed();
     assert_eq!(report.entries, n);
-    println!("verify (sled store, incl. nodes):    {:>10.0} entries/s  ({:.0}% of the ed25519 bound)", per_sec(n, d), 100.0 * per_sec(n, d) / bound);
+    println!(
+        "verify (sled store, incl. nodes):    {:>10.0} entries/s  ({:.0}% of the ed25519 bound)",
+        per_sec(n, d),
+        100.0 * per_sec(n, d) / bound
+    );
 
     // verify an export file.
     let mut file = Vec::new();
@@ -77,7 +83,12 @@ fn main() {
     let t = Instant::now();
     verify_export(&file[..]).expect("verify export");
     let d = t.elapsed();
-    println!("verify (export file, {:>4} MB):       {:>10.0} entries/s  ({:.0}% of the ed25519 bound)", file.len() / 1_000_000, per_sec(n, d), 100.0 * per_sec(n, d) / bound);
+    println!(
+        "verify (export file, {:>4} MB):       {:>10.0} entries/s  ({:.0}% of the ed25519 bound)",
+        file.len() / 1_000_000,
+        per_sec(n, d),
+        100.0 * per_sec(n, d) / bound
+    );
 
     // Inclusion proofs against the sled store.
     let head = ledger.latest_head().expect("heads").expect("a head");
@@ -86,7 +97,11 @@ fn main() {
     let seqs: Vec<u64> = (0..proofs).map(|i| (i * 7_919) % size).collect();
     let t = Instant::now();
     let paths: Vec<_> = seqs.iter().map(|&s| ledger.inclusion_path(s, size).expect("path")).collect();
-    println!("inclusion proof generation (sled):   {:>10.0} proofs/s (path length {})", per_sec(proofs, t.elapsed()), paths[0].len());
+    println!(
+        "inclusion proof generation (sled):   {:>10.0} proofs/s (path length {})",
+        per_sec(proofs, t.elapsed()),
+        paths[0].len()
+    );
     let leaves: Vec<_> = seqs.iter().map(|&s| merkle::leaf_hash(&ledger.entry_bytes(s).expect("entry"))).collect();
     let t = Instant::now();
     for ((s, path), leaf) in seqs.iter().zip(&paths).zip(&leaves) {

@@ -117,11 +117,13 @@ pub fn verify_export<R: Read>(input: R) -> Result<VerifyReport, VerifyError> {
     let mut verifier = LogVerifier::new(owner);
     let mut buf = Vec::new();
     for i in 0..head_count {
-        let truncated = || VerifyError::log(Problem::ExportTruncated {
-            what: "tree heads",
-            declared: u64::from(head_count),
-            found: u64::from(i),
-        });
+        let truncated = || {
+            VerifyError::log(Problem::ExportTruncated {
+                what: "tree heads",
+                declared: u64::from(head_count),
+                found: u64::from(i),
+            })
+        };
         read_record(&mut r, &mut buf).map_err(|e| e.into_verify_error(truncated))?;
         let size = head_size(&buf).ok_or_else(|| bad("a tree head record is too short"))?;
         verifier.add_head(size, &buf)?;
@@ -160,9 +162,9 @@ impl RecordError {
     fn into_verify_error(self, truncated: impl Fn() -> VerifyError) -> VerifyError {
         match self {
             RecordError::Truncated => truncated(),
-            RecordError::TooLarge(len) => {
-                VerifyError::log(Problem::BadExport(format!("a record claims {len} bytes; the maximum is {MAX_RECORD}")))
-            }
+            RecordError::TooLarge(len) => VerifyError::log(Problem::BadExport(format!(
+                "a record claims {len} bytes; the maximum is {MAX_RECORD}"
+            ))),
             RecordError::Io(e) => VerifyError::log(Problem::Store(e.to_string())),
         }
     }

@@ -83,7 +83,7 @@ pub fn range_hash<S: SubtreeSource>(src: &S, start: u64, len: u64) -> Result<Has
     if len == 0 {
         return Ok(empty_root());
     }
-    if len.is_power_of_two() && start % len == 0 {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         return src.subtree(len.trailing_zeros() as u8, start / len);
     }
     let k = split_point(len);
@@ -93,7 +93,11 @@ pub fn range_hash<S: SubtreeSource>(src: &S, start: u64, len: u64) -> Result<Has
 }
 
 /// The inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162 PATH).
-pub fn inclusion_proof<S: SubtreeSource>(src: &S, index: u64, size: u64) -> Result<Result<Vec<Hash>, ProofError>, S::Error> {
+pub fn inclusion_proof<S: SubtreeSource>(
+    src: &S,
+    index: u64,
+    size: u64,
+) -> Result<Result<Vec<Hash>, ProofError>, S::Error> {
     if index >= size {
         return Ok(Err(ProofError::IndexOutOfRange { index, size }));
     }

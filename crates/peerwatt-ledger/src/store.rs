@@ -131,7 +131,9 @@ impl SledStore {
     /// Opens (creating if needed) the sled database in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         let path = dir.display().to_string();
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        // Every commit flushes explicitly before it returns, so sled's periodic background
+        // flush would only compete with appends for the disk.
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(path.clone()),
             sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked(path.clone()),
             other => StoreError::Backend(other.to_string()),
@@ -179,7 +181,8 @@ impl Store for SledStore {
         let end = entry_key(u64::MAX);
         let iter = self.db.range(entry_key(from)..=end).map(|kv| {
             let (k, v) = kv.map_err(backend)?;
-            let seq = seq_of_key(&k).ok_or_else(|| StoreError::Malformed { what: "entry key", key: format!("{k:?}") })?;
+            let seq =
+                seq_of_key(&k).ok_or_else(|| StoreError::Malformed { what: "entry key", key: format!("{k:?}") })?;
             Ok((seq, v.to_vec()))
         });
         Box::new(iter)
@@ -194,7 +197,8 @@ impl Store for SledStore {
             .scan_prefix([HEAD])
             .map(|kv| {
                 let (k, v) = kv.map_err(backend)?;
-                let size = seq_of_key(&k).ok_or_else(|| StoreError::Malformed { what: "head key", key: format!("{k:?}") })?;
+                let size =
+                    seq_of_key(&k).ok_or_else(|| StoreError::Malformed { what: "head key", key: format!("{k:?}") })?;
                 Ok((size, v.to_vec()))
             })
             .collect()

@@ -36,10 +36,10 @@ pub enum Problem {
     /// The entry is signed by someone other than the log's owner.
     #[error("signed by {found}, not by the ledger's owner {owner}")]
     WrongSigner {
-        /// Who signed it.
-        found: PublicKey,
-        /// Who owns the log.
-        owner: PublicKey,
+        /// Who signed it (public id).
+        found: String,
+        /// Who owns the log (public id).
+        owner: String,
     },
     /// The signature does not verify: the entry changed after it was signed.
     #[error("bad signature: the entry was altered after it was signed")]
@@ -61,7 +61,9 @@ pub enum Problem {
         index: u64,
     },
     /// A signed tree head does not match the entries it covers.
-    #[error("the signed tree head for size {size} has root {signed}, but the entries give {computed}: history was rewritten")]
+    #[error(
+        "the signed tree head for size {size} has root {signed}, but the entries give {computed}: history was rewritten"
+    )]
     HeadMismatch {
         /// The head's tree size.
         size: u64,
@@ -218,7 +220,8 @@ impl LogVerifier {
             return Err(VerifyError::at(n, Problem::Misplaced { found: entry.seq }));
         }
         if *signed.signer() != self.owner {
-            return Err(VerifyError::at(n, Problem::WrongSigner { found: *signed.signer(), owner: self.owner }));
+            let (found, owner) = (signed.signer().to_string(), self.owner.to_string());
+            return Err(VerifyError::at(n, Problem::WrongSigner { found, owner }));
         }
         signed.verify().map_err(|_| VerifyError::at(n, Problem::BadSignature))?;
         if entry.prev != self.prev {

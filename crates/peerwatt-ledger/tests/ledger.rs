@@ -1,5 +1,7 @@
 //! Appending, reopening, proofs and group commit on the real sled store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 use std::sync::Arc;
 use std::time::Duration;
 

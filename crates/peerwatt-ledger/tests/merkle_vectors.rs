@@ -5,6 +5,8 @@
 //! Every `happy-path.json` (and every case with `wantErr: false`) must verify; every mutated
 //! case (`wantErr: true`) must be rejected.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
