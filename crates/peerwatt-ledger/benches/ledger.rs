@@ -39,6 +39,33 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Why peerwatt does not batch-verify (docs/architecture.md, decision 8): batching is fast, but
+/// only equivalent to `verify_strict` if every R is also checked to be torsion-free, and that
+/// check alone costs about as much as a strict verification.
+fn compare_batch_verification(n: u64) {
+    use ed25519_dalek::{Signer, SigningKey, verify_batch};
+    let sk = SigningKey::from_bytes(&[9; 32]);
+    let msgs: Vec<Vec<u8>> = (0..n).map(|i| [i.to_be_bytes().as_slice(), &[7u8; 442]].concat()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().map(|m| sk.sign(m)).collect();
+    let keys = vec![sk.verifying_key(); 64];
+    let t = Instant::now();
+    for (m, s) in msgs.chunks(64).zip(sigs.chunks(64)) {
+        let m: Vec<&[u8]> = m.iter().map(Vec::as_slice).collect();
+        verify_batch(&m, s, &keys[..m.len()]).expect("valid batch");
+    }
+    println!("  (not used) verify_batch of 64:     {:>10.0} /s", per_sec(n, t.elapsed()));
+    let t = Instant::now();
+    let torsion_free = sigs
+        .iter()
+        .filter(|s| {
+            let r = curve25519_dalek::edwards::CompressedEdwardsY(*s.r_bytes()).decompress().expect("point");
+            r.is_torsion_free()
+        })
+        .count();
+    assert_eq!(torsion_free as u64, n);
+    println!("  (not used) R torsion check alone:  {:>10.0} /s", per_sec(n, t.elapsed()));
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n: u64 = if quick { 10_000 } else { 100_000 };
@@ -56,6 +83,7 @@ fn main() {
     }
     let bound = per_sec(reps, t.elapsed());
     println!("ed25519 verify_strict alone:         {bound:>10.0} /s  (the upper bound for verify)");
+    compare_batch_verification(reps);
 
     // append_batch into sled, 1,000 entries per batch (one flush each).
     let dir = tempfile::tempdir().expect("tempdir");
