@@ -30,6 +30,13 @@ fn init(dir: &Path) -> String {
     line.split_whitespace().last().unwrap().to_owned()
 }
 
+/// Opens the ledger of the node in `dir` as that node (to add entries as a running node would).
+fn open_as_owner(dir: &Path) -> peerwatt_ledger::Ledger<peerwatt_ledger::SledStore> {
+    let key = NodeKey::load(&dir.join("node.key")).unwrap();
+    peerwatt_ledger::Ledger::open_dir(&dir.join("ledger"), key, std::sync::Arc::new(peerwatt_core::SystemClock))
+        .unwrap()
+}
+
 /// Every failure is one `error:` line and one `hint:` line.
 fn assert_one_line_with_hint(o: &Output) {
     let err = stderr(o);
@@ -109,9 +116,7 @@ fn verify_exits_1_and_names_the_entry_when_the_ledger_was_altered() {
     let d = tmp.path().to_str().unwrap();
     // Add entries as the node would, then alter entry 2 behind the ledger's back.
     {
-        let key = NodeKey::load(&tmp.path().join("node.key")).unwrap();
-        let clock = std::sync::Arc::new(peerwatt_core::SystemClock);
-        let ledger = peerwatt_ledger::Ledger::open_dir(&tmp.path().join("ledger"), key, clock).unwrap();
+        let ledger = open_as_owner(tmp.path());
         for i in 0..4u8 {
             ledger.append(peerwatt_core::EntryKind::ConfigChange, vec![b'a' + i; 10]).unwrap();
         }
@@ -160,13 +165,7 @@ fn prove_prints_a_proof_that_check_proof_accepts_and_alterations_fail() {
     init(tmp.path());
     let d = tmp.path().to_str().unwrap();
     {
-        let key = NodeKey::load(&tmp.path().join("node.key")).unwrap();
-        let ledger = peerwatt_ledger::Ledger::open_dir(
-            &tmp.path().join("ledger"),
-            key,
-            std::sync::Arc::new(peerwatt_core::SystemClock),
-        )
-        .unwrap();
+        let ledger = open_as_owner(tmp.path());
         ledger.append_batch((0..9u8).map(|i| (peerwatt_core::EntryKind::ConfigChange, vec![i])).collect()).unwrap();
     }
     let out = peerwatt(&["ledger", "prove", "--data-dir", d, "--seq", "6"]);

@@ -129,16 +129,30 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (creating if needed) the sled database in `dir`.
+    ///
+    /// A database closed moments ago in this process may still be locked: sled finishes
+    /// writes on its I/O threads, which release the file lock a little after the handle is
+    /// dropped. A lock conflict is therefore retried for up to [`LOCK_WAIT`] before it is
+    /// reported as [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         let path = dir.display().to_string();
-        // Every commit flushes explicitly before it returns, so sled's periodic background
-        // flush would only compete with appends for the disk.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(path.clone()),
-            sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked(path.clone()),
-            other => StoreError::Backend(other.to_string()),
-        })?;
-        Ok(SledStore { db, path })
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            // Every commit flushes explicitly before it returns, so sled's periodic background
+            // flush would only compete with appends for the disk.
+            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+                Ok(db) => return Ok(SledStore { db, path }),
+                Err(e) if is_lock_conflict(&e) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked(path));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                Err(other) => return Err(StoreError::Backend(other.to_string())),
+            }
+        }
     }
 
     /// The directory this store lives in.
@@ -153,6 +167,13 @@ impl SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(backend)
     }
+}
+
+/// How long [`SledStore::open`] waits for another holder of the database lock to let go.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
 }
 
 fn backend(e: sled::Error) -> StoreError {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use peerwatt_ledger::merkle::{verify_consistency, verify_inclusion};
+use peerwatt_ledger::merkle::{ProofError, verify_consistency, verify_inclusion};
 use serde_json::Value;
 
 fn vectors(kind: &str) -> Vec<PathBuf> {
@@ -43,44 +43,44 @@ fn load(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-#[test]
-fn inclusion_vectors() {
-    let files = vectors("inclusion");
-    assert_eq!(files.len(), 98);
+/// Runs every case of one kind through `verify` and checks it is accepted exactly when
+/// `wantErr` is false.
+fn check_all(kind: &str, verify: impl Fn(&Value) -> Result<(), ProofError>) {
+    let files = vectors(kind);
+    assert_eq!(files.len(), 98, "{kind} cases");
     let mut happy = 0;
     for path in &files {
-        let c = load(path);
-        let got = verify_inclusion(
+        let case = load(path);
+        let got = verify(&case);
+        let want_err = case["wantErr"].as_bool().unwrap();
+        assert_eq!(got.is_err(), want_err, "{}: {} gave {got:?}", path.display(), case["desc"]);
+        happy += usize::from(!want_err);
+    }
+    assert!(happy >= 5, "the happy paths must be among the {kind} cases");
+}
+
+#[test]
+fn inclusion_vectors() {
+    check_all("inclusion", |c| {
+        verify_inclusion(
             c["leafIdx"].as_u64().unwrap(),
             c["treeSize"].as_u64().unwrap(),
             &b64(&c["leafHash"]),
             &proof(&c["proof"]),
             &b64(&c["root"]),
-        );
-        let want_err = c["wantErr"].as_bool().unwrap();
-        assert_eq!(got.is_err(), want_err, "{}: {} gave {got:?}", path.display(), c["desc"]);
-        happy += usize::from(!want_err);
-    }
-    assert!(happy >= 5, "the happy paths must be among the cases");
+        )
+    });
 }
 
 #[test]
 fn consistency_vectors() {
-    let files = vectors("consistency");
-    assert_eq!(files.len(), 98);
-    let mut happy = 0;
-    for path in &files {
-        let c = load(path);
-        let got = verify_consistency(
+    check_all("consistency", |c| {
+        verify_consistency(
             c["size1"].as_u64().unwrap(),
             c["size2"].as_u64().unwrap(),
             &proof(&c["proof"]),
             &b64(&c["root1"]),
             &b64(&c["root2"]),
-        );
-        let want_err = c["wantErr"].as_bool().unwrap();
-        assert_eq!(got.is_err(), want_err, "{}: {} gave {got:?}", path.display(), c["desc"]);
-        happy += usize::from(!want_err);
-    }
-    assert!(happy >= 5, "the happy paths must be among the cases");
+        )
+    });
 }

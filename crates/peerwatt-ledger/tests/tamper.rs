@@ -60,6 +60,22 @@ fn flipped_byte_is_a_bad_signature_at_that_entry() {
 }
 
 #[test]
+fn a_genuine_signature_moved_to_another_entry_is_a_bad_signature() {
+    // Entry 5 keeps its bytes but carries entry 4's (valid, owner-made) signature.
+    let dir = tempfile::tempdir().unwrap();
+    drop(sled_ledger(dir.path(), 8));
+    let reader = reopen(dir.path());
+    let donor = reader.entry(4).unwrap().signature().to_bytes();
+    let mut bytes = reader.entry_bytes(5).unwrap();
+    let n = bytes.len();
+    bytes[n - 64..].copy_from_slice(&donor);
+    reader.store().tamper_entry(5, Some(bytes)).unwrap();
+    let err = reader.verify().unwrap_err();
+    assert_eq!(err.entry, Some(5));
+    assert_eq!(err.problem, Problem::BadSignature);
+}
+
+#[test]
 fn flipped_byte_in_framing_is_malformed_at_that_entry() {
     let dir = tempfile::tempdir().unwrap();
     drop(sled_ledger(dir.path(), 5));
@@ -129,13 +145,9 @@ fn broken_chain_is_reported_even_when_the_owner_re_signs() {
     assert!(matches!(err.problem, Problem::BrokenChain { found, .. } if found == Hash([0xab; 32])), "{err}");
 }
 
-#[test]
-fn owner_rewriting_history_consistently_is_caught_by_its_own_signed_head() {
-    // The owner replaces entry 1 with different content and re-signs and re-chains every entry
-    // after it. Signatures and chain are then fine; the signed head at size 4 is not.
-    let dir = tempfile::tempdir().unwrap();
-    drop(sled_ledger(dir.path(), 6));
-    let reader = reopen(dir.path());
+/// The owner replaces entry 1 of a 6-entry ledger with different content, then re-signs and
+/// re-chains every entry after it, as only the owner (holding the key) could.
+fn rewrite_history_as_owner<S: Store>(reader: &LedgerReader<S>) {
     let key = NodeKey::from_seed(&OWNER_SEED);
     let mut prev = leaf_hash(&reader.entry_bytes(0).unwrap());
     for seq in 1..6 {
@@ -148,34 +160,34 @@ fn owner_rewriting_history_consistently_is_caught_by_its_own_signed_head() {
         prev = leaf_hash(&bytes);
         reader.store().tamper_entry(seq, Some(bytes)).unwrap();
     }
+}
+
+#[test]
+fn owner_rewriting_history_consistently_is_caught_by_stored_nodes() {
+    // Signatures and chain are fine after the rewrite; the stored Merkle nodes are not: entry 3
+    // completes node (level 2, index 0), the lowest stored level, which covers entry 1.
+    let dir = tempfile::tempdir().unwrap();
+    drop(sled_ledger(dir.path(), 6));
+    let reader = reopen(dir.path());
+    rewrite_history_as_owner(&reader);
     let err = reader.verify().unwrap_err();
-    // The stored Merkle nodes no longer match: entry 3 completes node (level 2, index 0),
-    // the lowest stored level, which covers the rewritten entry 1.
     assert_eq!(err.entry, Some(3));
     assert!(matches!(err.problem, Problem::NodeMismatch { level: 2, index: 0 }), "{err}");
+}
 
-    // In an export (no stored nodes), the signed head at size 4 gives it away.
-    let mem = MemoryStore::new();
-    let orig = Ledger::open(mem, NodeKey::from_seed(&OWNER_SEED), clock()).unwrap();
+#[test]
+fn owner_rewriting_history_consistently_is_caught_by_its_own_signed_head() {
+    // An export carries no Merkle nodes, but the head signed at size 4 gives the rewrite away.
+    let ledger = Ledger::open(MemoryStore::new(), NodeKey::from_seed(&OWNER_SEED), clock()).unwrap();
     for i in 0..6 {
-        orig.append(EntryKind::ConfigChange, format!("entry {i}").into_bytes()).unwrap();
+        ledger.append(EntryKind::ConfigChange, format!("entry {i}").into_bytes()).unwrap();
         if i == 3 {
-            orig.sign_head().unwrap();
+            ledger.sign_head().unwrap();
         }
     }
-    let mut prev = leaf_hash(&orig.entry_bytes(0).unwrap());
-    for seq in 1..6 {
-        let mut entry = orig.entry(seq).unwrap().body().clone();
-        if seq == 1 {
-            entry.payload = b"a different history".to_vec();
-        }
-        entry.prev = prev;
-        let bytes = Signed::sign(&key, entry).to_bytes();
-        prev = leaf_hash(&bytes);
-        orig.store().tamper_entry(seq, Some(bytes)).unwrap();
-    }
+    rewrite_history_as_owner(ledger.reader());
     let mut file = Vec::new();
-    write_export(orig.reader(), &mut file).unwrap();
+    write_export(ledger.reader(), &mut file).unwrap();
     let err = verify_export(&file[..]).unwrap_err();
     assert!(matches!(err.problem, Problem::HeadMismatch { size: 4, .. }), "{err}");
 }
