@@ -95,7 +95,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode, Failure> {
     println!("  public id: {public}");
     println!("  key:       {} (mode 0600; back it up, keep it secret)", key_path.display());
     println!("  config:    {} ({config_note})", config_path.display());
-    println!("  ledger:    {} ({} entry)", dir.ledger_path().display(), ledger.len()?);
+    println!("  ledger:    {} ({})", dir.ledger_path().display(), crate::count(ledger.len()?, "entry", "entries"));
     println!();
     println!("Give your public id to your community admin to be admitted.");
     println!("Inspect the ledger with `peerwatt ledger show --data-dir {}`.", dir.root().display());

@@ -10,10 +10,10 @@ use peerwatt_core::{Decode, EntryKind, LedgerEntry, MeterStatement, Order, Signe
 use peerwatt_ledger::{VerifyReport, verify_export, write_export};
 use serde_json::json;
 
-use crate::DataDirArg;
 use crate::datadir::DataDir;
 use crate::failure::{Failure, Hint};
 use crate::proof_file::ProofFile;
+use crate::{DataDirArg, count};
 
 /// The `peerwatt ledger` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -192,8 +192,11 @@ pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
 fn print_report(what: &str, r: &VerifyReport) {
     let last = r.last_time.map(|t| format!(", last entry {t}")).unwrap_or_default();
     println!(
-        "OK: {what} of {} verified: {} entries, {} signed tree heads, root {}{last}",
-        r.owner, r.entries, r.heads, r.root
+        "OK: {what} of {} verified: {}, {}, root {}{last}",
+        r.owner,
+        count(r.entries, "entry", "entries"),
+        count(r.heads, "signed tree head", "signed tree heads"),
+        r.root
     );
 }
 
@@ -235,9 +238,9 @@ fn export(args: &ExportArgs) -> Result<ExitCode, Failure> {
     file.sync_all()?;
     fs::rename(&tmp, &args.out)?;
     println!(
-        "exported {} entries and {} signed tree heads ({} bytes) to {}",
-        summary.entries,
-        summary.heads,
+        "exported {} and {} ({} bytes) to {}",
+        count(summary.entries, "entry", "entries"),
+        count(summary.heads, "signed tree head", "signed tree heads"),
         summary.bytes,
         args.out.display()
     );

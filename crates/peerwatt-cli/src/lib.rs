@@ -14,9 +14,9 @@ pub mod proof_file;
 
 pub use failure::Failure;
 
-/// peerwatt: a peer-to-peer energy trading node.
+/// peerwatt: peer-to-peer energy trading for neighbourhoods, with signed trades and a tamper-evident ledger.
 #[derive(Debug, Parser)]
-#[command(name = "peerwatt", version, about, long_about = None)]
+#[command(name = "peerwatt", version, long_about = None)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -55,6 +55,11 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // A second initialisation (tests calling run twice) is harmless: keep the first.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// `n` followed by the singular or plural noun: `1 entry`, `2 entries`.
+pub fn count(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
 /// A `--data-dir` argument shared by the commands that work on one node.

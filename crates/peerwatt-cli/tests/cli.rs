@@ -106,7 +106,11 @@ fn show_and_verify_a_fresh_ledger() {
 
     let out = peerwatt(&["ledger", "verify", "--data-dir", d]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with(&format!("OK: ledger of {id} verified: 1 entries")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("OK: ledger of {id} verified: 1 entry, 1 signed tree head")),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
