@@ -1,0 +1,280 @@
+//! Interval accounting: how much energy the grid meter imported and exported in each
+//! settlement interval, and whether the data covered the whole interval.
+//!
+//! - **Counters** (preferred): the difference between two consecutive counter readings is
+//!   spread over the time between them in proportion to each interval's share of that time,
+//!   in whole Wh, so the shares always add up exactly to the difference. A reading at 12:14:50
+//!   and one at 12:15:10 put half of the difference into each interval.
+//! - **Power only** (sources without counters): each reading's power is held until the next
+//!   reading and integrated exactly in W·ms; totals are rounded to Wh (halves up) per interval.
+//! - An interval is **complete** when consecutive readings no more than `max_gap` apart
+//!   covered all of it, for every channel the meter reports, without a counter reset. Counter
+//!   energy across a longer gap is still booked (counters lose nothing), spread over the gap,
+//!   but the intervals it touches are marked incomplete. Energy that would land in an
+//!   interval already closed is booked into the oldest open one instead, so nothing is lost.
+//! - Intervals close once every channel has a reading at or after their end, or when `max_gap`
+//!   has passed since their end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use peerwatt_core::{IntervalId, IntervalLength, Timestamp, Wh};
+use serde::{Deserialize, Serialize};
+
+use crate::reading::{Reading, Role};
+
+/// Where an interval's energy figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Differences of the meter's cumulative counters.
+    Counters,
+    /// The integral of power over time.
+    Power,
+}
+
+/// One closed settlement interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalTotals {
+    /// The interval.
+    pub interval: IntervalId,
+    /// When it started.
+    pub start: Timestamp,
+    /// Energy imported from the grid.
+    pub imported: Wh,
+    /// Energy exported to the grid.
+    pub exported: Wh,
+    /// Whether readings covered the whole interval (see the module documentation).
+    pub complete: bool,
+    /// Milliseconds covered by readings (of the least-covered channel).
+    pub covered_ms: u64,
+    /// Whether a counter reset fell into the interval.
+    pub counter_reset: bool,
+    /// Counters or power.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Channel {
+    Import = 0,
+    Export = 1,
+    Power = 2,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Acc {
+    wh: [u64; 2],
+    wms: [u128; 2],
+    covered: [u64; 3],
+    reset: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    t: u64,
+    value: i64,
+    epoch: u32,
+}
+
+/// Turns grid readings into per-interval totals.
+#[derive(Debug)]
+pub struct Accountant {
+    length: IntervalLength,
+    max_gap_ms: u64,
+    points: [Option<Point>; 3],
+    has_counters: bool,
+    open: BTreeMap<u64, Acc>,
+    next_to_close: Option<u64>,
+}
+
+impl Accountant {
+    /// An accountant for intervals of `length`, treating readings more than `max_gap` apart as a gap.
+    pub fn new(length: IntervalLength, max_gap: std::time::Duration) -> Accountant {
+        Accountant {
+            length,
+            max_gap_ms: u64::try_from(max_gap.as_millis()).unwrap_or(u64::MAX),
+            points: [None; 3],
+            has_counters: false,
+            open: BTreeMap::new(),
+            next_to_close: None,
+        }
+    }
+
+    /// Feeds a reading; only grid readings count.
+    pub fn observe(&mut self, r: &Reading) {
+        if r.role != Role::Grid {
+            return;
+        }
+        self.next_to_close.get_or_insert(self.length.interval_at(r.time).0);
+        if let Some(v) = r.import_total {
+            self.counter(Channel::Import, r.time.0, v.0, r.counter_epoch);
+        }
+        if let Some(v) = r.export_total {
+            self.counter(Channel::Export, r.time.0, v.0, r.counter_epoch);
+        }
+        if let Some(p) = r.grid_power {
+            self.power(r.time.0, p.0);
+        }
+    }
+
+    fn counter(&mut self, ch: Channel, t: u64, value: u64, epoch: u32) {
+        self.has_counters = true;
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        let Some(prev) = self.points[ch as usize].replace(Point { t, value, epoch }) else { return };
+        if t <= prev.t {
+            return; // a repeated or out-of-order time stamp spans no time
+        }
+        if prev.epoch != epoch || value < prev.value {
+            self.each_overlap(prev.t, t, |acc, _| acc.reset = true);
+            return;
+        }
+        let (delta, total, covered) =
+            ((value - prev.value) as u128, u128::from(t - prev.t), t - prev.t <= self.max_gap_ms);
+        let mut before = 0u128;
+        self.each_overlap(prev.t, t, |acc, overlap| {
+            let after = before + u128::from(overlap);
+            // Cumulative shares: floor(delta × after / total) − floor(delta × before / total).
+            let share = delta * after / total - delta * before / total;
+            acc.wh[ch as usize] += share as u64;
+            if covered {
+                acc.covered[ch as usize] += overlap;
+            }
+            before = after;
+        });
+    }
+
+    fn power(&mut self, t: u64, watts: i64) {
+        let Some(prev) = self.points[Channel::Power as usize].replace(Point { t, value: watts, epoch: 0 }) else {
+            return;
+        };
+        if self.has_counters || t <= prev.t || t - prev.t > self.max_gap_ms {
+            return;
+        }
+        let dir = if prev.value >= 0 { 0 } else { 1 };
+        let w = u128::from(prev.value.unsigned_abs());
+        self.each_overlap(prev.t, t, |acc, overlap| {
+            acc.wms[dir] += w * u128::from(overlap);
+            acc.covered[Channel::Power as usize] += overlap;
+        });
+    }
+
+    /// Calls `f(acc, overlap_ms)` for each interval overlapping `[t0, t1)`, in time order;
+    /// intervals already closed are redirected to the oldest open one.
+    fn each_overlap(&mut self, t0: u64, t1: u64, mut f: impl FnMut(&mut Acc, u64)) {
+        let len = self.length.millis();
+        let mut start = t0;
+        while start < t1 {
+            let id = start / len;
+            let end = ((id + 1) * len).min(t1);
+            let target = self.next_to_close.map_or(id, |n| id.max(n));
+            f(self.open.entry(target).or_default(), end - start);
+            start = end;
+        }
+    }
+
+    fn channels(&self) -> Vec<Channel> {
+        let candidates: &[Channel] =
+            if self.has_counters { &[Channel::Import, Channel::Export] } else { &[Channel::Power] };
+        candidates.iter().copied().filter(|c| self.points[*c as usize].is_some()).collect()
+    }
+
+    /// Closes every interval that can no longer change, oldest first.
+    pub fn close(&mut self, now: Timestamp) -> Vec<IntervalTotals> {
+        let Some(mut next) = self.next_to_close else { return Vec::new() };
+        let len = self.length.millis();
+        let data_bound =
+            self.channels().iter().filter_map(|c| self.points[*c as usize]).map(|p| p.t / len).min().unwrap_or(0);
+        let time_bound = now.0.saturating_sub(self.max_gap_ms) / len;
+        let bound = data_bound.max(time_bound);
+        let mut out = Vec::new();
+        while next < bound {
+            out.push(self.totals(next));
+            next += 1;
+        }
+        self.next_to_close = Some(next);
+        out
+    }
+
+    fn totals(&mut self, id: u64) -> IntervalTotals {
+        let acc = self.open.remove(&id).unwrap_or_default();
+        let len = self.length.millis();
+        let channels = self.channels();
+        let covered_ms = channels.iter().map(|c| acc.covered[*c as usize]).min().unwrap_or(0);
+        let (imported, exported, source) = if self.has_counters {
+            (acc.wh[0], acc.wh[1], Source::Counters)
+        } else {
+            let wh = |wms: u128| u64::try_from((wms + 1_800_000) / 3_600_000).unwrap_or(u64::MAX);
+            (wh(acc.wms[0]), wh(acc.wms[1]), Source::Power)
+        };
+        IntervalTotals {
+            interval: IntervalId(id),
+            start: self.length.start(IntervalId(id)),
+            imported: Wh(imported),
+            exported: Wh(exported),
+            complete: !channels.is_empty() && covered_ms >= len && !acc.reset,
+            covered_ms,
+            counter_reset: acc.reset,
+            source,
+        }
+    }
+}
+
+/// The last closed intervals, kept for the forecaster and persisted so a restart keeps them.
+#[derive(Debug)]
+pub struct History {
+    path: Option<PathBuf>,
+    capacity: usize,
+    items: VecDeque<IntervalTotals>,
+}
+
+impl History {
+    /// An empty history of at most `capacity` intervals, not persisted.
+    pub fn in_memory(capacity: usize) -> History {
+        History { path: None, capacity, items: VecDeque::new() }
+    }
+
+    /// The history persisted at `path`. A missing file is an empty history; an unreadable one
+    /// is moved aside to `<path>.corrupt` (and logged) rather than lost or trusted.
+    pub fn open(path: &Path, capacity: usize) -> History {
+        let mut h = History { path: Some(path.to_owned()), capacity, items: VecDeque::new() };
+        match std::fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice::<Vec<IntervalTotals>>(&bytes) {
+                Ok(items) => h.items = items.into_iter().collect(),
+                Err(e) => {
+                    let aside = path.with_extension("json.corrupt");
+                    tracing::warn!(path = %path.display(), error = %e, "meter history unreadable; moved to {}", aside.display());
+                    let _ = std::fs::rename(path, aside);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read meter history; starting empty"),
+        }
+        h.trim();
+        h
+    }
+
+    fn trim(&mut self) {
+        while self.items.len() > self.capacity {
+            self.items.pop_front();
+        }
+    }
+
+    /// Adds closed intervals and saves (write to a temporary file, then rename: never half-written).
+    pub fn extend(&mut self, closed: &[IntervalTotals]) -> std::io::Result<()> {
+        if closed.is_empty() {
+            return Ok(());
+        }
+        self.items.extend(closed.iter().copied());
+        self.trim();
+        let Some(path) = &self.path else { return Ok(()) };
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(&self.items).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The intervals kept, oldest first.
+    pub fn items(&self) -> impl Iterator<Item = &IntervalTotals> {
+        self.items.iter()
+    }
+}
