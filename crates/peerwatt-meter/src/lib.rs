@@ -5,14 +5,21 @@
 //! - [`decimal`]: the single rule that turns payload numbers into integers;
 //! - [`decode`]: one decoder per firmware, plus `auto`;
 //! - [`pipeline`]: topic routing, size limit, decoding and plausibility, with counters;
-//! - [`interval`]: per-interval import/export and the persisted history.
+//! - [`interval`]: per-interval import/export and the persisted history;
+//! - [`config`] and [`client`]: the `[meter]` settings and the MQTT client task.
 
+pub mod client;
+pub mod config;
 pub mod decimal;
 pub mod decode;
 pub mod interval;
 pub mod pipeline;
 pub mod reading;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 
+pub use client::{Connection, MeterEvent, MeterHandle, spawn};
+pub use config::{ConfigError, MeterConfig, RoleConfig};
 pub use decode::Format;
 pub use interval::{Accountant, History, IntervalTotals, Source};
 pub use pipeline::{Input, Limits, Outcome, Pipeline, topic_matches};
