@@ -41,16 +41,18 @@ ledger_dir = "ledger"
 # Log filter (tracing EnvFilter syntax); the RUST_LOG environment variable overrides it.
 filter = "info"
 
-# The sections below are filled in when you join a community and connect your meter.
-#
-# [community]
-# file = "community.toml"          # from your community admin
-# certificate = "membership.cert"  # from `peerwatt community admit`
+# Your meter, read over MQTT from the broker your meter reader already publishes to.
+# Check it with `peerwatt meter watch --config node.toml`; docs/meters.md has the exact
+# lines for Tasmota, Shelly, DSMR-reader, ESPHome, OpenDTU, zigbee2mqtt and any JSON.
 #
 # [meter]
-# host = "127.0.0.1"               # your MQTT broker
+# host = "127.0.0.1"
 # port = 1883
-# format = "auto"                  # tasmota, shelly-gen2, dsmr-reader, esphome, opendtu, zigbee2mqtt, json
+# username = "peerwatt"            # the password goes in PEERWATT_MQTT_PASSWORD
+#
+# [meter.grid]
+# format = "auto"                  # or tasmota, shelly-gen2, dsmr-reader, esphome, opendtu, zigbee2mqtt, json
+# topics = ["tele/meter/SENSOR"]
 "#
     )
 }

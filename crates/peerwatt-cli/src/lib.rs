@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod config;
 pub mod datadir;
 pub mod failure;
 pub mod init;
 pub mod ledger_cmd;
+pub mod meter_cmd;
 pub mod proof_file;
 
 pub use failure::Failure;
@@ -34,6 +36,9 @@ pub enum Command {
     /// Inspect, verify, export and prove a node's ledger.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCommand),
+    /// Check the household meter over MQTT.
+    #[command(subcommand)]
+    Meter(meter_cmd::MeterCommand),
 }
 
 /// Runs a parsed command line.
@@ -41,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
+        Command::Meter(cmd) => meter_cmd::run(cmd),
     }
 }
 

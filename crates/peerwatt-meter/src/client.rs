@@ -45,6 +45,8 @@ pub enum MeterEvent {
     Message {
         /// Its topic.
         topic: String,
+        /// The format of the meter it belongs to (as recognised, for `auto`).
+        format: Option<crate::decode::Format>,
         /// What became of it.
         outcome: Outcome,
     },
@@ -52,6 +54,8 @@ pub enum MeterEvent {
     Stale(Reject),
     /// A settlement interval closed.
     Interval(IntervalTotals),
+    /// The running totals of the current interval, after a grid reading.
+    Running(IntervalTotals),
 }
 
 /// A running meter client.
@@ -222,11 +226,16 @@ impl Worker {
 
     fn on_message(&mut self, topic: &str, payload: &[u8]) {
         let outcome = self.pipeline.handle(topic, payload, self.clock.now());
+        let grid_reading = matches!(&outcome, Outcome::Reading(r, _) if r.role == crate::reading::Role::Grid);
         if let Outcome::Reading(reading, _) = &outcome {
             self.accountant.observe(reading);
         }
-        self.emit(MeterEvent::Message { topic: topic.to_owned(), outcome });
+        let format = self.pipeline.format_of(topic);
+        self.emit(MeterEvent::Message { topic: topic.to_owned(), format, outcome });
         self.close_intervals();
+        if let Some(running) = self.accountant.running().filter(|_| grid_reading) {
+            self.emit(MeterEvent::Running(running));
+        }
     }
 
     fn on_tick(&mut self) {

@@ -121,10 +121,18 @@ impl Accountant {
         self.has_counters = true;
         let value = i64::try_from(value).unwrap_or(i64::MAX);
         let Some(prev) = self.points[ch as usize].replace(Point { t, value, epoch }) else { return };
+        let same_epoch = prev.epoch == epoch && value >= prev.value;
         if t <= prev.t {
-            return; // a repeated or out-of-order time stamp spans no time
+            // Two readings in the same millisecond (or out of order) span no time, but the
+            // counter still moved: book the difference at that instant so nothing is lost.
+            self.points[ch as usize] = Some(Point { t: prev.t, value, epoch });
+            if same_epoch {
+                let delta = (value - prev.value) as u64;
+                self.each_overlap(prev.t, prev.t + 1, |acc, _| acc.wh[ch as usize] += delta);
+            }
+            return;
         }
-        if prev.epoch != epoch || value < prev.value {
+        if !same_epoch {
             self.each_overlap(prev.t, t, |acc, _| acc.reset = true);
             return;
         }
@@ -195,8 +203,19 @@ impl Accountant {
         out
     }
 
+    /// The totals so far of the interval holding the newest reading (not closed, may grow).
+    pub fn running(&self) -> Option<IntervalTotals> {
+        let latest = self.channels().iter().filter_map(|c| self.points[*c as usize]).map(|p| p.t).max()?;
+        let id = latest / self.length.millis();
+        Some(self.summarise(id, self.open.get(&id).cloned().unwrap_or_default()))
+    }
+
     fn totals(&mut self, id: u64) -> IntervalTotals {
         let acc = self.open.remove(&id).unwrap_or_default();
+        self.summarise(id, acc)
+    }
+
+    fn summarise(&self, id: u64, acc: Acc) -> IntervalTotals {
         let len = self.length.millis();
         let channels = self.channels();
         let covered_ms = channels.iter().map(|c| acc.covered[*c as usize]).min().unwrap_or(0);

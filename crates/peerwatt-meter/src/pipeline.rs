@@ -120,6 +120,11 @@ impl Pipeline {
         self.inputs.iter().map(|i| (i.role, i.decoder.format())).collect()
     }
 
+    /// The (recognised) format of the meter that `topic` belongs to.
+    pub fn format_of(&self, topic: &str) -> Option<Format> {
+        self.inputs.iter().find(|i| i.topics.iter().any(|f| topic_matches(f, topic))).map(|i| i.decoder.format())
+    }
+
     /// Accepted and refused counts.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -111,6 +111,17 @@ fn a_counter_reset_books_nothing_across_it_and_marks_the_interval() {
 }
 
 #[test]
+fn readings_in_the_same_millisecond_lose_no_energy() {
+    let mut a = accountant();
+    a.observe(&counters(at(0), 100, 0, 0));
+    a.observe(&counters(at(0), 110, 0, 0)); // same time stamp, counter moved
+    a.observe(&counters(at(30), 115, 0, 0));
+    a.observe(&counters(at(930), 115, 0, 0));
+    let closed = a.close(at(930));
+    assert_eq!(closed[0].imported, Wh(15));
+}
+
+#[test]
 fn power_only_sources_are_integrated() {
     let mut a = accountant();
     // 1,200 W import for 12:00–12:10, then 2,400 W export until 12:15:30, every 10 s.

@@ -91,7 +91,7 @@ impl Meter {
 
     async fn outcome(&mut self, topic: &str) -> Outcome {
         self.next(|e| match e {
-            MeterEvent::Message { topic: t, outcome } if t == topic => Some(outcome),
+            MeterEvent::Message { topic: t, outcome, .. } if t == topic => Some(outcome),
             _ => None,
         })
         .await

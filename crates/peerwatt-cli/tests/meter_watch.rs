@@ -1,0 +1,175 @@
+//! `peerwatt meter watch` end to end: a real mosquitto, the real binary, real output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use peerwatt_meter::testing::Mosquitto;
+use rumqttc::{Client, MqttOptions, QoS};
+
+/// A node.toml with a meter section pointing at `port`.
+fn node_toml(dir: &std::path::Path, port: u16, grid: &str) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nname = \"test\"\n\n[meter]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n\n[meter.grid]\n{grid}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The binary's stdout, line by line, with a deadline.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn spawn(args: &[&str]) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line starting with `prefix`; returns it.
+    fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line starting with {prefix:?}; output so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "peerwatt did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Publishes like a meter firmware (a real MQTT client).
+fn publish(port: u16, messages: &[(&str, &str)]) {
+    let (client, mut connection) = Client::new(MqttOptions::new("fake-meter", "127.0.0.1", port), 10);
+    for (topic, payload) in messages {
+        client.publish(*topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
+    }
+    client.disconnect().unwrap();
+    for event in connection.iter() {
+        if event.is_err() {
+            break; // disconnected after sending everything
+        }
+    }
+}
+
+#[test]
+fn watch_prints_readings_refusals_and_running_totals() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_toml(dir.path(), broker.port(), "format = \"tasmota\"\ntopics = [\"tele/meter/SENSOR\"]");
+    let mut watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--count", "3"]);
+    assert!(watch.expect("watching").contains("grid: tasmota on tele/meter/SENSOR"));
+    watch.expect("connected");
+    publish(
+        broker.port(),
+        &[
+            (
+                "tele/meter/SENSOR",
+                r#"{"Time":"t","SML":{"Total_in":34507.4761,"Total_out":14737.1422,"Power_curr":-894}}"#,
+            ),
+            ("tele/meter/SENSOR", r#"{"Time":"t","SML":{"Total_in":"NaN","Total_out":1,"Power_curr":1}}"#),
+            (
+                "tele/meter/SENSOR",
+                r#"{"Time":"t","SML":{"Total_in":34507.4861,"Total_out":14737.1422,"Power_curr":-880}}"#,
+            ),
+        ],
+    );
+    let first = watch.expect("reading");
+    assert!(first.contains("grid power=-894 W import=34507476 Wh export=14737142 Wh"), "{first}");
+    let refused = watch.expect("rejected");
+    assert!(refused.contains("not_finite: Total_in is NaN"), "{refused}");
+    let second = watch.expect("reading");
+    assert!(second.contains("power=-880 W import=34507486 Wh"), "{second}");
+    let running = watch.expect("running");
+    assert!(running.contains("imported 10 Wh, exported 0 Wh"), "{running}");
+    let summary = watch.expect("summary");
+    assert_eq!(summary, "summary: 3 messages, 2 readings accepted, refused: not_finite 1");
+    assert!(watch.wait().success());
+    assert!(dir.path().join("node.toml").exists());
+}
+
+#[test]
+fn detect_names_the_recognised_format() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_toml(dir.path(), broker.port(), "format = \"auto\"\ntopics = [\"dsmr/json\"]");
+    let mut watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--detect"]);
+    watch.expect("connected");
+    let telegram = r#"{"electricity_delivered_1":1.0,"electricity_delivered_2":2.0,"electricity_returned_1":0,"electricity_returned_2":0,"electricity_currently_delivered":0.1,"electricity_currently_returned":0}"#;
+    publish(broker.port(), &[("dsmr/json", telegram)]);
+    assert_eq!(watch.expect("detected"), "detected grid: dsmr-reader (from dsmr/json)");
+    assert!(watch.wait().success());
+}
+
+#[test]
+fn a_config_without_a_meter_fails_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[node]\nname = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+        .args(["meter", "watch", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: ") && err.contains("no [meter] section") && err.contains("hint: "), "{err}");
+
+    std::fs::write(&path, "[node]\nname = \"x\"\n[meter]\nhots = \"typo\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+        .args(["meter", "watch", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field `hots`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
