@@ -1,0 +1,73 @@
+//! Decode throughput per format: `cargo bench -p peerwatt-meter` (add `-- --quick` for a short run).
+//! Each payload goes through the whole pipeline (size check, topic routing, decoding,
+//! validation), as a message from the broker does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark panics to fail
+
+use std::time::Instant;
+
+use peerwatt_core::Timestamp;
+use peerwatt_meter::decode::{Format, GenericJsonConfig, TasmotaSmlKeys, decoder_for};
+use peerwatt_meter::{Input, Limits, Outcome, Pipeline, Role};
+
+fn run(name: &str, format: Format, json: Option<GenericJsonConfig>, messages: &[(&str, String)], n: u64) {
+    let decoder = decoder_for(format, json.as_ref(), &TasmotaSmlKeys::default()).unwrap();
+    let mut p = Pipeline::new(vec![Input { role: Role::Grid, topics: vec!["#".into()], decoder }], Limits::default());
+    let start = Instant::now();
+    let mut accepted = 0u64;
+    for i in 0..n {
+        let (topic, payload) = &messages[(i as usize) % messages.len()];
+        // One second apart, so counter plausibility checks see realistic rates.
+        if let Outcome::Reading(..) | Outcome::Pending = p.handle(topic, payload.as_bytes(), Timestamp(i * 1000)) {
+            accepted += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(accepted, n, "{name}: every benchmark payload must decode");
+    let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum::<usize>() / messages.len();
+    println!("{name:<28} {:>10.0} payloads/s  ({:>4} bytes each)", n as f64 / secs, bytes);
+}
+
+/// A counter that rises 1 Wh per message, as decimal kWh text.
+fn kwh(i: u64) -> String {
+    format!("{}.{:03}", 1000 + i / 1000, i % 1000)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n: u64 = if quick { 20_000 } else { 200_000 };
+    let reps = 1000;
+    println!("peerwatt-meter decode throughput ({n} messages per format, one core)");
+
+    let tasmota: Vec<_> = (0..reps)
+        .map(|i| ("tele/meter/SENSOR", format!(r#"{{"Time":"2022-07-07T13:01:11","SML":{{"Total_in":{},"Total_out":14737.1422,"Power_curr":-894,"Meter_id":"0a01445a"}}}}"#, kwh(i))))
+        .collect();
+    run("tasmota (SML)", Format::Tasmota, None, &tasmota, n);
+
+    let shelly: Vec<_> = (0..reps)
+        .map(|i| {
+            ("shellypro3em-a/events/rpc", format!(r#"{{"src":"shellypro3em-a","dst":"shellypro3em-a/events","method":"NotifyStatus","params":{{"ts":1714557600.12,"em:0":{{"id":0,"total_act_power":-{}.3}}}}}}"#, 500 + i % 100))
+        })
+        .collect();
+    run("shelly-gen2 (NotifyStatus)", Format::ShellyGen2, None, &shelly, n);
+
+    let dsmr: Vec<_> = (0..reps)
+        .map(|i| ("dsmr/json", format!(r#"{{"id":1234,"read_at":"2024-05-01T10:00:00+02:00","electricity_delivered_1":"{}","electricity_returned_1":"12.345","electricity_delivered_2":2345.678,"electricity_returned_2":23.456,"electricity_currently_delivered":0.412,"electricity_currently_returned":0.0,"phase_currently_delivered_l1":0.412}}"#, kwh(i))))
+        .collect();
+    run("dsmr-reader", Format::DsmrReader, None, &dsmr, n);
+
+    let esphome: Vec<_> = (0..reps).map(|i| ("dsmr/sensor/power_consumed/state", format!("0.{:03}", i % 1000))).collect();
+    run("esphome (one value)", Format::Esphome, None, &esphome, n);
+
+    let opendtu: Vec<_> = (0..reps).map(|i| ("solar/116491234567/0/power", format!("{}.4", 600 + i % 50))).collect();
+    run("opendtu (one value)", Format::Opendtu, None, &opendtu, n);
+
+    let z2m: Vec<_> = (0..reps)
+        .map(|i| ("zigbee2mqtt/plug", format!(r#"{{"child_lock":"UNLOCK","current":0.21,"energy":{},"linkquality":98,"power":48,"state":"ON","voltage":229}}"#, kwh(i))))
+        .collect();
+    run("zigbee2mqtt", Format::Zigbee2mqtt, None, &z2m, n);
+
+    let json_cfg = GenericJsonConfig { power: Some("/meter/p_kw".into()), import: Some("/meter/counters/0".into()), ..Default::default() };
+    let json: Vec<_> = (0..reps).map(|i| ("custom/meter", format!(r#"{{"meter":{{"p_kw":0.75,"counters":[{},"3.25"]}},"ts":1}}"#, kwh(i)))).collect();
+    run("json (pointers)", Format::Json, Some(json_cfg), &json, n);
+}
