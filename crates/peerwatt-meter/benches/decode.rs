@@ -56,7 +56,8 @@ fn main() {
         .collect();
     run("dsmr-reader", Format::DsmrReader, None, &dsmr, n);
 
-    let esphome: Vec<_> = (0..reps).map(|i| ("dsmr/sensor/power_consumed/state", format!("0.{:03}", i % 1000))).collect();
+    let esphome: Vec<_> =
+        (0..reps).map(|i| ("dsmr/sensor/power_consumed/state", format!("0.{:03}", i % 1000))).collect();
     run("esphome (one value)", Format::Esphome, None, &esphome, n);
 
     let opendtu: Vec<_> = (0..reps).map(|i| ("solar/116491234567/0/power", format!("{}.4", 600 + i % 50))).collect();
@@ -67,7 +68,13 @@ fn main() {
         .collect();
     run("zigbee2mqtt", Format::Zigbee2mqtt, None, &z2m, n);
 
-    let json_cfg = GenericJsonConfig { power: Some("/meter/p_kw".into()), import: Some("/meter/counters/0".into()), ..Default::default() };
-    let json: Vec<_> = (0..reps).map(|i| ("custom/meter", format!(r#"{{"meter":{{"p_kw":0.75,"counters":[{},"3.25"]}},"ts":1}}"#, kwh(i)))).collect();
+    let json_cfg = GenericJsonConfig {
+        power: Some("/meter/p_kw".into()),
+        import: Some("/meter/counters/0".into()),
+        ..Default::default()
+    };
+    let json: Vec<_> = (0..reps)
+        .map(|i| ("custom/meter", format!(r#"{{"meter":{{"p_kw":0.75,"counters":[{},"3.25"]}},"ts":1}}"#, kwh(i))))
+        .collect();
     run("json (pointers)", Format::Json, Some(json_cfg), &json, n);
 }
