@@ -12,6 +12,17 @@ pub struct Mosquitto {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    options: BrokerOptions,
+}
+
+/// How the test broker is set up.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// Require this user name and password (anonymous clients are refused).
+    pub login: Option<(String, String)>,
+    /// Serve TLS with a certificate for `localhost`, signed by a throwaway CA (see
+    /// [`Mosquitto::ca_file`]).
+    pub tls: bool,
 }
 
 /// The mosquitto binary: on `PATH`, or where Debian installs it.
@@ -31,18 +42,32 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 impl Mosquitto {
-    /// Starts mosquitto on a free port.
+    /// Starts a plain, anonymous mosquitto on a free port.
     pub fn start() -> std::io::Result<Mosquitto> {
+        Mosquitto::start_with(BrokerOptions::default())
+    }
+
+    /// Starts mosquitto on a free port with `options`.
+    pub fn start_with(options: BrokerOptions) -> std::io::Result<Mosquitto> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "peerwatt-mosquitto-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("peerwatt-mosquitto-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let mut m = Mosquitto { child: None, port: free_port()?, dir };
+        let mut m = Mosquitto { child: None, port: free_port()?, dir, options };
+        if let Some((user, password)) = &m.options.login {
+            let passwd = m.dir.join("passwd");
+            run(Command::new("mosquitto_passwd").arg("-b").arg("-c").arg(passwd).arg(user).arg(password))?;
+        }
+        if m.options.tls {
+            make_certificates(&m.dir)?;
+        }
         m.launch()?;
         Ok(m)
+    }
+
+    /// The PEM file of the CA that signed the TLS broker's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// The port it listens on.
@@ -58,13 +83,19 @@ impl Mosquitto {
             )
         })?;
         let conf = self.dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n",
-                self.port
-            ),
-        )?;
+        let mut text =
+            format!("listener {} 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\n", self.port);
+        match &self.options.login {
+            Some(_) => {
+                text.push_str(&format!("allow_anonymous false\npassword_file {}\n", self.dir.join("passwd").display()))
+            }
+            None => text.push_str("allow_anonymous true\n"),
+        }
+        if self.options.tls {
+            let d = self.dir.display();
+            text.push_str(&format!("cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"));
+        }
+        std::fs::write(&conf, text)?;
         let child = Command::new(binary).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10))
@@ -88,6 +119,50 @@ impl Mosquitto {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+fn run(cmd: &mut Command) -> std::io::Result<()> {
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr))))
+    }
+}
+
+/// A throwaway CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+fn make_certificates(dir: &Path) -> std::io::Result<()> {
+    let openssl = || {
+        let mut c = Command::new("openssl");
+        c.current_dir(dir);
+        c
+    };
+    run(openssl()
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
+        .args(["-subj", "/CN=peerwatt test CA"]))?;
+    run(openssl().args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]))?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(openssl()
+        .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"])
+        .args(["-out", "server.pem", "-days", "2", "-extfile", "server.ext"]))?;
+    // mosquitto started as root drops to its own user before it loads the key: a throwaway
+    // test key may be readable by everyone.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o644))
 }
 
 fn wait_for_port(port: u16, limit: Duration) -> std::io::Result<()> {

@@ -377,3 +377,96 @@ async fn hostile_payloads_are_refused_by_name_and_the_client_keeps_going() {
     assert_eq!(m.handle.connection(), Connection::Connected, "no hostile payload dropped the connection");
     m.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_login_is_used_and_a_wrong_password_is_reported() {
+    use peerwatt_meter::testing::BrokerOptions;
+    let broker =
+        Mosquitto::start_with(BrokerOptions { login: Some(("meter".into(), "s3cret".into())), tls: false }).unwrap();
+
+    let mut cfg = config(broker.port());
+    cfg.pv = role(Format::Opendtu, &["solar/1/0/power"]);
+    cfg.username = Some("meter".into());
+    cfg.password = Some("wrong".into());
+    let (tx, mut events) = mpsc::channel(100);
+    let handle = peerwatt_meter::spawn(
+        &cfg,
+        cfg.pipeline().unwrap(),
+        cfg.accountant().unwrap(),
+        History::in_memory(1),
+        Arc::new(ManualClock::default()),
+        tx,
+    )
+    .unwrap();
+    let down = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
+            MeterEvent::Connection(Connection::Down { error, .. }) => break error,
+            MeterEvent::Connection(Connection::Connected) => panic!("a wrong password must not connect"),
+            _ => {}
+        }
+    };
+    assert!(down.contains("NotAuthorized") || down.contains("BadUserNamePassword"), "{down}");
+    handle.shutdown().await;
+
+    cfg.password = Some("s3cret".into());
+    let mut m = Meter::start(cfg).await;
+    let mut o = MqttOptions::new("fake-meter-login", "127.0.0.1", broker.port());
+    o.set_credentials("meter", "s3cret");
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client.publish("solar/1/0/power", QoS::AtLeastOnce, false, "321").await.unwrap();
+    assert_eq!(m.reading("solar/1/0/power").await.pv_power, Some(W(321)));
+    pump.abort();
+    m.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connects_with_the_brokers_ca_and_refuses_an_unknown_one() {
+    use peerwatt_meter::testing::BrokerOptions;
+    let broker = Mosquitto::start_with(BrokerOptions { login: None, tls: true }).unwrap();
+
+    let mut cfg = config(broker.port());
+    cfg.host = "localhost".into();
+    cfg.tls = true;
+    cfg.pv = role(Format::Opendtu, &["solar/1/0/power"]);
+
+    // Without the broker's CA, the system roots do not trust its certificate.
+    let (tx, mut events) = mpsc::channel(100);
+    let handle = peerwatt_meter::spawn(
+        &cfg,
+        cfg.pipeline().unwrap(),
+        cfg.accountant().unwrap(),
+        History::in_memory(1),
+        Arc::new(ManualClock::default()),
+        tx,
+    )
+    .unwrap();
+    let down = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
+            MeterEvent::Connection(Connection::Down { error, .. }) => break error,
+            MeterEvent::Connection(Connection::Connected) => panic!("an untrusted certificate must not connect"),
+            _ => {}
+        }
+    };
+    assert!(
+        down.to_lowercase().contains("tls") || down.contains("certificate") || down.contains("UnknownIssuer"),
+        "{down}"
+    );
+    handle.shutdown().await;
+
+    // With it, the connection works and messages flow (the test meter publishes over TLS too).
+    cfg.ca_file = Some(broker.ca_file());
+    let mut m = Meter::start(cfg).await;
+    let mut o = MqttOptions::new("fake-meter-tls", "localhost", broker.port());
+    o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+        ca: std::fs::read(broker.ca_file()).unwrap(),
+        alpn: None,
+        client_auth: None,
+    }));
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client.publish("solar/1/0/power", QoS::AtLeastOnce, false, "654").await.unwrap();
+    assert_eq!(m.reading("solar/1/0/power").await.pv_power, Some(W(654)));
+    pump.abort();
+    m.handle.shutdown().await;
+}
