@@ -148,24 +148,26 @@ fn detect_names_the_recognised_format() {
     assert!(watch.wait().success());
 }
 
+/// Runs `peerwatt meter watch --config <path>` to completion.
+fn watch_once(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+        .args(["meter", "watch", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_config_without_a_meter_fails_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.toml");
     std::fs::write(&path, "[node]\nname = \"x\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
-        .args(["meter", "watch", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = watch_once(&path);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: ") && err.contains("no [meter] section") && err.contains("hint: "), "{err}");
 
     std::fs::write(&path, "[node]\nname = \"x\"\n[meter]\nhots = \"typo\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
-        .args(["meter", "watch", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = watch_once(&path);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unknown field `hots`"),

@@ -378,6 +378,30 @@ async fn hostile_payloads_are_refused_by_name_and_the_client_keeps_going() {
     m.handle.shutdown().await;
 }
 
+/// Starts a client with `cfg` that must fail to connect; returns its first connection error.
+async fn first_connection_error(cfg: &MeterConfig) -> String {
+    let (tx, mut events) = mpsc::channel(100);
+    let clock = Arc::new(ManualClock::default());
+    let handle = peerwatt_meter::spawn(
+        cfg,
+        cfg.pipeline().unwrap(),
+        cfg.accountant().unwrap(),
+        History::in_memory(1),
+        clock,
+        tx,
+    )
+    .unwrap();
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
+            MeterEvent::Connection(Connection::Down { error, .. }) => break error,
+            MeterEvent::Connection(Connection::Connected) => panic!("this configuration must not connect"),
+            _ => {}
+        }
+    };
+    handle.shutdown().await;
+    error
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_login_is_used_and_a_wrong_password_is_reported() {
     use peerwatt_meter::testing::BrokerOptions;
@@ -388,25 +412,8 @@ async fn a_broker_login_is_used_and_a_wrong_password_is_reported() {
     cfg.pv = role(Format::Opendtu, &["solar/1/0/power"]);
     cfg.username = Some("meter".into());
     cfg.password = Some("wrong".into());
-    let (tx, mut events) = mpsc::channel(100);
-    let handle = peerwatt_meter::spawn(
-        &cfg,
-        cfg.pipeline().unwrap(),
-        cfg.accountant().unwrap(),
-        History::in_memory(1),
-        Arc::new(ManualClock::default()),
-        tx,
-    )
-    .unwrap();
-    let down = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
-            MeterEvent::Connection(Connection::Down { error, .. }) => break error,
-            MeterEvent::Connection(Connection::Connected) => panic!("a wrong password must not connect"),
-            _ => {}
-        }
-    };
+    let down = first_connection_error(&cfg).await;
     assert!(down.contains("NotAuthorized") || down.contains("BadUserNamePassword"), "{down}");
-    handle.shutdown().await;
 
     cfg.password = Some("s3cret".into());
     let mut m = Meter::start(cfg).await;
@@ -431,28 +438,11 @@ async fn tls_connects_with_the_brokers_ca_and_refuses_an_unknown_one() {
     cfg.pv = role(Format::Opendtu, &["solar/1/0/power"]);
 
     // Without the broker's CA, the system roots do not trust its certificate.
-    let (tx, mut events) = mpsc::channel(100);
-    let handle = peerwatt_meter::spawn(
-        &cfg,
-        cfg.pipeline().unwrap(),
-        cfg.accountant().unwrap(),
-        History::in_memory(1),
-        Arc::new(ManualClock::default()),
-        tx,
-    )
-    .unwrap();
-    let down = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
-            MeterEvent::Connection(Connection::Down { error, .. }) => break error,
-            MeterEvent::Connection(Connection::Connected) => panic!("an untrusted certificate must not connect"),
-            _ => {}
-        }
-    };
+    let down = first_connection_error(&cfg).await;
     assert!(
         down.to_lowercase().contains("tls") || down.contains("certificate") || down.contains("UnknownIssuer"),
         "{down}"
     );
-    handle.shutdown().await;
 
     // With it, the connection works and messages flow (the test meter publishes over TLS too).
     cfg.ca_file = Some(broker.ca_file());
