@@ -72,7 +72,8 @@ pub struct Reading {
 impl Reading {
     /// A reading of `role` at `time` from a validated sample.
     pub fn from_sample(time: Timestamp, role: Role, s: &Sample, counter_epoch: u32) -> Reading {
-        let wh = |v: Option<i64>| v.map(|v| Wh(v.unsigned_abs()));
+        // Counters are never negative here: validation refused them (`negative_counter`).
+        let wh = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).map(Wh);
         let mut r = Reading {
             time,
             role,

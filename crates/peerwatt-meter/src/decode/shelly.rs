@@ -12,14 +12,23 @@ use super::{Decoder, Format, ONE, expect_object, field, object, parse_json, scal
 use crate::reading::{Reason, Reject, Sample};
 
 /// Decodes Shelly Gen2 status topics and RPC notifications.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ShellyGen2Decoder {
-    em: Map<String, Value>,
-    emdata: Map<String, Value>,
+    /// The last known `em:0` status (always a JSON object).
+    em: Value,
+    /// The last known `emdata:0` status (always a JSON object).
+    emdata: Value,
 }
 
-fn merge(into: &mut Map<String, Value>, from: &Value) {
-    if let Value::Object(fields) = from {
+impl Default for ShellyGen2Decoder {
+    fn default() -> Self {
+        ShellyGen2Decoder { em: Value::Object(Map::new()), emdata: Value::Object(Map::new()) }
+    }
+}
+
+/// Lays the fields of `from` over `into` (both JSON objects).
+fn merge(into: &mut Value, from: &Value) {
+    if let (Value::Object(into), Value::Object(fields)) = (into, from) {
         for (k, v) in fields {
             into.insert(k.clone(), v.clone());
         }
@@ -28,14 +37,12 @@ fn merge(into: &mut Map<String, Value>, from: &Value) {
 
 impl ShellyGen2Decoder {
     fn power(&self) -> Result<Option<i64>, Reject> {
-        let em = Value::Object(self.em.clone());
-        field(&em, "total_act_power")?.map(|d| scaled(d, ONE, "total_act_power")).transpose()
+        field(&self.em, "total_act_power")?.map(|d| scaled(d, ONE, "total_act_power")).transpose()
     }
 
     fn energy(&self) -> Result<(Option<i64>, Option<i64>), Reject> {
-        let data = Value::Object(self.emdata.clone());
-        let import = field(&data, "total_act")?.map(|d| scaled(d, ONE, "total_act")).transpose()?;
-        let export = field(&data, "total_act_ret")?.map(|d| scaled(d, ONE, "total_act_ret")).transpose()?;
+        let import = field(&self.emdata, "total_act")?.map(|d| scaled(d, ONE, "total_act")).transpose()?;
+        let export = field(&self.emdata, "total_act_ret")?.map(|d| scaled(d, ONE, "total_act_ret")).transpose()?;
         Ok((import, export))
     }
 }
@@ -50,13 +57,11 @@ impl Decoder for ShellyGen2Decoder {
         expect_object(&v)?;
         let mut sample = Sample::default();
         if topic.ends_with("/status/em:0") {
-            self.em = Map::new();
-            merge(&mut self.em, &v);
+            self.em = v;
             sample.power =
                 Some(self.power()?.ok_or_else(|| Reject::new(Reason::MissingField, "total_act_power is missing"))?);
         } else if topic.ends_with("/status/emdata:0") {
-            self.emdata = Map::new();
-            merge(&mut self.emdata, &v);
+            self.emdata = v;
             let (import, export) = self.energy()?;
             if import.is_none() && export.is_none() {
                 return Err(Reject::new(Reason::MissingField, "total_act and total_act_ret are missing"));
