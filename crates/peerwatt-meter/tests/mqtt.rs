@@ -44,6 +44,8 @@ struct Meter {
     handle: MeterHandle,
     events: mpsc::Receiver<MeterEvent>,
     clock: ManualClock,
+    /// Closed intervals that arrived while the test waited for something else.
+    closed: std::collections::VecDeque<peerwatt_meter::IntervalTotals>,
 }
 
 impl Meter {
@@ -59,7 +61,7 @@ impl Meter {
             tx,
         )
         .unwrap();
-        let mut m = Meter { handle, events, clock };
+        let mut m = Meter { handle, events, clock, closed: Default::default() };
         m.wait_connection(|c| *c == Connection::Connected).await;
         m
     }
@@ -74,6 +76,9 @@ impl Meter {
             let event = event.expect("meter client ended");
             if std::env::var_os("PEERWATT_TEST_TRACE").is_some() {
                 eprintln!("event: {event:?}");
+            }
+            if let MeterEvent::Interval(t) = &event {
+                self.closed.push_back(*t);
             }
             if let Some(t) = pick(event) {
                 return t;
@@ -104,12 +109,12 @@ impl Meter {
         }
     }
 
+    /// The oldest closed interval not yet taken (waiting for one if none has arrived).
     async fn interval(&mut self) -> peerwatt_meter::IntervalTotals {
-        self.next(|e| match e {
-            MeterEvent::Interval(t) => Some(t),
-            _ => None,
-        })
-        .await
+        if self.closed.is_empty() {
+            self.next(|e| matches!(e, MeterEvent::Interval(_)).then_some(())).await;
+        }
+        self.closed.pop_front().expect("an interval closed")
     }
 }
 
@@ -459,4 +464,98 @@ async fn tls_connects_with_the_brokers_ca_and_refuses_an_unknown_one() {
     assert_eq!(m.reading("solar/1/0/power").await.pv_power, Some(W(654)));
     pump.abort();
     m.handle.shutdown().await;
+}
+
+/// One meter reading in a format's own words: the messages for import counter `wh` (Wh),
+/// export counter `wh / 5`, and power 1,500 W.
+type Render = fn(u64) -> Vec<(&'static str, String)>;
+
+fn kwh(wh: u64) -> String {
+    format!("{}.{:03}", wh / 1000, wh % 1000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grid_format_gives_exact_interval_totals() {
+    let broker = Mosquitto::start().unwrap();
+    let publisher = Publisher::connect(broker.port());
+    let formats: Vec<(Format, Vec<&str>, Render, bool)> = vec![
+        (
+            Format::Tasmota,
+            vec!["tele/meter/SENSOR"],
+            |wh| {
+                vec![(
+                    "tele/meter/SENSOR",
+                    format!(
+                        r#"{{"Time":"t","SML":{{"Total_in":{},"Total_out":{},"Power_curr":1500}}}}"#,
+                        kwh(wh),
+                        kwh(wh / 5)
+                    ),
+                )]
+            },
+            true,
+        ),
+        (
+            Format::ShellyGen2,
+            vec!["sh/status/+"],
+            |wh| {
+                vec![
+                    ("sh/status/em:0", r#"{"id":0,"total_act_power":1500.0}"#.to_owned()),
+                    ("sh/status/emdata:0", format!(r#"{{"id":0,"total_act":{wh}.0,"total_act_ret":{}.0}}"#, wh / 5)),
+                ]
+            },
+            true,
+        ),
+        (
+            Format::DsmrReader,
+            vec!["dsmr/json"],
+            |wh| {
+                vec![(
+                    "dsmr/json",
+                    format!(
+                        r#"{{"electricity_delivered_1":"{}","electricity_delivered_2":"0.000","electricity_returned_1":"{}","electricity_returned_2":"0.000","electricity_currently_delivered":1.5,"electricity_currently_returned":0}}"#,
+                        kwh(wh),
+                        kwh(wh / 5)
+                    ),
+                )]
+            },
+            true,
+        ),
+        (
+            Format::Esphome,
+            vec!["esp/sensor/+/state"],
+            |wh| {
+                vec![
+                    ("esp/sensor/energy_delivered_tariff1/state", kwh(wh)),
+                    ("esp/sensor/energy_delivered_tariff2/state", "0.000".to_owned()),
+                    ("esp/sensor/energy_returned_tariff1/state", kwh(wh / 5)),
+                    ("esp/sensor/energy_returned_tariff2/state", "0.000".to_owned()),
+                ]
+            },
+            true,
+        ),
+        (
+            Format::Zigbee2mqtt,
+            vec!["zigbee2mqtt/meter"],
+            |wh| vec![("zigbee2mqtt/meter", format!(r#"{{"power":1500,"energy":{},"linkquality":90}}"#, kwh(wh)))],
+            false,
+        ),
+    ];
+    for (format, topics, render, has_export) in formats {
+        let mut cfg = config(broker.port());
+        cfg.grid = role(format, &topics);
+        let mut m = Meter::start(cfg).await;
+        // One reading a minute from 12:00 to 12:15; the import counter rises 25 Wh a minute.
+        for minute in 0..=15u64 {
+            m.clock.set(Timestamp(T0 + minute * 60_000));
+            let wh = 100_000 + 25 * minute; // 1.5 kW; multiples of 5, so export = wh / 5 is exact
+            for (topic, payload) in render(wh) {
+                publisher.publish(topic, payload).await;
+                m.outcome(topic).await;
+            }
+        }
+        let t = m.interval().await;
+        let want_export = if has_export { 75 } else { 0 }; // a fifth of the import
+        assert_eq!((t.imported, t.exported, t.complete), (Wh(375), Wh(want_export), true), "{format}");
+        m.handle.shutdown().await;
+    }
 }
