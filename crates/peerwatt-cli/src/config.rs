@@ -18,6 +18,8 @@ pub struct NodeConfig {
     pub log: LogSection,
     /// `[meter]`, once the homeowner connects a meter.
     pub meter: Option<MeterConfig>,
+    /// `[community]`, once the node is admitted to one.
+    pub community: Option<CommunitySection>,
     /// The directory of the file; relative paths are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -35,6 +37,16 @@ pub struct NodeSection {
     /// The ledger directory.
     #[serde(default = "default_ledger_dir")]
     pub ledger_dir: PathBuf,
+}
+
+/// `[community]` of `node.toml`: where the community file and this node's certificate are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunitySection {
+    /// The community file from the admin (`community.toml`).
+    pub file: PathBuf,
+    /// This node's membership certificate.
+    pub certificate: PathBuf,
 }
 
 /// `[log]`.

@@ -53,6 +53,13 @@ filter = "info"
 # [meter.grid]
 # format = "auto"                  # or tasmota, shelly-gen2, dsmr-reader, esphome, opendtu, zigbee2mqtt, json
 # topics = ["tele/meter/SENSOR"]
+
+# Your community: the file from your community admin and the certificate admitting this node
+# (check both with `peerwatt community check --config node.toml`).
+#
+# [community]
+# file = "community.toml"
+# certificate = "membership.cert"
 "#
     )
 }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod community_cmd;
+pub mod community_file;
 pub mod config;
 pub mod datadir;
 pub mod failure;
@@ -39,6 +41,9 @@ pub enum Command {
     /// Check the household meter over MQTT.
     #[command(subcommand)]
     Meter(meter_cmd::MeterCommand),
+    /// Create a community, admit members, check a membership.
+    #[command(subcommand)]
+    Community(community_cmd::CommunityCommand),
 }
 
 /// Runs a parsed command line.
@@ -47,6 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Meter(cmd) => meter_cmd::run(cmd),
+        Command::Community(cmd) => community_cmd::run(cmd),
     }
 }
 

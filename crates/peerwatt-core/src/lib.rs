@@ -4,6 +4,7 @@
 //! ([`keys`]), the canonical binary encoding ([`encoding`]), signed envelopes ([`envelope`])
 //! and the protocol's messages ([`messages`]). Pure: no I/O except reading and writing key files.
 
+pub mod community;
 pub mod encoding;
 pub mod envelope;
 pub mod hash;
@@ -12,6 +13,7 @@ pub mod messages;
 pub mod time;
 pub mod units;
 
+pub use community::{CertError, Community, CommunityError};
 pub use encoding::{Decode, DecodeError, Encode};
 pub use envelope::{EnvelopeError, Kind, Message, Signed, VerifiedDecodeError};
 pub use hash::Hash;

@@ -1,0 +1,127 @@
+//! The files of a community: `community.toml` (parameters, written by `community init`) and
+//! membership certificates (written by `community admit`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use peerwatt_core::{
+    Community, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Signed, messages::CommunityId,
+};
+use serde::Deserialize;
+
+/// `community.toml` as written on disk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommunityFile {
+    community: CommunityToml,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommunityToml {
+    name: String,
+    id: String,
+    admin: String,
+    interval_minutes: u64,
+    gate_closure_secs: u64,
+    horizon_intervals: u32,
+    feed_in_tariff: u64,
+    retail_tariff: u64,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+}
+
+/// Reads and checks a community file (the id must match the admin key and name).
+pub fn load_community(path: &Path) -> anyhow::Result<Community> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: CommunityFile =
+        toml::from_str(&text).with_context(|| format!("{} is not a community file", path.display()))?;
+    let c = file.community;
+    let id_bytes: [u8; 32] = hex::decode(&c.id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("the community id in {} is not 64 hex digits", path.display()))?;
+    let community = Community {
+        admin: PublicKey::from_peer_id(&c.admin).map_err(|e| anyhow!("the admin key in {}: {e}", path.display()))?,
+        name: c.name,
+        id: CommunityId(Hash(id_bytes)),
+        interval: IntervalLength::from_secs(c.interval_minutes.saturating_mul(60))?,
+        gate_closure: Duration::from_secs(c.gate_closure_secs),
+        horizon: c.horizon_intervals,
+        feed_in: Price(c.feed_in_tariff),
+        retail: Price(c.retail_tariff),
+        bootstrap: c.bootstrap,
+    };
+    community.check().with_context(|| format!("{} is not a valid community", path.display()))?;
+    Ok(community)
+}
+
+/// The text of `community.toml`, with comments.
+pub fn community_toml(c: &Community) -> String {
+    let bootstrap =
+        c.bootstrap.iter().map(|b| toml::Value::String(b.clone()).to_string()).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"# peerwatt community, created by `peerwatt community init`. Give this file to every member.
+# The id is derived from the admin key and the name: a file with an edited id, name or admin
+# is refused by every node.
+
+[community]
+name = {name}
+id = "{id}"
+# The admin's public key: it signs membership certificates (`peerwatt community admit`).
+admin = "{admin}"
+# Settlement interval length; it must divide a day.
+interval_minutes = {interval}
+# Trading for an interval closes this many seconds before it starts …
+gate_closure_secs = {gate}
+# … and opens this many intervals ahead.
+horizon_intervals = {horizon}
+# Tariffs in micro-currency per kWh (82000 = 0.082000 per kWh). Nobody trades below the
+# feed-in tariff (what the grid pays for export) or above the retail tariff (what it charges).
+feed_in_tariff = {feed_in}   # {feed_in_text}
+retail_tariff = {retail}   # {retail_text}
+# Multiaddresses of nodes to connect to first, e.g. "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW…".
+bootstrap = [{bootstrap}]
+"#,
+        name = toml::Value::String(c.name.clone()),
+        id = c.id.0.to_hex(),
+        admin = c.admin,
+        interval = c.interval.secs() / 60,
+        gate = c.gate_closure.as_secs(),
+        horizon = c.horizon,
+        feed_in = c.feed_in.0,
+        feed_in_text = c.feed_in,
+        retail = c.retail.0,
+        retail_text = c.retail,
+    )
+}
+
+const CERT_HEADER: &str = "# peerwatt membership certificate";
+
+/// The text of a certificate file: comments describing it, then the signed certificate in hex.
+pub fn certificate_text(cert: &Signed<MembershipCert>, community: &Community) -> String {
+    let c = cert.body();
+    let mut text = String::new();
+    let _ = writeln!(text, "{CERT_HEADER}");
+    let _ = writeln!(text, "# community: {} ({})", community.name, community.id.0.to_hex());
+    let _ = writeln!(text, "# member:    {} \"{}\", zone {}", c.member, c.name, c.zone);
+    let _ = writeln!(text, "# valid:     {} until {}", c.valid_from, c.valid_until);
+    let _ = writeln!(text, "# signed by the community admin {}", cert.signer());
+    let _ = writeln!(text, "{}", hex::encode(cert.to_bytes()));
+    text
+}
+
+/// Reads a certificate file (comment lines are ignored; the signature is not checked here).
+pub fn load_certificate(path: &Path) -> anyhow::Result<Signed<MembershipCert>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let hex_text: String =
+        text.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(|l| l.split_whitespace()).collect();
+    if hex_text.is_empty() {
+        bail!("{} holds no certificate", path.display());
+    }
+    let bytes = hex::decode(&hex_text).with_context(|| format!("{} is not a certificate (bad hex)", path.display()))?;
+    Signed::<MembershipCert>::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a membership certificate", path.display()))
+}

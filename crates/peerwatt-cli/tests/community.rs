@@ -1,0 +1,151 @@
+//! `peerwatt community init|admit|check` as an admin and a member run them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use peerwatt_core::{Community, NodeKey};
+
+fn peerwatt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).env_remove("PEERWATT_CONFIG").output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An admin's community and a member node admitted to it, wired into the node's node.toml.
+fn admitted(dir: &Path, extra_admit: &[&str]) -> (String, std::path::PathBuf) {
+    let c = dir.join("community");
+    let n = dir.join("node");
+    ok(peerwatt(&[
+        "community",
+        "init",
+        "--dir",
+        c.to_str().unwrap(),
+        "--name",
+        "Sunny Street",
+        "--interval-minutes",
+        "5",
+    ]));
+    let init = ok(peerwatt(&["init", "--data-dir", n.to_str().unwrap()]));
+    let id = init.lines().find_map(|l| l.trim().strip_prefix("public id: ")).unwrap().to_owned();
+    let cert = n.join("membership.cert");
+    let mut args =
+        vec!["community", "admit", "--dir", c.to_str().unwrap(), "--node", &id, "--name", "Ann", "--zone", "feeder-7"];
+    args.extend_from_slice(&["--out", cert.to_str().unwrap()]);
+    args.extend_from_slice(extra_admit);
+    ok(peerwatt(&args));
+    std::fs::copy(c.join("community.toml"), n.join("community.toml")).unwrap();
+    let config = n.join("node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[community]\nfile = \"community.toml\"\ncertificate = \"membership.cert\"\n");
+    std::fs::write(&config, text).unwrap();
+    (id, config)
+}
+
+#[test]
+fn init_admit_and_check_a_membership() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (id, config) = admitted(tmp.path(), &[]);
+    let c = tmp.path().join("community");
+    let admin = NodeKey::load(&c.join("admin.key")).unwrap();
+    let text = std::fs::read_to_string(c.join("community.toml")).unwrap();
+    assert!(text.contains(&format!("admin = \"{}\"", admin.public())));
+    assert!(text.contains(&Community::derive_id(&admin.public(), "Sunny Street").0.to_hex()));
+    assert!(text.contains("interval_minutes = 5"));
+
+    let out = ok(peerwatt(&["community", "check", "--config", config.to_str().unwrap()]));
+    assert!(out.starts_with(&format!("OK: {id} is a member of \"Sunny Street\" as \"Ann\" (zone feeder-7)")), "{out}");
+    assert!(out.contains("5-minute intervals"));
+}
+
+#[test]
+fn an_edited_community_file_or_a_foreign_certificate_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, config) = admitted(tmp.path(), &[]);
+    let node = tmp.path().join("node");
+
+    // Someone raises the feed-in... fine; someone renames the community: the id no longer matches.
+    let file = node.join("community.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, original.replace("name = \"Sunny Street\"", "name = \"Shady Street\"")).unwrap();
+    let out = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("community id does not match"), "{}", stderr(&out));
+    std::fs::write(&file, &original).unwrap();
+
+    // A certificate from another community's admin.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_config) = admitted(&other, &[]);
+    std::fs::copy(other.join("node").join("membership.cert"), node.join("membership.cert")).unwrap();
+    let out = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not by the community's admin"), "{}", stderr(&out));
+    assert!(other_config.exists());
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, config) = admitted(tmp.path(), &["--valid-days", "0"]);
+    let out = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("valid from"), "{}", stderr(&out));
+}
+
+#[test]
+fn admin_mistakes_fail_with_hints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = tmp.path().join("c");
+    ok(peerwatt(&["community", "init", "--dir", c.to_str().unwrap(), "--name", "X"]));
+    let again = peerwatt(&["community", "init", "--dir", c.to_str().unwrap(), "--name", "X"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("hint:"));
+    let bad_id = peerwatt(&[
+        "community",
+        "admit",
+        "--dir",
+        c.to_str().unwrap(),
+        "--node",
+        "not-an-id",
+        "--name",
+        "A",
+        "--zone",
+        "z",
+        "--out",
+        "/tmp/x.cert",
+    ]);
+    assert_eq!(bad_id.status.code(), Some(2));
+    assert!(stderr(&bad_id).contains("12D3KooW"), "{}", stderr(&bad_id));
+    let inverted = peerwatt(&[
+        "community",
+        "init",
+        "--dir",
+        tmp.path().join("d").to_str().unwrap(),
+        "--name",
+        "Y",
+        "--feed-in",
+        "400000",
+    ]);
+    assert_eq!(inverted.status.code(), Some(2));
+    assert!(stderr(&inverted).contains("feed-in tariff"), "{}", stderr(&inverted));
+    let bad_interval = peerwatt(&[
+        "community",
+        "init",
+        "--dir",
+        tmp.path().join("e").to_str().unwrap(),
+        "--name",
+        "Z",
+        "--interval-minutes",
+        "7",
+    ]);
+    assert_eq!(bad_interval.status.code(), Some(2));
+}

@@ -1,0 +1,250 @@
+//! A community: who administers it, how its market runs, and who is a member.
+//!
+//! The community id is derived from the admin key and the name
+//! (`SHA-256("peerwatt/v1/community" || 00 || admin key || name)`), so a community file whose
+//! id was edited, or that names another admin, is refused instead of silently trusted.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::envelope::Signed;
+use crate::hash::Hash;
+use crate::keys::PublicKey;
+use crate::messages::{CommunityId, MembershipCert};
+use crate::time::{IntervalId, IntervalLength, Timestamp};
+use crate::units::Price;
+
+/// A community's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Community {
+    /// Display name.
+    pub name: String,
+    /// Its id (derived from `admin` and `name`).
+    pub id: CommunityId,
+    /// The admin key that signs membership certificates.
+    pub admin: PublicKey,
+    /// Settlement interval length.
+    pub interval: IntervalLength,
+    /// Trading for an interval closes this long before it starts.
+    pub gate_closure: Duration,
+    /// Trading for an interval opens this many intervals ahead.
+    pub horizon: u32,
+    /// What the grid pays for exported energy: the lowest price anyone trades at.
+    pub feed_in: Price,
+    /// What the grid charges for imported energy: the highest price anyone trades at.
+    pub retail: Price,
+    /// Multiaddresses of nodes to connect to first.
+    pub bootstrap: Vec<String>,
+}
+
+/// Why a community's parameters are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommunityError {
+    /// The id does not belong to this admin and name.
+    #[error("the community id does not match the admin key and name (expected {expected})")]
+    IdMismatch {
+        /// The id derived from admin and name.
+        expected: String,
+    },
+    /// Feed-in above retail leaves no room to trade.
+    #[error("the feed-in tariff ({feed_in}) is above the retail tariff ({retail})")]
+    TariffsInverted {
+        /// Feed-in.
+        feed_in: Price,
+        /// Retail.
+        retail: Price,
+    },
+    /// Gate closure must leave time to trade within an interval's horizon.
+    #[error("gate closure ({0} s) must be shorter than the interval")]
+    GateClosureTooLong(u64),
+    /// At least the next interval must be tradable.
+    #[error("the horizon must be at least 1 interval")]
+    NoHorizon,
+    /// The name is empty or too long.
+    #[error("the community name must be 1 to 64 bytes")]
+    BadName,
+}
+
+/// Why a membership certificate is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CertError {
+    /// Not signed by this community's admin.
+    #[error("the certificate is signed by {0}, not by the community's admin")]
+    WrongAdmin(String),
+    /// The signature does not verify.
+    #[error("the certificate's signature does not verify")]
+    BadSignature,
+    /// For another community.
+    #[error("the certificate is for another community")]
+    WrongCommunity,
+    /// For another node.
+    #[error("the certificate admits {0}, not this node")]
+    WrongMember(String),
+    /// Not valid at this time.
+    #[error("the certificate is valid from {from} until {until}, not at {now}")]
+    NotValidNow {
+        /// Valid from.
+        from: Timestamp,
+        /// Valid until.
+        until: Timestamp,
+        /// The time checked.
+        now: Timestamp,
+    },
+}
+
+impl Community {
+    /// The id of the community named `name` administered by `admin`.
+    pub fn derive_id(admin: &PublicKey, name: &str) -> CommunityId {
+        CommunityId(Hash::of_parts(&[b"peerwatt/v1/community\0", &admin.to_bytes(), name.as_bytes()]))
+    }
+
+    /// Checks the parameters, including that the id belongs to the admin and name.
+    pub fn check(&self) -> Result<(), CommunityError> {
+        if self.name.is_empty() || self.name.len() > 64 {
+            return Err(CommunityError::BadName);
+        }
+        let expected = Community::derive_id(&self.admin, &self.name);
+        if expected != self.id {
+            return Err(CommunityError::IdMismatch { expected: expected.0.to_hex() });
+        }
+        if self.feed_in > self.retail {
+            return Err(CommunityError::TariffsInverted { feed_in: self.feed_in, retail: self.retail });
+        }
+        if self.gate_closure.as_secs() >= self.interval.secs() {
+            return Err(CommunityError::GateClosureTooLong(self.gate_closure.as_secs()));
+        }
+        if self.horizon == 0 {
+            return Err(CommunityError::NoHorizon);
+        }
+        Ok(())
+    }
+
+    /// Checks that `cert` is this community's, signed by its admin, for `member`, valid at `now`.
+    pub fn check_cert(
+        &self,
+        cert: &Signed<MembershipCert>,
+        member: &PublicKey,
+        now: Timestamp,
+    ) -> Result<(), CertError> {
+        if *cert.signer() != self.admin {
+            return Err(CertError::WrongAdmin(cert.signer().to_string()));
+        }
+        cert.verify().map_err(|_| CertError::BadSignature)?;
+        let c = cert.body();
+        if c.community != self.id {
+            return Err(CertError::WrongCommunity);
+        }
+        if c.member != *member {
+            return Err(CertError::WrongMember(c.member.to_string()));
+        }
+        if !c.is_valid_at(now) {
+            return Err(CertError::NotValidNow { from: c.valid_from, until: c.valid_until, now });
+        }
+        Ok(())
+    }
+
+    /// When trading for `interval` opens (inclusive) and closes (exclusive): it opens
+    /// `horizon` intervals before the interval starts and closes at gate closure.
+    pub fn trading_window(&self, interval: IntervalId) -> (Timestamp, Timestamp) {
+        let start = self.interval.start(interval);
+        let opens = Timestamp(start.0.saturating_sub(u64::from(self.horizon) * self.interval.millis()));
+        let closes = Timestamp(start.0.saturating_sub(self.gate_closure.as_millis() as u64));
+        (opens, closes)
+    }
+
+    /// Whether orders and trades for `interval` are accepted at `now`.
+    pub fn is_open(&self, interval: IntervalId, now: Timestamp) -> bool {
+        let (opens, closes) = self.trading_window(interval);
+        opens <= now && now < closes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::NodeKey;
+
+    fn community() -> (NodeKey, Community) {
+        let admin = NodeKey::from_seed(&[3; 32]);
+        let c = Community {
+            name: "Sunny Street".into(),
+            id: Community::derive_id(&admin.public(), "Sunny Street"),
+            admin: admin.public(),
+            interval: IntervalLength::DEFAULT,
+            gate_closure: Duration::from_secs(60),
+            horizon: 4,
+            feed_in: Price(82_000),
+            retail: Price(300_000),
+            bootstrap: vec![],
+        };
+        (admin, c)
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let (_, c) = community();
+        assert_eq!(c.check(), Ok(()));
+        assert!(matches!(
+            Community { name: "Other".into(), ..c.clone() }.check(),
+            Err(CommunityError::IdMismatch { .. })
+        ));
+        assert!(matches!(
+            Community { feed_in: Price(400_000), ..c.clone() }.check(),
+            Err(CommunityError::TariffsInverted { .. })
+        ));
+        assert_eq!(
+            Community { gate_closure: Duration::from_secs(900), ..c.clone() }.check(),
+            Err(CommunityError::GateClosureTooLong(900))
+        );
+        assert_eq!(Community { horizon: 0, ..c }.check(), Err(CommunityError::NoHorizon));
+    }
+
+    #[test]
+    fn certificates_are_checked() {
+        let (admin, c) = community();
+        let member = NodeKey::from_seed(&[4; 32]).public();
+        let cert = |signer: &NodeKey, community: CommunityId, member: PublicKey| {
+            Signed::sign(
+                signer,
+                MembershipCert {
+                    community,
+                    member,
+                    name: "Ann".into(),
+                    zone: "feeder-7".into(),
+                    valid_from: Timestamp(1_000),
+                    valid_until: Timestamp(2_000),
+                },
+            )
+        };
+        let good = cert(&admin, c.id, member);
+        assert_eq!(c.check_cert(&good, &member, Timestamp(1_500)), Ok(()));
+        assert!(matches!(c.check_cert(&good, &member, Timestamp(2_000)), Err(CertError::NotValidNow { .. })));
+        let other = NodeKey::from_seed(&[5; 32]);
+        assert!(matches!(c.check_cert(&good, &other.public(), Timestamp(1_500)), Err(CertError::WrongMember(_))));
+        assert!(matches!(
+            c.check_cert(&cert(&other, c.id, member), &member, Timestamp(1_500)),
+            Err(CertError::WrongAdmin(_))
+        ));
+        assert_eq!(
+            c.check_cert(&cert(&admin, CommunityId::default(), member), &member, Timestamp(1_500)),
+            Err(CertError::WrongCommunity)
+        );
+        let forged = good.clone().with_signature_for_tests(crate::keys::Signature::from_bytes(&[1; 64]));
+        assert_eq!(c.check_cert(&forged, &member, Timestamp(1_500)), Err(CertError::BadSignature));
+    }
+
+    #[test]
+    fn trading_opens_at_the_horizon_and_closes_at_gate_closure() {
+        let (_, c) = community();
+        let i = IntervalId(1_908_048); // starts 2024-06-01T12:00:00Z
+        let start = c.interval.start(i);
+        let (opens, closes) = c.trading_window(i);
+        assert_eq!(start.0 - opens.0, 4 * 900_000);
+        assert_eq!(start.0 - closes.0, 60_000);
+        assert!(!c.is_open(i, Timestamp(opens.0 - 1)));
+        assert!(c.is_open(i, opens));
+        assert!(c.is_open(i, Timestamp(closes.0 - 1)));
+        assert!(!c.is_open(i, closes));
+    }
+}
