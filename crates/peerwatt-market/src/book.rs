@@ -1,0 +1,255 @@
+//! Order books, one per open interval, with price-time priority.
+//!
+//! Every node keeps the same books from the same gossiped, signed orders, so every node ranks
+//! orders the same way: asks by (price ascending, signed creation time, id), bids by (price
+//! descending, creation time, id). Local arrival order never matters.
+//!
+//! A maker changes its order by publishing a new one for the same interval and side with a
+//! higher sequence number; the new one replaces the old. Energy 0 cancels. A sequence number
+//! not above the maker's last one is a replay and is refused.
+
+use std::collections::{BTreeMap, HashMap};
+
+use peerwatt_core::{Community, Hash, IntervalId, Order, Price, PublicKey, Side, Signed, Timestamp, Wh};
+use thiserror::Error;
+
+/// Why an order is not taken into the book.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OrderReject {
+    /// For another community.
+    #[error("the order is for another community")]
+    WrongCommunity,
+    /// Trading for its interval is not open now (too early, or past gate closure).
+    #[error("trading for interval {0} is not open")]
+    NotOpen(IntervalId),
+    /// Expired already.
+    #[error("the order has expired")]
+    Expired,
+    /// Outside [feed-in, retail].
+    #[error("price {price} is outside [{feed_in}, {retail}]")]
+    PriceOutOfRange {
+        /// The order's price.
+        price: Price,
+        /// The floor.
+        feed_in: Price,
+        /// The ceiling.
+        retail: Price,
+    },
+    /// Sequence number not above the maker's last one.
+    #[error("sequence {seq} is not above the maker's last {last}: a replay")]
+    Replay {
+        /// The order's sequence number.
+        seq: u64,
+        /// The last one seen from the maker.
+        last: u64,
+    },
+    /// Created in the future (beyond allowed clock skew).
+    #[error("the order is created {0} ms in the future")]
+    FromTheFuture(u64),
+}
+
+/// An order as the book holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookOrder {
+    /// The order's id: the digest of its signed envelope.
+    pub id: Hash,
+    /// Who made it.
+    pub maker: PublicKey,
+    /// The signed order itself.
+    pub order: Order,
+    /// Energy not yet traded, as far as this node knows (the maker knows for sure).
+    pub remaining: Wh,
+}
+
+impl BookOrder {
+    /// The order's limit price.
+    pub fn price(&self) -> Price {
+        self.order.limit_price
+    }
+
+    /// Sorts better orders first: price, then signed creation time, then id.
+    fn rank(&self) -> (u64, u64, Hash) {
+        let price = match self.order.side {
+            Side::Sell => self.order.limit_price.0,
+            Side::Buy => u64::MAX - self.order.limit_price.0,
+        };
+        (price, self.order.created_at.0, self.id)
+    }
+}
+
+/// How far in the future an order's creation time may be (clock skew between nodes).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// What inserting an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new order.
+    New,
+    /// It replaced the maker's previous order for the interval and side.
+    Replaced(Hash),
+    /// Energy 0: the maker's previous order (if any) is cancelled.
+    Cancelled(Option<Hash>),
+}
+
+/// The books of every open interval of one community.
+#[derive(Debug, Clone)]
+pub struct Books {
+    community: Community,
+    orders: HashMap<Hash, BookOrder>,
+    /// (interval, side, maker) → the maker's current order there.
+    current: HashMap<(IntervalId, SideKey, PublicKey), Hash>,
+    last_seq: HashMap<PublicKey, u64>,
+}
+
+/// `Side` as a map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SideKey(u8);
+
+impl From<Side> for SideKey {
+    fn from(s: Side) -> SideKey {
+        SideKey(s as u8)
+    }
+}
+
+impl Books {
+    /// Empty books for `community`.
+    pub fn new(community: Community) -> Books {
+        Books { community, orders: HashMap::new(), current: HashMap::new(), last_seq: HashMap::new() }
+    }
+
+    /// The community.
+    pub fn community(&self) -> &Community {
+        &self.community
+    }
+
+    /// Checks an order against the market rules at `now` (signature and membership are
+    /// checked before, by whoever received it).
+    pub fn check(&self, signed: &Signed<Order>, now: Timestamp) -> Result<(), OrderReject> {
+        let o = signed.body();
+        let c = &self.community;
+        if o.community != c.id {
+            return Err(OrderReject::WrongCommunity);
+        }
+        if o.created_at.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
+        }
+        if !c.is_open(o.interval, now) {
+            return Err(OrderReject::NotOpen(o.interval));
+        }
+        if o.expires_at <= now {
+            return Err(OrderReject::Expired);
+        }
+        if o.energy > Wh::ZERO && (o.limit_price < c.feed_in || o.limit_price > c.retail) {
+            return Err(OrderReject::PriceOutOfRange { price: o.limit_price, feed_in: c.feed_in, retail: c.retail });
+        }
+        if let Some(&last) = self.last_seq.get(signed.signer()).filter(|&&last| o.seq <= last) {
+            return Err(OrderReject::Replay { seq: o.seq, last });
+        }
+        Ok(())
+    }
+
+    /// Checks and inserts an order.
+    pub fn insert(&mut self, signed: &Signed<Order>, now: Timestamp) -> Result<Inserted, OrderReject> {
+        self.check(signed, now)?;
+        let o = signed.body();
+        let maker = *signed.signer();
+        self.last_seq.insert(maker, o.seq);
+        let key = (o.interval, SideKey::from(o.side), maker);
+        let previous = self.current.remove(&key);
+        if let Some(prev) = previous {
+            self.orders.remove(&prev);
+        }
+        if o.energy == Wh::ZERO {
+            return Ok(Inserted::Cancelled(previous));
+        }
+        let id = signed.digest();
+        self.orders.insert(id, BookOrder { id, maker, order: o.clone(), remaining: o.energy });
+        self.current.insert(key, id);
+        Ok(previous.map_or(Inserted::New, Inserted::Replaced))
+    }
+
+    /// The order with this id.
+    pub fn get(&self, id: &Hash) -> Option<&BookOrder> {
+        self.orders.get(id)
+    }
+
+    /// Lowers an order's remaining energy after a trade (from an answer or an announcement).
+    /// Returns the new remaining energy, if the order is known.
+    pub fn apply_fill(&mut self, id: &Hash, energy: Wh) -> Option<Wh> {
+        let order = self.orders.get_mut(id)?;
+        order.remaining = order.remaining.saturating_sub(energy);
+        Some(order.remaining)
+    }
+
+    /// Drops orders that expired or whose interval closed, as of `now`. Returns how many.
+    pub fn prune(&mut self, now: Timestamp) -> usize {
+        let community = self.community.clone();
+        let dead: Vec<Hash> = self
+            .orders
+            .values()
+            .filter(|o| o.order.expires_at <= now || !community.is_open(o.order.interval, now))
+            .map(|o| o.id)
+            .collect();
+        for id in &dead {
+            if let Some(o) = self.orders.remove(id) {
+                self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker));
+            }
+        }
+        dead.len()
+    }
+
+    /// The live orders of one interval and side, best first.
+    pub fn side(&self, interval: IntervalId, side: Side, now: Timestamp) -> Vec<&BookOrder> {
+        let mut v: Vec<&BookOrder> = self
+            .orders
+            .values()
+            .filter(|o| {
+                o.order.interval == interval
+                    && o.order.side == side
+                    && o.order.expires_at > now
+                    && o.remaining > Wh::ZERO
+            })
+            .collect();
+        v.sort_by_key(|o| o.rank());
+        v
+    }
+
+    /// Orders that an order of `side` at `limit` by `me` may take in `interval`, best first:
+    /// the opposite side, crossing the limit, not `me`'s own, still with energy left.
+    pub fn crossing(
+        &self,
+        interval: IntervalId,
+        side: Side,
+        limit: Price,
+        me: &PublicKey,
+        now: Timestamp,
+    ) -> Vec<&BookOrder> {
+        self.side(interval, side.opposite(), now)
+            .into_iter()
+            .filter(|o| o.maker != *me)
+            .filter(|o| match side {
+                Side::Buy => o.price() <= limit,
+                Side::Sell => o.price() >= limit,
+            })
+            .collect()
+    }
+
+    /// Every interval with at least one live order, with its best bid and ask.
+    pub fn summary(&self, now: Timestamp) -> BTreeMap<IntervalId, (Option<Price>, Option<Price>)> {
+        let mut out: BTreeMap<IntervalId, (Option<Price>, Option<Price>)> = BTreeMap::new();
+        for o in self.orders.values().filter(|o| o.order.expires_at > now && o.remaining > Wh::ZERO) {
+            let entry = out.entry(o.order.interval).or_default();
+            match o.order.side {
+                Side::Buy => entry.0 = entry.0.max(Some(o.price())),
+                Side::Sell => entry.1 = Some(entry.1.map_or(o.price(), |p| p.min(o.price()))),
+            }
+        }
+        out
+    }
+
+    /// Who takes when two orders cross: the one created later (by signed time, then id) is the
+    /// aggressor; the earlier one rests. This single rule keeps two nodes from both taking.
+    pub fn is_aggressor(mine: &BookOrder, theirs: &BookOrder) -> bool {
+        (mine.order.created_at, mine.id) > (theirs.order.created_at, theirs.id)
+    }
+}

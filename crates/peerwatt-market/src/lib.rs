@@ -1,0 +1,18 @@
+//! peerwatt's market, pure and driven by an injected clock: no network, no disk.
+//!
+//! - [`book`]: order books per open interval, price-time priority, replacement and cancellation;
+//! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
+//! - [`taker`]: the taker's requests and exactly-once recording of its trades.
+//!
+//! The handshake (see `docs/market.md`): the taker signs a request against a maker's order; the
+//! maker checks it, reserves the energy, countersigns, appends the trade to its ledger
+//! (flushed) and only then answers; the taker verifies both signatures and records it; both
+//! announce it. No trade exists without both signatures.
+
+pub mod book;
+pub mod maker;
+pub mod taker;
+
+pub use book::{BookOrder, Books, Inserted, OrderReject};
+pub use maker::{Acceptance, Maker, Refusal, Reserved};
+pub use taker::{RequestState, Taker, TakerAction};

@@ -1,0 +1,232 @@
+//! The maker's side of the trade handshake. The maker is the single authority over its
+//! orders' remaining energy.
+//!
+//! ```text
+//! request ──accept──> Reserved ──(caller appends the trade to its ledger, flushed)──commit──> Agreed
+//!                        └──────────────(ledger write failed)─────────abort──> released
+//! ```
+//!
+//! `accept` checks the request against the order and the market rules and reserves the energy,
+//! so concurrent requests can never oversell. The caller answers the taker only after
+//! `commit`, i.e. after the trade is durable. A request that was already agreed is answered
+//! with the same trade (idempotent), which is how a taker that lost the answer reconciles.
+
+use std::collections::HashMap;
+
+use peerwatt_core::{Community, Side};
+use peerwatt_core::{Hash, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TradeRequest, Wh};
+use thiserror::Error;
+
+/// Why the maker refuses a request. Sent back to the taker as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// The request's signature does not verify.
+    #[error("the request's signature does not verify")]
+    BadSignature,
+    /// For another community.
+    #[error("the request is for another community")]
+    WrongCommunity,
+    /// Not addressed to this maker.
+    #[error("the request names another maker")]
+    NotMine,
+    /// The maker trading with itself.
+    #[error("a maker cannot take its own order")]
+    SelfTrade,
+    /// No such order (unknown, replaced by a newer one, cancelled or expired).
+    #[error("the order is not open (unknown, replaced, cancelled or expired)")]
+    NoSuchOrder,
+    /// The request's terms differ from the order's (side, interval, price).
+    #[error("the request's {0} does not match the order")]
+    TermsMismatch(&'static str),
+    /// Trading for the interval is closed.
+    #[error("trading for the interval is closed")]
+    Closed,
+    /// Zero energy.
+    #[error("the request is for no energy")]
+    ZeroEnergy,
+    /// More than remains.
+    #[error("only {available} remains of the order")]
+    Insufficient {
+        /// What remains, not counting reservations in flight.
+        available: Wh,
+    },
+    /// The same request is being recorded right now; ask again shortly.
+    #[error("the same request is being recorded; retry")]
+    InFlight,
+}
+
+/// One of the maker's own open orders.
+#[derive(Debug, Clone)]
+struct OwnOrder {
+    signed: Signed<Order>,
+    id: Hash,
+    remaining: Wh,
+    reserved: Wh,
+}
+
+/// A trade the maker has signed but not yet recorded: append it to the ledger (flushed), then
+/// [`Maker::commit`] it; if the append fails, [`Maker::abort`] it.
+#[derive(Debug)]
+#[must_use = "a reserved trade must be committed after the ledger append, or aborted"]
+pub struct Reserved {
+    /// The trade to append to the ledger and then send to the taker.
+    pub trade: Signed<Trade>,
+    request: Hash,
+    order: Hash,
+    energy: Wh,
+}
+
+/// What `accept` decided.
+#[derive(Debug)]
+pub enum Acceptance {
+    /// A new trade, reserved: record it, then commit.
+    New(Reserved),
+    /// This request was agreed before: answer with the same trade (nothing to record).
+    Again(Signed<Trade>),
+}
+
+/// The maker's open orders and agreed trades.
+#[derive(Debug)]
+pub struct Maker {
+    community: Community,
+    me: PublicKey,
+    orders: HashMap<Hash, OwnOrder>,
+    /// Current order per (interval, side): a newer one replaces the older.
+    current: HashMap<(u64, u8), Hash>,
+    /// Agreed trades by request digest.
+    agreed: HashMap<Hash, Signed<Trade>>,
+    in_flight: HashMap<Hash, ()>,
+}
+
+impl Maker {
+    /// A maker with key `me` in `community`.
+    pub fn new(community: Community, me: PublicKey) -> Maker {
+        Maker {
+            community,
+            me,
+            orders: HashMap::new(),
+            current: HashMap::new(),
+            agreed: HashMap::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// Registers one of the maker's own orders (after signing and publishing it). A newer
+    /// order for the same interval and side replaces the older one; energy 0 cancels.
+    pub fn publish(&mut self, signed: Signed<Order>) {
+        let o = signed.body();
+        let key = (o.interval.0, o.side as u8);
+        if let Some(old) = self.current.remove(&key) {
+            self.orders.remove(&old);
+        }
+        if o.energy == Wh::ZERO {
+            return;
+        }
+        let id = signed.digest();
+        let remaining = o.energy;
+        self.orders.insert(id, OwnOrder { signed, id, remaining, reserved: Wh::ZERO });
+        self.current.insert(key, id);
+    }
+
+    /// What remains of an own order (not counting reservations in flight).
+    pub fn remaining(&self, order: &Hash) -> Option<Wh> {
+        self.orders.get(order).map(|o| o.remaining)
+    }
+
+    /// The maker's current order for an interval and side.
+    pub fn current(&self, interval: peerwatt_core::IntervalId, side: Side) -> Option<&Signed<Order>> {
+        self.current.get(&(interval.0, side as u8)).and_then(|id| self.orders.get(id)).map(|o| &o.signed)
+    }
+
+    /// Decides on a request at `now`; see the module documentation.
+    pub fn accept(
+        &mut self,
+        key: &NodeKey,
+        request: &Signed<TradeRequest>,
+        now: Timestamp,
+    ) -> Result<Acceptance, Refusal> {
+        let digest = request.digest();
+        if let Some(trade) = self.agreed.get(&digest) {
+            return Ok(Acceptance::Again(trade.clone()));
+        }
+        if self.in_flight.contains_key(&digest) {
+            return Err(Refusal::InFlight);
+        }
+        request.verify().map_err(|_| Refusal::BadSignature)?;
+        let r = request.body();
+        if r.community != self.community.id {
+            return Err(Refusal::WrongCommunity);
+        }
+        if r.maker != self.me {
+            return Err(Refusal::NotMine);
+        }
+        if *request.signer() == self.me {
+            return Err(Refusal::SelfTrade);
+        }
+        let order = self.orders.get_mut(&r.order).ok_or(Refusal::NoSuchOrder)?;
+        let o = order.signed.body();
+        if o.expires_at <= now {
+            return Err(Refusal::NoSuchOrder);
+        }
+        if r.maker_side != o.side {
+            return Err(Refusal::TermsMismatch("side"));
+        }
+        if r.interval != o.interval {
+            return Err(Refusal::TermsMismatch("interval"));
+        }
+        if r.price != o.limit_price {
+            return Err(Refusal::TermsMismatch("price"));
+        }
+        if !self.community.is_open(o.interval, now) {
+            return Err(Refusal::Closed);
+        }
+        if r.energy == Wh::ZERO {
+            return Err(Refusal::ZeroEnergy);
+        }
+        let available = order.remaining.saturating_sub(order.reserved);
+        if r.energy > available {
+            return Err(Refusal::Insufficient { available });
+        }
+        order.reserved = Wh(order.reserved.0 + r.energy.0);
+        self.in_flight.insert(digest, ());
+        let trade = Signed::sign(key, Trade { request: request.clone(), accepted_at: now });
+        Ok(Acceptance::New(Reserved { trade, request: digest, order: order.id, energy: r.energy }))
+    }
+
+    /// The trade is durable in the ledger: make the reservation final.
+    pub fn commit(&mut self, reserved: Reserved) -> Signed<Trade> {
+        self.in_flight.remove(&reserved.request);
+        if let Some(order) = self.orders.get_mut(&reserved.order) {
+            order.reserved = order.reserved.saturating_sub(reserved.energy);
+            order.remaining = order.remaining.saturating_sub(reserved.energy);
+        }
+        self.agreed.insert(reserved.request, reserved.trade.clone());
+        reserved.trade
+    }
+
+    /// The trade could not be recorded: release the reservation; nobody has the trade.
+    pub fn abort(&mut self, reserved: Reserved) {
+        self.in_flight.remove(&reserved.request);
+        if let Some(order) = self.orders.get_mut(&reserved.order) {
+            order.reserved = order.reserved.saturating_sub(reserved.energy);
+        }
+    }
+
+    /// The agreed trade for a request, if any: answers a taker that asks after a restart.
+    pub fn lookup(&self, request: &Hash) -> Option<&Signed<Trade>> {
+        self.agreed.get(request)
+    }
+
+    /// Restores an agreed trade from the ledger after a restart (fills its order, if known).
+    pub fn restore(&mut self, trade: Signed<Trade>) {
+        let r = trade.body().request.body();
+        let digest = trade.body().request.digest();
+        if self.agreed.contains_key(&digest) {
+            return;
+        }
+        if let Some(order) = self.orders.get_mut(&r.order) {
+            order.remaining = order.remaining.saturating_sub(r.energy);
+        }
+        self.agreed.insert(digest, trade);
+    }
+}

@@ -1,0 +1,294 @@
+//! The order book's rules and the maker/taker handshake, including crash reconciliation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::time::Duration;
+
+use peerwatt_core::*;
+use peerwatt_market::*;
+
+/// 2024-06-01T12:00:00Z starts interval `I`; trading for it is open from 11:00 to 11:59.
+const START: u64 = 1_717_243_200_000;
+const I: IntervalId = IntervalId(START / 900_000);
+
+fn now(minutes_before_start: u64) -> Timestamp {
+    Timestamp(START - minutes_before_start * 60_000)
+}
+
+fn admin() -> NodeKey {
+    NodeKey::from_seed(&[3; 32])
+}
+
+fn community() -> Community {
+    let admin = admin().public();
+    Community {
+        name: "Test".into(),
+        id: Community::derive_id(&admin, "Test"),
+        admin,
+        interval: IntervalLength::DEFAULT,
+        gate_closure: Duration::from_secs(60),
+        horizon: 4,
+        feed_in: Price(80_000),
+        retail: Price(300_000),
+        bootstrap: vec![],
+    }
+}
+
+fn key(n: u8) -> NodeKey {
+    NodeKey::from_seed(&[n; 32])
+}
+
+fn order(k: &NodeKey, side: Side, wh: u64, price: u64, seq: u64, created: Timestamp) -> Signed<Order> {
+    Signed::sign(
+        k,
+        Order {
+            community: community().id,
+            side,
+            interval: I,
+            energy: Wh(wh),
+            limit_price: Price(price),
+            seq,
+            created_at: created,
+            expires_at: Timestamp(START),
+        },
+    )
+}
+
+#[test]
+fn price_time_priority_is_the_same_on_every_node() {
+    let mut books = Books::new(community());
+    let t = now(30);
+    let a = order(&key(1), Side::Sell, 1000, 150_000, 1, Timestamp(t.0 + 2));
+    let b = order(&key(2), Side::Sell, 1000, 120_000, 1, Timestamp(t.0 + 3));
+    let c = order(&key(3), Side::Sell, 1000, 150_000, 1, Timestamp(t.0 + 1)); // same price as a, earlier
+    for o in [&a, &b, &c] {
+        books.insert(o, t).unwrap();
+    }
+    let asks: Vec<Hash> = books.side(I, Side::Sell, t).iter().map(|o| o.id).collect();
+    assert_eq!(asks, vec![b.digest(), c.digest(), a.digest()], "cheapest first, then earliest");
+
+    // A buyer limited to 150,000 sees all three; at 130,000 only the cheapest.
+    let buyer = key(9).public();
+    assert_eq!(books.crossing(I, Side::Buy, Price(150_000), &buyer, t).len(), 3);
+    assert_eq!(books.crossing(I, Side::Buy, Price(130_000), &buyer, t).len(), 1);
+    // A maker never takes its own order.
+    assert_eq!(books.crossing(I, Side::Buy, Price(150_000), &key(2).public(), t).len(), 2);
+}
+
+#[test]
+fn orders_are_checked_replaced_cancelled_and_pruned() {
+    let mut books = Books::new(community());
+    let k = key(1);
+    let t = now(30);
+    assert_eq!(books.insert(&order(&k, Side::Sell, 1000, 150_000, 5, t), t), Ok(Inserted::New));
+    // A replay (same or lower sequence) is refused.
+    assert!(matches!(
+        books.insert(&order(&k, Side::Sell, 900, 140_000, 5, t), t),
+        Err(OrderReject::Replay { seq: 5, last: 5 })
+    ));
+    // A newer order replaces the older for the same interval and side.
+    let newer = order(&k, Side::Sell, 800, 140_000, 6, t);
+    assert!(matches!(books.insert(&newer, t), Ok(Inserted::Replaced(_))));
+    assert_eq!(books.side(I, Side::Sell, t).len(), 1);
+    assert_eq!(books.side(I, Side::Sell, t)[0].id, newer.digest());
+    // Energy 0 cancels.
+    assert_eq!(
+        books.insert(&order(&k, Side::Sell, 0, 140_000, 7, t), t),
+        Ok(Inserted::Cancelled(Some(newer.digest())))
+    );
+    assert!(books.side(I, Side::Sell, t).is_empty());
+
+    let k2 = key(2);
+    assert_eq!(
+        books.insert(&order(&k2, Side::Buy, 1, 350_000, 1, t), t),
+        Err(OrderReject::PriceOutOfRange { price: Price(350_000), feed_in: Price(80_000), retail: Price(300_000) })
+    );
+    assert_eq!(
+        books.insert(&order(&k2, Side::Buy, 1, 100_000, 2, now(90)), now(90)),
+        Err(OrderReject::NotOpen(I)),
+        "too early"
+    );
+    assert_eq!(
+        books.insert(&order(&k2, Side::Buy, 1, 100_000, 3, now(0)), now(0)),
+        Err(OrderReject::NotOpen(I)),
+        "past gate closure"
+    );
+    let future = order(&k2, Side::Buy, 1, 100_000, 4, Timestamp(t.0 + 60_000));
+    assert!(matches!(books.insert(&future, t), Err(OrderReject::FromTheFuture(_))));
+
+    books.insert(&order(&k2, Side::Buy, 500, 100_000, 5, t), t).unwrap();
+    assert_eq!(books.prune(now(2)), 0, "two minutes before the start it is still open");
+    assert_eq!(books.prune(now(1)), 1, "gate closure (one minute before the start) ends the order");
+}
+
+#[test]
+fn the_later_order_is_the_aggressor() {
+    let mut books = Books::new(community());
+    let t = now(30);
+    let ask = order(&key(1), Side::Sell, 1000, 120_000, 1, t);
+    let bid = order(&key(2), Side::Buy, 1000, 200_000, 1, Timestamp(t.0 + 10));
+    books.insert(&ask, t).unwrap();
+    books.insert(&bid, t).unwrap();
+    let (a, b) = (books.get(&ask.digest()).unwrap(), books.get(&bid.digest()).unwrap());
+    assert!(Books::is_aggressor(b, a), "the bid came later: its maker takes the ask");
+    assert!(!Books::is_aggressor(a, b), "the resting ask's maker must not also take the bid");
+}
+
+/// A maker with one open sell order, a taker, and the taker's view of the order.
+fn setup(wh: u64) -> (NodeKey, Maker, NodeKey, Taker, BookOrder) {
+    let (mk, tk) = (key(1), key(2));
+    let c = community();
+    let mut maker = Maker::new(c.clone(), mk.public());
+    let offer = order(&mk, Side::Sell, wh, 120_000, 1, now(30));
+    maker.publish(offer.clone());
+    let mut books = Books::new(c.clone());
+    books.insert(&offer, now(30)).unwrap();
+    let view = books.get(&offer.digest()).unwrap().clone();
+    let taker = Taker::new(tk.public(), c.id, 1);
+    (mk, maker, tk, taker, view)
+}
+
+fn agree(maker: &mut Maker, mk: &NodeKey, req: &Signed<TradeRequest>, t: Timestamp) -> Signed<Trade> {
+    match maker.accept(mk, req, t).unwrap() {
+        Acceptance::New(reserved) => maker.commit(reserved), // (the node appends to its ledger in between)
+        Acceptance::Again(_) => panic!("expected a new trade"),
+    }
+}
+
+#[test]
+fn the_handshake_gives_both_parties_the_same_two_signature_trade() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let req = taker.request(&tk, &offer, Wh(400), t);
+    assert_eq!(taker.state(&req.digest()), Some(RequestState::Sent));
+    assert_eq!(taker.outstanding(I), Wh(400));
+    let trade = agree(&mut maker, &mk, &req, t);
+    trade.verify().unwrap();
+    assert_eq!(trade.body().seller(), &mk.public());
+    assert_eq!(trade.body().buyer(), &tk.public());
+    assert_eq!(trade.body().request.body().price, Price(120_000), "the maker's limit price");
+    let TakerAction::Record(recorded) = taker.on_answer(&req.digest(), Ok(trade.clone())) else { panic!() };
+    assert_eq!(recorded.to_bytes(), trade.to_bytes(), "byte-identical in both ledgers");
+    assert_eq!(taker.outstanding(I), Wh::ZERO);
+    // The same trade announced on the trades topic is not recorded twice.
+    assert_eq!(taker.on_trade(&trade), TakerAction::AlreadyRecorded);
+    assert_eq!(maker.remaining(&offer.id), Some(Wh(600)), "partial fill");
+}
+
+#[test]
+fn reservations_never_oversell_and_aborts_release() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let r1 = taker.request(&tk, &offer, Wh(700), t);
+    let r2 = taker.request(&tk, &offer, Wh(400), t);
+    let Acceptance::New(first) = maker.accept(&mk, &r1, t).unwrap() else { panic!() };
+    // While the first is being recorded, only 300 Wh are available.
+    assert_eq!(maker.accept(&mk, &r2, t).unwrap_err(), Refusal::Insufficient { available: Wh(300) });
+    assert_eq!(maker.accept(&mk, &r1, t).unwrap_err(), Refusal::InFlight);
+    // The ledger write fails: the reservation is released, nobody has a trade.
+    maker.abort(first);
+    assert_eq!(maker.remaining(&offer.id), Some(Wh(1000)));
+    assert!(maker.lookup(&r1.digest()).is_none());
+    let trade = agree(&mut maker, &mk, &r2, t);
+    assert_eq!(trade.body().request.body().energy, Wh(400));
+    assert_eq!(maker.remaining(&offer.id), Some(Wh(600)));
+}
+
+#[test]
+fn a_repeated_request_gets_the_same_trade() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let req = taker.request(&tk, &offer, Wh(100), t);
+    let trade = agree(&mut maker, &mk, &req, t);
+    let Acceptance::Again(again) = maker.accept(&mk, &req, now(10)).unwrap() else { panic!() };
+    assert_eq!(again, trade);
+    assert_eq!(maker.remaining(&offer.id), Some(Wh(900)), "not filled twice");
+}
+
+#[test]
+fn the_maker_refuses_what_does_not_match() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let mut cheap = offer.clone();
+    cheap.order.limit_price = Price(100_000);
+    assert_eq!(
+        maker.accept(&mk, &taker.request(&tk, &cheap, Wh(1), t), t).unwrap_err(),
+        Refusal::TermsMismatch("price")
+    );
+    let mut flipped = offer.clone();
+    flipped.order.side = Side::Buy;
+    assert_eq!(
+        maker.accept(&mk, &taker.request(&tk, &flipped, Wh(1), t), t).unwrap_err(),
+        Refusal::TermsMismatch("side")
+    );
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(0), t), t).unwrap_err(), Refusal::ZeroEnergy);
+    assert_eq!(
+        maker.accept(&mk, &taker.request(&tk, &offer, Wh(2000), t), t).unwrap_err(),
+        Refusal::Insufficient { available: Wh(1000) }
+    );
+    // Past gate closure.
+    let late = Timestamp(START - 30_000);
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(1), late), late).unwrap_err(), Refusal::Closed);
+    // Self-trade, a forged request, and a request to someone else.
+    let mut own = Taker::new(mk.public(), community().id, 1);
+    assert_eq!(maker.accept(&mk, &own.request(&mk, &offer, Wh(1), t), t).unwrap_err(), Refusal::SelfTrade);
+    let forged = taker.request(&tk, &offer, Wh(1), t).with_signature_for_tests(Signature::from_bytes(&[5; 64]));
+    assert_eq!(maker.accept(&mk, &forged, t).unwrap_err(), Refusal::BadSignature);
+    let mut other = offer.clone();
+    other.maker = key(7).public();
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &other, Wh(1), t), t).unwrap_err(), Refusal::NotMine);
+    // A replaced order no longer trades.
+    maker.publish(order(&mk, Side::Sell, 500, 110_000, 2, t));
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(1), t), t).unwrap_err(), Refusal::NoSuchOrder);
+}
+
+#[test]
+fn a_taker_that_crashes_after_sending_reconciles_exactly_once() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let a = taker.request(&tk, &offer, Wh(100), t);
+    let b = taker.request(&tk, &offer, Wh(200), t);
+    let c = taker.request(&tk, &offer, Wh(300), t);
+    // The maker agrees to a and b; c is lost on the way. Then the taker crashes.
+    let trade_a = agree(&mut maker, &mk, &a, t);
+    let trade_b = agree(&mut maker, &mk, &b, t);
+    let persisted = [a.clone(), b.clone(), c.clone()];
+    drop(taker);
+
+    // Restart: the taker had recorded trade a before crashing; b and c are unknown.
+    let mut taker = Taker::new(tk.public(), community().id, 1);
+    taker.restore_recorded(&trade_a);
+    for r in &persisted {
+        taker.restore_pending(r.clone(), t);
+    }
+    assert_eq!(taker.next_seq(), 4, "request numbers are never reused");
+    let to_ask = taker.expire(now(19), Duration::from_secs(5));
+    assert_eq!(to_ask.len(), 2);
+    // Ask the maker about each: it answers from its agreed trades.
+    let mut recorded = vec![];
+    for r in &to_ask {
+        let answer = maker.lookup(&r.digest()).cloned().ok_or_else(|| "no such trade".to_owned());
+        if let TakerAction::Record(t) = taker.on_answer(&r.digest(), answer) {
+            recorded.push(*t);
+        }
+    }
+    assert_eq!(recorded, vec![trade_b.clone()], "exactly the trades the maker recorded");
+    // The announcement of a arriving late changes nothing.
+    assert_eq!(taker.on_trade(&trade_a), TakerAction::AlreadyRecorded);
+    assert_eq!(taker.on_trade(&trade_b), TakerAction::AlreadyRecorded);
+    assert_eq!(taker.outstanding(I), Wh::ZERO);
+}
+
+#[test]
+fn forged_or_foreign_trades_are_not_recorded() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let req = taker.request(&tk, &offer, Wh(100), t);
+    let trade = agree(&mut maker, &mk, &req, t);
+    let mut someone_else = Taker::new(key(8).public(), community().id, 1);
+    assert_eq!(someone_else.on_trade(&trade), TakerAction::NotOurs);
+    // The maker's countersignature forged by a third party.
+    let forged = Signed::sign(&key(9), trade.body().clone());
+    assert!(matches!(taker.on_trade(&forged), TakerAction::Invalid(_)));
+    assert!(matches!(taker.on_trade(&trade), TakerAction::Record(_)));
+}
