@@ -2,7 +2,8 @@
 //!
 //! - [`book`]: order books per open interval, price-time priority, replacement and cancellation;
 //! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
-//! - [`taker`]: the taker's requests and exactly-once recording of its trades.
+//! - [`taker`]: the taker's requests and exactly-once recording of its trades;
+//! - [`strategy`]: forecast, price curves and bounds of the default strategy.
 //!
 //! The handshake (see `docs/market.md`): the taker signs a request against a maker's order; the
 //! maker checks it, reserves the energy, countersigns, appends the trade to its ledger
@@ -11,8 +12,10 @@
 
 pub mod book;
 pub mod maker;
+pub mod strategy;
 pub mod taker;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
+pub use strategy::{Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};

@@ -1,0 +1,136 @@
+//! The default trading strategy: it trades for the homeowner, within limits the homeowner sets.
+//!
+//! - **Forecast**: an interval's surplus (+) or deficit (−) is the average of
+//!   `exported − imported` at the same time of day over the last `days` days, complete
+//!   intervals only. No history: no trading.
+//! - **Price**: over the trading window (opens at the horizon, closes at gate closure) a seller
+//!   starts at the retail tariff and descends linearly to the feed-in tariff, and a buyer
+//!   starts at feed-in and rises to retail. With progress `p` in [0, 1]:
+//!   `sell = retail − (retail − feed_in) × p`, `buy = feed_in + (retail − feed_in) × p`,
+//!   in integers, rounded down. They meet halfway at the mid price.
+//! - **Bounds**: never sell more than the forecast surplus (minus a reserve), never buy more than
+//!   the deficit, never trade outside [feed-in, retail], and never beyond the user's limits.
+
+use peerwatt_core::{Community, IntervalId, Price, Side, Timestamp, Wh};
+
+/// The homeowner's limits (`[market]` in node.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserLimits {
+    /// Never sell below this price (the community's feed-in tariff if lower).
+    pub min_sell_price: Option<Price>,
+    /// Never buy above this price (the community's retail tariff if higher).
+    pub max_buy_price: Option<Price>,
+    /// Never trade more than this per interval.
+    pub max_energy_per_interval: Option<Wh>,
+    /// Keep this much of a forecast surplus unsold (forecasts err).
+    pub reserve: Wh,
+}
+
+/// One past interval as the meter measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The interval.
+    pub interval: IntervalId,
+    /// Imported from the grid.
+    pub imported: Wh,
+    /// Exported to the grid.
+    pub exported: Wh,
+    /// Whether the readings covered the whole interval.
+    pub complete: bool,
+}
+
+/// Forecasts surplus or deficit from history.
+#[derive(Debug, Clone)]
+pub struct Forecaster {
+    per_day: u64,
+    days: u64,
+    history: Vec<Observed>,
+}
+
+impl Forecaster {
+    /// A forecaster over `history` for intervals of `community`, looking back `days` days.
+    pub fn new(community: &Community, history: Vec<Observed>, days: u64) -> Forecaster {
+        Forecaster { per_day: 86_400 / community.interval.secs(), days: days.max(1), history }
+    }
+
+    /// Expected `exported − imported` in `interval`, in Wh (positive: surplus), or `None`
+    /// without any complete interval at that time of day in the window.
+    pub fn net_export(&self, interval: IntervalId) -> Option<i64> {
+        let (sum, n) = self
+            .history
+            .iter()
+            .filter(|o| o.complete && o.interval < interval)
+            .filter(|o| {
+                (interval.0 - o.interval.0).is_multiple_of(self.per_day)
+                    && (interval.0 - o.interval.0) / self.per_day <= self.days
+            })
+            .fold((0i128, 0i128), |(s, n), o| (s + i128::from(o.exported.0) - i128::from(o.imported.0), n + 1));
+        // Integer mean, rounded toward zero (a forecast never claims more than was seen).
+        (n > 0).then(|| i64::try_from(sum / n).unwrap_or(0))
+    }
+}
+
+/// What the strategy wants in one interval right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    /// Sell or buy.
+    pub side: Side,
+    /// How much more energy to trade (after what is already traded or requested).
+    pub energy: Wh,
+    /// At what limit price.
+    pub price: Price,
+}
+
+/// The price on `side` for `interval` at `now`, by the curves above, within the user's limits.
+/// `None` when trading for the interval is not open.
+pub fn price_at(
+    community: &Community,
+    limits: &UserLimits,
+    side: Side,
+    interval: IntervalId,
+    now: Timestamp,
+) -> Option<Price> {
+    if !community.is_open(interval, now) {
+        return None;
+    }
+    let (opens, closes) = community.trading_window(interval);
+    let span = u128::from(closes.0 - opens.0).max(1);
+    let done = u128::from(now.0 - opens.0);
+    let (lo, hi) = (community.feed_in.0, community.retail.0);
+    let step = u64::try_from(u128::from(hi - lo) * done / span).unwrap_or(hi - lo);
+    let price = match side {
+        Side::Sell => {
+            let floor = limits.min_sell_price.map_or(lo, |p| p.0.clamp(lo, hi));
+            (hi - step).max(floor)
+        }
+        Side::Buy => {
+            let ceiling = limits.max_buy_price.map_or(hi, |p| p.0.clamp(lo, hi));
+            (lo + step).min(ceiling)
+        }
+    };
+    Some(Price(price))
+}
+
+/// What to trade in `interval` at `now`, given the forecast and what is already traded or
+/// requested there (`committed`, on the forecast's side).
+pub fn intent(
+    community: &Community,
+    limits: &UserLimits,
+    forecaster: &Forecaster,
+    interval: IntervalId,
+    committed: Wh,
+    now: Timestamp,
+) -> Option<Intent> {
+    let net = forecaster.net_export(interval)?;
+    let (side, want) = if net > 0 {
+        (Side::Sell, Wh(net.unsigned_abs()).saturating_sub(limits.reserve))
+    } else {
+        (Side::Buy, Wh(net.unsigned_abs()))
+    };
+    let cap = limits.max_energy_per_interval.map_or(want, |m| want.min(m));
+    let energy = cap.saturating_sub(committed);
+    if energy == Wh::ZERO {
+        return None;
+    }
+    Some(Intent { side, energy, price: price_at(community, limits, side, interval, now)? })
+}

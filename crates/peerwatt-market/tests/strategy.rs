@@ -1,0 +1,110 @@
+//! The default strategy's worked examples (the same as in docs/market.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::time::Duration;
+
+use peerwatt_core::*;
+use peerwatt_market::*;
+
+const START: u64 = 1_717_243_200_000; // 2024-06-01T12:00:00Z
+const I: IntervalId = IntervalId(START / 900_000);
+
+fn community() -> Community {
+    let admin = NodeKey::from_seed(&[3; 32]).public();
+    Community {
+        name: "Test".into(),
+        id: Community::derive_id(&admin, "Test"),
+        admin,
+        interval: IntervalLength::DEFAULT,
+        gate_closure: Duration::from_secs(60),
+        horizon: 4,
+        feed_in: Price(80_000),
+        retail: Price(300_000),
+        bootstrap: vec![],
+    }
+}
+
+/// The trading window for `I` runs from 11:00:00 to 11:59:00 (3,540 s).
+fn at_progress(num: u64, den: u64) -> Timestamp {
+    Timestamp(START - 3_600_000 + 3_540_000 * num / den)
+}
+
+#[test]
+fn prices_move_linearly_toward_each_other_and_meet_halfway() {
+    let c = community();
+    let none = UserLimits::default();
+    let p = |side, t| price_at(&c, &none, side, I, t).unwrap().0;
+    assert_eq!((p(Side::Sell, at_progress(0, 1)), p(Side::Buy, at_progress(0, 1))), (300_000, 80_000));
+    assert_eq!((p(Side::Sell, at_progress(1, 4)), p(Side::Buy, at_progress(1, 4))), (245_000, 135_000));
+    assert_eq!((p(Side::Sell, at_progress(1, 2)), p(Side::Buy, at_progress(1, 2))), (190_000, 190_000));
+    // 1 ms before gate closure: step = floor(220,000 × 3,539,999 / 3,540,000) = 219,999.
+    assert_eq!(p(Side::Sell, Timestamp(START - 60_001)), 80_001, "just before gate closure");
+    assert_eq!(price_at(&c, &none, Side::Sell, I, Timestamp(START - 60_000)), None, "closed at gate closure");
+    assert_eq!(price_at(&c, &none, Side::Buy, I, Timestamp(START - 3_600_001)), None, "not open yet");
+}
+
+#[test]
+fn user_limits_bound_the_price() {
+    let c = community();
+    let limits =
+        UserLimits { min_sell_price: Some(Price(200_000)), max_buy_price: Some(Price(150_000)), ..Default::default() };
+    assert_eq!(price_at(&c, &limits, Side::Sell, I, at_progress(3, 4)), Some(Price(200_000)));
+    assert_eq!(price_at(&c, &limits, Side::Buy, I, at_progress(3, 4)), Some(Price(150_000)));
+    // A limit outside [feed-in, retail] is clamped into it: nobody trades outside the tariffs.
+    let wild = UserLimits { min_sell_price: Some(Price(1)), max_buy_price: Some(Price(999_999)), ..Default::default() };
+    for (side, t) in
+        [(Side::Sell, at_progress(99, 100)), (Side::Buy, at_progress(99, 100)), (Side::Sell, at_progress(1, 3))]
+    {
+        assert_eq!(price_at(&c, &wild, side, I, t), price_at(&c, &UserLimits::default(), side, I, t), "{side:?}");
+    }
+    // 99 % through the window: step = 220,000 × 0.99 = 217,800.
+    assert_eq!(price_at(&c, &wild, Side::Sell, I, at_progress(99, 100)), Some(Price(82_200)));
+    assert_eq!(price_at(&c, &wild, Side::Buy, I, at_progress(99, 100)), Some(Price(297_800)));
+}
+
+fn day_ago(days: u64, imported: u64, exported: u64, complete: bool) -> Observed {
+    Observed { interval: IntervalId(I.0 - 96 * days), imported: Wh(imported), exported: Wh(exported), complete }
+}
+
+#[test]
+fn the_forecast_averages_the_same_time_of_day() {
+    let c = community();
+    let history = vec![
+        day_ago(1, 50, 650, true),   // +600
+        day_ago(2, 100, 500, true),  // +400
+        day_ago(3, 0, 9_999, false), // incomplete: ignored
+        day_ago(9, 0, 9_999, true),  // beyond 7 days: ignored
+        Observed { interval: IntervalId(I.0 - 1), imported: Wh(0), exported: Wh(9_999), complete: true }, // other time of day
+    ];
+    let f = Forecaster::new(&c, history, 7);
+    assert_eq!(f.net_export(I), Some(500));
+    assert_eq!(f.net_export(IntervalId(I.0 + 1)), None, "no history at 12:15");
+}
+
+#[test]
+fn intents_never_exceed_the_forecast_or_the_limits() {
+    let c = community();
+    let f = Forecaster::new(&c, vec![day_ago(1, 0, 500, true)], 7);
+    let limits = UserLimits { reserve: Wh(100), ..Default::default() };
+    let t = at_progress(1, 2);
+    assert_eq!(
+        intent(&c, &limits, &f, I, Wh(0), t),
+        Some(Intent { side: Side::Sell, energy: Wh(400), price: Price(190_000) })
+    );
+    assert_eq!(
+        intent(&c, &limits, &f, I, Wh(150), t).map(|i| i.energy),
+        Some(Wh(250)),
+        "minus what is already sold or requested"
+    );
+    assert_eq!(intent(&c, &limits, &f, I, Wh(400), t), None, "nothing more to sell");
+    let capped = UserLimits { max_energy_per_interval: Some(Wh(300)), ..limits };
+    assert_eq!(intent(&c, &capped, &f, I, Wh(0), t).map(|i| i.energy), Some(Wh(300)));
+
+    let deficit = Forecaster::new(&c, vec![day_ago(1, 700, 100, true)], 7);
+    assert_eq!(
+        intent(&c, &limits, &deficit, I, Wh(0), t),
+        Some(Intent { side: Side::Buy, energy: Wh(600), price: Price(190_000) })
+    );
+    assert_eq!(intent(&c, &limits, &Forecaster::new(&c, vec![], 7), I, Wh(0), t), None, "no history, no trading");
+}
