@@ -1,0 +1,22 @@
+//! peerwatt-net: the libp2p network of a peerwatt node, with no trading logic.
+//!
+//! One task owns the swarm: TCP with noise and yamux, gossipsub (every message validated by
+//! the node before it is forwarded), request-response for trade requests (`/peerwatt/trade/1`),
+//! identify, Kademlia for peer discovery from one bootstrap peer, and optional mDNS for LAN
+//! communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
+
+pub mod codec;
+pub mod service;
+
+pub use libp2p::gossipsub::MessageId;
+pub use libp2p::identity::Keypair;
+pub use libp2p::request_response::ResponseChannel;
+pub use libp2p::{Multiaddr, PeerId};
+pub use service::{Event, NetConfig, NetError, NetHandle, Verdict, spawn};
+
+/// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.
+pub fn keypair_of(key: &peerwatt_core::NodeKey) -> Keypair {
+    let mut seed = *key.secret_seed();
+    // The seed is always 32 bytes, which is all ed25519_from_bytes checks.
+    Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| Keypair::generate_ed25519())
+}

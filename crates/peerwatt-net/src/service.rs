@@ -1,0 +1,428 @@
+//! The network service: one task owns the libp2p swarm (as in Forest's libp2p service).
+//! The rest of the node talks to it through [`NetHandle`] commands with reply channels, and
+//! hears from it through [`Event`]s. It knows nothing about trading.
+//!
+//! Every gossip message is handed out as [`Event::Gossip`] *before* it is forwarded
+//! (`validate_messages`), and must be judged with [`NetHandle::report`]: accepted messages
+//! are forwarded, rejected ones lower the sender's peer score.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, kad, mdns, noise, tcp, yamux};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{BytesCodec, MAX_FRAME, TRADE_PROTOCOL};
+
+/// A network operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NetError {
+    /// The service has stopped.
+    #[error("the network service has stopped")]
+    Stopped,
+    /// Gossip could not be published (e.g. no peer subscribed yet).
+    #[error("publish failed: {0}")]
+    Publish(String),
+    /// A request got no response.
+    #[error("request failed: {0}")]
+    Request(String),
+    /// Dialling failed.
+    #[error("dial failed: {0}")]
+    Dial(String),
+    /// Starting the swarm failed.
+    #[error("cannot start the network: {0}")]
+    Start(String),
+}
+
+/// How the network behaves. The timers are settable so tests can shorten them.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on (e.g. `/ip4/0.0.0.0/tcp/4001`).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (multiaddresses ending in `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Gossipsub topics to join.
+    pub topics: Vec<String>,
+    /// Gossipsub heartbeat.
+    pub heartbeat: Duration,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+    /// How often to run a Kademlia bootstrap (peer discovery).
+    pub discovery_interval: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            topics: Vec::new(),
+            heartbeat: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+            discovery_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A verdict on a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the peer that sent it.
+    Reject,
+    /// Not invalid but not wanted (e.g. a duplicate): drop it without penalty.
+    Ignore,
+}
+
+/// What the network reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Listening on an address.
+    Listening(Multiaddr),
+    /// A connection to a peer was established.
+    PeerConnected(PeerId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(PeerId),
+    /// A gossip message awaiting a verdict ([`NetHandle::report`]).
+    Gossip {
+        /// The topic.
+        topic: String,
+        /// Its id (for the verdict).
+        id: MessageId,
+        /// The peer it came from (for the verdict).
+        source: PeerId,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// A request from a peer; answer it with [`NetHandle::respond`].
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// The request bytes.
+        data: Vec<u8>,
+        /// Where the answer goes.
+        channel: ResponseChannel<Vec<u8>>,
+    },
+}
+
+enum Command {
+    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), NetError>> },
+    Request { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, NetError>> },
+    Respond { channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    Report { id: MessageId, source: PeerId, verdict: Verdict },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Peers { reply: oneshot::Sender<Vec<PeerId>> },
+    Disconnect { peer: PeerId },
+}
+
+/// Talks to the network task.
+#[derive(Debug, Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Publishes `data` on `topic`.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| Command::Publish { topic: topic.to_owned(), data, reply }).await?
+    }
+
+    /// Sends a request to `peer` and waits for its response.
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.call(|reply| Command::Request { peer, data, reply }).await?
+    }
+
+    /// Answers a request.
+    pub async fn respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) -> Result<(), NetError> {
+        self.commands.send(Command::Respond { channel, data }).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Judges a gossip message (exactly once per [`Event::Gossip`]).
+    pub async fn report(&self, id: MessageId, source: PeerId, verdict: Verdict) -> Result<(), NetError> {
+        self.commands.send(Command::Report { id, source, verdict }).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// The addresses this node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// The peers this node is connected to.
+    pub async fn peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// Closes every connection to `peer` (e.g. one that keeps sending invalid messages).
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands.send(Command::Disconnect { peer }).await.map_err(|_| NetError::Stopped)
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    trades: request_response::Behaviour<BytesCodec>,
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
+    gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(cfg.heartbeat)
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        // Content-addressed ids: the same signed message is the same message, whoever relays it.
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(peerwatt_core::Hash::of(&m.data).to_hex()))
+        // Small communities (3 nodes) must still form a mesh; large ones (1,000) stay bounded.
+        .mesh_n_low(2)
+        .mesh_n(4)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .gossip_lazy(4)
+        .max_transmit_size(MAX_FRAME)
+        .build()
+        .map_err(|e| NetError::Start(e.to_string()))
+}
+
+/// Starts the network task with the node's identity. Returns the handle and the event stream.
+pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc::Receiver<Event>), NetError> {
+    let peer_id = keypair.public().to_peer_id();
+    let gossip_cfg = gossipsub_config(&cfg)?;
+    let request_timeout = cfg.request_timeout;
+    let mdns_on = cfg.mdns;
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Start(e.to_string()))?
+        .with_behaviour(|key| {
+            let id = key.public().to_peer_id();
+            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+            let trades = request_response::Behaviour::with_codec(
+                BytesCodec,
+                [(TRADE_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(request_timeout),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
+            let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
+            kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
+            Ok(Behaviour { gossipsub, trades, identify, kad, mdns: Toggle::from(mdns) })
+        })
+        .map_err(|e| NetError::Start(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    for topic in &cfg.topics {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic))
+            .map_err(|e| NetError::Start(e.to_string()))?;
+    }
+    for addr in &cfg.listen {
+        swarm.listen_on(addr.clone()).map_err(|e| NetError::Start(e.to_string()))?;
+    }
+    for addr in &cfg.bootstrap {
+        if let Some(peer) = peer_of(addr) {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (event_tx, event_rx) = mpsc::channel(4096);
+    let task =
+        Task { swarm, commands: cmd_rx, events: event_tx, pending: HashMap::new(), connected: HashSet::new(), cfg };
+    tokio::spawn(task.run());
+    Ok((NetHandle { commands: cmd_tx, peer_id }, event_rx))
+}
+
+/// The peer id at the end of a `/p2p/…` multiaddress.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+/// Sends an event. Backpressure is deliberate: gossip awaiting validation must not be dropped.
+async fn emit(events: &mpsc::Sender<Event>, event: Event) {
+    let _ = events.send(event).await;
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    connected: HashSet<PeerId>,
+    cfg: NetConfig,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut discovery = tokio::time::interval(self.cfg.discovery_interval);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break, // every handle dropped: shut down
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                _ = discovery.tick() => {
+                    if !self.connected.is_empty() {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let b = self.swarm.behaviour_mut();
+        match command {
+            Command::Publish { topic, data, reply } => {
+                let result = b
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), data)
+                    .map(|_| ())
+                    .map_err(|e| NetError::Publish(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::Request { peer, data, reply } => {
+                let id = b.trades.send_request(&peer, data);
+                self.pending.insert(id, reply);
+            }
+            Command::Respond { channel, data } => {
+                if b.trades.send_response(channel, data).is_err() {
+                    tracing::debug!("response not sent: the requester is gone");
+                }
+            }
+            Command::Report { id, source, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                b.gossipsub.report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::Dial { addr, reply } => {
+                if let Some(peer) = peer_of(&addr) {
+                    b.kad.add_address(&peer, addr.clone());
+                }
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.connected.iter().copied().collect());
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => emit(&self.events, Event::Listening(address)).await,
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                if num_established.get() == 1 && self.connected.insert(peer_id) =>
+            {
+                emit(&self.events, Event::PeerConnected(peer_id)).await;
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.connected.remove(&peer_id) => {
+                emit(&self.events, Event::PeerDisconnected(peer_id)).await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let topic = message.topic.to_string();
+                emit(
+                    &self.events,
+                    Event::Gossip { topic, id: message_id, source: propagation_source, data: message.data },
+                )
+                .await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Trades(request_response::Event::Message {
+                peer, message, ..
+            })) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    emit(&self.events, Event::Request { peer, data: request, channel }).await;
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Trades(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request(error.to_string())));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                // What a peer says it listens on feeds peer discovery.
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }))
+                if !self.connected.contains(&peer) && peer != *self.swarm.local_peer_id() =>
+            {
+                let _ = self.swarm.dial(peer);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.connected.contains(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Real libp2p swarms on loopback: discovery from one bootstrap peer, gossip that is forwarded
+//! only once accepted, and request-response.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::time::Duration;
+
+use peerwatt_core::NodeKey;
+use peerwatt_net::{Event, NetConfig, NetHandle, PeerId, Verdict, keypair_of, spawn};
+use tokio::sync::mpsc;
+
+const TOPIC: &str = "peerwatt/test/orders/1";
+
+fn config(bootstrap: Vec<peerwatt_net::Multiaddr>) -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        topics: vec![TOPIC.into()],
+        heartbeat: Duration::from_millis(100),
+        discovery_interval: Duration::from_millis(300),
+        ..NetConfig::default()
+    }
+}
+
+async fn node(seed: u8, bootstrap: Vec<peerwatt_net::Multiaddr>) -> (NetHandle, mpsc::Receiver<Event>) {
+    let key = NodeKey::from_seed(&[seed; 32]);
+    let (handle, mut events) = spawn(keypair_of(&key), config(bootstrap)).await.unwrap();
+    assert_eq!(handle.peer_id().to_string(), key.public().peer_id(), "one key: the PeerId names the signer");
+    // Wait until it listens.
+    loop {
+        if let Event::Listening(_) = next(&mut events).await {
+            break;
+        }
+    }
+    (handle, events)
+}
+
+async fn next(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("timed out waiting for a network event")
+        .expect("network stopped")
+}
+
+async fn address_of(h: &NetHandle) -> peerwatt_net::Multiaddr {
+    let addr = h.listen_addrs().await.unwrap().into_iter().next().unwrap();
+    format!("{addr}/p2p/{}", h.peer_id()).parse().unwrap()
+}
+
+/// Waits until `h` is connected to `peer` (polling).
+async fn until_connected(h: &NetHandle, peer: PeerId) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !h.peers().await.unwrap().contains(&peer) {
+        assert!(tokio::time::Instant::now() < deadline, "never connected to {peer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes, retrying while the mesh forms.
+async fn publish(h: &NetHandle, data: &[u8]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match h.publish(TOPIC, data.to_vec()).await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("retrying publish: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("could not publish: {e}"),
+        }
+    }
+}
+
+/// The next gossip message, judging nothing.
+async fn gossip(events: &mut mpsc::Receiver<Event>) -> (peerwatt_net::MessageId, PeerId, Vec<u8>) {
+    loop {
+        if let Event::Gossip { id, source, data, .. } = next(events).await {
+            return (id, source, data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_validation_forwarding_and_requests() {
+    let (a, mut a_events) = node(1, vec![]).await;
+    let a_addr = address_of(&a).await;
+    let (b, _b_events) = node(2, vec![a_addr.clone()]).await;
+    let (c, mut c_events) = node(3, vec![a_addr]).await;
+
+    // C only knew A; identify + Kademlia lead it to B.
+    until_connected(&c, b.peer_id()).await;
+    until_connected(&b, c.peer_id()).await;
+
+    // Take B out of C's direct reach, so B's gossip must travel through A.
+    c.disconnect(b.peer_id()).await.unwrap();
+    b.disconnect(c.peer_id()).await.unwrap();
+
+    // A rejects the first message: it must not be forwarded to C.
+    publish(&b, b"forged order").await;
+    let (id, source, data) = gossip(&mut a_events).await;
+    assert_eq!((data.as_slice(), source), (&b"forged order"[..], b.peer_id()));
+    a.report(id, source, Verdict::Reject).await.unwrap();
+
+    // A accepts the second: it reaches C, which judges it too.
+    publish(&b, b"valid order").await;
+    let (id, source, data) = gossip(&mut a_events).await;
+    assert_eq!(data, b"valid order");
+    a.report(id, source, Verdict::Accept).await.unwrap();
+    let (id, source, data) = gossip(&mut c_events).await;
+    assert_eq!(data, b"valid order", "C never saw the rejected message");
+    c.report(id, source, Verdict::Accept).await.unwrap();
+
+    // Request-response: B asks A, A answers.
+    let asker = b.clone();
+    let a_peer = a.peer_id();
+    let response = tokio::spawn(async move { asker.request(a_peer, b"trade request".to_vec()).await });
+    let (peer, data, channel) = loop {
+        if let Event::Request { peer, data, channel } = next(&mut a_events).await {
+            break (peer, data, channel);
+        }
+    };
+    assert_eq!((peer, data.as_slice()), (b.peer_id(), &b"trade request"[..]));
+    a.respond(channel, b"trade".to_vec()).await.unwrap();
+    assert_eq!(response.await.unwrap().unwrap(), b"trade");
+}
