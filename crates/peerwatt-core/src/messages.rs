@@ -477,3 +477,36 @@ impl Message for LedgerEntry {
         Kind::LedgerEntry
     }
 }
+
+/// The version byte of a [`GossipFrame`].
+pub const GOSSIP_FRAME_VERSION: u8 = 1;
+/// Largest signed message a gossip frame carries.
+pub const MAX_GOSSIP_MESSAGE: usize = 2048;
+
+/// What travels on a gossip topic: the sender's membership certificate and one signed
+/// message (an order on the orders topic, a trade on the trades topic, …). Carrying the
+/// certificate makes every message checkable on arrival, with no race against a separate
+/// certificate announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipFrame {
+    /// The sender's certificate, signed by the community admin.
+    pub cert: Signed<MembershipCert>,
+    /// The signed message (its envelope encoding).
+    pub message: Vec<u8>,
+}
+
+impl Encode for GossipFrame {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(GOSSIP_FRAME_VERSION).put(&self.cert).bytes(&self.message);
+    }
+}
+
+impl Decode for GossipFrame {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8("gossip frame version")?;
+        if version != GOSSIP_FRAME_VERSION {
+            return Err(DecodeError::UnsupportedVersion { what: "gossip frame", version });
+        }
+        Ok(GossipFrame { cert: r.get()?, message: r.bytes(MAX_GOSSIP_MESSAGE, "gossip message")?.to_vec() })
+    }
+}

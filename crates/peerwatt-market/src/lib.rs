@@ -1,6 +1,7 @@
 //! peerwatt's market, pure and driven by an injected clock: no network, no disk.
 //!
 //! - [`book`]: order books per open interval, price-time priority, replacement and cancellation;
+//! - [`gossip`]: validation of gossiped orders (certificate, rules, signatures), cheapest first;
 //! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
 //! - [`taker`]: the taker's requests and exactly-once recording of its trades;
 //! - [`strategy`]: forecast, price curves and bounds of the default strategy.
@@ -11,11 +12,13 @@
 //! announce it. No trade exists without both signatures.
 
 pub mod book;
+pub mod gossip;
 pub mod maker;
 pub mod strategy;
 pub mod taker;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject};
+pub use gossip::{GossipReject, OrderValidator, Penalty};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use strategy::{Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};

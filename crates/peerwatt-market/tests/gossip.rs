@@ -1,0 +1,164 @@
+//! Gossiped orders from honest and hostile peers: each hostile kind is refused by name with
+//! the right penalty, and the books only ever change for a fully valid order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::time::Duration;
+
+use peerwatt_core::*;
+use peerwatt_market::*;
+
+const START: u64 = 1_717_243_200_000; // 12:00; trading for it is open 11:00–11:59
+const I: IntervalId = IntervalId(START / 900_000);
+const NOW: Timestamp = Timestamp(START - 30 * 60_000);
+
+fn admin() -> NodeKey {
+    NodeKey::from_seed(&[3; 32])
+}
+
+fn community() -> Community {
+    let admin = admin().public();
+    Community {
+        name: "Test".into(),
+        id: Community::derive_id(&admin, "Test"),
+        admin,
+        interval: IntervalLength::DEFAULT,
+        gate_closure: Duration::from_secs(60),
+        horizon: 4,
+        feed_in: Price(80_000),
+        retail: Price(300_000),
+        bootstrap: vec![],
+    }
+}
+
+fn cert_by(signer: &NodeKey, community: CommunityId, member: PublicKey, until: Timestamp) -> Signed<MembershipCert> {
+    Signed::sign(
+        signer,
+        MembershipCert {
+            community,
+            member,
+            name: "m".into(),
+            zone: "z".into(),
+            valid_from: Timestamp(0),
+            valid_until: until,
+        },
+    )
+}
+
+fn cert(member: &NodeKey) -> Signed<MembershipCert> {
+    cert_by(&admin(), community().id, member.public(), Timestamp(u64::MAX))
+}
+
+fn offer(k: &NodeKey, seq: u64, interval: IntervalId, price: u64) -> Signed<Order> {
+    Signed::sign(
+        k,
+        Order {
+            community: community().id,
+            side: Side::Sell,
+            interval,
+            energy: Wh(500),
+            limit_price: Price(price),
+            seq,
+            created_at: NOW,
+            expires_at: Timestamp(START),
+        },
+    )
+}
+
+fn frame(cert: Signed<MembershipCert>, order: &Signed<Order>) -> Vec<u8> {
+    GossipFrame { cert, message: order.to_bytes() }.to_bytes()
+}
+
+#[test]
+fn hostile_frames_are_refused_by_name_and_change_nothing() {
+    let member = NodeKey::from_seed(&[1; 32]);
+    let outsider = NodeKey::from_seed(&[66; 32]);
+    let rogue_admin = NodeKey::from_seed(&[77; 32]);
+    let mut books = Books::new(community());
+    let mut validator = OrderValidator::new();
+
+    let good = offer(&member, 10, I, 150_000);
+    let (accepted, inserted) = validator.accept(&mut books, &frame(cert(&member), &good), NOW).unwrap();
+    assert_eq!((accepted.digest(), inserted), (good.digest(), Inserted::New));
+
+    let forged = offer(&member, 11, I, 90_000).with_signature_for_tests(Signature::from_bytes(&[9; 64]));
+    let mut bad_cert_sig = cert(&outsider).with_signature_for_tests(Signature::from_bytes(&[8; 64]));
+    // (a certificate never seen before, so its signature is really checked)
+    bad_cert_sig = Signed::from_bytes(&bad_cert_sig.to_bytes()).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str, Penalty)> = vec![
+        ("forged order signature", frame(cert(&member), &forged), "bad_signature", Penalty::Reject),
+        (
+            "non-member signs with a member's certificate",
+            frame(cert(&member), &offer(&outsider, 1, I, 150_000)),
+            "not_member",
+            Penalty::Reject,
+        ),
+        (
+            "certificate from a rogue admin",
+            frame(
+                cert_by(&rogue_admin, community().id, outsider.public(), Timestamp(u64::MAX)),
+                &offer(&outsider, 1, I, 150_000),
+            ),
+            "not_admitted",
+            Penalty::Reject,
+        ),
+        (
+            "expired certificate",
+            frame(
+                cert_by(&admin(), community().id, member.public(), Timestamp(NOW.0 - 1)),
+                &offer(&member, 12, I, 150_000),
+            ),
+            "certificate_not_valid",
+            Penalty::Reject,
+        ),
+        (
+            "forged certificate signature",
+            frame(bad_cert_sig, &offer(&outsider, 1, I, 150_000)),
+            "bad_certificate_signature",
+            Penalty::Reject,
+        ),
+        (
+            "another community's certificate",
+            frame(
+                cert_by(&admin(), CommunityId(Hash([1; 32])), member.public(), Timestamp(u64::MAX)),
+                &offer(&member, 13, I, 150_000),
+            ),
+            "wrong_community",
+            Penalty::Reject,
+        ),
+        ("replayed order", frame(cert(&member), &good), "replay", Penalty::Reject),
+        ("older sequence number", frame(cert(&member), &offer(&member, 9, I, 120_000)), "replay", Penalty::Reject),
+        (
+            "interval far in the future",
+            frame(cert(&member), &offer(&member, 14, IntervalId(I.0 + 1_000), 150_000)),
+            "interval_not_open",
+            Penalty::Ignore,
+        ),
+        (
+            "interval in the past",
+            frame(cert(&member), &offer(&member, 15, IntervalId(I.0 - 10), 150_000)),
+            "interval_not_open",
+            Penalty::Ignore,
+        ),
+        (
+            "price above retail",
+            frame(cert(&member), &offer(&member, 16, I, 400_000)),
+            "price_out_of_range",
+            Penalty::Reject,
+        ),
+        ("oversized frame", vec![1u8; 5_000], "oversized", Penalty::Reject),
+        ("garbage", b"\x01\x07garbage".to_vec(), "malformed", Penalty::Reject),
+        ("an order where a frame belongs", good.to_bytes(), "malformed", Penalty::Reject),
+    ];
+    for (what, data, name, penalty) in cases {
+        let err = validator.accept(&mut books, &data, NOW).unwrap_err();
+        assert_eq!((err.name(), err.penalty()), (name, penalty), "{what}: {err}");
+    }
+    // Only the one good order is in the book, untouched.
+    let asks = books.side(I, Side::Sell, NOW);
+    assert_eq!(asks.len(), 1);
+    assert_eq!((asks[0].id, asks[0].remaining), (good.digest(), Wh(500)));
+    // The honest member can still trade on: its next order is accepted.
+    let next = offer(&member, 17, I, 140_000);
+    assert!(matches!(validator.accept(&mut books, &frame(cert(&member), &next), NOW), Ok((_, Inserted::Replaced(_)))));
+}
