@@ -5,7 +5,7 @@
 //! and only then the two signature verifications (certificate and order). Verified
 //! certificates are cached by digest. Nothing is changed unless every check passes.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use peerwatt_core::{Decode, GossipFrame, Hash, Order, Signed, Timestamp};
 use thiserror::Error;
@@ -90,8 +90,8 @@ impl GossipReject {
 /// Validates gossiped orders into the books, caching verified certificates.
 #[derive(Debug, Default)]
 pub struct OrderValidator {
-    /// Certificates whose signature verified, by digest.
-    verified_certs: HashMap<Hash, ()>,
+    /// Digests of certificates whose signature verified.
+    verified_certs: HashSet<Hash>,
 }
 
 impl OrderValidator {
@@ -128,9 +128,9 @@ impl OrderValidator {
         }
         books.check(&order, now).map_err(GossipReject::Rule)?;
         let cert_id = frame.cert.digest();
-        if !self.verified_certs.contains_key(&cert_id) {
+        if !self.verified_certs.contains(&cert_id) {
             frame.cert.verify().map_err(|_| GossipReject::BadCertificateSignature)?;
-            self.verified_certs.insert(cert_id, ());
+            self.verified_certs.insert(cert_id);
         }
         order.verify().map_err(|_| GossipReject::BadSignature)?;
         let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
