@@ -3,33 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::time::Duration;
-
 use peerwatt_core::*;
 use peerwatt_market::*;
 
-const START: u64 = 1_717_243_200_000; // 12:00; trading for it is open 11:00–11:59
-const I: IntervalId = IntervalId(START / 900_000);
+mod common;
+use common::*;
+
 const NOW: Timestamp = Timestamp(START - 30 * 60_000);
-
-fn admin() -> NodeKey {
-    NodeKey::from_seed(&[3; 32])
-}
-
-fn community() -> Community {
-    let admin = admin().public();
-    Community {
-        name: "Test".into(),
-        id: Community::derive_id(&admin, "Test"),
-        admin,
-        interval: IntervalLength::DEFAULT,
-        gate_closure: Duration::from_secs(60),
-        horizon: 4,
-        feed_in: Price(80_000),
-        retail: Price(300_000),
-        bootstrap: vec![],
-    }
-}
 
 fn cert_by(signer: &NodeKey, community: CommunityId, member: PublicKey, until: Timestamp) -> Signed<MembershipCert> {
     Signed::sign(

@@ -7,31 +7,11 @@ use std::time::Duration;
 use peerwatt_core::*;
 use peerwatt_market::*;
 
-/// 2024-06-01T12:00:00Z starts interval `I`; trading for it is open from 11:00 to 11:59.
-const START: u64 = 1_717_243_200_000;
-const I: IntervalId = IntervalId(START / 900_000);
+mod common;
+use common::*;
 
 fn now(minutes_before_start: u64) -> Timestamp {
     Timestamp(START - minutes_before_start * 60_000)
-}
-
-fn admin() -> NodeKey {
-    NodeKey::from_seed(&[3; 32])
-}
-
-fn community() -> Community {
-    let admin = admin().public();
-    Community {
-        name: "Test".into(),
-        id: Community::derive_id(&admin, "Test"),
-        admin,
-        interval: IntervalLength::DEFAULT,
-        gate_closure: Duration::from_secs(60),
-        horizon: 4,
-        feed_in: Price(80_000),
-        retail: Price(300_000),
-        bootstrap: vec![],
-    }
 }
 
 fn key(n: u8) -> NodeKey {

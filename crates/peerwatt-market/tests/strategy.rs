@@ -2,28 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::time::Duration;
-
 use peerwatt_core::*;
 use peerwatt_market::*;
 
-const START: u64 = 1_717_243_200_000; // 2024-06-01T12:00:00Z
-const I: IntervalId = IntervalId(START / 900_000);
-
-fn community() -> Community {
-    let admin = NodeKey::from_seed(&[3; 32]).public();
-    Community {
-        name: "Test".into(),
-        id: Community::derive_id(&admin, "Test"),
-        admin,
-        interval: IntervalLength::DEFAULT,
-        gate_closure: Duration::from_secs(60),
-        horizon: 4,
-        feed_in: Price(80_000),
-        retail: Price(300_000),
-        bootstrap: vec![],
-    }
-}
+mod common;
+use common::*;
 
 /// The trading window for `I` runs from 11:00:00 to 11:59:00 (3,540 s).
 fn at_progress(num: u64, den: u64) -> Timestamp {
