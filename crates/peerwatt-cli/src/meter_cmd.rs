@@ -68,9 +68,7 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
         let handle = peerwatt_meter::spawn(&meter, pipeline, accountant, history, Arc::new(SystemClock), tx)
             .hint("check the TLS settings of [meter]")?;
         let mut view = View { length, ..View::default() };
-        let auto_roles: Vec<Role> = meter.roles().iter().filter(|(_, c)| c.format == Format::Auto).map(|(r, _)| *r).collect();
         let all_roles: Vec<Role> = meter.roles().iter().map(|(r, _)| *r).collect();
-        let formats: BTreeMap<Role, Format> = meter.roles().iter().map(|(r, c)| (*r, c.format)).collect();
         let deadline = tokio::time::sleep(Duration::from_secs(args.timeout));
         tokio::pin!(deadline);
         let result = loop {
@@ -83,7 +81,7 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
                 event = events.recv() => {
                     let Some(event) = event else { break Ok(()) };
                     view.show(&event, args.detect);
-                    let detected = if args.detect { view.detected(&all_roles, &auto_roles, &formats) } else { None };
+                    let detected = if args.detect { view.detected(&all_roles) } else { None };
                     if let Some(done) = detected {
                         for line in done {
                             println!("{line}");
@@ -190,7 +188,7 @@ impl View {
     }
 
     /// Once every role has delivered a reading: one line per role naming its format.
-    fn detected(&mut self, all: &[Role], auto: &[Role], formats: &BTreeMap<Role, Format>) -> Option<Vec<String>> {
+    fn detected(&self, all: &[Role]) -> Option<Vec<String>> {
         if !all.iter().all(|r| self.first_reading.contains_key(r)) {
             return None;
         }
@@ -198,12 +196,7 @@ impl View {
             all.iter()
                 .map(|r| {
                     let topic = &self.first_reading[r];
-                    let configured = formats.get(r).copied().unwrap_or(Format::Auto);
-                    let format = if auto.contains(r) {
-                        self.recognised.get(r).copied().map_or_else(|| "auto".to_owned(), |f| f.to_string())
-                    } else {
-                        configured.to_string()
-                    };
+                    let format = self.recognised.get(r).copied().unwrap_or(Format::Auto);
                     format!("detected {r}: {format} (from {topic})")
                 })
                 .collect(),

@@ -356,7 +356,8 @@ impl<S: Store> Ledger<S> {
             (Hash::ZERO, Timestamp(0))
         } else {
             let bytes = reader.entry_bytes(size - 1)?;
-            let last = reader.entry(size - 1)?;
+            let last = Signed::<LedgerEntry>::from_bytes(&bytes)
+                .map_err(|e| LedgerError::Damaged(format!("entry {}: {e}", size - 1)))?;
             (leaf_hash(&bytes), last.body().time)
         };
         Ok(Ledger { reader, key, clock, tip: Mutex::new(Tip { frontier, last_hash, last_time }) })

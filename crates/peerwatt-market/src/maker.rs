@@ -11,7 +11,7 @@
 //! `commit`, i.e. after the trade is durable. A request that was already agreed is answered
 //! with the same trade (idempotent), which is how a taker that lost the answer reconciles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use peerwatt_core::{Community, Side};
 use peerwatt_core::{Hash, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TradeRequest, Wh};
@@ -95,7 +95,7 @@ pub struct Maker {
     current: HashMap<(u64, u8), Hash>,
     /// Agreed trades by request digest.
     agreed: HashMap<Hash, Signed<Trade>>,
-    in_flight: HashMap<Hash, ()>,
+    in_flight: HashSet<Hash>,
 }
 
 impl Maker {
@@ -107,7 +107,7 @@ impl Maker {
             orders: HashMap::new(),
             current: HashMap::new(),
             agreed: HashMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashSet::new(),
         }
     }
 
@@ -149,7 +149,7 @@ impl Maker {
         if let Some(trade) = self.agreed.get(&digest) {
             return Ok(Acceptance::Again(trade.clone()));
         }
-        if self.in_flight.contains_key(&digest) {
+        if self.in_flight.contains(&digest) {
             return Err(Refusal::InFlight);
         }
         request.verify().map_err(|_| Refusal::BadSignature)?;
@@ -188,7 +188,7 @@ impl Maker {
             return Err(Refusal::Insufficient { available });
         }
         order.reserved = Wh(order.reserved.0 + r.energy.0);
-        self.in_flight.insert(digest, ());
+        self.in_flight.insert(digest);
         let trade = Signed::sign(key, Trade { request: request.clone(), accepted_at: now });
         Ok(Acceptance::New(Reserved { trade, request: digest, order: order.id, energy: r.energy }))
     }

@@ -120,9 +120,14 @@ impl Pipeline {
         self.inputs.iter().map(|i| (i.role, i.decoder.format())).collect()
     }
 
+    /// The position of the meter whose topic filters match `topic`.
+    fn input_for(&self, topic: &str) -> Option<usize> {
+        self.inputs.iter().position(|i| i.topics.iter().any(|f| topic_matches(f, topic)))
+    }
+
     /// The (recognised) format of the meter that `topic` belongs to.
     pub fn format_of(&self, topic: &str) -> Option<Format> {
-        self.inputs.iter().find(|i| i.topics.iter().any(|f| topic_matches(f, topic))).map(|i| i.decoder.format())
+        self.input_for(topic).map(|i| self.inputs[i].decoder.format())
     }
 
     /// Accepted and refused counts.
@@ -170,11 +175,10 @@ impl Pipeline {
                 format!("{} bytes; the limit is {}", payload.len(), self.limits.max_payload_bytes),
             ));
         }
-        let input = self
-            .inputs
-            .iter_mut()
-            .find(|i| i.topics.iter().any(|f| topic_matches(f, topic)))
+        let index = self
+            .input_for(topic)
             .ok_or_else(|| Reject::new(Reason::WrongTopic, format!("{topic} matches no configured meter topic")))?;
+        let input = &mut self.inputs[index];
         let role = input.role;
         let sample = input.decoder.decode(topic, payload)?;
         if sample.is_empty() {

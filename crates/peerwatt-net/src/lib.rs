@@ -15,8 +15,8 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use service::{Event, NetConfig, NetError, NetHandle, Verdict, spawn};
 
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.
-pub fn keypair_of(key: &peerwatt_core::NodeKey) -> Keypair {
+/// Never substitutes another key: an error here means the node must not start.
+pub fn keypair_of(key: &peerwatt_core::NodeKey) -> Result<Keypair, libp2p::identity::DecodingError> {
     let mut seed = *key.secret_seed();
-    // The seed is always 32 bytes, which is all ed25519_from_bytes checks.
-    Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| Keypair::generate_ed25519())
+    Keypair::ed25519_from_bytes(&mut seed)
 }

@@ -24,7 +24,7 @@ fn config(bootstrap: Vec<peerwatt_net::Multiaddr>) -> NetConfig {
 
 async fn node(seed: u8, bootstrap: Vec<peerwatt_net::Multiaddr>) -> (NetHandle, mpsc::Receiver<Event>) {
     let key = NodeKey::from_seed(&[seed; 32]);
-    let (handle, mut events) = spawn(keypair_of(&key), config(bootstrap)).await.unwrap();
+    let (handle, mut events) = spawn(keypair_of(&key).unwrap(), config(bootstrap)).await.unwrap();
     assert_eq!(handle.peer_id().to_string(), key.public().peer_id(), "one key: the PeerId names the signer");
     // Wait until it listens.
     loop {
