@@ -14,7 +14,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, kad, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, kad, mdns, noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,7 +123,7 @@ enum Command {
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Peers { reply: oneshot::Sender<Vec<PeerId>> },
-    Disconnect { peer: PeerId },
+    Ban { peer: PeerId },
 }
 
 /// Talks to the network task.
@@ -186,14 +186,16 @@ impl NetHandle {
         self.call(|reply| Command::Peers { reply }).await
     }
 
-    /// Closes every connection to `peer` (e.g. one that keeps sending invalid messages).
-    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
-        self.commands.send(Command::Disconnect { peer }).await.map_err(|_| NetError::Stopped)
+    /// Closes every connection to `peer` and refuses new ones (a peer that keeps sending
+    /// invalid messages). Lasts until the node restarts.
+    pub async fn ban(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands.send(Command::Ban { peer }).await.map_err(|_| NetError::Stopped)
     }
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     trades: request_response::Behaviour<BytesCodec>,
     identify: identify::Behaviour,
@@ -229,6 +231,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| NetError::Start(e.to_string()))?
+        .with_quic()
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
             let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
@@ -241,7 +244,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
             let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
-            Ok(Behaviour { gossipsub, trades, identify, kad, mdns: Toggle::from(mdns) })
+            Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, kad, mdns: Toggle::from(mdns) })
         })
         .map_err(|e| NetError::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -353,7 +356,9 @@ impl Task {
             Command::Peers { reply } => {
                 let _ = reply.send(self.connected.iter().copied().collect());
             }
-            Command::Disconnect { peer } => {
+            Command::Ban { peer } => {
+                // Blocking closes the peer's connections and refuses new ones, both ways.
+                b.blocked.block_peer(peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
         }

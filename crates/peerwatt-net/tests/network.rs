@@ -12,8 +12,12 @@ use tokio::sync::mpsc;
 const TOPIC: &str = "peerwatt/test/orders/1";
 
 fn config(bootstrap: Vec<peerwatt_net::Multiaddr>) -> NetConfig {
+    config_on("/ip4/127.0.0.1/tcp/0", bootstrap)
+}
+
+fn config_on(listen: &str, bootstrap: Vec<peerwatt_net::Multiaddr>) -> NetConfig {
     NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        listen: vec![listen.parse().unwrap()],
         bootstrap,
         topics: vec![TOPIC.into()],
         heartbeat: Duration::from_millis(100),
@@ -23,8 +27,12 @@ fn config(bootstrap: Vec<peerwatt_net::Multiaddr>) -> NetConfig {
 }
 
 async fn node(seed: u8, bootstrap: Vec<peerwatt_net::Multiaddr>) -> (NetHandle, mpsc::Receiver<Event>) {
+    node_with(seed, config(bootstrap)).await
+}
+
+async fn node_with(seed: u8, cfg: NetConfig) -> (NetHandle, mpsc::Receiver<Event>) {
     let key = NodeKey::from_seed(&[seed; 32]);
-    let (handle, mut events) = spawn(keypair_of(&key).unwrap(), config(bootstrap)).await.unwrap();
+    let (handle, mut events) = spawn(keypair_of(&key).unwrap(), cfg).await.unwrap();
     assert_eq!(handle.peer_id().to_string(), key.public().peer_id(), "one key: the PeerId names the signer");
     // Wait until it listens.
     loop {
@@ -91,9 +99,10 @@ async fn discovery_validation_forwarding_and_requests() {
     until_connected(&c, b.peer_id()).await;
     until_connected(&b, c.peer_id()).await;
 
-    // Take B out of C's direct reach, so B's gossip must travel through A.
-    c.disconnect(b.peer_id()).await.unwrap();
-    b.disconnect(c.peer_id()).await.unwrap();
+    // Take B out of C's direct reach, so B's gossip must travel through A. A ban holds even
+    // though Kademlia keeps offering the address.
+    c.ban(b.peer_id()).await.unwrap();
+    b.ban(c.peer_id()).await.unwrap();
 
     // A rejects the first message: it must not be forwarded to C.
     publish(&b, b"forged order").await;
@@ -122,4 +131,29 @@ async fn discovery_validation_forwarding_and_requests() {
     assert_eq!((peer, data.as_slice()), (b.peer_id(), &b"trade request"[..]));
     a.respond(channel, b"trade".to_vec()).await.unwrap();
     assert_eq!(response.await.unwrap().unwrap(), b"trade");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_carries_gossip_and_requests() {
+    let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
+    let (a, mut a_events) = node_with(11, config_on(quic, vec![])).await;
+    let a_addr = address_of(&a).await;
+    assert!(a_addr.to_string().contains("/quic-v1/"), "{a_addr}");
+    let (b, _b_events) = node_with(12, config_on(quic, vec![a_addr])).await;
+    until_connected(&b, a.peer_id()).await;
+
+    publish(&b, b"over quic").await;
+    let (id, source, data) = gossip(&mut a_events).await;
+    assert_eq!(data, b"over quic");
+    a.report(id, source, Verdict::Accept).await.unwrap();
+
+    let a_peer = a.peer_id();
+    let response = tokio::spawn(async move { b.request(a_peer, b"ping".to_vec()).await });
+    let channel = loop {
+        if let Event::Request { channel, .. } = next(&mut a_events).await {
+            break channel;
+        }
+    };
+    a.respond(channel, b"pong".to_vec()).await.unwrap();
+    assert_eq!(response.await.unwrap().unwrap(), b"pong");
 }
