@@ -2,7 +2,7 @@
 //!
 //! Integer units ([`units`]), UTC-aligned settlement intervals and clocks ([`time`]), node keys
 //! ([`keys`]), the canonical binary encoding ([`encoding`]), signed envelopes ([`envelope`])
-//! and the protocol's messages ([`messages`]). Pure: no I/O except reading and writing key files.
+//! the protocol's messages ([`messages`]) and the direct trade protocol ([`wire`]). Pure: no I/O except reading and writing key files.
 
 pub mod community;
 pub mod encoding;
@@ -12,6 +12,7 @@ pub mod keys;
 pub mod messages;
 pub mod time;
 pub mod units;
+pub mod wire;
 
 pub use community::{CertError, Community, CommunityError};
 pub use encoding::{Decode, DecodeError, Encode};
@@ -24,3 +25,4 @@ pub use messages::{
 };
 pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
 pub use units::{Money, Price, UnitsError, W, Wh};
+pub use wire::{TradeCall, TradeReply};

@@ -19,9 +19,14 @@ pub enum OrderReject {
     /// For another community.
     #[error("the order is for another community")]
     WrongCommunity,
-    /// Trading for its interval is not open now (too early, or past gate closure).
+    /// Trading for its interval is not open now, but was or will be within about an interval
+    /// (an honest node's message delivered late, or a clock slightly ahead).
     #[error("trading for interval {0} is not open")]
     NotOpen(IntervalId),
+    /// The interval is far outside its trading window (long past, or beyond the horizon):
+    /// no honest node sends this.
+    #[error("interval {0} is far outside its trading window")]
+    OutOfWindow(IntervalId),
     /// Expired already.
     #[error("the order has expired")]
     Expired,
@@ -134,7 +139,7 @@ impl Books {
             return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
         }
         if !c.is_open(o.interval, now) {
-            return Err(OrderReject::NotOpen(o.interval));
+            return Err(self.not_open(o.interval, now));
         }
         if o.expires_at <= now {
             return Err(OrderReject::Expired);
@@ -146,6 +151,17 @@ impl Books {
             return Err(OrderReject::Replay { seq: o.seq, last });
         }
         Ok(())
+    }
+
+    /// Why `interval` is not open at `now`: near its window (honest lateness or clock skew) or far.
+    fn not_open(&self, interval: IntervalId, now: Timestamp) -> OrderReject {
+        let (opens, closes) = self.community.trading_window(interval);
+        let margin = self.community.interval.millis() + MAX_CLOCK_SKEW_MS;
+        if now.0.saturating_add(margin) >= opens.0 && now.0 < closes.0.saturating_add(margin) {
+            OrderReject::NotOpen(interval)
+        } else {
+            OrderReject::OutOfWindow(interval)
+        }
     }
 
     /// Checks and inserts an order.

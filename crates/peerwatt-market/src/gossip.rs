@@ -1,4 +1,4 @@
-//! Validation of gossiped orders, before they are accepted and forwarded.
+//! Validation of gossip (orders, trades, tree heads), before it is accepted and forwarded.
 //!
 //! Checks run cheapest first, so a flood of garbage costs little: size, framing, the
 //! certificate's community, admin, member and validity window, the market rules (read-only),
@@ -7,13 +7,17 @@
 
 use std::collections::HashSet;
 
-use peerwatt_core::{Decode, GossipFrame, Hash, Order, Signed, Timestamp};
+use peerwatt_core::{Community, Decode, GossipFrame, Hash, Message, Order, Signed, Timestamp, Trade, TreeHead};
 use thiserror::Error;
 
-use crate::book::{Books, Inserted, OrderReject};
+use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject};
 
 /// The largest gossip frame accepted on the orders topic.
 pub const MAX_ORDER_FRAME: usize = 1024;
+/// The largest gossip frame accepted on the trades topic.
+pub const MAX_TRADE_FRAME: usize = 1536;
+/// The largest gossip frame accepted on the heads topic.
+pub const MAX_HEAD_FRAME: usize = 1024;
 
 /// Why a gossiped order was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -39,9 +43,12 @@ pub enum GossipReject {
     /// The certificate's signature does not verify.
     #[error("the certificate's signature does not verify")]
     BadCertificateSignature,
-    /// The order's signature does not verify.
-    #[error("the order's signature does not verify")]
+    /// The message's signature (or a trade's either signature) does not verify.
+    #[error("the message's signature does not verify")]
     BadSignature,
+    /// A trade announced by a node that is not one of its two parties.
+    #[error("the trade is announced by a node that is not a party to it")]
+    NotParty,
     /// The order breaks a market rule (window, expiry, price, replay, clock).
     #[error("{0}")]
     Rule(OrderReject),
@@ -68,8 +75,10 @@ impl GossipReject {
             GossipReject::CertificateNotValid => "certificate_not_valid",
             GossipReject::BadCertificateSignature => "bad_certificate_signature",
             GossipReject::BadSignature => "bad_signature",
+            GossipReject::NotParty => "not_party",
             GossipReject::Rule(OrderReject::Replay { .. }) => "replay",
             GossipReject::Rule(OrderReject::NotOpen(_)) => "interval_not_open",
+            GossipReject::Rule(OrderReject::OutOfWindow(_)) => "interval_out_of_window",
             GossipReject::Rule(OrderReject::Expired) => "expired",
             GossipReject::Rule(OrderReject::PriceOutOfRange { .. }) => "price_out_of_range",
             GossipReject::Rule(OrderReject::FromTheFuture(_)) => "from_the_future",
@@ -87,32 +96,33 @@ impl GossipReject {
     }
 }
 
-/// Validates gossiped orders into the books, caching verified certificates.
+/// Validates gossip frames (orders, trades, tree heads), caching verified certificates.
 #[derive(Debug, Default)]
-pub struct OrderValidator {
+pub struct GossipValidator {
     /// Digests of certificates whose signature verified.
     verified_certs: HashSet<Hash>,
 }
 
-impl OrderValidator {
+impl GossipValidator {
     /// A validator with an empty certificate cache.
-    pub fn new() -> OrderValidator {
-        OrderValidator::default()
+    pub fn new() -> GossipValidator {
+        GossipValidator::default()
     }
 
-    /// Checks a frame from the orders topic and, if it is valid, inserts its order.
-    pub fn accept(
-        &mut self,
-        books: &mut Books,
+    /// The frame and its signed message, with the certificate checked against `community` at
+    /// `now` (all but its signature: that comes last, see [`GossipValidator::verify_cert`]).
+    fn open<T: Message>(
+        &self,
+        community: &Community,
         data: &[u8],
+        max: usize,
         now: Timestamp,
-    ) -> Result<(Signed<Order>, Inserted), GossipReject> {
-        if data.len() > MAX_ORDER_FRAME {
+    ) -> Result<(GossipFrame, Signed<T>), GossipReject> {
+        if data.len() > max {
             return Err(GossipReject::Oversized(data.len()));
         }
         let frame = GossipFrame::from_bytes(data).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        let order = Signed::<Order>::from_bytes(&frame.message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        let community = books.community();
+        let message = Signed::<T>::from_bytes(&frame.message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         let cert = frame.cert.body();
         if cert.community != community.id {
             return Err(GossipReject::WrongCommunity);
@@ -120,20 +130,86 @@ impl OrderValidator {
         if *frame.cert.signer() != community.admin {
             return Err(GossipReject::NotAdmitted);
         }
-        if cert.member != *order.signer() {
-            return Err(GossipReject::NotMember);
-        }
         if !cert.is_valid_at(now) {
             return Err(GossipReject::CertificateNotValid);
         }
-        books.check(&order, now).map_err(GossipReject::Rule)?;
+        Ok((frame, message))
+    }
+
+    /// Checks the certificate's signature, once per certificate.
+    fn verify_cert(&mut self, frame: &GossipFrame) -> Result<(), GossipReject> {
         let cert_id = frame.cert.digest();
         if !self.verified_certs.contains(&cert_id) {
             frame.cert.verify().map_err(|_| GossipReject::BadCertificateSignature)?;
             self.verified_certs.insert(cert_id);
         }
+        Ok(())
+    }
+
+    /// Checks a frame from the orders topic and, if it is valid, inserts its order.
+    pub fn accept_order(
+        &mut self,
+        books: &mut Books,
+        data: &[u8],
+        now: Timestamp,
+    ) -> Result<(Signed<Order>, Inserted), GossipReject> {
+        let (frame, order) = self.open::<Order>(books.community(), data, MAX_ORDER_FRAME, now)?;
+        if frame.cert.body().member != *order.signer() {
+            return Err(GossipReject::NotMember);
+        }
+        books.check(&order, now).map_err(GossipReject::Rule)?;
+        self.verify_cert(&frame)?;
         order.verify().map_err(|_| GossipReject::BadSignature)?;
         let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
         Ok((order, inserted))
+    }
+
+    /// Checks a frame from the trades topic: a trade announced by one of its two parties,
+    /// with both signatures, for this community, within the tariffs.
+    pub fn accept_trade(
+        &mut self,
+        community: &Community,
+        data: &[u8],
+        now: Timestamp,
+    ) -> Result<Signed<Trade>, GossipReject> {
+        let (frame, trade) = self.open::<Trade>(community, data, MAX_TRADE_FRAME, now)?;
+        let terms = trade.body().request.body();
+        let announcer = frame.cert.body().member;
+        if announcer != *trade.signer() && announcer != *trade.body().request.signer() {
+            return Err(GossipReject::NotParty);
+        }
+        if terms.community != community.id {
+            return Err(GossipReject::WrongCommunity);
+        }
+        if terms.price < community.feed_in || terms.price > community.retail {
+            return Err(GossipReject::Rule(OrderReject::PriceOutOfRange {
+                price: terms.price,
+                feed_in: community.feed_in,
+                retail: community.retail,
+            }));
+        }
+        self.verify_cert(&frame)?;
+        // Both signatures: the maker's on the trade, the taker's on the request inside.
+        trade.verify().map_err(|_| GossipReject::BadSignature)?;
+        Ok(trade)
+    }
+
+    /// Checks a frame from the heads topic: a member's signed ledger tree head.
+    pub fn accept_head(
+        &mut self,
+        community: &Community,
+        data: &[u8],
+        now: Timestamp,
+    ) -> Result<Signed<TreeHead>, GossipReject> {
+        let (frame, head) = self.open::<TreeHead>(community, data, MAX_HEAD_FRAME, now)?;
+        if frame.cert.body().member != *head.signer() {
+            return Err(GossipReject::NotMember);
+        }
+        if head.body().time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
+        }
+        self.verify_cert(&frame)?;
+        head.verify().map_err(|_| GossipReject::BadSignature)?;
+        Ok(head)
     }
 }

@@ -18,7 +18,7 @@ pub mod strategy;
 pub mod taker;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject};
-pub use gossip::{GossipReject, OrderValidator, Penalty};
+pub use gossip::{GossipReject, GossipValidator, Penalty};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
-pub use strategy::{Forecaster, Intent, Observed, UserLimits, intent, price_at};
+pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};

@@ -53,6 +53,9 @@ pub enum Refusal {
     /// The same request is being recorded right now; ask again shortly.
     #[error("the same request is being recorded; retry")]
     InFlight,
+    /// The taker already asked about this request and was told it is not agreed: final.
+    #[error("the request was answered as not agreed before")]
+    AnsweredBefore,
 }
 
 /// One of the maker's own open orders.
@@ -96,6 +99,8 @@ pub struct Maker {
     /// Agreed trades by request digest.
     agreed: HashMap<Hash, Signed<Trade>>,
     in_flight: HashSet<Hash>,
+    /// Requests a query was told are not agreed: they never will be.
+    closed: HashSet<Hash>,
 }
 
 impl Maker {
@@ -108,6 +113,7 @@ impl Maker {
             current: HashMap::new(),
             agreed: HashMap::new(),
             in_flight: HashSet::new(),
+            closed: HashSet::new(),
         }
     }
 
@@ -133,6 +139,40 @@ impl Maker {
         self.orders.get(order).map(|o| o.remaining)
     }
 
+    /// What of an own order is free to trade now: remaining minus reservations in flight.
+    pub fn available(&self, order: &Hash) -> Wh {
+        self.orders.get(order).map_or(Wh::ZERO, |o| o.remaining.saturating_sub(o.reserved))
+    }
+
+    /// Takes up to `energy` of an own order for a request this node sends as a taker (its order
+    /// crossed a resting one), so the order and the request never both sell or buy the same
+    /// energy. Returns how much was taken.
+    pub fn hold_for_own_request(&mut self, order: &Hash, energy: Wh) -> Wh {
+        let Some(o) = self.orders.get_mut(order) else { return Wh::ZERO };
+        let taken = energy.min(o.remaining.saturating_sub(o.reserved));
+        o.remaining = o.remaining.saturating_sub(taken);
+        taken
+    }
+
+    /// Answers a taker's query about its requests: the agreed trades among them. Every other
+    /// request is closed, so the answer "not agreed" is final (a late copy of the request is
+    /// refused). Refused as a whole while one of them is being recorded.
+    pub fn query(&mut self, requests: &[Hash]) -> Result<Vec<Signed<Trade>>, Refusal> {
+        if requests.iter().any(|r| self.in_flight.contains(r)) {
+            return Err(Refusal::InFlight);
+        }
+        let mut known = Vec::new();
+        for r in requests {
+            match self.agreed.get(r) {
+                Some(trade) => known.push(trade.clone()),
+                None => {
+                    self.closed.insert(*r);
+                }
+            }
+        }
+        Ok(known)
+    }
+
     /// The maker's current order for an interval and side.
     pub fn current(&self, interval: peerwatt_core::IntervalId, side: Side) -> Option<&Signed<Order>> {
         self.current.get(&(interval.0, side as u8)).and_then(|id| self.orders.get(id)).map(|o| &o.signed)
@@ -151,6 +191,9 @@ impl Maker {
         }
         if self.in_flight.contains(&digest) {
             return Err(Refusal::InFlight);
+        }
+        if self.closed.contains(&digest) {
+            return Err(Refusal::AnsweredBefore);
         }
         request.verify().map_err(|_| Refusal::BadSignature)?;
         let r = request.body();

@@ -39,35 +39,82 @@ pub struct Observed {
     pub complete: bool,
 }
 
+/// How the forecaster looks at history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastMethod {
+    /// The same time of day over the last `days` days (the default: household load and PV
+    /// follow the day).
+    SameTimeOfDay {
+        /// How many days back.
+        days: u64,
+    },
+    /// The last `intervals` complete intervals (persistence: for short intervals and tests).
+    Recent {
+        /// How many intervals back.
+        intervals: u64,
+    },
+}
+
 /// Forecasts surplus or deficit from history.
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     per_day: u64,
-    days: u64,
+    method: ForecastMethod,
     history: Vec<Observed>,
 }
+
+/// Observations kept per forecaster (30 days of 15-minute intervals).
+const MAX_OBSERVED: usize = 30 * 96;
 
 impl Forecaster {
     /// A forecaster over `history` for intervals of `community`, looking back `days` days.
     pub fn new(community: &Community, history: Vec<Observed>, days: u64) -> Forecaster {
-        Forecaster { per_day: 86_400 / community.interval.secs(), days: days.max(1), history }
+        Forecaster::with_method(community, history, ForecastMethod::SameTimeOfDay { days })
+    }
+
+    /// A forecaster using `method`.
+    pub fn with_method(community: &Community, history: Vec<Observed>, method: ForecastMethod) -> Forecaster {
+        let mut f = Forecaster { per_day: 86_400 / community.interval.secs(), method, history: Vec::new() };
+        for o in history {
+            f.observe(o);
+        }
+        f
+    }
+
+    /// Adds a measured interval (a newer measurement of the same interval replaces the older).
+    pub fn observe(&mut self, o: Observed) {
+        self.history.retain(|h| h.interval != o.interval);
+        self.history.push(o);
+        self.history.sort_by_key(|h| h.interval);
+        if self.history.len() > MAX_OBSERVED {
+            let excess = self.history.len() - MAX_OBSERVED;
+            self.history.drain(..excess);
+        }
     }
 
     /// Expected `exported − imported` in `interval`, in Wh (positive: surplus), or `None`
-    /// without any complete interval at that time of day in the window.
+    /// without any complete interval to go by.
     pub fn net_export(&self, interval: IntervalId) -> Option<i64> {
-        let (sum, n) = self
-            .history
-            .iter()
-            .filter(|o| o.complete && o.interval < interval)
-            .filter(|o| {
-                (interval.0 - o.interval.0).is_multiple_of(self.per_day)
-                    && (interval.0 - o.interval.0) / self.per_day <= self.days
-            })
-            .fold((0i128, 0i128), |(s, n), o| (s + i128::from(o.exported.0) - i128::from(o.imported.0), n + 1));
+        let earlier = self.history.iter().rev().filter(|o| o.complete && o.interval < interval);
+        let (sum, n) = match self.method {
+            ForecastMethod::SameTimeOfDay { days } => earlier
+                .filter(|o| {
+                    let back = interval.0 - o.interval.0;
+                    back.is_multiple_of(self.per_day) && back / self.per_day <= days.max(1)
+                })
+                .fold((0i128, 0i128), add),
+            ForecastMethod::Recent { intervals } => {
+                earlier.take(usize::try_from(intervals.max(1)).unwrap_or(usize::MAX)).fold((0i128, 0i128), add)
+            }
+        };
         // Integer mean, rounded toward zero (a forecast never claims more than was seen).
         (n > 0).then(|| i64::try_from(sum / n).unwrap_or(0))
     }
+}
+
+/// Adds one observation's net export to a (sum, count) pair.
+fn add((sum, n): (i128, i128), o: &Observed) -> (i128, i128) {
+    (sum + i128::from(o.exported.0) - i128::from(o.imported.0), n + 1)
 }
 
 /// What the strategy wants in one interval right now.

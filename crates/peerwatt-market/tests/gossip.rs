@@ -55,10 +55,10 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
     let outsider = NodeKey::from_seed(&[66; 32]);
     let rogue_admin = NodeKey::from_seed(&[77; 32]);
     let mut books = Books::new(community());
-    let mut validator = OrderValidator::new();
+    let mut validator = GossipValidator::new();
 
     let good = offer(&member, 10, I, 150_000);
-    let (accepted, inserted) = validator.accept(&mut books, &frame(cert(&member), &good), NOW).unwrap();
+    let (accepted, inserted) = validator.accept_order(&mut books, &frame(cert(&member), &good), NOW).unwrap();
     assert_eq!((accepted.digest(), inserted), (good.digest(), Inserted::New));
 
     let forged = offer(&member, 11, I, 90_000).with_signature_for_tests(Signature::from_bytes(&[9; 64]));
@@ -111,12 +111,18 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
         (
             "interval far in the future",
             frame(cert(&member), &offer(&member, 14, IntervalId(I.0 + 1_000), 150_000)),
-            "interval_not_open",
-            Penalty::Ignore,
+            "interval_out_of_window",
+            Penalty::Reject,
         ),
         (
             "interval in the past",
             frame(cert(&member), &offer(&member, 15, IntervalId(I.0 - 10), 150_000)),
+            "interval_out_of_window",
+            Penalty::Reject,
+        ),
+        (
+            "interval whose trading closed a moment ago (honest lateness)",
+            frame(cert(&member), &offer(&member, 15, IntervalId(I.0 - 2), 150_000)),
             "interval_not_open",
             Penalty::Ignore,
         ),
@@ -131,7 +137,7 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
         ("an order where a frame belongs", good.to_bytes(), "malformed", Penalty::Reject),
     ];
     for (what, data, name, penalty) in cases {
-        let err = validator.accept(&mut books, &data, NOW).unwrap_err();
+        let err = validator.accept_order(&mut books, &data, NOW).unwrap_err();
         assert_eq!((err.name(), err.penalty()), (name, penalty), "{what}: {err}");
     }
     // Only the one good order is in the book, untouched.
@@ -140,5 +146,71 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
     assert_eq!((asks[0].id, asks[0].remaining), (good.digest(), Wh(500)));
     // The honest member can still trade on: its next order is accepted.
     let next = offer(&member, 17, I, 140_000);
-    assert!(matches!(validator.accept(&mut books, &frame(cert(&member), &next), NOW), Ok((_, Inserted::Replaced(_)))));
+    assert!(matches!(
+        validator.accept_order(&mut books, &frame(cert(&member), &next), NOW),
+        Ok((_, Inserted::Replaced(_)))
+    ));
+}
+
+fn trade_between(maker: &NodeKey, taker: &NodeKey, price: u64) -> Signed<Trade> {
+    let order = offer(maker, 1, I, price);
+    let request = Signed::sign(
+        taker,
+        TradeRequest {
+            community: community().id,
+            order: order.digest(),
+            maker: maker.public(),
+            maker_side: Side::Sell,
+            interval: I,
+            energy: Wh(100),
+            price: Price(price),
+            request_seq: 1,
+            created_at: NOW,
+        },
+    );
+    Signed::sign(maker, Trade { request, accepted_at: NOW })
+}
+
+fn trade_frame(cert: Signed<MembershipCert>, trade: &Signed<Trade>) -> Vec<u8> {
+    GossipFrame { cert, message: trade.to_bytes() }.to_bytes()
+}
+
+#[test]
+fn trades_are_accepted_only_from_a_party_with_both_signatures() {
+    let (maker, taker, outsider) =
+        (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]), NodeKey::from_seed(&[5; 32]));
+    let c = community();
+    let mut v = GossipValidator::new();
+    let trade = trade_between(&maker, &taker, 150_000);
+    for announcer in [&maker, &taker] {
+        let got = v.accept_trade(&c, &trade_frame(cert(announcer), &trade), NOW).unwrap();
+        assert_eq!(got, trade);
+    }
+    let refused = |v: &mut GossipValidator, data: Vec<u8>| v.accept_trade(&c, &data, NOW).unwrap_err().name();
+    assert_eq!(refused(&mut v, trade_frame(cert(&outsider), &trade)), "not_party");
+    // The maker's signature replaced: the trade no longer verifies.
+    let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
+    assert_eq!(refused(&mut v, trade_frame(cert(&maker), &forged)), "bad_signature");
+    // A trade signed by one node as both maker and taker is refused too.
+    assert_eq!(refused(&mut v, trade_frame(cert(&maker), &trade_between(&maker, &maker, 150_000))), "bad_signature");
+    assert_eq!(
+        refused(&mut v, trade_frame(cert(&maker), &trade_between(&maker, &taker, 310_000))),
+        "price_out_of_range"
+    );
+    assert_eq!(refused(&mut v, vec![0u8; 2_000]), "oversized");
+}
+
+#[test]
+fn heads_are_accepted_from_their_signer_only() {
+    let (member, other) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
+    let c = community();
+    let mut v = GossipValidator::new();
+    let head = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: NOW });
+    let framed = |cert: Signed<MembershipCert>, head: &Signed<TreeHead>| {
+        GossipFrame { cert, message: head.to_bytes() }.to_bytes()
+    };
+    assert_eq!(v.accept_head(&c, &framed(cert(&member), &head), NOW).unwrap(), head);
+    assert_eq!(v.accept_head(&c, &framed(cert(&other), &head), NOW).unwrap_err().name(), "not_member");
+    let future = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: Timestamp(NOW.0 + 60_000) });
+    assert_eq!(v.accept_head(&c, &framed(cert(&member), &future), NOW).unwrap_err().name(), "from_the_future");
 }

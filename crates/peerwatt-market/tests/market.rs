@@ -85,8 +85,13 @@ fn orders_are_checked_replaced_cancelled_and_pruned() {
     );
     assert_eq!(
         books.insert(&order(&k2, Side::Buy, 1, 100_000, 2, now(90)), now(90)),
+        Err(OrderReject::OutOfWindow(I)),
+        "30 minutes before trading opens: far outside the window"
+    );
+    assert_eq!(
+        books.insert(&order(&k2, Side::Buy, 1, 100_000, 2, now(61)), now(61)),
         Err(OrderReject::NotOpen(I)),
-        "too early"
+        "a minute before trading opens: near the window"
     );
     assert_eq!(
         books.insert(&order(&k2, Side::Buy, 1, 100_000, 3, now(0)), now(0)),
@@ -244,15 +249,19 @@ fn a_taker_that_crashes_after_sending_reconciles_exactly_once() {
     assert_eq!(taker.next_seq(), 4, "request numbers are never reused");
     let to_ask = taker.expire(now(19), Duration::from_secs(5));
     assert_eq!(to_ask.len(), 2);
-    // Ask the maker about each: it answers from its agreed trades.
+    // Ask the maker about them in one query: it answers with the agreed ones, and closes the rest.
+    let digests: Vec<Hash> = to_ask.iter().map(|r| r.digest()).collect();
+    let known = maker.query(&digests).unwrap();
     let mut recorded = vec![];
-    for r in &to_ask {
-        let answer = maker.lookup(&r.digest()).cloned().ok_or_else(|| "no such trade".to_owned());
-        if let TakerAction::Record(t) = taker.on_answer(&r.digest(), answer) {
+    for d in &digests {
+        let answer = known.iter().find(|t| t.body().request.digest() == *d).cloned().ok_or_else(|| "not agreed".into());
+        if let TakerAction::Record(t) = taker.on_answer(d, answer) {
             recorded.push(*t);
         }
     }
     assert_eq!(recorded, vec![trade_b.clone()], "exactly the trades the maker recorded");
+    // The lost request c, arriving late after all, is refused: "not agreed" was final.
+    assert_eq!(maker.accept(&mk, &c, t).unwrap_err(), Refusal::AnsweredBefore);
     // The announcement of a arriving late changes nothing.
     assert_eq!(taker.on_trade(&trade_a), TakerAction::AlreadyRecorded);
     assert_eq!(taker.on_trade(&trade_b), TakerAction::AlreadyRecorded);
@@ -271,4 +280,17 @@ fn forged_or_foreign_trades_are_not_recorded() {
     let forged = Signed::sign(&key(9), trade.body().clone());
     assert!(matches!(taker.on_trade(&forged), TakerAction::Invalid(_)));
     assert!(matches!(taker.on_trade(&trade), TakerAction::Record(_)));
+}
+
+#[test]
+fn an_order_that_also_takes_never_trades_the_same_energy_twice() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    // The maker's own order crossed a resting bid: it holds 700 Wh of the order for its request.
+    assert_eq!(maker.hold_for_own_request(&offer.id, Wh(700)), Wh(700));
+    assert_eq!(maker.available(&offer.id), Wh(300));
+    // So a taker can only get the remaining 300 Wh.
+    let req = taker.request(&tk, &offer, Wh(400), now(20));
+    assert_eq!(maker.accept(&mk, &req, now(20)).unwrap_err(), Refusal::Insufficient { available: Wh(300) });
+    assert_eq!(maker.hold_for_own_request(&offer.id, Wh(500)), Wh(300), "never more than is left");
+    assert_eq!(maker.available(&offer.id), Wh::ZERO);
 }

@@ -91,3 +91,21 @@ fn intents_never_exceed_the_forecast_or_the_limits() {
     );
     assert_eq!(intent(&c, &limits, &Forecaster::new(&c, vec![], 7), I, Wh(0), t), None, "no history, no trading");
 }
+
+#[test]
+fn the_recent_forecast_averages_the_last_complete_intervals() {
+    let obs = |i: u64, imported: u64, exported: u64, complete: bool| Observed {
+        interval: IntervalId(I.0 - i),
+        imported: Wh(imported),
+        exported: Wh(exported),
+        complete,
+    };
+    let history = vec![obs(5, 0, 900, true), obs(3, 100, 400, true), obs(2, 0, 200, true), obs(1, 0, 5_000, false)];
+    let f = Forecaster::with_method(&community(), history, ForecastMethod::Recent { intervals: 2 });
+    // The incomplete interval 1 is skipped; the last two complete are 3 (+300) and 2 (+200).
+    assert_eq!(f.net_export(I), Some(250));
+    let mut f = f;
+    f.observe(obs(1, 700, 0, true));
+    assert_eq!(f.net_export(I), Some(-250), "(-700 + 200) / 2");
+    assert_eq!(f.net_export(IntervalId(I.0 - 5)), None, "nothing before the first observation");
+}
