@@ -11,9 +11,9 @@ use peerwatt_core::{
     Clock, Community, IntervalLength, MembershipCert, NodeKey, Price, PublicKey, Signed, SystemClock, Timestamp,
 };
 
-use crate::community_file::{certificate_text, community_toml, load_certificate, load_community};
-use crate::config::NodeConfig;
 use crate::failure::{Failure, Hint};
+use peerwatt_node::NodeConfig;
+use peerwatt_node::community_file::{certificate_text, community_toml, load_certificate, load_community};
 
 /// The `peerwatt community` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -38,6 +38,9 @@ pub struct InitArgs {
     /// Settlement interval length in minutes (must divide a day).
     #[arg(long, default_value_t = 15)]
     interval_minutes: u64,
+    /// Settlement interval length in seconds instead (short intervals for tests and demos).
+    #[arg(long, hide = true, conflicts_with = "interval_minutes")]
+    interval_secs: Option<u64>,
     /// Trading closes this many seconds before an interval starts.
     #[arg(long, default_value_t = 60)]
     gate_closure_secs: u64,
@@ -105,8 +108,8 @@ fn init(args: &InitArgs) -> Result<ExitCode, Failure> {
         return Err(anyhow!("{} already holds a community", args.dir.display()))
             .hint("an admin key is never overwritten; use another --dir");
     }
-    let interval =
-        IntervalLength::from_secs(args.interval_minutes.saturating_mul(60)).hint("use 5, 10, 15, 30 or 60 minutes")?;
+    let secs = args.interval_secs.unwrap_or(args.interval_minutes.saturating_mul(60));
+    let interval = IntervalLength::from_secs(secs).hint("use 5, 10, 15, 30 or 60 minutes")?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod community_cmd;
-pub mod community_file;
-pub mod config;
 pub mod datadir;
 pub mod failure;
 pub mod init;
 pub mod ledger_cmd;
 pub mod meter_cmd;
 pub mod proof_file;
+pub mod run_cmd;
 
 pub use failure::Failure;
 
@@ -44,15 +43,24 @@ pub enum Command {
     /// Create a community, admit members, check a membership.
     #[command(subcommand)]
     Community(community_cmd::CommunityCommand),
+    /// Run the node: read the meter, trade with the community, record everything.
+    Run(run_cmd::RunArgs),
+    /// Show a node's peers, open orders, today's trades and ledger head.
+    Status(run_cmd::StatusArgs),
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging(cli.verbose);
+    }
     match cli.command {
         Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Meter(cmd) => meter_cmd::run(cmd),
         Command::Community(cmd) => community_cmd::run(cmd),
+        Command::Run(args) => run_cmd::run(&args, cli.verbose),
+        Command::Status(args) => run_cmd::status(&args),
     }
 }
 
@@ -63,6 +71,11 @@ pub fn init_logging(verbose: u8) {
         1 => "info,peerwatt=debug",
         _ => "debug,peerwatt=trace",
     };
+    init_logging_with(default);
+}
+
+/// Logs to stderr with `default` as the filter unless `RUST_LOG` is set.
+pub fn init_logging_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // A second initialisation (tests calling run twice) is harmless: keep the first.

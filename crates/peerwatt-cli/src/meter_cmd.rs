@@ -14,8 +14,8 @@ use peerwatt_meter::decode::Format;
 use peerwatt_meter::{Connection, History, IntervalTotals, MeterEvent, Outcome, Reason, Role};
 use tokio::sync::mpsc;
 
-use crate::config::NodeConfig;
 use crate::failure::{Failure, Hint};
+use peerwatt_node::NodeConfig;
 
 /// The `peerwatt meter` subcommands.
 #[derive(Debug, clap::Subcommand)]

@@ -2,7 +2,9 @@
 //!
 //! A taker sends a [`TradeCall`]; the maker answers with a [`TradeReply`]:
 //!
-//! - `Request(signed request)` → `Agreed(signed trade)` or `Refused(reason)`;
+//! - `Request(certificate, signed request)` → `Agreed(signed trade)` or `Refused(reason)`; the
+//!   taker's membership certificate travels with the request, so the maker can check that the
+//!   taker is a member even if none of its gossip has arrived yet;
 //! - `Query(request digests)` → `Known(trades)`: the agreed trades among the asked requests.
 //!   A request the maker does not list is not agreed, and the maker will never agree it
 //!   afterwards (it is closed), so the answer is final. A taker whose answer was lost (timeout,
@@ -13,7 +15,7 @@
 use crate::encoding::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::envelope::Signed;
 use crate::hash::Hash;
-use crate::messages::{Trade, TradeRequest};
+use crate::messages::{MembershipCert, Trade, TradeRequest};
 
 /// The version byte of trade-protocol messages.
 pub const TRADE_WIRE_VERSION: u8 = 1;
@@ -26,7 +28,12 @@ pub const MAX_REASON: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TradeCall {
     /// Take (part of) one of the maker's orders.
-    Request(Signed<TradeRequest>),
+    Request {
+        /// The taker's membership certificate.
+        cert: Signed<MembershipCert>,
+        /// The taker's signed request.
+        request: Signed<TradeRequest>,
+    },
     /// Which of these requests (by digest) did you agree?
     Query(Vec<Hash>),
 }
@@ -69,8 +76,8 @@ impl Encode for TradeCall {
     fn encode(&self, w: &mut Writer) {
         w.u8(TRADE_WIRE_VERSION);
         match self {
-            TradeCall::Request(request) => {
-                w.u8(1).put(request);
+            TradeCall::Request { cert, request } => {
+                w.u8(1).put(cert).put(request);
             }
             TradeCall::Query(digests) => {
                 w.u8(2);
@@ -84,7 +91,7 @@ impl Decode for TradeCall {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         version(r, "trade call")?;
         match r.u8("trade call")? {
-            1 => Ok(TradeCall::Request(r.get()?)),
+            1 => Ok(TradeCall::Request { cert: r.get()?, request: r.get()? }),
             2 => Ok(TradeCall::Query(get_list(r, "query")?)),
             tag => Err(DecodeError::UnknownTag { what: "trade call", tag }),
         }

@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use peerwatt_core::{
     Community, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Signed, messages::CommunityId,
 };
 use serde::Deserialize;
+
+use crate::config::FileError;
 
 /// `community.toml` as written on disk.
 #[derive(Debug, Deserialize)]
@@ -24,7 +25,11 @@ struct CommunityToml {
     name: String,
     id: String,
     admin: String,
-    interval_minutes: u64,
+    #[serde(default)]
+    interval_minutes: Option<u64>,
+    /// Seconds instead of minutes (for tests and demos with short intervals).
+    #[serde(default)]
+    interval_secs: Option<u64>,
     gate_closure_secs: u64,
     horizon_intervals: u32,
     feed_in_tariff: u64,
@@ -34,27 +39,36 @@ struct CommunityToml {
 }
 
 /// Reads and checks a community file (the id must match the admin key and name).
-pub fn load_community(path: &Path) -> anyhow::Result<Community> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: CommunityFile =
-        toml::from_str(&text).with_context(|| format!("{} is not a community file", path.display()))?;
+pub fn load_community(path: &Path) -> Result<Community, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
+    let file: CommunityFile = toml::from_str(&text).map_err(|source| FileError::Parse {
+        path: path.to_owned(),
+        what: "community file",
+        source: Box::new(source),
+    })?;
+    let invalid = |why: String| FileError::Invalid { path: path.to_owned(), why };
     let c = file.community;
     let id_bytes: [u8; 32] = hex::decode(&c.id)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| anyhow!("the community id in {} is not 64 hex digits", path.display()))?;
+        .ok_or_else(|| invalid("the community id is not 64 hex digits".into()))?;
+    let interval_secs = match (c.interval_minutes, c.interval_secs) {
+        (Some(m), None) => m.saturating_mul(60),
+        (None, Some(s)) => s,
+        _ => return Err(invalid("give exactly one of interval_minutes and interval_secs".into())),
+    };
     let community = Community {
-        admin: PublicKey::from_peer_id(&c.admin).map_err(|e| anyhow!("the admin key in {}: {e}", path.display()))?,
+        admin: PublicKey::from_peer_id(&c.admin).map_err(|e| invalid(format!("the admin key: {e}")))?,
         name: c.name,
         id: CommunityId(Hash(id_bytes)),
-        interval: IntervalLength::from_secs(c.interval_minutes.saturating_mul(60))?,
+        interval: IntervalLength::from_secs(interval_secs).map_err(|e| invalid(e.to_string()))?,
         gate_closure: Duration::from_secs(c.gate_closure_secs),
         horizon: c.horizon_intervals,
         feed_in: Price(c.feed_in_tariff),
         retail: Price(c.retail_tariff),
         bootstrap: c.bootstrap,
     };
-    community.check().with_context(|| format!("{} is not a valid community", path.display()))?;
+    community.check().map_err(|e| invalid(format!("not a valid community: {e}")))?;
     Ok(community)
 }
 
@@ -73,7 +87,7 @@ id = "{id}"
 # The admin's public key: it signs membership certificates (`peerwatt community admit`).
 admin = "{admin}"
 # Settlement interval length; it must divide a day.
-interval_minutes = {interval}
+{interval}
 # Trading for an interval closes this many seconds before it starts …
 gate_closure_secs = {gate}
 # … and opens this many intervals ahead.
@@ -88,7 +102,11 @@ bootstrap = [{bootstrap}]
         name = toml::Value::String(c.name.clone()),
         id = c.id.0.to_hex(),
         admin = c.admin,
-        interval = c.interval.secs() / 60,
+        interval = if c.interval.secs() % 60 == 0 {
+            format!("interval_minutes = {}", c.interval.secs() / 60)
+        } else {
+            format!("interval_secs = {}", c.interval.secs())
+        },
         gate = c.gate_closure.as_secs(),
         horizon = c.horizon,
         feed_in = c.feed_in.0,
@@ -114,14 +132,14 @@ pub fn certificate_text(cert: &Signed<MembershipCert>, community: &Community) ->
 }
 
 /// Reads a certificate file (comment lines are ignored; the signature is not checked here).
-pub fn load_certificate(path: &Path) -> anyhow::Result<Signed<MembershipCert>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn load_certificate(path: &Path) -> Result<Signed<MembershipCert>, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
+    let invalid = |why: String| FileError::Invalid { path: path.to_owned(), why };
     let hex_text: String =
         text.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(|l| l.split_whitespace()).collect();
     if hex_text.is_empty() {
-        bail!("{} holds no certificate", path.display());
+        return Err(invalid("holds no certificate".into()));
     }
-    let bytes = hex::decode(&hex_text).with_context(|| format!("{} is not a certificate (bad hex)", path.display()))?;
-    Signed::<MembershipCert>::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a membership certificate", path.display()))
+    let bytes = hex::decode(&hex_text).map_err(|_| invalid("is not a certificate (bad hex)".into()))?;
+    Signed::<MembershipCert>::from_bytes(&bytes).map_err(|e| invalid(format!("is not a membership certificate: {e}")))
 }

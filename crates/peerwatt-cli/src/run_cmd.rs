@@ -1,0 +1,132 @@
+//! `peerwatt run` and `peerwatt status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use peerwatt_core::{Clock, Price, SystemClock};
+use peerwatt_node::{NodeConfig, Status};
+
+use crate::failure::{Failure, Hint};
+
+/// Arguments of `peerwatt run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The node's configuration file.
+    #[arg(long, default_value = "node.toml", env = "PEERWATT_CONFIG")]
+    config: PathBuf,
+}
+
+/// Arguments of `peerwatt status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The node's data directory (where its node.toml is).
+    #[arg(long, env = "PEERWATT_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub fn run(args: &RunArgs, verbose: u8) -> Result<ExitCode, Failure> {
+    let cfg = NodeConfig::load(&args.config).hint("`peerwatt init` writes a node.toml")?;
+    let filter = match verbose {
+        0 => cfg.log.filter.clone().unwrap_or_else(|| "info".into()),
+        1 => "info,peerwatt=debug".into(),
+        _ => "debug,peerwatt=trace".into(),
+    };
+    // libp2p is chatty at info; its warnings still show.
+    crate::init_logging_with(&format!("{filter},libp2p=warn,libp2p_gossipsub=error"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let node = peerwatt_node::start(&cfg, Arc::new(SystemClock))
+            .await
+            .hint("`peerwatt community check --config node.toml` checks the membership; see docs/operations.md")?;
+        eprintln!(
+            "peerwatt node {} running; `peerwatt status --data-dir {}` shows it",
+            node.peer_id(),
+            cfg.dir.display()
+        );
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop).
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// A status file older than this means the node is not running (it rewrites it every second).
+const STALE_MS: u64 = 10_000;
+
+/// Prints what the node reported last.
+pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
+    let cfg = NodeConfig::load(&args.data_dir.join("node.toml")).hint("is this a node's data directory?")?;
+    let status = Status::read(&cfg.status_file())
+        .hint("the node has not run yet here: start it with `peerwatt run --config node.toml`")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemClock.now().0;
+    let age = now.saturating_sub(status.updated_at);
+    let state = if status.running && age < STALE_MS {
+        format!("running (pid {}, updated {} ms ago)", status.pid, age)
+    } else {
+        format!("NOT running (last status at {})", clock_time(status.updated_at))
+    };
+    println!("node {} in \"{}\": {state}", status.peer_id, status.community);
+    for addr in &status.listen {
+        println!("  listening on {addr}");
+    }
+    println!("  meter: {}", status.meter);
+    println!("peers ({}):", status.peers.len());
+    for p in &status.peers {
+        println!("  {p}");
+    }
+    println!("open orders ({}):", status.orders.len());
+    for o in &status.orders {
+        println!(
+            "  {}  {:<4}  {} Wh ({} Wh free) at {}",
+            clock_time(o.interval_start),
+            o.side,
+            o.energy_wh,
+            o.available_wh,
+            Price(o.price)
+        );
+    }
+    let sold: u64 = status.trades_today.iter().filter(|t| t.direction == "sold").map(|t| t.energy_wh).sum();
+    let bought: u64 = status.trades_today.iter().filter(|t| t.direction == "bought").map(|t| t.energy_wh).sum();
+    println!("trades today ({}): sold {sold} Wh, bought {bought} Wh", status.trades_today.len());
+    for t in &status.trades_today {
+        println!(
+            "  {}  {:<6} {} Wh at {} with {} (as {})",
+            clock_time(t.interval_start),
+            t.direction,
+            t.energy_wh,
+            Price(t.price),
+            t.counterparty,
+            t.role
+        );
+    }
+    println!("ledger: {} entries, root {}", status.ledger.entries, status.ledger.root);
+    println!("counters:");
+    for (name, value) in status.counters.iter() {
+        println!("  {name} {value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `HH:MM:SS` UTC of a millisecond timestamp.
+fn clock_time(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}Z", s / 3600, (s / 60) % 60, s % 60)
+}

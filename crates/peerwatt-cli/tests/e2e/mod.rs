@@ -1,0 +1,431 @@
+//! A neighbourhood of real `peerwatt run` processes on loopback: a real mosquitto, a community
+//! made with the CLI, fake meters publishing Tasmota SML payloads, and checks over the
+//! ledgers the nodes leave behind.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use peerwatt_core::{Community, Decode, EntryKind, Hash, IntervalId, Order, PublicKey, Side, Signed, Trade, Wh};
+use peerwatt_ledger::LedgerReader;
+use peerwatt_meter::testing::{Mosquitto, free_port};
+use rumqttc::{Client, MqttOptions, QoS};
+
+/// The settlement interval of the test communities, seconds.
+pub const INTERVAL_SECS: u64 = 10;
+/// Feed-in and retail tariffs of the test communities.
+pub const FEED_IN: u64 = 80_000;
+/// See [`FEED_IN`].
+pub const RETAIL: u64 = 300_000;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peerwatt")
+}
+
+/// Runs the CLI to completion; returns stdout. Panics with its stderr on failure.
+pub fn peerwatt(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "peerwatt {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// One household: a data directory, a node process, and its meter's grid power.
+pub struct Household {
+    pub name: String,
+    pub dir: PathBuf,
+    pub id: String,
+    /// Grid power: positive imports (deficit), negative exports (surplus).
+    pub power_w: i64,
+    pub port: u16,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: Option<mpsc::Receiver<String>>,
+}
+
+impl Household {
+    /// Starts `peerwatt run` (again, after a crash: same data directory).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is running already", self.name);
+        let mut child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(self.dir.join("node.toml"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        self.lines = Some(rx);
+    }
+
+    /// Waits (up to `within`) for a log line containing `text`; returns it.
+    pub fn wait_for_log(&mut self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let rx = self.lines.as_ref().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => {
+                    panic!("{}: no log line with {text:?} within {within:?}; log:\n{}", self.name, self.log_text())
+                }
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status}; log:\n{}", self.name, self.log_text());
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop on SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, self.id)
+    }
+
+    pub fn quic_address(&self) -> String {
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}", self.port, self.id)
+    }
+
+    pub fn status(&self) -> peerwatt_node::Status {
+        peerwatt_node::Status::read(&self.dir.join("status.json")).unwrap()
+    }
+}
+
+impl Drop for Household {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A community with its broker, admin and households.
+pub struct Neighbourhood {
+    pub root: tempfile::TempDir,
+    pub broker: Mosquitto,
+    pub admin: PathBuf,
+    pub community: Community,
+    pub households: Vec<Household>,
+    feeding: Arc<AtomicBool>,
+    feeder: Option<JoinHandle<()>>,
+}
+
+impl Neighbourhood {
+    /// A community (10 s intervals, gate closure 2 s, horizon 3) and one node per entry of
+    /// `powers` (W; + imports, − exports). Node 0 listens on TCP and QUIC and is everyone's
+    /// bootstrap peer; odd nodes reach it over QUIC.
+    pub fn new(powers: &[i64]) -> Neighbourhood {
+        let root = tempfile::tempdir().unwrap();
+        let broker = Mosquitto::start().unwrap();
+        let admin = root.path().join("admin");
+        peerwatt(&[
+            "community",
+            "init",
+            "--dir",
+            admin.to_str().unwrap(),
+            "--name",
+            "Testville",
+            "--interval-secs",
+            &INTERVAL_SECS.to_string(),
+            "--gate-closure-secs",
+            "2",
+            "--horizon",
+            "3",
+            "--feed-in",
+            &FEED_IN.to_string(),
+            "--retail",
+            &RETAIL.to_string(),
+        ]);
+        let community = peerwatt_node::community_file::load_community(&admin.join("community.toml")).unwrap();
+        let mut households: Vec<Household> = Vec::new();
+        for (i, &power_w) in powers.iter().enumerate() {
+            let name = format!("house-{i}");
+            let dir = root.path().join(&name);
+            let out = peerwatt(&["init", "--data-dir", dir.to_str().unwrap(), "--name", &name]);
+            let id =
+                out.lines().find_map(|l| l.trim().strip_prefix("public id:")).map(|s| s.trim().to_owned()).unwrap();
+            peerwatt(&[
+                "community",
+                "admit",
+                "--dir",
+                admin.to_str().unwrap(),
+                "--node",
+                &id,
+                "--name",
+                &name,
+                "--zone",
+                "feeder-1",
+                "--out",
+                dir.join("membership.cert").to_str().unwrap(),
+            ]);
+            std::fs::copy(admin.join("community.toml"), dir.join("community.toml")).unwrap();
+            let port = free_port().unwrap();
+            let bootstrap = match households.first() {
+                None => String::new(),
+                Some(first) if i % 2 == 1 => format!("\"{}\"", first.quic_address()),
+                Some(first) => format!("\"{}\"", first.address()),
+            };
+            let listen = if i == 0 {
+                format!("\"/ip4/127.0.0.1/tcp/{port}\", \"/ip4/127.0.0.1/udp/{port}/quic-v1\"")
+            } else if i % 2 == 1 {
+                format!("\"/ip4/127.0.0.1/udp/{port}/quic-v1\"")
+            } else {
+                format!("\"/ip4/127.0.0.1/tcp/{port}\"")
+            };
+            std::fs::write(
+                dir.join("node.toml"),
+                format!(
+                    r#"[node]
+name = "{name}"
+
+[log]
+filter = "info"
+
+[meter]
+host = "127.0.0.1"
+port = {mqtt}
+reconnect_min_ms = 50
+reconnect_max_ms = 500
+max_power_w = 100000
+max_gap_secs = 3
+stale_after_secs = 5
+
+[meter.grid]
+format = "tasmota"
+topics = ["tele/{name}/SENSOR"]
+
+[community]
+file = "community.toml"
+certificate = "membership.cert"
+
+[market]
+forecast = "recent"
+forecast_intervals = 2
+tick_ms = 200
+reprice_ms = 1000
+request_timeout_ms = 1500
+
+[network]
+listen = [{listen}]
+bootstrap = [{bootstrap}]
+heartbeat_ms = 200
+discovery_ms = 1000
+"#,
+                    mqtt = broker.port(),
+                ),
+            )
+            .unwrap();
+            households.push(Household { name, dir, id, power_w, port, child: None, log: Arc::default(), lines: None });
+        }
+        Neighbourhood {
+            root,
+            broker,
+            admin,
+            community,
+            households,
+            feeding: Arc::new(AtomicBool::new(true)),
+            feeder: None,
+        }
+    }
+
+    /// Starts the fake meters: every 500 ms each household's Tasmota publishes its counters
+    /// (kWh with three decimals) and power, integrated exactly from its fixed grid power.
+    pub fn start_meters(&mut self) {
+        let mut o = MqttOptions::new(format!("fake-meters-{}", self.broker.port()), "127.0.0.1", self.broker.port());
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(o, 256);
+        std::thread::spawn(move || for _ in connection.iter() {});
+        let meters: Vec<(String, i64)> = self.households.iter().map(|h| (h.name.clone(), h.power_w)).collect();
+        let feeding = self.feeding.clone();
+        let t0 = now_ms();
+        self.feeder = Some(std::thread::spawn(move || {
+            while feeding.load(Ordering::Relaxed) {
+                let elapsed = now_ms() - t0;
+                for (name, power) in &meters {
+                    let wh = power.unsigned_abs() * elapsed / 3_600_000;
+                    let (import, export) = if *power > 0 { (wh, 0) } else { (0, wh) };
+                    let payload = format!(
+                        r#"{{"Time":"t","SML":{{"Total_in":{}.{:03},"Total_out":{}.{:03},"Power_curr":{power}}}}}"#,
+                        1000 + import / 1000,
+                        import % 1000,
+                        500 + export / 1000,
+                        export % 1000
+                    );
+                    let _ = client.publish(format!("tele/{name}/SENSOR"), QoS::AtMostOnce, false, payload);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }));
+    }
+
+    pub fn start_all(&mut self) {
+        for h in &mut self.households {
+            h.start();
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        for h in &mut self.households {
+            h.stop();
+        }
+        self.feeding.store(false, Ordering::Relaxed);
+        if let Some(f) = self.feeder.take() {
+            let _ = f.join();
+        }
+    }
+}
+
+/// What the ledgers of a stopped neighbourhood show, checked for the market's invariants.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every trade once, by digest.
+    pub trades: BTreeMap<Hash, Signed<Trade>>,
+    /// Orders with energy, by interval: (sellers, buyers) with the earliest creation time.
+    pub orders: BTreeMap<IntervalId, (Vec<(PublicKey, u64)>, Vec<(PublicKey, u64)>)>,
+    /// Trades per interval.
+    pub trades_per_interval: BTreeMap<IntervalId, usize>,
+}
+
+/// Reads every household's ledger and checks, panicking with the reason if one fails:
+/// every trade is in both parties' ledgers byte-identical and in no one else's, no ledger
+/// holds a trade twice, no maker's order was traded beyond its energy, every price lies within
+/// [feed-in, retail], and `peerwatt ledger verify` passes on every ledger.
+pub fn check_ledgers(households: &[Household]) -> Outcome {
+    let mut out = Outcome::default();
+    let mut holders: HashMap<Hash, Vec<(PublicKey, Vec<u8>)>> = HashMap::new();
+    let mut order_energy: HashMap<Hash, Wh> = HashMap::new();
+    for h in households {
+        let verify = Command::new(bin()).args(["ledger", "verify", "--data-dir"]).arg(&h.dir).output().unwrap();
+        assert!(
+            verify.status.success(),
+            "{}: ledger verify failed: {}",
+            h.name,
+            String::from_utf8_lossy(&verify.stdout)
+        );
+        let reader = LedgerReader::open_dir(&h.dir.join("ledger")).unwrap();
+        let owner = reader.owner().unwrap();
+        let mut in_this = HashSet::new();
+        for seq in 0..reader.len().unwrap() {
+            let entry = reader.entry(seq).unwrap();
+            let e = entry.body();
+            match e.kind {
+                EntryKind::OrderPublished => {
+                    let order = Signed::<Order>::from_bytes(&e.payload).unwrap();
+                    assert_eq!(*order.signer(), owner, "{}: an order of another node in its ledger", h.name);
+                    let o = order.body();
+                    order_energy.insert(order.digest(), o.energy);
+                    if o.energy > Wh::ZERO {
+                        let sides = out.orders.entry(o.interval).or_default();
+                        let list = if o.side == Side::Sell { &mut sides.0 } else { &mut sides.1 };
+                        match list.iter_mut().find(|(k, _)| *k == owner) {
+                            Some((_, first)) => *first = (*first).min(o.created_at.0),
+                            None => list.push((owner, o.created_at.0)),
+                        }
+                    }
+                }
+                EntryKind::TradeAgreed => {
+                    let trade = Signed::<Trade>::from_bytes(&e.payload).unwrap();
+                    trade.verify().unwrap();
+                    assert!(in_this.insert(trade.digest()), "{}: trade recorded twice", h.name);
+                    holders.entry(trade.digest()).or_default().push((owner, e.payload.clone()));
+                    out.trades.insert(trade.digest(), trade);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut sold_per_order: HashMap<Hash, u64> = HashMap::new();
+    for (digest, trade) in &out.trades {
+        let t = trade.body();
+        let parties = [*t.seller(), *t.buyer()];
+        let have = &holders[digest];
+        assert_eq!(have.len(), 2, "trade {digest} is in {} ledgers, not both parties'", have.len());
+        for (holder, bytes) in have {
+            assert!(parties.contains(holder), "trade {digest} is in a third party's ledger");
+            assert_eq!(bytes, &have[0].1, "trade {digest} differs between the two ledgers");
+        }
+        assert_ne!(have[0].0, have[1].0);
+        let terms = t.request.body();
+        assert!(
+            (FEED_IN..=RETAIL).contains(&terms.price.0),
+            "trade {digest} at {} outside [feed-in, retail]",
+            terms.price
+        );
+        *sold_per_order.entry(terms.order).or_default() += terms.energy.0;
+        *out.trades_per_interval.entry(terms.interval).or_default() += 1;
+    }
+    for (order, traded) in sold_per_order {
+        let offered = order_energy.get(&order).copied().expect("a trade against an order its maker never recorded");
+        assert!(traded <= offered.0, "order {order}: {traded} Wh traded of {} Wh offered", offered.0);
+    }
+    out
+}
+
+/// The intervals in which a seller and a buyer both had an order out at least `lead_ms`
+/// before gate closure (so the strategy had time to cross them), and whose trading window
+/// closed before `until_ms`.
+pub fn tradable_intervals(out: &Outcome, community: &Community, lead_ms: u64, until_ms: u64) -> Vec<IntervalId> {
+    out.orders
+        .iter()
+        .filter(|(i, (sellers, buyers))| {
+            let (_, closes) = community.trading_window(**i);
+            let early = |list: &Vec<(PublicKey, u64)>| list.iter().any(|(_, t)| t + lead_ms <= closes.0);
+            closes.0 <= until_ms && early(sellers) && early(buyers)
+        })
+        .map(|(i, _)| *i)
+        .collect()
+}
+
+/// `dir`'s path as a string.
+pub fn s(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}

@@ -1,0 +1,92 @@
+//! The market end to end over real processes: five `peerwatt run` nodes on loopback with a
+//! real mosquitto, 10-second intervals, and a taker killed with SIGKILL right after it sent
+//! trade requests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+mod e2e;
+
+use std::time::Duration;
+
+use e2e::*;
+
+#[test]
+fn five_households_trade_every_interval_with_surplus_and_deficit() {
+    // Two households export (surplus), three import (deficit).
+    let mut hood = Neighbourhood::new(&[-36_000, 18_000, -24_000, 30_000, 12_000]);
+    hood.start_meters();
+    hood.start_all();
+    std::thread::sleep(Duration::from_secs(65));
+    let until = now_ms();
+    let statuses: Vec<_> = hood.households.iter().map(|h| h.status()).collect();
+    hood.stop_all();
+
+    let out = check_ledgers(&hood.households);
+    let tradable = tradable_intervals(&out, &hood.community, 4_000, until);
+    eprintln!(
+        "{} trades; per interval {:?}; tradable intervals {:?}",
+        out.trades.len(),
+        out.trades_per_interval,
+        tradable
+    );
+    assert!(tradable.len() >= 3, "only {} intervals had both sides early enough: {:?}", tradable.len(), out.orders);
+    for i in &tradable {
+        assert!(out.trades_per_interval.get(i).copied().unwrap_or(0) > 0, "no trade in interval {i:?}; {out:?}");
+    }
+    // Every node saw the others, and the status showed its trades while it ran.
+    for (h, st) in hood.households.iter().zip(&statuses) {
+        assert!(st.running && st.peers.len() >= 2, "{}: {st:?}", h.name);
+        assert!(st.counters.get("gossip_accepted_orders") > 0, "{}: {st:?}", h.name);
+    }
+    let traded: usize = statuses.iter().map(|s| s.trades_today.len()).sum();
+    assert!(traded > 0);
+    // Sellers only sold and buyers only bought.
+    for (h, st) in hood.households.iter().zip(&statuses) {
+        let want = if h.power_w < 0 { "sold" } else { "bought" };
+        assert!(st.trades_today.iter().all(|t| t.direction == want), "{}: {:?}", h.name, st.trades_today);
+    }
+    // `peerwatt status` reads what a stopped node left.
+    let text = peerwatt(&["status", "--data-dir", s(&hood.households[0].dir)]);
+    assert!(text.contains("NOT running") && text.contains("ledger:"), "{text}");
+}
+
+#[test]
+fn a_taker_killed_after_requesting_ends_with_exactly_its_makers_trades() {
+    let mut hood = Neighbourhood::new(&[-36_000, 18_000, 30_000]);
+    hood.start_meters();
+    hood.start_all();
+    // Whichever node takes first is killed right after it logs the request.
+    let victim = wait_for_first_request(&mut hood);
+    hood.households[victim].kill_9();
+    std::thread::sleep(Duration::from_millis(500));
+    hood.households[victim].start();
+    hood.households[victim].wait_for_log("state restored from the ledger", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(20));
+    hood.stop_all();
+
+    let out = check_ledgers(&hood.households);
+    let victim_key = peerwatt_core::PublicKey::from_peer_id(&hood.households[victim].id).unwrap();
+    let taken: Vec<_> = out.trades.values().filter(|t| *t.body().request.signer() == victim_key).collect();
+    assert!(!taken.is_empty(), "the victim took no trade at all");
+    eprintln!("victim {victim} took {} trades; {} trades in all", taken.len(), out.trades.len());
+    eprintln!("victim log after restart:\n{}", hood.households[victim].log_text());
+    // check_ledgers proved each of these is in the victim's ledger exactly once and in its maker's.
+}
+
+/// Waits until some node logs a trade request; returns its index.
+fn wait_for_first_request(hood: &mut Neighbourhood) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for (i, h) in hood.households.iter().enumerate() {
+            if h.log_text().contains("trade request sent") {
+                return i;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody sent a trade request; logs:\n{}",
+            hood.households.iter().map(|h| h.log_text()).collect::<Vec<_>>().join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

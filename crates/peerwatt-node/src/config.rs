@@ -1,0 +1,254 @@
+//! `node.toml`: the node's configuration. Unknown keys are errors, so a typo never silently
+//! falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peerwatt_core::{Price, Wh};
+use peerwatt_market::{ForecastMethod, UserLimits};
+use peerwatt_meter::MeterConfig;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A configuration or community file could not be used.
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{} is not a valid {what}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What it should be.
+        what: &'static str,
+        /// Where and why parsing failed.
+        source: Box<toml::de::Error>,
+    },
+    /// The file parses but its content is refused.
+    #[error("{}: {why}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The whole of `node.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogSection,
+    /// `[meter]`, once the homeowner connects a meter.
+    pub meter: Option<MeterConfig>,
+    /// `[community]`, once the node is admitted to one.
+    pub community: Option<CommunitySection>,
+    /// `[market]`: the homeowner's limits and the strategy's timing.
+    #[serde(default)]
+    pub market: MarketSection,
+    /// `[network]`: where to listen and whom to ask first.
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// The directory of the file; relative paths are relative to it.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Display name.
+    pub name: String,
+    /// The node key file.
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// The ledger directory.
+    #[serde(default = "default_ledger_dir")]
+    pub ledger_dir: PathBuf,
+}
+
+/// `[community]` of `node.toml`: where the community file and this node's certificate are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunitySection {
+    /// The community file from the admin (`community.toml`).
+    pub file: PathBuf,
+    /// This node's membership certificate.
+    pub certificate: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter (RUST_LOG wins).
+    pub filter: Option<String>,
+}
+
+/// How the strategy forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forecast {
+    /// The same time of day over the last `forecast_days` days.
+    SameTimeOfDay,
+    /// The last `forecast_intervals` complete intervals.
+    Recent,
+}
+
+/// `[market]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketSection {
+    /// Trade automatically (false: the node only relays and records).
+    pub enabled: bool,
+    /// Never sell below this price (micro-currency per kWh).
+    pub min_sell_price: Option<u64>,
+    /// Never buy above this price (micro-currency per kWh).
+    pub max_buy_price: Option<u64>,
+    /// Never trade more than this many Wh per interval.
+    pub max_energy_per_interval_wh: Option<u64>,
+    /// Keep this many Wh of a forecast surplus unsold.
+    pub reserve_wh: u64,
+    /// How to forecast.
+    pub forecast: Forecast,
+    /// Days of history for `same-time-of-day`.
+    pub forecast_days: u64,
+    /// Intervals of history for `recent`.
+    pub forecast_intervals: u64,
+    /// How often the node re-prices its orders and looks for crossings, milliseconds.
+    pub tick_ms: u64,
+    /// Re-publish an order at a new price at most this often, milliseconds.
+    pub reprice_ms: u64,
+    /// A trade request without an answer after this long is asked about, milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for MarketSection {
+    fn default() -> Self {
+        MarketSection {
+            enabled: true,
+            min_sell_price: None,
+            max_buy_price: None,
+            max_energy_per_interval_wh: None,
+            reserve_wh: 0,
+            forecast: Forecast::SameTimeOfDay,
+            forecast_days: 7,
+            forecast_intervals: 4,
+            tick_ms: 1_000,
+            reprice_ms: 60_000,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl MarketSection {
+    /// The homeowner's limits for the strategy.
+    pub fn limits(&self) -> UserLimits {
+        UserLimits {
+            min_sell_price: self.min_sell_price.map(Price),
+            max_buy_price: self.max_buy_price.map(Price),
+            max_energy_per_interval: self.max_energy_per_interval_wh.map(Wh),
+            reserve: Wh(self.reserve_wh),
+        }
+    }
+
+    /// The forecast method.
+    pub fn forecast_method(&self) -> ForecastMethod {
+        match self.forecast {
+            Forecast::SameTimeOfDay => ForecastMethod::SameTimeOfDay { days: self.forecast_days },
+            Forecast::Recent => ForecastMethod::Recent { intervals: self.forecast_intervals },
+        }
+    }
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// More bootstrap peers (besides the community file's).
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Gossipsub heartbeat, milliseconds.
+    pub heartbeat_ms: u64,
+    /// How often to look for more peers (Kademlia), milliseconds.
+    pub discovery_ms: u64,
+    /// Ban a peer after this many messages that no honest node sends.
+    pub ban_after_rejects: u32,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into(), "/ip4/0.0.0.0/udp/4001/quic-v1".into()],
+            bootstrap: Vec::new(),
+            mdns: false,
+            heartbeat_ms: 1_000,
+            discovery_ms: 30_000,
+            ban_after_rejects: 20,
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The gossipsub heartbeat.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(10))
+    }
+}
+
+fn default_key_file() -> PathBuf {
+    "node.key".into()
+}
+
+fn default_ledger_dir() -> PathBuf {
+    "ledger".into()
+}
+
+impl NodeConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<NodeConfig, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|source| FileError::Parse {
+            path: path.to_owned(),
+            what: "node configuration",
+            source: Box::new(source),
+        })?;
+        cfg.dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(cfg)
+    }
+
+    /// `p` resolved against the configuration's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.dir.join(p) }
+    }
+
+    /// Where the running node writes its status (read by `peerwatt status`).
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+
+    /// The node's own state database (pending trade requests).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The persisted meter history.
+    pub fn meter_history_file(&self) -> PathBuf {
+        self.dir.join("meter-history.json")
+    }
+}

@@ -1,0 +1,167 @@
+//! peerwatt-node: the daemon. It wires the meter (MQTT), the market (pure state machines), the
+//! network (libp2p) and the ledger (sled) together, and is the only crate that knows them all.
+//!
+//! [`start`] brings a node up from its `node.toml` and returns a [`RunningNode`] to
+//! [`RunningNode::shutdown`] (or wait on). One task owns the market state and the ledger
+//! ([`node`]); the network and the meter client run as their own tasks and talk to it through
+//! channels.
+
+pub mod community_file;
+pub mod config;
+mod node;
+pub mod state;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerwatt_core::keys::KeyError;
+use peerwatt_core::{CertError, Clock, NodeKey};
+use peerwatt_ledger::{Ledger, LedgerError};
+use peerwatt_market::{Forecaster, Observed};
+use peerwatt_meter::{History, MeterHandle};
+use peerwatt_net::{Multiaddr, NetConfig, NetError};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{FileError, NodeConfig};
+pub use node::Topics;
+pub use state::{State, StateError};
+pub use status::{Counters, Status};
+
+/// Why a node did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A configuration or community file.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// node.toml names no community.
+    #[error("the configuration has no [community] section: the node is not a member of a community yet")]
+    NoCommunity,
+    /// The node key.
+    #[error("node key: {0}")]
+    Key(#[from] KeyError),
+    /// The membership certificate does not admit this node.
+    #[error("membership certificate: {0}")]
+    Membership(#[from] CertError),
+    /// The ledger.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The node state database.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The network.
+    #[error("network: {0}")]
+    Net(#[from] NetError),
+    /// A listen or bootstrap address.
+    #[error("bad multiaddress {0:?}")]
+    Address(String),
+    /// The meter settings.
+    #[error("meter: {0}")]
+    Meter(#[from] peerwatt_meter::ConfigError),
+}
+
+/// A node that is running.
+#[derive(Debug)]
+pub struct RunningNode {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    meter: Option<MeterHandle>,
+    peer_id: String,
+}
+
+impl RunningNode {
+    /// The node's public id (its PeerId).
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    /// Stops the node after the event it is handling, and waits until everything is written.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        if let Some(meter) = self.meter {
+            meter.shutdown().await;
+        }
+    }
+}
+
+fn addresses(list: &[String]) -> Result<Vec<Multiaddr>, StartError> {
+    list.iter().map(|a| a.parse().map_err(|_| StartError::Address(a.clone()))).collect()
+}
+
+/// Starts a node from its configuration, with `clock` as its only source of time.
+pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNode, StartError> {
+    let section = cfg.community.as_ref().ok_or(StartError::NoCommunity)?;
+    let key = NodeKey::load(&cfg.resolve(&cfg.node.key_file))?;
+    let community = community_file::load_community(&cfg.resolve(&section.file))?;
+    let cert = community_file::load_certificate(&cfg.resolve(&section.certificate))?;
+    community.check_cert(&cert, &key.public(), clock.now())?;
+    let ledger =
+        Ledger::open_dir(&cfg.resolve(&cfg.node.ledger_dir), NodeKey::from_seed(&key.secret_seed()), clock.clone())?;
+    let state = State::open(&cfg.state_dir())?;
+
+    // The meter: its interval is the community's.
+    let (meter_tx, meter_rx) = mpsc::channel(4096);
+    let mut observed = Vec::new();
+    let meter = match &cfg.meter {
+        Some(m) => {
+            let mut m = m.clone();
+            m.interval_secs = community.interval.secs();
+            let history = History::open(&cfg.meter_history_file(), m.history_intervals);
+            observed = history
+                .items()
+                .map(|t| Observed {
+                    interval: t.interval,
+                    imported: t.imported,
+                    exported: t.exported,
+                    complete: t.complete,
+                })
+                .collect();
+            Some(peerwatt_meter::spawn(&m, m.pipeline()?, m.accountant()?, history, clock.clone(), meter_tx)?)
+        }
+        None => None,
+    };
+    let forecaster = Forecaster::with_method(&community, observed, cfg.market.forecast_method());
+
+    let topics = Topics::of(&community);
+    let mut bootstrap = addresses(&community.bootstrap)?;
+    bootstrap.extend(addresses(&cfg.network.bootstrap)?);
+    let net_cfg = NetConfig {
+        listen: addresses(&cfg.network.listen)?,
+        bootstrap,
+        mdns: cfg.network.mdns,
+        topics: topics.all(),
+        heartbeat: cfg.network.heartbeat(),
+        request_timeout: Duration::from_millis(cfg.market.request_timeout_ms.max(100)),
+        discovery_interval: Duration::from_millis(cfg.network.discovery_ms.max(100)),
+    };
+    let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
+    let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;
+
+    let (done_tx, done_rx) = mpsc::channel(1024);
+    let peer_id = key.public().to_string();
+    let mut node = node::Node::new(
+        key,
+        clock,
+        community,
+        cert,
+        ledger,
+        state,
+        forecaster,
+        cfg.market.clone(),
+        net,
+        cfg.status_file(),
+        cfg.network.ban_after_rejects,
+        done_tx,
+    )?;
+    node.restore()?;
+    let meter_events = meter.as_ref().map(|_| meter_rx);
+    if meter.is_some() {
+        node.meter_configured();
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(node.run(net_events, meter_events, done_rx, shutdown_rx));
+    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id })
+}

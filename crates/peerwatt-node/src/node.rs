@@ -1,0 +1,902 @@
+//! The node actor: one task owns the market state and the ledger, and reacts to the network,
+//! the meter, answers to its own requests, and a timer. Each event is handled to the end
+//! before the next (ledger appends are synchronous and flushed), so a shutdown between events
+//! never leaves anything half-written.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerwatt_core::{
+    Clock, Community, Decode, Encode, EntryKind, GossipFrame, Hash, IntervalId, MembershipCert, NodeKey, Order,
+    PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, TreeHead, Wh,
+};
+use peerwatt_ledger::{Ledger, SledStore};
+use peerwatt_market::{
+    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
+    TakerAction, UserLimits, intent,
+};
+use peerwatt_meter::{Connection, MeterEvent, Outcome};
+use peerwatt_net::{Event, NetHandle, PeerId, ResponseChannel, Verdict};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::MarketSection;
+use crate::state::State;
+use crate::status::{Counters, LedgerStatus, OrderStatus, Status, TradeStatus};
+
+/// The gossip topics of one community.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Orders (offers and bids).
+    pub orders: String,
+    /// Agreed trades, announced by both parties.
+    pub trades: String,
+    /// Signed ledger tree heads.
+    pub heads: String,
+}
+
+impl Topics {
+    /// The topics of `community`: `peerwatt/<community id>/<name>/1`.
+    pub fn of(community: &Community) -> Topics {
+        let id = community.id.0.to_hex();
+        Topics {
+            orders: format!("peerwatt/{id}/orders/1"),
+            trades: format!("peerwatt/{id}/trades/1"),
+            heads: format!("peerwatt/{id}/heads/1"),
+        }
+    }
+
+    /// All three.
+    pub fn all(&self) -> Vec<String> {
+        vec![self.orders.clone(), self.trades.clone(), self.heads.clone()]
+    }
+}
+
+/// The answer to one of this node's own calls to a maker.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    /// The answer to a trade request.
+    Answer { digest: Hash, reply: Result<Vec<u8>, String> },
+    /// The answer to a query about requests with unknown outcome.
+    Query { maker: PublicKey, asked: Vec<Hash>, reply: Result<Vec<u8>, String> },
+}
+
+/// One of this node's trades, as the status shows it.
+#[derive(Debug, Clone)]
+struct OwnTrade {
+    interval: IntervalId,
+    side: Side,
+    energy: Wh,
+    price: u64,
+    counterparty: PublicKey,
+    as_maker: bool,
+    accepted_at: Timestamp,
+}
+
+/// Everything the node actor owns.
+pub(crate) struct Node {
+    pub key: NodeKey,
+    pub me: PublicKey,
+    pub clock: Arc<dyn Clock>,
+    pub community: Community,
+    pub cert: Signed<MembershipCert>,
+    pub ledger: Ledger<SledStore>,
+    pub state: State,
+    pub books: Books,
+    pub validator: GossipValidator,
+    pub maker: Maker,
+    pub taker: Taker,
+    pub forecaster: Forecaster,
+    pub limits: UserLimits,
+    pub market: MarketSection,
+    pub net: NetHandle,
+    pub topics: Topics,
+    pub counters: Counters,
+    pub status_path: PathBuf,
+    pub ban_after: u32,
+    pub completions: mpsc::Sender<Completion>,
+    traded: HashMap<(IntervalId, u8), Wh>,
+    own_trades: Vec<OwnTrade>,
+    seen_trades: HashSet<Hash>,
+    next_order_seq: u64,
+    last_publish: HashMap<(IntervalId, u8), Timestamp>,
+    strikes: HashMap<PeerId, u32>,
+    banned: HashSet<PeerId>,
+    peers: HashSet<PeerId>,
+    listen: Vec<String>,
+    meter_state: String,
+    stale: bool,
+    last_query: HashMap<PublicKey, Timestamp>,
+    head_interval: Option<IntervalId>,
+    head_size: u64,
+    witnessed: HashMap<PublicKey, u64>,
+    to_witness: Vec<Signed<TreeHead>>,
+    last_status: Timestamp,
+}
+
+fn side_key(side: Side) -> u8 {
+    side as u8
+}
+
+/// The libp2p peer of a node key.
+fn peer_of(key: &PublicKey) -> Option<PeerId> {
+    key.peer_id().parse().ok()
+}
+
+impl Node {
+    /// A node over its parts; [`Node::restore`] must run before it handles events.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: NodeKey,
+        clock: Arc<dyn Clock>,
+        community: Community,
+        cert: Signed<MembershipCert>,
+        ledger: Ledger<SledStore>,
+        state: State,
+        forecaster: Forecaster,
+        market: MarketSection,
+        net: NetHandle,
+        status_path: PathBuf,
+        ban_after: u32,
+        completions: mpsc::Sender<Completion>,
+    ) -> Result<Node, crate::StartError> {
+        let me = key.public();
+        let next_request = state.next_request_seq()?;
+        Ok(Node {
+            me,
+            books: Books::new(community.clone()),
+            validator: GossipValidator::new(),
+            maker: Maker::new(community.clone(), me),
+            taker: Taker::new(me, community.id, next_request),
+            topics: Topics::of(&community),
+            limits: market.limits(),
+            key,
+            clock,
+            community,
+            cert,
+            ledger,
+            state,
+            forecaster,
+            market,
+            net,
+            counters: Counters::default(),
+            status_path,
+            ban_after: ban_after.max(1),
+            completions,
+            traded: HashMap::new(),
+            own_trades: Vec::new(),
+            seen_trades: HashSet::new(),
+            next_order_seq: 1,
+            last_publish: HashMap::new(),
+            strikes: HashMap::new(),
+            banned: HashSet::new(),
+            peers: HashSet::new(),
+            listen: Vec::new(),
+            meter_state: "not configured".into(),
+            stale: false,
+            last_query: HashMap::new(),
+            head_interval: None,
+            head_size: 0,
+            witnessed: HashMap::new(),
+            to_witness: Vec::new(),
+            last_status: Timestamp(0),
+        })
+    }
+
+    /// Rebuilds the market state from the ledger (own orders, agreed trades) and the state
+    /// database (requests whose outcome is unknown), after a restart or a crash.
+    pub fn restore(&mut self) -> Result<(), crate::StartError> {
+        let now = self.clock.now();
+        let len = self.ledger.len()?;
+        for seq in 0..len {
+            let entry = self.ledger.entry(seq)?;
+            let e = entry.body();
+            match e.kind {
+                EntryKind::OrderPublished => {
+                    let Ok(order) = Signed::<Order>::from_bytes(&e.payload) else { continue };
+                    self.next_order_seq = self.next_order_seq.max(order.body().seq + 1);
+                    if self.community.is_open(order.body().interval, now) && order.body().expires_at > now {
+                        let _ = self.books.insert(&order, now);
+                        self.maker.publish(order);
+                    }
+                }
+                EntryKind::TradeAgreed => {
+                    let Ok(trade) = Signed::<Trade>::from_bytes(&e.payload) else { continue };
+                    if *trade.signer() == self.me {
+                        self.maker.restore(trade.clone());
+                    } else {
+                        self.taker.restore_recorded(&trade);
+                    }
+                    self.note_trade(&trade);
+                }
+                _ => {}
+            }
+        }
+        let (pending, damaged) = self.state.pending_requests();
+        if damaged > 0 {
+            tracing::warn!(damaged, "unreadable pending requests in the node state were skipped");
+            self.counters.add("state_records_damaged", damaged as u64);
+        }
+        for (request, sent_at) in pending {
+            let digest = request.digest();
+            self.taker.restore_pending(request, sent_at);
+            if self.taker.state(&digest).is_none() {
+                let _ = self.state.forget_request(&digest); // recorded before the crash
+            }
+        }
+        self.head_size = self.ledger.latest_head()?.map_or(0, |h| h.body().size);
+        tracing::info!(entries = len, trades = self.own_trades.len(), "state restored from the ledger");
+        Ok(())
+    }
+
+    /// Handles events until `shutdown` says stop.
+    pub async fn run(
+        mut self,
+        mut net_events: mpsc::Receiver<Event>,
+        mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
+        mut completions: mpsc::Receiver<Completion>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                Some(c) = completions.recv() => self.on_completion(c).await,
+                event = net_events.recv() => match event {
+                    Some(e) => self.on_net(e).await,
+                    None => { tracing::error!("the network service stopped"); break; }
+                },
+                e = next_meter(&mut meter_events) => match e {
+                    Some(e) => self.on_meter(e),
+                    None => meter_events = None, // the meter client stopped
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Err(e) = self.state.flush() {
+            tracing::error!(error = %e, "cannot flush the node state at shutdown");
+        }
+        self.write_status(false);
+        tracing::info!("stopped");
+    }
+
+    // ---- network --------------------------------------------------------------------------
+
+    async fn on_net(&mut self, event: Event) {
+        match event {
+            Event::Listening(addr) => {
+                tracing::info!(address = %format!("{addr}/p2p/{}", self.net.peer_id()), "listening");
+                self.listen.push(addr.to_string());
+            }
+            Event::PeerConnected(peer) => {
+                if self.banned.contains(&peer) {
+                    let _ = self.net.ban(peer).await;
+                } else {
+                    tracing::debug!(%peer, "peer connected");
+                    self.peers.insert(peer);
+                }
+            }
+            Event::PeerDisconnected(peer) => {
+                tracing::debug!(%peer, "peer disconnected");
+                self.peers.remove(&peer);
+            }
+            Event::Gossip { topic, id, source, data } => {
+                let verdict = self.on_gossip(&topic, &data, source).await;
+                let _ = self.net.report(id, source, verdict).await;
+            }
+            Event::Request { peer, data, channel } => self.on_call(peer, &data, channel).await,
+        }
+    }
+
+    /// Judges one gossip message, acts on it if valid, and counts it either way.
+    async fn on_gossip(&mut self, topic: &str, data: &[u8], source: PeerId) -> Verdict {
+        let now = self.clock.now();
+        let result = if topic == self.topics.orders {
+            self.on_order_gossip(data, now).await
+        } else if topic == self.topics.trades {
+            self.on_trade_gossip(data, now).await
+        } else if topic == self.topics.heads {
+            self.on_head_gossip(data, now)
+        } else {
+            Err(GossipReject::Malformed(format!("unknown topic {topic}")))
+        };
+        match result {
+            Ok(what) => {
+                self.counters.inc(&format!("gossip_accepted_{what}"));
+                Verdict::Accept
+            }
+            Err(reject) => {
+                self.counters.inc(&format!("gossip_rejected_{}", reject.name()));
+                match reject.penalty() {
+                    Penalty::Ignore => {
+                        tracing::debug!(%source, reason = reject.name(), "gossip ignored: {reject}");
+                        Verdict::Ignore
+                    }
+                    Penalty::Reject => {
+                        tracing::info!(%source, reason = reject.name(), "gossip rejected: {reject}");
+                        self.strike(source).await;
+                        Verdict::Reject
+                    }
+                }
+            }
+        }
+    }
+
+    /// One more invalid message from `peer`; too many and it is banned.
+    async fn strike(&mut self, peer: PeerId) {
+        let strikes = self.strikes.entry(peer).or_insert(0);
+        *strikes += 1;
+        if *strikes >= self.ban_after && self.banned.insert(peer) {
+            tracing::warn!(%peer, strikes = *strikes, "banning a peer that keeps sending invalid messages");
+            self.counters.inc("peers_banned");
+            self.peers.remove(&peer);
+            let _ = self.net.ban(peer).await;
+        }
+    }
+
+    async fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
+        let (order, _) = self.validator.accept_order(&mut self.books, data, now)?;
+        // A new order may cross ours: take it now rather than at the next tick.
+        if self.market.enabled {
+            self.take(order.body().interval, now).await;
+        }
+        Ok("orders")
+    }
+
+    async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
+        let trade = self.validator.accept_trade(&self.community, data, now)?;
+        let terms = trade.body().request.body();
+        if self.seen_trades.insert(trade.digest()) {
+            self.books.apply_fill(&terms.order, terms.energy);
+        }
+        // A trade of ours we may have missed the answer to (timeout, crash): record it.
+        let action = self.taker.on_trade(&trade);
+        self.on_taker_action(trade.body().request.digest(), action).await;
+        Ok("trades")
+    }
+
+    fn on_head_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
+        let head = self.validator.accept_head(&self.community, data, now)?;
+        let last = self.witnessed.get(head.signer()).copied();
+        if last.is_none_or(|size| head.body().size > size) {
+            self.witnessed.insert(*head.signer(), head.body().size);
+            self.to_witness.push(head);
+        }
+        Ok("heads")
+    }
+
+    /// A direct call from a taker: a trade request, or a query about earlier requests.
+    async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let now = self.clock.now();
+        let reply = match TradeCall::from_bytes(data) {
+            Ok(TradeCall::Request { cert, request }) => self.on_trade_request(&cert, &request, now).await,
+            Ok(TradeCall::Query(digests)) => {
+                self.counters.inc("queries_answered");
+                match self.maker.query(&digests) {
+                    Ok(known) => TradeReply::Known(known),
+                    Err(refusal) => TradeReply::Refused(refusal.to_string()),
+                }
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "malformed trade call");
+                self.counters.inc("trade_calls_malformed");
+                self.strike(peer).await;
+                TradeReply::Refused(format!("malformed: {e}"))
+            }
+        };
+        let _ = self.net.respond(channel, reply.to_bytes()).await;
+    }
+
+    /// The maker's side of the handshake: check, reserve, sign, record (flushed), then answer.
+    async fn on_trade_request(
+        &mut self,
+        cert: &Signed<MembershipCert>,
+        request: &Signed<TradeRequest>,
+        now: Timestamp,
+    ) -> TradeReply {
+        if let Err(e) = self.community.check_cert(cert, request.signer(), now) {
+            self.counters.inc("trade_requests_refused");
+            return TradeReply::Refused(format!("not a member: {e}"));
+        }
+        match self.maker.accept(&self.key, request, now) {
+            Ok(Acceptance::Again(trade)) => TradeReply::Agreed(trade),
+            Ok(Acceptance::New(reserved)) => {
+                match self.ledger.append(EntryKind::TradeAgreed, reserved.trade.to_bytes()) {
+                    Ok(_) => {
+                        let trade = self.maker.commit(reserved);
+                        self.counters.inc("trades_as_maker");
+                        self.note_trade(&trade);
+                        tracing::info!(
+                            interval = trade.body().request.body().interval.0,
+                            energy_wh = trade.body().request.body().energy.0,
+                            price = trade.body().request.body().price.0,
+                            taker = %trade.body().request.signer(),
+                            "trade agreed as maker"
+                        );
+                        self.announce(&trade).await;
+                        TradeReply::Agreed(trade)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record a trade; refusing it");
+                        self.maker.abort(reserved);
+                        self.counters.inc("ledger_errors");
+                        TradeReply::Refused("the maker could not record the trade".into())
+                    }
+                }
+            }
+            Err(refusal) => {
+                self.counters.inc("trade_requests_refused");
+                tracing::debug!(reason = %refusal, "trade request refused");
+                TradeReply::Refused(refusal.to_string())
+            }
+        }
+    }
+
+    async fn announce(&mut self, trade: &Signed<Trade>) {
+        self.seen_trades.insert(trade.digest());
+        let frame = GossipFrame { cert: self.cert.clone(), message: trade.to_bytes() };
+        if let Err(e) = self.net.publish(&self.topics.trades, frame.to_bytes()).await {
+            tracing::debug!(error = %e, "trade not announced");
+            self.counters.inc("announcements_failed");
+        }
+    }
+
+    // ---- the taker's side ----------------------------------------------------------------
+
+    async fn on_completion(&mut self, completion: Completion) {
+        match completion {
+            Completion::Answer { digest, reply } => {
+                let action = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
+                    Ok(Ok(TradeReply::Agreed(trade))) if trade.body().request.digest() == digest => {
+                        self.taker.on_answer(&digest, Ok(trade))
+                    }
+                    Ok(Ok(TradeReply::Refused(reason))) => self.taker.on_answer(&digest, Err(reason)),
+                    Ok(Ok(_)) => TakerAction::Invalid("an answer that is not for this request"),
+                    Ok(Err(_)) => TakerAction::Invalid("a malformed answer"),
+                    Err(error) => {
+                        // No answer: the outcome is unknown until the maker is asked.
+                        tracing::debug!(%error, "trade request unanswered");
+                        self.counters.inc("trade_requests_unanswered");
+                        return;
+                    }
+                };
+                self.on_taker_action(digest, action).await;
+            }
+            Completion::Query { maker, asked, reply } => {
+                let known = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
+                    Ok(Ok(TradeReply::Known(trades))) => trades,
+                    other => {
+                        tracing::debug!(?other, "query unanswered; asking again later");
+                        return;
+                    }
+                };
+                self.counters.inc("queries_answered_by_makers");
+                for digest in asked {
+                    let answer = known
+                        .iter()
+                        .find(|t| t.body().request.digest() == digest && *t.signer() == maker)
+                        .cloned()
+                        .ok_or_else(|| "not agreed (final)".to_owned());
+                    let action = self.taker.on_answer(&digest, answer);
+                    self.on_taker_action(digest, action).await;
+                }
+            }
+        }
+    }
+
+    async fn on_taker_action(&mut self, digest: Hash, action: TakerAction) {
+        match action {
+            TakerAction::Record(trade) => match self.ledger.append(EntryKind::TradeAgreed, trade.to_bytes()) {
+                Ok(_) => {
+                    let _ = self.state.forget_request(&digest);
+                    self.counters.inc("trades_as_taker");
+                    self.note_trade(&trade);
+                    tracing::info!(
+                        interval = trade.body().request.body().interval.0,
+                        energy_wh = trade.body().request.body().energy.0,
+                        price = trade.body().request.body().price.0,
+                        maker = %trade.signer(),
+                        "trade agreed as taker"
+                    );
+                    self.announce(&trade).await;
+                }
+                Err(e) => {
+                    // The request stays persisted: after a restart it is asked about again.
+                    tracing::error!(error = %e, "cannot record an agreed trade");
+                    self.counters.inc("ledger_errors");
+                }
+            },
+            TakerAction::Refused(reason) => {
+                let _ = self.state.forget_request(&digest);
+                self.counters.inc("trade_requests_refused_by_maker");
+                tracing::debug!(%reason, "trade request refused by the maker");
+            }
+            TakerAction::AlreadyRecorded => {
+                let _ = self.state.forget_request(&digest);
+            }
+            TakerAction::NotOurs => {}
+            TakerAction::Invalid(why) => {
+                self.counters.inc("answers_invalid");
+                tracing::info!(why, "ignoring an invalid answer");
+            }
+        }
+    }
+
+    /// Remembers one of this node's trades (for the strategy's bounds and the status).
+    fn note_trade(&mut self, trade: &Signed<Trade>) {
+        self.seen_trades.insert(trade.digest());
+        let terms = trade.body().request.body();
+        let as_maker = *trade.signer() == self.me;
+        let side = if as_maker { terms.maker_side } else { terms.maker_side.opposite() };
+        let counterparty = if as_maker { *trade.body().request.signer() } else { *trade.signer() };
+        let t = self.traded.entry((terms.interval, side_key(side))).or_insert(Wh::ZERO);
+        *t = Wh(t.0 + terms.energy.0);
+        self.own_trades.push(OwnTrade {
+            interval: terms.interval,
+            side,
+            energy: terms.energy,
+            price: terms.price.0,
+            counterparty,
+            as_maker,
+            accepted_at: trade.body().accepted_at,
+        });
+    }
+
+    // ---- the strategy, every tick ---------------------------------------------------------
+
+    async fn on_tick(&mut self) {
+        let now = self.clock.now();
+        self.books.prune(now);
+        if self.market.enabled {
+            for interval in self.open_intervals(now) {
+                self.update_order(interval, now).await;
+                self.take(interval, now).await;
+            }
+        }
+        self.ask_about_unknown(now);
+        self.publish_head(now).await;
+        self.record_witnessed();
+        if now.saturating_since(self.last_status) >= Duration::from_secs(1) {
+            self.write_status(true);
+            self.last_status = now;
+        }
+    }
+
+    fn open_intervals(&self, now: Timestamp) -> Vec<IntervalId> {
+        let current = self.community.interval.interval_at(now).0;
+        (current + 1..=current + u64::from(self.community.horizon) + 1)
+            .map(IntervalId)
+            .filter(|i| self.community.is_open(*i, now))
+            .collect()
+    }
+
+    /// Publishes, re-prices or cancels this node's order for `interval` as the strategy says.
+    async fn update_order(&mut self, interval: IntervalId, now: Timestamp) {
+        let net = self.forecaster.net_export(interval);
+        let side = if net.unwrap_or(0) > 0 { Side::Sell } else { Side::Buy };
+        // A forecast that flipped sides cancels the order on the other side.
+        if self.maker.current(interval, side.opposite()).is_some() {
+            self.publish_order(interval, side.opposite(), Wh::ZERO, None, now).await;
+        }
+        let committed = self.traded.get(&(interval, side_key(side))).copied().unwrap_or(Wh::ZERO);
+        let committed = Wh(committed.0 + self.taker.outstanding(interval).0);
+        let wanted = if self.stale {
+            None // a stale meter: stop offering and bidding, say so in the status
+        } else {
+            intent(&self.community, &self.limits, &self.forecaster, interval, committed, now).filter(|i| i.side == side)
+        };
+        let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
+        match (wanted, current) {
+            (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
+                self.publish_order(interval, side, Wh::ZERO, None, now).await;
+            }
+            (Some(w), None) => self.publish_order(interval, side, w.energy, Some(w.price), now).await,
+            (Some(w), Some((id, price))) => {
+                // Offering too much is corrected at once. Everything else (a new price, energy
+                // freed by a refused request) waits for the re-pricing period: a node that
+                // re-published after every refusal would keep making its order the later one
+                // and chase the other side's replaced orders (two such nodes livelock).
+                let available = self.maker.available(&id);
+                let last = self.last_publish.get(&(interval, side_key(side))).copied().unwrap_or(Timestamp(0));
+                let due = now.saturating_since(last) >= Duration::from_millis(self.market.reprice_ms);
+                if available > w.energy || (due && (price != w.price || available != w.energy)) {
+                    self.publish_order(interval, side, w.energy, Some(w.price), now).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Signs an order (energy 0 cancels), records it in the ledger, then gossips it.
+    async fn publish_order(
+        &mut self,
+        interval: IntervalId,
+        side: Side,
+        energy: Wh,
+        price: Option<peerwatt_core::Price>,
+        now: Timestamp,
+    ) {
+        let (_, closes) = self.community.trading_window(interval);
+        let price = price
+            .or_else(|| self.maker.current(interval, side).map(|o| o.body().limit_price))
+            .unwrap_or(self.community.feed_in);
+        let order = Signed::sign(
+            &self.key,
+            Order {
+                community: self.community.id,
+                side,
+                interval,
+                energy,
+                limit_price: price,
+                seq: self.next_order_seq,
+                created_at: now,
+                expires_at: closes,
+            },
+        );
+        if let Err(e) = self.ledger.append(EntryKind::OrderPublished, order.to_bytes()) {
+            tracing::error!(error = %e, "cannot record an order; not publishing it");
+            self.counters.inc("ledger_errors");
+            return;
+        }
+        self.next_order_seq += 1;
+        self.last_publish.insert((interval, side_key(side)), now);
+        self.maker.publish(order.clone());
+        if let Err(e) = self.books.insert(&order, now) {
+            tracing::warn!(error = %e, "own order refused by the book");
+        }
+        self.counters.inc(if energy == Wh::ZERO { "orders_cancelled" } else { "orders_published" });
+        tracing::debug!(interval = interval.0, ?side, energy_wh = energy.0, price = price.0, "order published");
+        let frame = GossipFrame { cert: self.cert.clone(), message: order.to_bytes() };
+        if let Err(e) = self.net.publish(&self.topics.orders, frame.to_bytes()).await {
+            tracing::debug!(error = %e, "order not gossiped (no peers yet?)");
+            self.counters.inc("orders_not_gossiped");
+        }
+    }
+
+    /// Takes resting orders that cross this node's own order in `interval`, when this node's
+    /// order is the later one (the single-aggressor rule).
+    async fn take(&mut self, interval: IntervalId, now: Timestamp) {
+        for side in [Side::Sell, Side::Buy] {
+            let Some(mine) = self.maker.current(interval, side).and_then(|o| self.books.get(&o.digest())).cloned()
+            else {
+                continue;
+            };
+            let resting: Vec<BookOrder> = self
+                .books
+                .crossing(interval, side, mine.price(), &self.me, now)
+                .into_iter()
+                .filter(|o| Books::is_aggressor(&mine, o))
+                .cloned()
+                .collect();
+            for other in resting {
+                let energy = self.maker.hold_for_own_request(&mine.id, other.remaining);
+                if energy == Wh::ZERO {
+                    break;
+                }
+                self.send_request(&other, energy, now);
+            }
+        }
+    }
+
+    /// Signs, persists (flushed) and sends a trade request; the answer comes back as a completion.
+    fn send_request(&mut self, order: &BookOrder, energy: Wh, now: Timestamp) {
+        let request = self.taker.request(&self.key, order, energy, now);
+        if let Err(e) = self.state.save_request(&request, now) {
+            // Not sent: the taker counts it as outstanding until it is asked about and refused.
+            tracing::error!(error = %e, "cannot persist a trade request; not sending it");
+            self.counters.inc("state_errors");
+            return;
+        }
+        self.books.apply_fill(&order.id, energy);
+        self.counters.inc("trade_requests_sent");
+        tracing::info!(
+            interval = order.order.interval.0,
+            energy_wh = energy.0,
+            price = order.order.limit_price.0,
+            maker = %order.maker,
+            "trade request sent"
+        );
+        let Some(peer) = peer_of(&order.maker) else { return };
+        let digest = request.digest();
+        let call = TradeCall::Request { cert: self.cert.clone(), request }.to_bytes();
+        let (net, done) = (self.net.clone(), self.completions.clone());
+        tokio::spawn(async move {
+            let reply = net.request(peer, call).await.map_err(|e| e.to_string());
+            let _ = done.send(Completion::Answer { digest, reply }).await;
+        });
+    }
+
+    /// Asks makers about requests whose answers never came (at most once per timeout each).
+    fn ask_about_unknown(&mut self, now: Timestamp) {
+        let timeout = Duration::from_millis(self.market.request_timeout_ms);
+        let mut by_maker: HashMap<PublicKey, Vec<Hash>> = HashMap::new();
+        for request in self.taker.expire(now, timeout) {
+            by_maker.entry(request.body().maker).or_default().push(request.digest());
+        }
+        for (maker, mut asked) in by_maker {
+            let last = self.last_query.get(&maker).copied().unwrap_or(Timestamp(0));
+            if now.saturating_since(last) < timeout {
+                continue;
+            }
+            let Some(peer) = peer_of(&maker) else { continue };
+            self.last_query.insert(maker, now);
+            asked.truncate(peerwatt_core::wire::MAX_QUERY);
+            self.counters.inc("queries_sent");
+            let call = TradeCall::Query(asked.clone()).to_bytes();
+            let (net, done) = (self.net.clone(), self.completions.clone());
+            tokio::spawn(async move {
+                let reply = net.request(peer, call).await.map_err(|e| e.to_string());
+                let _ = done.send(Completion::Query { maker, asked, reply }).await;
+            });
+        }
+    }
+
+    // ---- ledger heads ------------------------------------------------------------------------
+
+    /// Once per interval: sign a head over the ledger (if it grew) and gossip it.
+    async fn publish_head(&mut self, now: Timestamp) {
+        let interval = self.community.interval.interval_at(now);
+        if self.head_interval == Some(interval) {
+            return;
+        }
+        self.head_interval = Some(interval);
+        let size = self.ledger.len().unwrap_or(0);
+        if size == 0 || size == self.head_size {
+            return;
+        }
+        match self.ledger.sign_head() {
+            Ok(head) => {
+                self.head_size = head.body().size;
+                self.counters.inc("heads_signed");
+                let frame = GossipFrame { cert: self.cert.clone(), message: head.to_bytes() };
+                if self.net.publish(&self.topics.heads, frame.to_bytes()).await.is_err() {
+                    self.counters.inc("heads_not_gossiped");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a tree head");
+                self.counters.inc("ledger_errors");
+            }
+        }
+    }
+
+    /// Records the heads witnessed since the last tick, in one ledger commit.
+    fn record_witnessed(&mut self) {
+        if self.to_witness.is_empty() {
+            return;
+        }
+        let items: Vec<_> = self.to_witness.drain(..).map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
+        let n = items.len() as u64;
+        match self.ledger.append_batch(items) {
+            Ok(_) => self.counters.add("heads_witnessed", n),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record witnessed heads");
+                self.counters.inc("ledger_errors");
+            }
+        }
+    }
+
+    // ---- meter --------------------------------------------------------------------------------
+
+    fn on_meter(&mut self, event: MeterEvent) {
+        match event {
+            MeterEvent::Interval(t) => {
+                self.counters.inc("meter_intervals");
+                self.forecaster.observe(Observed {
+                    interval: t.interval,
+                    imported: t.imported,
+                    exported: t.exported,
+                    complete: t.complete,
+                });
+            }
+            MeterEvent::Stale(reason) => {
+                if !self.stale {
+                    tracing::warn!(%reason, "the meter is stale: not trading until it reports again");
+                }
+                self.stale = true;
+                self.meter_state = format!("stale: {reason}");
+            }
+            MeterEvent::Running(_) => {
+                if self.stale {
+                    tracing::info!("the meter reports again");
+                }
+                self.stale = false;
+                self.meter_state = "connected".into();
+            }
+            MeterEvent::Message { outcome, .. } => {
+                let name = match outcome {
+                    Outcome::Rejected(_) => "meter_readings_rejected",
+                    Outcome::Reading(..) | Outcome::Pending => "meter_readings",
+                };
+                self.counters.inc(name);
+            }
+            MeterEvent::Connection(c) => {
+                self.meter_state = match c {
+                    Connection::Connecting => "connecting".into(),
+                    Connection::Connected => "connected".into(),
+                    Connection::Down { error, .. } => format!("down: {error}"),
+                };
+            }
+        }
+    }
+
+    // ---- status -------------------------------------------------------------------------------
+
+    fn write_status(&mut self, running: bool) {
+        let now = self.clock.now();
+        let day_start = now.0 - now.0 % 86_400_000;
+        let length = self.community.interval;
+        let orders = self
+            .open_intervals(now)
+            .into_iter()
+            .flat_map(|i| [(i, Side::Sell), (i, Side::Buy)])
+            .filter_map(|(i, side)| {
+                let o = self.maker.current(i, side)?;
+                Some(OrderStatus {
+                    interval_start: length.start(i).0,
+                    side: side_name(side).into(),
+                    energy_wh: o.body().energy.0,
+                    available_wh: self.maker.available(&o.digest()).0,
+                    price: o.body().limit_price.0,
+                })
+            })
+            .collect();
+        self.own_trades.retain(|t| t.accepted_at.0 >= day_start);
+        let trades_today = self
+            .own_trades
+            .iter()
+            .map(|t| TradeStatus {
+                interval_start: length.start(t.interval).0,
+                direction: if t.side == Side::Sell { "sold" } else { "bought" }.into(),
+                energy_wh: t.energy.0,
+                price: t.price,
+                counterparty: t.counterparty.to_string(),
+                role: if t.as_maker { "maker" } else { "taker" }.into(),
+                accepted_at: t.accepted_at.0,
+            })
+            .collect();
+        let status = Status {
+            updated_at: now.0,
+            running,
+            pid: std::process::id(),
+            peer_id: self.me.to_string(),
+            community: self.community.name.clone(),
+            listen: self.listen.clone(),
+            peers: self.peers.iter().map(ToString::to_string).collect(),
+            meter: self.meter_state.clone(),
+            orders,
+            trades_today,
+            ledger: LedgerStatus { entries: self.ledger.len().unwrap_or(0), root: self.ledger.root().to_hex() },
+            counters: self.counters.clone(),
+        };
+        if let Err(e) = status.write(&self.status_path) {
+            tracing::warn!(error = %e, path = %self.status_path.display(), "cannot write the status file");
+        }
+    }
+
+    /// Marks the meter as configured (the status says "connecting" until it connects).
+    pub fn meter_configured(&mut self) {
+        self.meter_state = "connecting".into();
+    }
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Sell => "sell",
+        Side::Buy => "buy",
+    }
+}
+
+async fn next_meter(events: &mut Option<mpsc::Receiver<MeterEvent>>) -> Option<MeterEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,127 @@
+//! What a running node reports about itself: counters, and `status.json`, which the node
+//! rewrites every second (atomically) and `peerwatt status` reads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Named event counters (messages accepted and rejected by reason, orders, trades, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Counters(BTreeMap<String, u64>);
+
+impl Counters {
+    /// Adds one to `name`.
+    pub fn inc(&mut self, name: &str) {
+        self.add(name, 1);
+    }
+
+    /// Adds `n` to `name`.
+    pub fn add(&mut self, name: &str, n: u64) {
+        match self.0.get_mut(name) {
+            Some(v) => *v += n,
+            None => {
+                self.0.insert(name.to_owned(), n);
+            }
+        }
+    }
+
+    /// The value of `name` (0 if never counted).
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every counter, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+}
+
+/// One of the node's own open orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStatus {
+    /// The delivery interval's start (ms since the epoch).
+    pub interval_start: u64,
+    /// `sell` or `buy`.
+    pub side: String,
+    /// The order's energy, Wh.
+    pub energy_wh: u64,
+    /// What is still free to trade, Wh.
+    pub available_wh: u64,
+    /// Limit price, micro-currency per kWh.
+    pub price: u64,
+}
+
+/// One of the node's trades.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeStatus {
+    /// The delivery interval's start (ms since the epoch).
+    pub interval_start: u64,
+    /// `sold` or `bought`.
+    pub direction: String,
+    /// Energy, Wh.
+    pub energy_wh: u64,
+    /// Price, micro-currency per kWh.
+    pub price: u64,
+    /// The other party's public id.
+    pub counterparty: String,
+    /// `maker` or `taker`: which side of the handshake this node was.
+    pub role: String,
+    /// When the maker accepted it (ms since the epoch).
+    pub accepted_at: u64,
+}
+
+/// The node's ledger head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerStatus {
+    /// Entries.
+    pub entries: u64,
+    /// The Merkle root over them (hex).
+    pub root: String,
+}
+
+/// Everything `status.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// When this was written (ms since the epoch).
+    pub updated_at: u64,
+    /// Whether the node was running when it wrote this (false: written at shutdown).
+    pub running: bool,
+    /// The node's process id.
+    pub pid: u32,
+    /// The node's public id.
+    pub peer_id: String,
+    /// The community's name.
+    pub community: String,
+    /// Where the node listens.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<String>,
+    /// The meter connection, in words.
+    pub meter: String,
+    /// The node's open orders.
+    pub orders: Vec<OrderStatus>,
+    /// The node's trades since midnight UTC.
+    pub trades_today: Vec<TradeStatus>,
+    /// The ledger head.
+    pub ledger: LedgerStatus,
+    /// Every counter.
+    pub counters: Counters,
+}
+
+impl Status {
+    /// Writes `path` atomically (a temporary file, then a rename: never half-written).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads `path`.
+    pub fn read(path: &Path) -> std::io::Result<Status> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
