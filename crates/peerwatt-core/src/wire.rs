@@ -26,6 +26,7 @@ pub const MAX_REASON: usize = 256;
 
 /// What a taker sends to a maker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // decoded once per call and consumed at once
 pub enum TradeCall {
     /// Take (part of) one of the maker's orders.
     Request {
@@ -40,6 +41,7 @@ pub enum TradeCall {
 
 /// What a maker answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // decoded once per call and consumed at once
 pub enum TradeReply {
     /// The request is agreed: the trade, signed by both, already in the maker's ledger.
     Agreed(Signed<Trade>),

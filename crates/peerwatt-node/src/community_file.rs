@@ -102,7 +102,7 @@ bootstrap = [{bootstrap}]
         name = toml::Value::String(c.name.clone()),
         id = c.id.0.to_hex(),
         admin = c.admin,
-        interval = if c.interval.secs() % 60 == 0 {
+        interval = if c.interval.secs().is_multiple_of(60) {
             format!("interval_minutes = {}", c.interval.secs() / 60)
         } else {
             format!("interval_secs = {}", c.interval.secs())

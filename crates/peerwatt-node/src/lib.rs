@@ -11,6 +11,8 @@ pub mod config;
 mod node;
 pub mod state;
 pub mod status;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +24,11 @@ use peerwatt_market::{Forecaster, Observed};
 use peerwatt_meter::{History, MeterHandle};
 use peerwatt_net::{Multiaddr, NetConfig, NetError};
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{FileError, NodeConfig};
-pub use node::Topics;
+pub use node::{NodeCommand, NodeEvent, Topics};
 pub use state::{State, StateError};
 pub use status::{Counters, Status};
 
@@ -69,12 +71,34 @@ pub struct RunningNode {
     task: JoinHandle<()>,
     meter: Option<MeterHandle>,
     peer_id: String,
+    commands: mpsc::Sender<NodeCommand>,
+    events: broadcast::Sender<NodeEvent>,
 }
 
 impl RunningNode {
     /// The node's public id (its PeerId).
     pub fn peer_id(&self) -> &str {
         &self.peer_id
+    }
+
+    /// Places an order by hand (outside the strategy); returns its id once it is recorded and
+    /// published, and after the node has sent requests for whatever it crosses.
+    pub async fn place_order(
+        &self,
+        interval: peerwatt_core::IntervalId,
+        side: peerwatt_core::Side,
+        energy: peerwatt_core::Wh,
+        price: peerwatt_core::Price,
+    ) -> Result<peerwatt_core::Hash, String> {
+        let (reply, rx) = oneshot::channel();
+        let command = NodeCommand::PlaceOrder { interval, side, energy, price, reply };
+        self.commands.send(command).await.map_err(|_| "the node has stopped".to_owned())?;
+        rx.await.map_err(|_| "the node has stopped".to_owned())?
+    }
+
+    /// Subscribes to the node's events (trades recorded, …).
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
     }
 
     /// Stops the node after the event it is handling, and waits until everything is written.
@@ -141,6 +165,8 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
     let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;
 
     let (done_tx, done_rx) = mpsc::channel(1024);
+    let (command_tx, command_rx) = mpsc::channel(256);
+    let (events, _) = broadcast::channel(4096);
     let peer_id = key.public().to_string();
     let mut node = node::Node::new(
         key,
@@ -155,6 +181,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         cfg.status_file(),
         cfg.network.ban_after_rejects,
         done_tx,
+        events.clone(),
     )?;
     node.restore()?;
     let meter_events = meter.as_ref().map(|_| meter_rx);
@@ -162,6 +189,6 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         node.meter_configured();
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(node.run(net_events, meter_events, done_rx, shutdown_rx));
-    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id })
+    let task = tokio::spawn(node.run(net_events, meter_events, done_rx, command_rx, shutdown_rx));
+    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events })
 }

@@ -19,7 +19,7 @@ use peerwatt_market::{
 };
 use peerwatt_meter::{Connection, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, ResponseChannel, Verdict};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::MarketSection;
 use crate::state::State;
@@ -62,6 +62,36 @@ pub(crate) enum Completion {
     Query { maker: PublicKey, asked: Vec<Hash>, reply: Result<Vec<u8>, String> },
 }
 
+/// What can be asked of a running node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Place an order by hand (outside the strategy), and take what it crosses at once.
+    PlaceOrder {
+        /// The delivery interval.
+        interval: IntervalId,
+        /// Sell or buy.
+        side: Side,
+        /// Energy (0 cancels the node's order there).
+        energy: Wh,
+        /// Limit price.
+        price: peerwatt_core::Price,
+        /// The order's id, or why it was not placed.
+        reply: oneshot::Sender<Result<Hash, String>>,
+    },
+}
+
+/// What a running node tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A trade is in this node's ledger (durably).
+    TradeRecorded {
+        /// The trade's digest.
+        digest: Hash,
+        /// Whether this node was the maker.
+        as_maker: bool,
+    },
+}
+
 /// One of this node's trades, as the status shows it.
 #[derive(Debug, Clone)]
 struct OwnTrade {
@@ -96,6 +126,7 @@ pub(crate) struct Node {
     pub status_path: PathBuf,
     pub ban_after: u32,
     pub completions: mpsc::Sender<Completion>,
+    pub events: broadcast::Sender<NodeEvent>,
     traded: HashMap<(IntervalId, u8), Wh>,
     own_trades: Vec<OwnTrade>,
     seen_trades: HashSet<Hash>,
@@ -140,6 +171,7 @@ impl Node {
         status_path: PathBuf,
         ban_after: u32,
         completions: mpsc::Sender<Completion>,
+        events: broadcast::Sender<NodeEvent>,
     ) -> Result<Node, crate::StartError> {
         let me = key.public();
         let next_request = state.next_request_seq()?;
@@ -164,6 +196,7 @@ impl Node {
             status_path,
             ban_after: ban_after.max(1),
             completions,
+            events,
             traded: HashMap::new(),
             own_trades: Vec::new(),
             seen_trades: HashSet::new(),
@@ -236,6 +269,7 @@ impl Node {
         mut net_events: mpsc::Receiver<Event>,
         mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
         mut completions: mpsc::Receiver<Completion>,
+        mut commands: mpsc::Receiver<NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
@@ -245,6 +279,7 @@ impl Node {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(c) = completions.recv() => self.on_completion(c).await,
+                Some(c) = commands.recv() => self.on_command(c).await,
                 event = net_events.recv() => match event {
                     Some(e) => self.on_net(e).await,
                     None => { tracing::error!("the network service stopped"); break; }
@@ -265,6 +300,22 @@ impl Node {
         }
         self.write_status(false);
         tracing::info!("stopped");
+    }
+
+    async fn on_command(&mut self, command: NodeCommand) {
+        match command {
+            NodeCommand::PlaceOrder { interval, side, energy, price, reply } => {
+                let now = self.clock.now();
+                if !self.community.is_open(interval, now) {
+                    let _ = reply.send(Err(format!("trading for interval {} is not open", interval.0)));
+                    return;
+                }
+                self.publish_order(interval, side, energy, Some(price), now).await;
+                let id = self.maker.current(interval, side).map(|o| o.digest());
+                self.take(interval, now).await;
+                let _ = reply.send(id.ok_or_else(|| "the order was not placed (see the log)".to_owned()));
+            }
+        }
     }
 
     // ---- network --------------------------------------------------------------------------
@@ -532,6 +583,8 @@ impl Node {
     /// Remembers one of this node's trades (for the strategy's bounds and the status).
     fn note_trade(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
+        let _ =
+            self.events.send(NodeEvent::TradeRecorded { digest: trade.digest(), as_maker: *trade.signer() == self.me });
         let terms = trade.body().request.body();
         let as_maker = *trade.signer() == self.me;
         let side = if as_maker { terms.maker_side } else { terms.maker_side.opposite() };

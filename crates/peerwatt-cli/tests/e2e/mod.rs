@@ -324,13 +324,16 @@ discovery_ms = 1000
     }
 }
 
+/// The makers with an order on one side of an interval, with their earliest creation time.
+pub type Makers = Vec<(PublicKey, u64)>;
+
 /// What the ledgers of a stopped neighbourhood show, checked for the market's invariants.
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// Every trade once, by digest.
     pub trades: BTreeMap<Hash, Signed<Trade>>,
     /// Orders with energy, by interval: (sellers, buyers) with the earliest creation time.
-    pub orders: BTreeMap<IntervalId, (Vec<(PublicKey, u64)>, Vec<(PublicKey, u64)>)>,
+    pub orders: BTreeMap<IntervalId, (Makers, Makers)>,
     /// Trades per interval.
     pub trades_per_interval: BTreeMap<IntervalId, usize>,
 }
@@ -418,7 +421,7 @@ pub fn tradable_intervals(out: &Outcome, community: &Community, lead_ms: u64, un
         .iter()
         .filter(|(i, (sellers, buyers))| {
             let (_, closes) = community.trading_window(**i);
-            let early = |list: &Vec<(PublicKey, u64)>| list.iter().any(|(_, t)| t + lead_ms <= closes.0);
+            let early = |list: &Makers| list.iter().any(|(_, t)| t + lead_ms <= closes.0);
             closes.0 <= until_ms && early(sellers) && early(buyers)
         })
         .map(|(i, _)| *i)

@@ -1,0 +1,187 @@
+//! Market benchmarks over real nodes on loopback (`cargo bench -p peerwatt-node --features test-utils`):
+//!
+//! 1. latency from placing a crossing order to the trade being durable in both ledgers;
+//! 2. trades per second between two nodes (requests pipelined);
+//! 3. time until a gossiped order has reached all of 50 network nodes.
+//!
+//! Real libp2p (TCP, noise, yamux), real sled ledgers flushed on every append, real signatures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark panics to fail
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, SystemClock, Wh};
+use peerwatt_net::{Event, NetConfig, Verdict, keypair_of};
+use peerwatt_node::{NodeEvent, RunningNode, testing::community_of};
+use tokio::sync::broadcast;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Waits until `events` reports `want` trades recorded; returns their digests with times.
+async fn recorded(events: &mut broadcast::Receiver<NodeEvent>, want: usize) -> HashMap<Hash, Instant> {
+    let mut seen = HashMap::new();
+    while seen.len() < want {
+        match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+            Ok(Ok(NodeEvent::TradeRecorded { digest, .. })) => {
+                seen.insert(digest, Instant::now());
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => panic!("lagged by {n} events"),
+            other => panic!("no trade event: {other:?}"),
+        }
+    }
+    seen
+}
+
+async fn two_nodes(dir: &std::path::Path) -> (RunningNode, RunningNode, IntervalId) {
+    let (community, configs) = community_of(dir, 2, "").unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let a = peerwatt_node::start(&configs[0], clock.clone()).await.unwrap();
+    let b = peerwatt_node::start(&configs[1], clock.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await; // connect, form the gossip mesh
+    // An interval whose trading window is open for the whole run (it opens 4 intervals ahead).
+    let now = clock.now();
+    let interval = IntervalId(community.interval.interval_at(now).0 + 3);
+    (a, b, interval)
+}
+
+/// A rests a huge offer; B places a crossing 1 Wh bid, waits for the trade in both ledgers, repeats.
+async fn latency(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, interval) = two_nodes(dir.path()).await;
+    a.place_order(interval, Side::Sell, Wh(1_000_000_000), Price(100_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut a_events, mut b_events) = (a.subscribe(), b.subscribe());
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        b.place_order(interval, Side::Buy, Wh(1), Price(150_000)).await.unwrap();
+        let at_a = recorded(&mut a_events, 1).await;
+        let at_b = recorded(&mut b_events, 1).await;
+        let (digest, ta) = at_a.into_iter().next().unwrap();
+        let tb = at_b[&digest];
+        samples.push(ta.max(tb) - t0);
+    }
+    samples.sort();
+    println!(
+        "crossing order -> trade durable in both ledgers ({n} trades): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(percentile(&samples, 0.50)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap())
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// B places `n` crossing bids as fast as its actor takes them; counts trades in both ledgers.
+async fn throughput(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, interval) = two_nodes(dir.path()).await;
+    a.place_order(interval, Side::Sell, Wh(1_000_000_000), Price(100_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut a_events, mut b_events) = (a.subscribe(), b.subscribe());
+    let b = Arc::new(b);
+    let t0 = Instant::now();
+    let placer = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                b.place_order(interval, Side::Buy, Wh(1), Price(150_000)).await.unwrap();
+            }
+        })
+    };
+    let (at_a, at_b) = tokio::join!(recorded(&mut a_events, n), recorded(&mut b_events, n));
+    placer.await.unwrap();
+    let elapsed = at_a.values().chain(at_b.values()).max().copied().unwrap() - t0;
+    println!(
+        "trades between two nodes: {n} in {:.2} s = {:.0} trades/s (each durable in both ledgers)",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    if let Ok(b) = Arc::try_unwrap(b) {
+        b.shutdown().await;
+    }
+    a.shutdown().await;
+}
+
+/// 50 network nodes (node 0 the bootstrap peer); each of `messages` gossip messages from a
+/// different node; the time until the last of the other 49 has it.
+async fn propagation(nodes: usize, messages: usize) {
+    const TOPIC: &str = "peerwatt/bench/orders/1";
+    let mut handles = Vec::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>, Instant)>();
+    let mut first: Option<peerwatt_net::Multiaddr> = None;
+    for i in 0..nodes {
+        let key = peerwatt_core::NodeKey::generate().unwrap();
+        let cfg = NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: first.iter().cloned().collect(),
+            topics: vec![TOPIC.into()],
+            heartbeat: Duration::from_millis(200),
+            discovery_interval: Duration::from_millis(500),
+            ..NetConfig::default()
+        };
+        let (net, mut events) = peerwatt_net::spawn(keypair_of(&key).unwrap(), cfg).await.unwrap();
+        let judge = net.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if let Event::Gossip { id, source, data, .. } = e {
+                    let _ = tx.send((i, data, Instant::now()));
+                    let _ = judge.report(id, source, Verdict::Accept).await;
+                }
+            }
+        });
+        if first.is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let addr = net.listen_addrs().await.unwrap().into_iter().next().unwrap();
+            first = Some(format!("{addr}/p2p/{}", net.peer_id()).parse().unwrap());
+        }
+        handles.push(net);
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await; // discovery and mesh
+    let mut samples = Vec::new();
+    for m in 0..messages {
+        let sender = m % nodes;
+        let payload = format!("order {m}").into_bytes();
+        let t0 = Instant::now();
+        handles[sender].publish(TOPIC, payload.clone()).await.unwrap();
+        let mut got = std::collections::HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = t0;
+        while got.len() < nodes - 1 && Instant::now() < deadline {
+            if let Ok(Some((i, data, at))) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+                && data == payload
+                && got.insert(i)
+            {
+                last = at;
+            }
+        }
+        assert_eq!(got.len(), nodes - 1, "message {m} reached only {} of {} nodes", got.len(), nodes - 1);
+        samples.push(last - t0);
+    }
+    samples.sort();
+    println!(
+        "order gossip to all of {nodes} nodes ({messages} orders): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&samples, 0.50)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap())
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        latency(500).await;
+        throughput(3_000).await;
+        propagation(50, 200).await;
+    });
+}
