@@ -20,7 +20,7 @@ use std::time::Duration;
 use peerwatt_core::keys::KeyError;
 use peerwatt_core::{CertError, Clock, NodeKey};
 use peerwatt_ledger::{Ledger, LedgerError};
-use peerwatt_market::{Forecaster, Observed};
+use peerwatt_market::Forecaster;
 use peerwatt_meter::{History, MeterHandle};
 use peerwatt_net::{Multiaddr, NetConfig, NetError};
 use thiserror::Error;
@@ -134,15 +134,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
             let mut m = m.clone();
             m.interval_secs = community.interval.secs();
             let history = History::open(&cfg.meter_history_file(), m.history_intervals);
-            observed = history
-                .items()
-                .map(|t| Observed {
-                    interval: t.interval,
-                    imported: t.imported,
-                    exported: t.exported,
-                    complete: t.complete,
-                })
-                .collect();
+            observed = history.items().map(node::observed).collect();
             Some(peerwatt_meter::spawn(&m, m.pipeline()?, m.accountant()?, history, clock.clone(), meter_tx)?)
         }
         None => None,
@@ -168,7 +160,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
     let peer_id = key.public().to_string();
-    let mut node = node::Node::new(
+    let mut node = node::Node::new(node::Parts {
         key,
         clock,
         community,
@@ -176,13 +168,13 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         ledger,
         state,
         forecaster,
-        cfg.market.clone(),
+        market: cfg.market.clone(),
         net,
-        cfg.status_file(),
-        cfg.network.ban_after_rejects,
-        done_tx,
-        events.clone(),
-    )?;
+        status_path: cfg.status_file(),
+        ban_after: cfg.network.ban_after_rejects,
+        completions: done_tx,
+        events: events.clone(),
+    })?;
     node.restore()?;
     let meter_events = meter.as_ref().map(|_| meter_rx);
     if meter.is_some() {

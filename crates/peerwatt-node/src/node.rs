@@ -17,7 +17,7 @@ use peerwatt_market::{
     Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
     TakerAction, UserLimits, intent,
 };
-use peerwatt_meter::{Connection, MeterEvent, Outcome};
+use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, ResponseChannel, Verdict};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -104,6 +104,28 @@ struct OwnTrade {
     accepted_at: Timestamp,
 }
 
+/// What a node is built from (see [`crate::start`]).
+pub(crate) struct Parts {
+    pub key: NodeKey,
+    pub clock: Arc<dyn Clock>,
+    pub community: Community,
+    pub cert: Signed<MembershipCert>,
+    pub ledger: Ledger<SledStore>,
+    pub state: State,
+    pub forecaster: Forecaster,
+    pub market: MarketSection,
+    pub net: NetHandle,
+    pub status_path: PathBuf,
+    pub ban_after: u32,
+    pub completions: mpsc::Sender<Completion>,
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
+/// A closed meter interval as the forecaster sees it.
+pub(crate) fn observed(t: &IntervalTotals) -> Observed {
+    Observed { interval: t.interval, imported: t.imported, exported: t.exported, complete: t.complete }
+}
+
 /// Everything the node actor owns.
 pub(crate) struct Node {
     pub key: NodeKey,
@@ -157,22 +179,22 @@ fn peer_of(key: &PublicKey) -> Option<PeerId> {
 
 impl Node {
     /// A node over its parts; [`Node::restore`] must run before it handles events.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        key: NodeKey,
-        clock: Arc<dyn Clock>,
-        community: Community,
-        cert: Signed<MembershipCert>,
-        ledger: Ledger<SledStore>,
-        state: State,
-        forecaster: Forecaster,
-        market: MarketSection,
-        net: NetHandle,
-        status_path: PathBuf,
-        ban_after: u32,
-        completions: mpsc::Sender<Completion>,
-        events: broadcast::Sender<NodeEvent>,
-    ) -> Result<Node, crate::StartError> {
+    pub fn new(parts: Parts) -> Result<Node, crate::StartError> {
+        let Parts {
+            key,
+            clock,
+            community,
+            cert,
+            ledger,
+            state,
+            forecaster,
+            market,
+            net,
+            status_path,
+            ban_after,
+            completions,
+            events,
+        } = parts;
         let me = key.public();
         let next_request = state.next_request_seq()?;
         Ok(Node {
@@ -758,11 +780,21 @@ impl Node {
         );
         let Some(peer) = peer_of(&order.maker) else { return };
         let digest = request.digest();
-        let call = TradeCall::Request { cert: self.cert.clone(), request }.to_bytes();
-        let (net, done) = (self.net.clone(), self.completions.clone());
+        let call = TradeCall::Request { cert: self.cert.clone(), request };
+        self.call_maker(peer, &call, move |reply| Completion::Answer { digest, reply });
+    }
+
+    /// Sends `call` to a maker in the background; its reply comes back as a completion.
+    fn call_maker(
+        &self,
+        peer: PeerId,
+        call: &TradeCall,
+        completion: impl FnOnce(Result<Vec<u8>, String>) -> Completion + Send + 'static,
+    ) {
+        let (net, done, bytes) = (self.net.clone(), self.completions.clone(), call.to_bytes());
         tokio::spawn(async move {
-            let reply = net.request(peer, call).await.map_err(|e| e.to_string());
-            let _ = done.send(Completion::Answer { digest, reply }).await;
+            let reply = net.request(peer, bytes).await.map_err(|e| e.to_string());
+            let _ = done.send(completion(reply)).await;
         });
     }
 
@@ -782,12 +814,8 @@ impl Node {
             self.last_query.insert(maker, now);
             asked.truncate(peerwatt_core::wire::MAX_QUERY);
             self.counters.inc("queries_sent");
-            let call = TradeCall::Query(asked.clone()).to_bytes();
-            let (net, done) = (self.net.clone(), self.completions.clone());
-            tokio::spawn(async move {
-                let reply = net.request(peer, call).await.map_err(|e| e.to_string());
-                let _ = done.send(Completion::Query { maker, asked, reply }).await;
-            });
+            let call = TradeCall::Query(asked.clone());
+            self.call_maker(peer, &call, move |reply| Completion::Query { maker, asked, reply });
         }
     }
 
@@ -842,12 +870,7 @@ impl Node {
         match event {
             MeterEvent::Interval(t) => {
                 self.counters.inc("meter_intervals");
-                self.forecaster.observe(Observed {
-                    interval: t.interval,
-                    imported: t.imported,
-                    exported: t.exported,
-                    complete: t.complete,
-                });
+                self.forecaster.observe(observed(&t));
             }
             MeterEvent::Stale(reason) => {
                 if !self.stale {
