@@ -117,6 +117,7 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
             t.role
         );
     }
+    println!("trade requests awaiting an answer: {}", status.requests_pending);
     println!("ledger: {} entries, root {}", status.ledger.entries, status.ledger.root);
     println!("counters:");
     for (name, value) in status.counters.iter() {

@@ -165,6 +165,11 @@ impl Taker {
         TakerAction::Record(Box::new(trade.clone()))
     }
 
+    /// How many requests await an answer (sent, or unknown and to be asked about).
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The state of a request, if it is pending.
     pub fn state(&self, digest: &Hash) -> Option<RequestState> {
         self.pending.get(digest).map(|p| p.state)

@@ -281,7 +281,12 @@ impl Node {
             }
         }
         self.head_size = self.ledger.latest_head()?.map_or(0, |h| h.body().size);
-        tracing::info!(entries = len, trades = self.own_trades.len(), "state restored from the ledger");
+        tracing::info!(
+            entries = len,
+            trades = self.own_trades.len(),
+            pending_requests = self.taker.pending_count(),
+            "state restored from the ledger"
+        );
         Ok(())
     }
 
@@ -557,6 +562,7 @@ impl Node {
                         .find(|t| t.body().request.digest() == digest && *t.signer() == maker)
                         .cloned()
                         .ok_or_else(|| "not agreed (final)".to_owned());
+                    tracing::info!(request = %digest, agreed = answer.is_ok(), "outstanding request resolved by a query");
                     let action = self.taker.on_answer(&digest, answer);
                     self.on_taker_action(digest, action).await;
                 }
@@ -950,6 +956,7 @@ impl Node {
             orders,
             trades_today,
             ledger: LedgerStatus { entries: self.ledger.len().unwrap_or(0), root: self.ledger.root().to_hex() },
+            requests_pending: self.taker.pending_count() as u64,
             counters: self.counters.clone(),
         };
         if let Err(e) = status.write(&self.status_path) {

@@ -106,6 +106,9 @@ pub struct Status {
     pub trades_today: Vec<TradeStatus>,
     /// The ledger head.
     pub ledger: LedgerStatus,
+    /// Trade requests sent whose answers have not arrived (asked about again until they do).
+    #[serde(default)]
+    pub requests_pending: u64,
     /// Every counter.
     pub counters: Counters,
 }

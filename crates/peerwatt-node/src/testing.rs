@@ -9,10 +9,7 @@ use peerwatt_core::{Community, IntervalLength, MembershipCert, NodeKey, Price, S
 use crate::community_file::{certificate_text, community_toml};
 use crate::config::{FileError, NodeConfig};
 
-/// A free TCP port on loopback (bound and released).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use peerwatt_meter::testing::free_port;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
     move |source| FileError::Read { path: path.to_owned(), source }

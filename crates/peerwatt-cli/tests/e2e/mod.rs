@@ -135,7 +135,8 @@ impl Household {
     }
 
     pub fn status(&self) -> peerwatt_node::Status {
-        peerwatt_node::Status::read(&self.dir.join("status.json")).unwrap()
+        peerwatt_node::Status::read(&self.dir.join("status.json"))
+            .unwrap_or_else(|e| panic!("{}: no status ({e}); log:\n{}", self.name, self.log_text()))
     }
 }
 
