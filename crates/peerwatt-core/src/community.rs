@@ -127,10 +127,21 @@ impl Community {
         member: &PublicKey,
         now: Timestamp,
     ) -> Result<(), CertError> {
+        self.check_cert_terms(cert, member, now)?;
+        cert.verify().map_err(|_| CertError::BadSignature)
+    }
+
+    /// Everything [`Community::check_cert`] checks except the signature (for a caller that
+    /// verified this very certificate before).
+    pub fn check_cert_terms(
+        &self,
+        cert: &Signed<MembershipCert>,
+        member: &PublicKey,
+        now: Timestamp,
+    ) -> Result<(), CertError> {
         if *cert.signer() != self.admin {
             return Err(CertError::WrongAdmin(cert.signer().to_string()));
         }
-        cert.verify().map_err(|_| CertError::BadSignature)?;
         let c = cert.body();
         if c.community != self.id {
             return Err(CertError::WrongCommunity);

@@ -175,10 +175,14 @@ pub struct PublicKey(VerifyingKey);
 impl PublicKey {
     /// The key with these bytes; refuses encodings that are not points and small-order (weak) keys.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, BadKey> {
+        if let Some(key) = known_keys::get(bytes) {
+            return Ok(PublicKey(key));
+        }
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| BadKey::NotAPoint)?;
         if key.is_weak() {
             return Err(BadKey::Weak);
         }
+        known_keys::put(bytes, key);
         Ok(PublicKey(key))
     }
 
@@ -208,6 +212,37 @@ impl PublicKey {
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .ok_or(PublicIdError::NotEd25519)?;
         PublicKey::from_bytes(&key).map_err(|_| PublicIdError::BadKey)
+    }
+}
+
+/// Keys decoded before. Decoding a key decompresses a curve point (a square root, about as
+/// costly as a third of a signature check), and every decoded message carries two to five
+/// keys, while a community has a few hundred. Only valid, non-weak keys are kept; the cache
+/// is emptied when full, so hostile input cannot grow it without bound.
+mod known_keys {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use ed25519_dalek::VerifyingKey;
+
+    const CAPACITY: usize = 4096;
+
+    fn cache() -> std::sync::MutexGuard<'static, HashMap<[u8; 32], VerifyingKey>> {
+        static CACHE: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+        // A panic elsewhere while holding the lock cannot leave a wrong entry: inserts are whole.
+        CACHE.get_or_init(Mutex::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn get(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+        cache().get(bytes).copied()
+    }
+
+    pub(super) fn put(bytes: &[u8; 32], key: VerifyingKey) {
+        let mut cache = cache();
+        if cache.len() >= CAPACITY {
+            cache.clear();
+        }
+        cache.insert(*bytes, key);
     }
 }
 

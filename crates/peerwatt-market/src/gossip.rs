@@ -7,7 +7,10 @@
 
 use std::collections::HashSet;
 
-use peerwatt_core::{Community, Decode, GossipFrame, Hash, Message, Order, Signed, Timestamp, Trade, TreeHead};
+use peerwatt_core::{
+    CertError, Community, Decode, GossipFrame, Hash, MembershipCert, Message, Order, PublicKey, Signed, Timestamp,
+    Trade, TreeHead,
+};
 use thiserror::Error;
 
 use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject};
@@ -146,6 +149,24 @@ impl GossipValidator {
         Ok(())
     }
 
+    /// Checks a certificate presented outside gossip (with a trade request): like
+    /// [`Community::check_cert`], verifying the signature once per certificate.
+    pub fn check_cert(
+        &mut self,
+        community: &Community,
+        cert: &Signed<MembershipCert>,
+        member: &PublicKey,
+        now: Timestamp,
+    ) -> Result<(), CertError> {
+        community.check_cert_terms(cert, member, now)?;
+        let cert_id = cert.digest();
+        if !self.verified_certs.contains(&cert_id) {
+            cert.verify().map_err(|_| CertError::BadSignature)?;
+            self.verified_certs.insert(cert_id);
+        }
+        Ok(())
+    }
+
     /// Checks a frame from the orders topic and, if it is valid, inserts its order.
     pub fn accept_order(
         &mut self,
@@ -165,12 +186,15 @@ impl GossipValidator {
     }
 
     /// Checks a frame from the trades topic: a trade announced by one of its two parties,
-    /// with both signatures, for this community, within the tariffs.
+    /// with both signatures, for this community, within the tariffs. `verified` holds the
+    /// digests of trades whose signatures were checked before (a digest covers the signatures,
+    /// so an identical copy, such as the second party's announcement, needs no second check).
     pub fn accept_trade(
         &mut self,
         community: &Community,
         data: &[u8],
         now: Timestamp,
+        verified: &HashSet<Hash>,
     ) -> Result<Signed<Trade>, GossipReject> {
         let (frame, trade) = self.open::<Trade>(community, data, MAX_TRADE_FRAME, now)?;
         let terms = trade.body().request.body();
@@ -190,7 +214,9 @@ impl GossipValidator {
         }
         self.verify_cert(&frame)?;
         // Both signatures: the maker's on the trade, the taker's on the request inside.
-        trade.verify().map_err(|_| GossipReject::BadSignature)?;
+        if !verified.contains(&trade.digest()) {
+            trade.verify().map_err(|_| GossipReject::BadSignature)?;
+        }
         Ok(trade)
     }
 

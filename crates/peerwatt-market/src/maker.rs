@@ -134,6 +134,17 @@ impl Maker {
         self.current.insert(key, id);
     }
 
+    /// Forgets one of the maker's own orders that never left the node (it could not be
+    /// recorded): it is no longer current, and requests for it are refused.
+    pub fn withdraw(&mut self, order: &Hash) {
+        if let Some(o) = self.orders.remove(order) {
+            let key = (o.signed.body().interval.0, o.signed.body().side as u8);
+            if self.current.get(&key) == Some(order) {
+                self.current.remove(&key);
+            }
+        }
+    }
+
     /// What remains of an own order (not counting reservations in flight).
     pub fn remaining(&self, order: &Hash) -> Option<Wh> {
         self.orders.get(order).map(|o| o.remaining)

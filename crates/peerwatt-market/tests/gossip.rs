@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
+use std::collections::HashSet;
+
 use peerwatt_core::*;
 use peerwatt_market::*;
 
@@ -182,11 +184,13 @@ fn trades_are_accepted_only_from_a_party_with_both_signatures() {
     let c = community();
     let mut v = GossipValidator::new();
     let trade = trade_between(&maker, &taker, 150_000);
+    let none = HashSet::new();
     for announcer in [&maker, &taker] {
-        let got = v.accept_trade(&c, &trade_frame(cert(announcer), &trade), NOW).unwrap();
+        let got = v.accept_trade(&c, &trade_frame(cert(announcer), &trade), NOW, &none).unwrap();
         assert_eq!(got, trade);
     }
-    let refused = |v: &mut GossipValidator, data: Vec<u8>| v.accept_trade(&c, &data, NOW).unwrap_err().name();
+    let refused =
+        |v: &mut GossipValidator, data: Vec<u8>| v.accept_trade(&c, &data, NOW, &HashSet::new()).unwrap_err().name();
     assert_eq!(refused(&mut v, trade_frame(cert(&outsider), &trade)), "not_party");
     // The maker's signature replaced: the trade no longer verifies.
     let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
@@ -198,6 +202,28 @@ fn trades_are_accepted_only_from_a_party_with_both_signatures() {
         "price_out_of_range"
     );
     assert_eq!(refused(&mut v, vec![0u8; 2_000]), "oversized");
+}
+
+#[test]
+fn a_trade_verified_before_is_accepted_and_a_forged_copy_still_refused() {
+    let (maker, taker) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
+    let c = community();
+    let mut v = GossipValidator::new();
+    let trade = trade_between(&maker, &taker, 150_000);
+    let verified: HashSet<Hash> = [trade.digest()].into();
+    assert_eq!(v.accept_trade(&c, &trade_frame(cert(&taker), &trade), NOW, &verified).unwrap(), trade);
+    // Another signature makes another digest: the cache does not cover it.
+    let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
+    assert_eq!(
+        v.accept_trade(&c, &trade_frame(cert(&maker), &forged), NOW, &verified).unwrap_err().name(),
+        "bad_signature"
+    );
+    // The party rule still holds for a known trade.
+    let outsider = NodeKey::from_seed(&[5; 32]);
+    assert_eq!(
+        v.accept_trade(&c, &trade_frame(cert(&outsider), &trade), NOW, &verified).unwrap_err().name(),
+        "not_party"
+    );
 }
 
 #[test]

@@ -40,6 +40,10 @@ pub enum NetError {
     Start(String),
 }
 
+/// Trade streams (requests and queries, both ways) open at once on one connection; yamux
+/// allows 512.
+pub const MAX_TRADE_STREAMS: usize = 256;
+
 /// How the network behaves. The timers are settable so tests can shorten them.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -57,6 +61,10 @@ pub struct NetConfig {
     pub request_timeout: Duration,
     /// How often to run a Kademlia bootstrap (peer discovery).
     pub discovery_interval: Duration,
+    /// How many events may wait for the owner before the network stops reading from peers.
+    pub event_queue: usize,
+    /// Discovered peers are dialled while fewer than this many are connected.
+    pub target_peers: usize,
 }
 
 impl Default for NetConfig {
@@ -69,6 +77,8 @@ impl Default for NetConfig {
             heartbeat: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
             discovery_interval: Duration::from_secs(30),
+            event_queue: 4096,
+            target_peers: 16,
         }
     }
 }
@@ -206,7 +216,10 @@ struct Behaviour {
 fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(cfg.heartbeat)
-        .validation_mode(ValidationMode::Strict)
+        // Every payload is signed by its member's key and carries the member's certificate,
+        // checked in validation. A second gossipsub signature (and author, and sequence
+        // number) per message would only cost a signature per publish and a check per hop.
+        .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         // Content-addressed ids: the same signed message is the same message, whoever relays it.
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(peerwatt_core::Hash::of(&m.data).to_hex()))
@@ -234,11 +247,15 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         .with_quic()
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
-            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
             let trades = request_response::Behaviour::with_codec(
                 BytesCodec,
                 [(TRADE_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(request_timeout),
+                // Streams beyond the limit are dropped, not queued. A taker keeps at most 64
+                // requests open per maker, so two nodes trading both ways, plus queries, fit.
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(MAX_TRADE_STREAMS),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
             let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
@@ -268,7 +285,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         }
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    let (event_tx, event_rx) = mpsc::channel(4096);
+    let (event_tx, event_rx) = mpsc::channel(cfg.event_queue.max(1));
     let task =
         Task { swarm, commands: cmd_rx, events: event_tx, pending: HashMap::new(), connected: HashSet::new(), cfg };
     tokio::spawn(task.run());
@@ -281,11 +298,6 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
         libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
         _ => None,
     })
-}
-
-/// Sends an event. Backpressure is deliberate: gossip awaiting validation must not be dropped.
-async fn emit(events: &mpsc::Sender<Event>, event: Event) {
-    let _ = events.send(event).await;
 }
 
 struct Task {
@@ -313,6 +325,26 @@ impl Task {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends an event to the owner. Backpressure is deliberate (gossip awaiting validation must
+    /// not be dropped), but commands are still served while waiting: the owner may itself be
+    /// waiting on a command (a publish, a full command queue) before it reads another event,
+    /// and two tasks waiting on each other's full queues would never wake.
+    async fn emit(&mut self, event: Event) {
+        let events = self.events.clone();
+        let permit = loop {
+            tokio::select! {
+                permit = events.reserve() => break permit,
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => return, // every handle dropped: nobody to tell
+                },
+            }
+        };
+        if let Ok(permit) = permit {
+            permit.send(event);
         }
     }
 
@@ -366,14 +398,14 @@ impl Task {
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => emit(&self.events, Event::Listening(address)).await,
+            SwarmEvent::NewListenAddr { address, .. } => self.emit(Event::Listening(address)).await,
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                 if num_established.get() == 1 && self.connected.insert(peer_id) =>
             {
-                emit(&self.events, Event::PeerConnected(peer_id)).await;
+                self.emit(Event::PeerConnected(peer_id)).await;
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.connected.remove(&peer_id) => {
-                emit(&self.events, Event::PeerDisconnected(peer_id)).await;
+                self.emit(Event::PeerDisconnected(peer_id)).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -381,17 +413,14 @@ impl Task {
                 message,
             })) => {
                 let topic = message.topic.to_string();
-                emit(
-                    &self.events,
-                    Event::Gossip { topic, id: message_id, source: propagation_source, data: message.data },
-                )
-                .await;
+                self.emit(Event::Gossip { topic, id: message_id, source: propagation_source, data: message.data })
+                    .await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Trades(request_response::Event::Message {
                 peer, message, ..
             })) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    emit(&self.events, Event::Request { peer, data: request, channel }).await;
+                    self.emit(Event::Request { peer, data: request, channel }).await;
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending.remove(&request_id) {
@@ -414,15 +443,20 @@ impl Task {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
+            // Enough peers for a gossip mesh and some spares, not the whole community: a node
+            // of a 1,000-member community that dialled everyone it heard of would hold 1,000
+            // connections.
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }))
-                if !self.connected.contains(&peer) && peer != *self.swarm.local_peer_id() =>
+                if !self.connected.contains(&peer)
+                    && peer != *self.swarm.local_peer_id()
+                    && self.connected.len() < self.cfg.target_peers =>
             {
                 let _ = self.swarm.dial(peer);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                    if !self.connected.contains(&peer) {
+                    if !self.connected.contains(&peer) && self.connected.len() < self.cfg.target_peers {
                         let _ = self.swarm.dial(addr);
                     }
                 }

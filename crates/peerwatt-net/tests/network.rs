@@ -157,3 +157,31 @@ async fn quic_carries_gossip_and_requests() {
     a.respond(channel, b"pong".to_vec()).await.unwrap();
     assert_eq!(response.await.unwrap().unwrap(), b"pong");
 }
+
+/// The owner may wait on a command (here: publishing) while the network waits for it to take
+/// an event from a full queue. Commands are still served then, so neither waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_served_while_the_event_queue_is_full() {
+    let (a, _a_events) = node(1, vec![]).await;
+    let a_addr = address_of(&a).await;
+    let (b, mut b_events) = node_with(2, NetConfig { event_queue: 2, ..config(vec![a_addr]) }).await;
+    until_connected(&a, b.peer_id()).await;
+    // B reads nothing while A gossips more than B's queue holds.
+    for n in 0..20u32 {
+        publish(&a, &n.to_be_bytes()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 100..110u32 {
+        tokio::time::timeout(Duration::from_secs(10), b.publish(TOPIC, n.to_be_bytes().to_vec()))
+            .await
+            .expect("a command was not served while the event queue was full")
+            .unwrap();
+    }
+    // Nothing was dropped: all 20 messages arrive once B reads again.
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 20 {
+        let (id, source, data) = gossip(&mut b_events).await;
+        b.report(id, source, Verdict::Accept).await.unwrap();
+        got.insert(data);
+    }
+}

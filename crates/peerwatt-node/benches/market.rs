@@ -35,10 +35,27 @@ async fn recorded(events: &mut broadcast::Receiver<NodeEvent>, want: usize) -> H
                 seen.insert(digest, Instant::now());
             }
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => panic!("lagged by {n} events"),
-            other => panic!("no trade event: {other:?}"),
+            other => {
+                eprintln!("no trade event ({other:?}) after {} of {want}", seen.len());
+                return seen;
+            }
         }
     }
     seen
+}
+
+/// Files named `name` under `dir`.
+fn walk(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path, name));
+        } else if path.file_name().is_some_and(|f| f == name) {
+            out.push(path);
+        }
+    }
+    out
 }
 
 async fn two_nodes(dir: &std::path::Path) -> (RunningNode, RunningNode, IntervalId) {
@@ -81,8 +98,9 @@ async fn latency(n: usize) {
     a.shutdown().await;
 }
 
-/// B places `n` crossing bids as fast as its actor takes them; counts trades in both ledgers.
-async fn throughput(n: usize) {
+/// B places `n` crossing bids, up to `window` of them in flight at once (as a busy node's
+/// strategy and gossip would); counts the trades once durable in both ledgers.
+async fn throughput(n: usize, window: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, interval) = two_nodes(dir.path()).await;
     a.place_order(interval, Side::Sell, Wh(1_000_000_000), Price(100_000)).await.unwrap();
@@ -93,16 +111,32 @@ async fn throughput(n: usize) {
     let placer = {
         let b = b.clone();
         tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(window));
+            let mut placing = tokio::task::JoinSet::new();
             for _ in 0..n {
-                b.place_order(interval, Side::Buy, Wh(1), Price(150_000)).await.unwrap();
+                let slot = slots.clone().acquire_owned().await.unwrap();
+                let b = b.clone();
+                placing.spawn(async move {
+                    b.place_order(interval, Side::Buy, Wh(1), Price(150_000)).await.unwrap();
+                    drop(slot);
+                });
+            }
+            while let Some(done) = placing.join_next().await {
+                done.unwrap();
             }
         })
     };
     let (at_a, at_b) = tokio::join!(recorded(&mut a_events, n), recorded(&mut b_events, n));
+    if at_a.len() < n || at_b.len() < n {
+        for status in walk(dir.path(), "status.json") {
+            eprintln!("{}: {}", status.display(), std::fs::read_to_string(&status).unwrap_or_default());
+        }
+        panic!("trades stopped: {} at A, {} at B of {n}", at_a.len(), at_b.len());
+    }
     placer.await.unwrap();
     let elapsed = at_a.values().chain(at_b.values()).max().copied().unwrap() - t0;
     println!(
-        "trades between two nodes: {n} in {:.2} s = {:.0} trades/s (each durable in both ledgers)",
+        "trades between two nodes, {window} bids in flight: {n} in {:.2} s = {:.0} trades/s (each durable in both ledgers)",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64()
     );
@@ -125,8 +159,9 @@ async fn propagation(nodes: usize, messages: usize) {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: first.iter().cloned().collect(),
             topics: vec![TOPIC.into()],
-            heartbeat: Duration::from_millis(200),
-            discovery_interval: Duration::from_millis(500),
+            // The daemon's own defaults: heartbeat 1 s, discovery every 30 s.
+            heartbeat: Duration::from_secs(1),
+            discovery_interval: Duration::from_secs(30),
             ..NetConfig::default()
         };
         let (net, mut events) = peerwatt_net::spawn(keypair_of(&key).unwrap(), cfg).await.unwrap();
@@ -147,7 +182,11 @@ async fn propagation(nodes: usize, messages: usize) {
         }
         handles.push(net);
     }
-    tokio::time::sleep(Duration::from_secs(8)).await; // discovery and mesh
+    eprintln!("{nodes} nodes started; waiting for discovery and the mesh");
+    tokio::time::sleep(Duration::from_secs(15)).await; // discovery and mesh
+    for (i, h) in handles.iter().enumerate().step_by(10) {
+        eprintln!("node {i}: {} peers", h.peers().await.unwrap().len());
+    }
     let mut samples = Vec::new();
     for m in 0..messages {
         let sender = m % nodes;
@@ -167,6 +206,9 @@ async fn propagation(nodes: usize, messages: usize) {
         }
         assert_eq!(got.len(), nodes - 1, "message {m} reached only {} of {} nodes", got.len(), nodes - 1);
         samples.push(last - t0);
+        if m % 20 == 0 {
+            eprintln!("message {m}: {:.1} ms", ms(last - t0));
+        }
     }
     samples.sort();
     println!(
@@ -177,11 +219,22 @@ async fn propagation(nodes: usize, messages: usize) {
     );
 }
 
+/// `cargo bench -p peerwatt-node --features test-utils [-- latency|throughput|propagation]`:
+/// the parts named (all without a name).
 fn main() {
+    let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |part: &str| names.is_empty() || names.iter().any(|n| n == part);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        latency(500).await;
-        throughput(3_000).await;
-        propagation(50, 200).await;
+        if wanted("latency") {
+            latency(500).await;
+        }
+        if wanted("throughput") {
+            throughput(3_000, 1).await;
+            throughput(10_000, 64).await;
+        }
+        if wanted("propagation") {
+            propagation(50, 200).await;
+        }
     });
 }

@@ -6,6 +6,7 @@
 //! ([`node`]); the network and the meter client run as their own tasks and talk to it through
 //! channels.
 
+mod commit;
 pub mod community_file;
 pub mod config;
 mod node;
@@ -152,6 +153,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         heartbeat: cfg.network.heartbeat(),
         request_timeout: Duration::from_millis(cfg.market.request_timeout_ms.max(100)),
         discovery_interval: Duration::from_millis(cfg.network.discovery_ms.max(100)),
+        ..NetConfig::default()
     };
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
     let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;

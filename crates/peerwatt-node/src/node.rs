@@ -1,7 +1,8 @@
 //! The node actor: one task owns the market state and the ledger, and reacts to the network,
-//! the meter, answers to its own requests, and a timer. Each event is handled to the end
-//! before the next (ledger appends are synchronous and flushed), so a shutdown between events
-//! never leaves anything half-written.
+//! the meter, answers to its own requests, and a timer. Each turn handles the event it woke
+//! for and whatever else was already waiting, then makes the turn's writes durable at once
+//! ([`crate::commit`]) before anyone hears of them. A shutdown is only seen between turns, so
+//! it never leaves anything half-written.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,13 +15,14 @@ use peerwatt_core::{
 };
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
-    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
+    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Reserved, Taker,
     TakerAction, UserLimits, intent,
 };
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, ResponseChannel, Verdict};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::commit::{Batch, Window};
 use crate::config::MarketSection;
 use crate::state::State;
 use crate::status::{Counters, LedgerStatus, OrderStatus, Status, TradeStatus};
@@ -56,8 +58,8 @@ impl Topics {
 /// The answer to one of this node's own calls to a maker.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    /// The answer to a trade request.
-    Answer { digest: Hash, reply: Result<Vec<u8>, String> },
+    /// The answer to a trade request sent to `maker`.
+    Answer { maker: PeerId, digest: Hash, reply: Result<Vec<u8>, String> },
     /// The answer to a query about requests with unknown outcome.
     Query { maker: PublicKey, asked: Vec<Hash>, reply: Result<Vec<u8>, String> },
 }
@@ -166,7 +168,23 @@ pub(crate) struct Node {
     witnessed: HashMap<PublicKey, u64>,
     to_witness: Vec<Signed<TreeHead>>,
     last_status: Timestamp,
+    /// The current turn's queued writes (empty between turns).
+    pub batch: Batch,
+    /// Requests sent and waiting to be sent, per maker.
+    pub window: Window,
 }
+
+/// What the maker decided about a trade request.
+enum Decision {
+    /// A new trade, reserved: record it, then answer.
+    Record(Reserved),
+    /// Answer at once (a refusal, or a trade agreed before).
+    Answer(TradeReply),
+}
+
+/// At most this many waiting events are handled in one turn before its writes are committed
+/// (bounds the latency a busy turn adds to its first event).
+const MAX_EVENTS_PER_TURN: usize = 256;
 
 fn side_key(side: Side) -> u8 {
     side as u8
@@ -236,6 +254,8 @@ impl Node {
             witnessed: HashMap::new(),
             to_witness: Vec::new(),
             last_status: Timestamp(0),
+            batch: Batch::default(),
+            window: Window::default(),
         })
     }
 
@@ -317,6 +337,19 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick().await,
             }
+            // Group commit: whatever else is already waiting joins this turn.
+            for _ in 0..MAX_EVENTS_PER_TURN {
+                if let Ok(c) = completions.try_recv() {
+                    self.on_completion(c).await;
+                } else if let Ok(c) = commands.try_recv() {
+                    self.on_command(c).await;
+                } else if let Ok(e) = net_events.try_recv() {
+                    self.on_net(e).await;
+                } else {
+                    break;
+                }
+            }
+            self.commit().await;
         }
         self.stop();
     }
@@ -340,7 +373,8 @@ impl Node {
                 self.publish_order(interval, side, energy, Some(price), now).await;
                 let id = self.maker.current(interval, side).map(|o| o.digest());
                 self.take(interval, now).await;
-                let _ = reply.send(id.ok_or_else(|| "the order was not placed (see the log)".to_owned()));
+                // Answered when the order is durable, at the end of the turn.
+                self.batch.placed(reply, id.ok_or_else(|| "the order was not placed (see the log)".to_owned()));
             }
         }
     }
@@ -429,9 +463,11 @@ impl Node {
     }
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
-        let trade = self.validator.accept_trade(&self.community, data, now)?;
+        let trade = self.validator.accept_trade(&self.community, data, now, &self.seen_trades)?;
         let terms = trade.body().request.body();
-        if self.seen_trades.insert(trade.digest()) {
+        let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
+        // Our own requests filled the book when they were sent.
+        if self.seen_trades.insert(trade.digest()) && !ours {
             self.books.apply_fill(&terms.order, terms.energy);
         }
         // A trade of ours we may have missed the answer to (timeout, crash): record it.
@@ -454,7 +490,14 @@ impl Node {
     async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: ResponseChannel<Vec<u8>>) {
         let now = self.clock.now();
         let reply = match TradeCall::from_bytes(data) {
-            Ok(TradeCall::Request { cert, request }) => self.on_trade_request(&cert, &request, now).await,
+            Ok(TradeCall::Request { cert, request }) => match self.on_trade_request(&cert, &request, now) {
+                Decision::Record(reserved) => {
+                    // Answered when the trade is durable, at the end of this turn.
+                    self.batch.agree(reserved, channel);
+                    return;
+                }
+                Decision::Answer(reply) => reply,
+            },
             Ok(TradeCall::Query(digests)) => {
                 self.counters.inc("queries_answered");
                 match self.maker.query(&digests) {
@@ -472,52 +515,31 @@ impl Node {
         let _ = self.net.respond(channel, reply.to_bytes()).await;
     }
 
-    /// The maker's side of the handshake: check, reserve, sign, record (flushed), then answer.
-    async fn on_trade_request(
+    /// The maker's side of the handshake: check, reserve and sign. The trade is recorded and
+    /// answered at the end of the turn ([`Node::commit`]); a refusal is answered at once.
+    fn on_trade_request(
         &mut self,
         cert: &Signed<MembershipCert>,
         request: &Signed<TradeRequest>,
         now: Timestamp,
-    ) -> TradeReply {
-        if let Err(e) = self.community.check_cert(cert, request.signer(), now) {
+    ) -> Decision {
+        if let Err(e) = self.validator.check_cert(&self.community, cert, request.signer(), now) {
             self.counters.inc("trade_requests_refused");
-            return TradeReply::Refused(format!("not a member: {e}"));
+            return Decision::Answer(TradeReply::Refused(format!("not a member: {e}")));
         }
         match self.maker.accept(&self.key, request, now) {
-            Ok(Acceptance::Again(trade)) => TradeReply::Agreed(trade),
-            Ok(Acceptance::New(reserved)) => {
-                match self.ledger.append(EntryKind::TradeAgreed, reserved.trade.to_bytes()) {
-                    Ok(_) => {
-                        let trade = self.maker.commit(reserved);
-                        self.counters.inc("trades_as_maker");
-                        self.note_trade(&trade);
-                        tracing::info!(
-                            interval = trade.body().request.body().interval.0,
-                            energy_wh = trade.body().request.body().energy.0,
-                            price = trade.body().request.body().price.0,
-                            taker = %trade.body().request.signer(),
-                            "trade agreed as maker"
-                        );
-                        self.announce(&trade).await;
-                        TradeReply::Agreed(trade)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot record a trade; refusing it");
-                        self.maker.abort(reserved);
-                        self.counters.inc("ledger_errors");
-                        TradeReply::Refused("the maker could not record the trade".into())
-                    }
-                }
-            }
+            Ok(Acceptance::Again(trade)) => Decision::Answer(TradeReply::Agreed(trade)),
+            Ok(Acceptance::New(reserved)) => Decision::Record(reserved),
             Err(refusal) => {
                 self.counters.inc("trade_requests_refused");
                 tracing::debug!(reason = %refusal, "trade request refused");
-                TradeReply::Refused(refusal.to_string())
+                Decision::Answer(TradeReply::Refused(refusal.to_string()))
             }
         }
     }
 
-    async fn announce(&mut self, trade: &Signed<Trade>) {
+    /// Gossips one of this node's trades on the trades topic.
+    pub(crate) async fn announce(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
         let frame = GossipFrame { cert: self.cert.clone(), message: trade.to_bytes() };
         if let Err(e) = self.net.publish(&self.topics.trades, frame.to_bytes()).await {
@@ -530,7 +552,8 @@ impl Node {
 
     async fn on_completion(&mut self, completion: Completion) {
         match completion {
-            Completion::Answer { digest, reply } => {
+            Completion::Answer { maker, digest, reply } => {
+                self.answered(maker);
                 let action = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
                     Ok(Ok(TradeReply::Agreed(trade))) if trade.body().request.digest() == digest => {
                         self.taker.on_answer(&digest, Ok(trade))
@@ -572,26 +595,12 @@ impl Node {
 
     async fn on_taker_action(&mut self, digest: Hash, action: TakerAction) {
         match action {
-            TakerAction::Record(trade) => match self.ledger.append(EntryKind::TradeAgreed, trade.to_bytes()) {
-                Ok(_) => {
-                    let _ = self.state.forget_request(&digest);
-                    self.counters.inc("trades_as_taker");
-                    self.note_trade(&trade);
-                    tracing::info!(
-                        interval = trade.body().request.body().interval.0,
-                        energy_wh = trade.body().request.body().energy.0,
-                        price = trade.body().request.body().price.0,
-                        maker = %trade.signer(),
-                        "trade agreed as taker"
-                    );
-                    self.announce(&trade).await;
-                }
-                Err(e) => {
-                    // The request stays persisted: after a restart it is asked about again.
-                    tracing::error!(error = %e, "cannot record an agreed trade");
-                    self.counters.inc("ledger_errors");
-                }
-            },
+            // Appended, forgotten and announced at the end of the turn.
+            TakerAction::Record(trade) => {
+                // Verified: its announcements need no second check.
+                self.seen_trades.insert(trade.digest());
+                self.batch.take(*trade);
+            }
             TakerAction::Refused(reason) => {
                 let _ = self.state.forget_request(&digest);
                 self.counters.inc("trade_requests_refused_by_maker");
@@ -609,7 +618,7 @@ impl Node {
     }
 
     /// Remembers one of this node's trades (for the strategy's bounds and the status).
-    fn note_trade(&mut self, trade: &Signed<Trade>) {
+    pub(crate) fn note_trade(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
         let _ =
             self.events.send(NodeEvent::TradeRecorded { digest: trade.digest(), as_maker: *trade.signer() == self.me });
@@ -695,7 +704,8 @@ impl Node {
         }
     }
 
-    /// Signs an order (energy 0 cancels), records it in the ledger, then gossips it.
+    /// Signs an order (energy 0 cancels) and makes it this node's current one; it is recorded
+    /// in the ledger and then gossiped at the end of the turn.
     async fn publish_order(
         &mut self,
         interval: IntervalId,
@@ -721,11 +731,6 @@ impl Node {
                 expires_at: closes,
             },
         );
-        if let Err(e) = self.ledger.append(EntryKind::OrderPublished, order.to_bytes()) {
-            tracing::error!(error = %e, "cannot record an order; not publishing it");
-            self.counters.inc("ledger_errors");
-            return;
-        }
         self.next_order_seq += 1;
         self.last_publish.insert((interval, side_key(side)), now);
         self.maker.publish(order.clone());
@@ -734,11 +739,7 @@ impl Node {
         }
         self.counters.inc(if energy == Wh::ZERO { "orders_cancelled" } else { "orders_published" });
         tracing::debug!(interval = interval.0, ?side, energy_wh = energy.0, price = price.0, "order published");
-        let frame = GossipFrame { cert: self.cert.clone(), message: order.to_bytes() };
-        if let Err(e) = self.net.publish(&self.topics.orders, frame.to_bytes()).await {
-            tracing::debug!(error = %e, "order not gossiped (no peers yet?)");
-            self.counters.inc("orders_not_gossiped");
-        }
+        self.batch.order(order);
     }
 
     /// Takes resting orders that cross this node's own order in `interval`, when this node's
@@ -766,32 +767,16 @@ impl Node {
         }
     }
 
-    /// Signs, persists (flushed) and sends a trade request; the answer comes back as a completion.
+    /// Signs a trade request and queues it: persisted (flushed) and sent at the end of the turn.
     fn send_request(&mut self, order: &BookOrder, energy: Wh, now: Timestamp) {
-        let request = self.taker.request(&self.key, order, energy, now);
-        if let Err(e) = self.state.save_request(&request, now) {
-            // Not sent: the taker counts it as outstanding until it is asked about and refused.
-            tracing::error!(error = %e, "cannot persist a trade request; not sending it");
-            self.counters.inc("state_errors");
-            return;
-        }
-        self.books.apply_fill(&order.id, energy);
-        self.counters.inc("trade_requests_sent");
-        tracing::info!(
-            interval = order.order.interval.0,
-            energy_wh = energy.0,
-            price = order.order.limit_price.0,
-            maker = %order.maker,
-            "trade request sent"
-        );
         let Some(peer) = peer_of(&order.maker) else { return };
-        let digest = request.digest();
-        let call = TradeCall::Request { cert: self.cert.clone(), request };
-        self.call_maker(peer, &call, move |reply| Completion::Answer { digest, reply });
+        let request = self.taker.request(&self.key, order, energy, now);
+        self.books.apply_fill(&order.id, energy);
+        self.batch.request(request, peer);
     }
 
     /// Sends `call` to a maker in the background; its reply comes back as a completion.
-    fn call_maker(
+    pub(crate) fn call_maker(
         &self,
         peer: PeerId,
         call: &TradeCall,

@@ -41,23 +41,44 @@ impl State {
         Ok(self.db.get(NEXT_SEQ)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes))
     }
 
-    /// Persists a request about to be sent, and the next request number after it. Flushed.
-    pub fn save_request(&self, request: &Signed<TradeRequest>, sent_at: Timestamp) -> Result<(), StateError> {
-        let mut value = sent_at.0.to_be_bytes().to_vec();
-        value.extend_from_slice(&request.to_bytes());
+    /// Persists requests about to be sent, and the next request number after the last of
+    /// them, in one batch with one flush.
+    pub fn save_requests(&self, requests: &[(&Signed<TradeRequest>, Timestamp)]) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
-        batch.insert(pending_key(&request.digest()), value);
-        batch.insert(NEXT_SEQ, &(request.body().request_seq + 1).to_be_bytes());
+        let mut next = None;
+        for (request, sent_at) in requests {
+            let mut value = sent_at.0.to_be_bytes().to_vec();
+            value.extend_from_slice(&request.to_bytes());
+            batch.insert(pending_key(&request.digest()), value);
+            next = next.max(Some(request.body().request_seq + 1));
+        }
+        if let Some(next) = next {
+            batch.insert(NEXT_SEQ, &next.to_be_bytes());
+        }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Forgets a request whose outcome is known (recorded or refused). Not flushed: a request
+    /// Persists one request about to be sent (see [`State::save_requests`]).
+    pub fn save_request(&self, request: &Signed<TradeRequest>, sent_at: Timestamp) -> Result<(), StateError> {
+        self.save_requests(&[(request, sent_at)])
+    }
+
+    /// Forgets requests whose outcome is known (recorded or refused). Not flushed: a request
     /// that reappears after a crash is asked about again and answered from the ledger.
-    pub fn forget_request(&self, digest: &Hash) -> Result<(), StateError> {
-        self.db.remove(pending_key(digest))?;
+    pub fn forget_requests(&self, digests: &[Hash]) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for digest in digests {
+            batch.remove(pending_key(digest));
+        }
+        self.db.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Forgets one request (see [`State::forget_requests`]).
+    pub fn forget_request(&self, digest: &Hash) -> Result<(), StateError> {
+        self.forget_requests(std::slice::from_ref(digest))
     }
 
     /// Every persisted request with the time it was sent. Unreadable records are skipped and
