@@ -45,6 +45,17 @@ fn derived_vectors() -> BTreeMap<String, String> {
     let entry = Signed::sign(&maker(), ledger_entry()).to_bytes();
     let leaf: [u8; 32] = Sha256::new().chain_update([0u8]).chain_update(&entry).finalize().into();
     out.insert("ledger-entry.leaf-hash".into(), hex::encode(leaf));
+    let trade = Signed::sign(&maker(), trade());
+    out.insert("trade-call.query".into(), hex::encode(TradeCall::Query(vec![signed_request().digest()]).to_bytes()));
+    out.insert("trade-reply.agreed".into(), hex::encode(TradeReply::Agreed(trade).to_bytes()));
+    out.insert("trade-reply.refused".into(), hex::encode(TradeReply::Refused("insufficient".into()).to_bytes()));
+    // `PRINT_VECTORS=1 cargo test -p peerwatt-core --test protocol_vectors -- --nocapture`
+    // prints every vector, for updating the document after a deliberate format change.
+    if std::env::var_os("PRINT_VECTORS").is_some() {
+        for (k, v) in &out {
+            eprintln!("{k} {v}");
+        }
+    }
     out
 }
 
@@ -58,7 +69,7 @@ fn every_documented_vector_is_rederived_byte_for_byte() {
     }
     let orphans: Vec<_> = doc.keys().filter(|k| !derived.contains_key(*k)).collect();
     assert!(orphans.is_empty(), "docs/protocol.md has vectors no test checks: {orphans:?}");
-    assert_eq!(doc.len(), 23);
+    assert_eq!(doc.len(), 26);
 }
 
 #[test]
@@ -80,4 +91,9 @@ fn documented_envelopes_decode_and_verify() {
     let entry = Signed::<LedgerEntry>::from_bytes_verified(&bytes("ledger-entry.envelope")).unwrap();
     assert_eq!(entry.body().payload, bytes("trade.envelope"));
     assert_eq!(PublicKey::from_peer_id(&doc["maker.peer-id"]).unwrap(), maker().public());
+    assert_eq!(
+        TradeCall::from_bytes(&bytes("trade-call.query")).unwrap(),
+        TradeCall::Query(vec![Signed::<TradeRequest>::from_bytes(&bytes("trade-request.envelope")).unwrap().digest()])
+    );
+    assert_eq!(TradeReply::from_bytes(&bytes("trade-reply.agreed")).unwrap(), TradeReply::Agreed(trade));
 }
