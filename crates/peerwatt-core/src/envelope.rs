@@ -132,10 +132,7 @@ impl<T: Message> Signed<T> {
 
     /// Checks the signature (strictly) and any nested signatures.
     pub fn verify(&self) -> Result<(), EnvelopeError> {
-        let kind = self.body.kind();
-        self.signer
-            .verify(kind.domain(), &self.body_bytes, &self.signature)
-            .map_err(|BadSignature| EnvelopeError::BadSignature(kind))?;
+        self.verify_own_signature()?;
         self.body.verify_nested(&self.signer)
     }
 

@@ -139,14 +139,22 @@ impl GossipValidator {
         Ok((frame, message))
     }
 
-    /// Checks the certificate's signature, once per certificate.
-    fn verify_cert(&mut self, frame: &GossipFrame) -> Result<(), GossipReject> {
-        let cert_id = frame.cert.digest();
-        if !self.verified_certs.contains(&cert_id) {
-            frame.cert.verify().map_err(|_| GossipReject::BadCertificateSignature)?;
+    /// Whether a certificate's signature verifies, checked once per certificate.
+    fn cert_signature_ok(&mut self, cert: &Signed<MembershipCert>) -> bool {
+        let cert_id = cert.digest();
+        if self.verified_certs.contains(&cert_id) {
+            return true;
+        }
+        let ok = cert.verify().is_ok();
+        if ok {
             self.verified_certs.insert(cert_id);
         }
-        Ok(())
+        ok
+    }
+
+    /// Checks the frame certificate's signature, once per certificate.
+    fn verify_cert(&mut self, frame: &GossipFrame) -> Result<(), GossipReject> {
+        self.cert_signature_ok(&frame.cert).then_some(()).ok_or(GossipReject::BadCertificateSignature)
     }
 
     /// Checks a certificate presented outside gossip (with a trade request): like
@@ -159,12 +167,7 @@ impl GossipValidator {
         now: Timestamp,
     ) -> Result<(), CertError> {
         community.check_cert_terms(cert, member, now)?;
-        let cert_id = cert.digest();
-        if !self.verified_certs.contains(&cert_id) {
-            cert.verify().map_err(|_| CertError::BadSignature)?;
-            self.verified_certs.insert(cert_id);
-        }
-        Ok(())
+        self.cert_signature_ok(cert).then_some(()).ok_or(CertError::BadSignature)
     }
 
     /// Checks a frame from the orders topic and, if it is valid, inserts its order.

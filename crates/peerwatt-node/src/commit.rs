@@ -15,9 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use peerwatt_core::{
-    Encode, EntryKind, GossipFrame, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest,
-};
+use peerwatt_core::{Encode, EntryKind, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest};
 use peerwatt_market::Reserved;
 use peerwatt_net::{PeerId, ResponseChannel};
 use tokio::sync::oneshot;
@@ -260,8 +258,7 @@ impl Node {
 
     /// Gossips one of this node's orders, now in its ledger.
     async fn gossip_order(&mut self, order: &Signed<Order>) {
-        let frame = GossipFrame { cert: self.cert.clone(), message: order.to_bytes() };
-        if let Err(e) = self.net.publish(&self.topics.orders, frame.to_bytes()).await {
+        if let Err(e) = self.gossip(&self.topics.orders, order.to_bytes()).await {
             tracing::debug!(error = %e, "order not gossiped (no peers yet?)");
             self.counters.inc("orders_not_gossiped");
         }

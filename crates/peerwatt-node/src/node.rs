@@ -538,11 +538,16 @@ impl Node {
         }
     }
 
+    /// Gossips one of this node's signed messages on `topic`, framed with its certificate.
+    pub(crate) async fn gossip(&self, topic: &str, message: Vec<u8>) -> Result<(), peerwatt_net::NetError> {
+        let frame = GossipFrame { cert: self.cert.clone(), message };
+        self.net.publish(topic, frame.to_bytes()).await
+    }
+
     /// Gossips one of this node's trades on the trades topic.
     pub(crate) async fn announce(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
-        let frame = GossipFrame { cert: self.cert.clone(), message: trade.to_bytes() };
-        if let Err(e) = self.net.publish(&self.topics.trades, frame.to_bytes()).await {
+        if let Err(e) = self.gossip(&self.topics.trades, trade.to_bytes()).await {
             tracing::debug!(error = %e, "trade not announced");
             self.counters.inc("announcements_failed");
         }
@@ -827,8 +832,7 @@ impl Node {
             Ok(head) => {
                 self.head_size = head.body().size;
                 self.counters.inc("heads_signed");
-                let frame = GossipFrame { cert: self.cert.clone(), message: head.to_bytes() };
-                if self.net.publish(&self.topics.heads, frame.to_bytes()).await.is_err() {
+                if self.gossip(&self.topics.heads, head.to_bytes()).await.is_err() {
                     self.counters.inc("heads_not_gossiped");
                 }
             }

@@ -60,11 +60,6 @@ impl State {
         Ok(())
     }
 
-    /// Persists one request about to be sent (see [`State::save_requests`]).
-    pub fn save_request(&self, request: &Signed<TradeRequest>, sent_at: Timestamp) -> Result<(), StateError> {
-        self.save_requests(&[(request, sent_at)])
-    }
-
     /// Forgets requests whose outcome is known (recorded or refused). Not flushed: a request
     /// that reappears after a crash is asked about again and answered from the ledger.
     pub fn forget_requests(&self, digests: &[Hash]) -> Result<(), StateError> {
