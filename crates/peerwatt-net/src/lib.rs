@@ -10,9 +10,8 @@ pub mod service;
 
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
-pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
-pub use service::{Event, NetConfig, NetError, NetHandle, Verdict, spawn};
+pub use service::{Event, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
 
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.
 /// Never substitutes another key: an error here means the node must not start.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, kad, mdns, noise, tcp, yamux};
 use thiserror::Error;
@@ -121,19 +121,28 @@ pub enum Event {
         /// The request bytes.
         data: Vec<u8>,
         /// Where the answer goes.
-        channel: ResponseChannel<Vec<u8>>,
+        channel: Responder,
     },
+}
+
+/// Where the answer to one inbound request goes (see [`NetHandle::respond`]). Dropping it
+/// unanswered tells the requester there is no answer.
+#[derive(Debug)]
+pub struct Responder {
+    id: InboundRequestId,
+    channel: ResponseChannel<Vec<u8>>,
 }
 
 enum Command {
     Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), NetError>> },
     Request { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, NetError>> },
-    Respond { channel: ResponseChannel<Vec<u8>>, data: Vec<u8> },
+    Respond { channel: Responder, data: Vec<u8> },
     Report { id: MessageId, source: PeerId, verdict: Verdict },
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Peers { reply: oneshot::Sender<Vec<PeerId>> },
     Ban { peer: PeerId },
+    Shutdown { done: oneshot::Sender<()> },
 }
 
 /// Talks to the network task.
@@ -172,7 +181,7 @@ impl NetHandle {
     }
 
     /// Answers a request.
-    pub async fn respond(&self, channel: ResponseChannel<Vec<u8>>, data: Vec<u8>) -> Result<(), NetError> {
+    pub async fn respond(&self, channel: Responder, data: Vec<u8>) -> Result<(), NetError> {
         self.commands.send(Command::Respond { channel, data }).await.map_err(|_| NetError::Stopped)
     }
 
@@ -200,6 +209,16 @@ impl NetHandle {
     /// invalid messages). Lasts until the node restarts.
     pub async fn ban(&self, peer: PeerId) -> Result<(), NetError> {
         self.commands.send(Command::Ban { peer }).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Stops the network once the answers already given have reached their requesters (or
+    /// failed), waiting at most `grace`. Commands sent before it are served first; the swarm
+    /// and its connections are closed when this returns.
+    pub async fn shutdown(&self, grace: Duration) {
+        let (done, stopped) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = tokio::time::timeout(grace, stopped).await;
+        }
     }
 }
 
@@ -286,8 +305,16 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(cfg.event_queue.max(1));
-    let task =
-        Task { swarm, commands: cmd_rx, events: event_tx, pending: HashMap::new(), connected: HashSet::new(), cfg };
+    let task = Task {
+        swarm,
+        commands: cmd_rx,
+        events: event_tx,
+        pending: HashMap::new(),
+        responding: HashSet::new(),
+        closing: None,
+        connected: HashSet::new(),
+        cfg,
+    };
     tokio::spawn(task.run());
     Ok((NetHandle { commands: cmd_tx, peer_id }, event_rx))
 }
@@ -305,6 +332,10 @@ struct Task {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    /// Answers handed to the swarm and not yet sent (or failed).
+    responding: HashSet<InboundRequestId>,
+    /// Set by [`NetHandle::shutdown`]: stop once `responding` is empty.
+    closing: Option<oneshot::Sender<()>>,
     connected: HashSet<PeerId>,
     cfg: NetConfig,
 }
@@ -313,6 +344,12 @@ impl Task {
     async fn run(mut self) {
         let mut discovery = tokio::time::interval(self.cfg.discovery_interval);
         loop {
+            if self.closing.is_some() && self.responding.is_empty() {
+                if let Some(done) = self.closing.take() {
+                    let _ = done.send(());
+                }
+                break; // the swarm, and with it every connection, is dropped
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -363,8 +400,10 @@ impl Task {
                 let id = b.trades.send_request(&peer, data);
                 self.pending.insert(id, reply);
             }
-            Command::Respond { channel, data } => {
-                if b.trades.send_response(channel, data).is_err() {
+            Command::Respond { channel: Responder { id, channel }, data } => {
+                if b.trades.send_response(channel, data).is_ok() {
+                    self.responding.insert(id);
+                } else {
                     tracing::debug!("response not sent: the requester is gone");
                 }
             }
@@ -393,6 +432,7 @@ impl Task {
                 b.blocked.block_peer(peer);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Shutdown { done } => self.closing = Some(done),
         }
     }
 
@@ -419,7 +459,8 @@ impl Task {
             SwarmEvent::Behaviour(BehaviourEvent::Trades(request_response::Event::Message {
                 peer, message, ..
             })) => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request { request, channel, request_id } => {
+                    let channel = Responder { id: request_id, channel };
                     self.emit(Event::Request { peer, data: request, channel }).await;
                 }
                 request_response::Message::Response { request_id, response } => {
@@ -436,6 +477,12 @@ impl Task {
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Request(error.to_string())));
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Trades(
+                request_response::Event::ResponseSent { request_id, .. }
+                | request_response::Event::InboundFailure { request_id, .. },
+            )) => {
+                self.responding.remove(&request_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 // What a peer says it listens on feeds peer discovery.

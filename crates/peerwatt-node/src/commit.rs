@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 
 use peerwatt_core::{Encode, EntryKind, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest};
 use peerwatt_market::Reserved;
-use peerwatt_net::{PeerId, ResponseChannel};
+use peerwatt_net::{PeerId, Responder};
 use tokio::sync::oneshot;
 
 use crate::node::{Completion, Node};
@@ -35,6 +35,13 @@ pub(crate) struct Window {
     waiting: HashMap<PeerId, VecDeque<(Hash, TradeCall)>>,
 }
 
+impl Window {
+    /// Whether no request is sent and unanswered or waiting to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty() && self.waiting.is_empty()
+    }
+}
+
 /// The answer to a `place_order` command: the order's id once it is durable, or why not.
 pub(crate) type PlaceReply = oneshot::Sender<Result<Hash, String>>;
 
@@ -44,7 +51,7 @@ pub(crate) struct Batch {
     /// This node's new orders: appended, then gossiped.
     orders: Vec<Signed<Order>>,
     /// Trades this node agreed as maker, each with the taker's open response channel.
-    agreed: Vec<(Reserved, ResponseChannel<Vec<u8>>)>,
+    agreed: Vec<(Reserved, Responder)>,
     /// Trades of this node as taker, verified, to append.
     taken: Vec<Signed<Trade>>,
     /// Requests signed by this node, to persist and then send to their maker.
@@ -60,7 +67,7 @@ impl Batch {
     }
 
     /// Queues a trade agreed as maker; the taker is answered once it is durable.
-    pub fn agree(&mut self, reserved: Reserved, channel: ResponseChannel<Vec<u8>>) {
+    pub fn agree(&mut self, reserved: Reserved, channel: Responder) {
         self.agreed.push((reserved, channel));
     }
 
@@ -156,7 +163,7 @@ impl Node {
     }
 
     /// The trades agreed as maker are durable: answer each taker.
-    async fn answer_takers(&mut self, agreed: Vec<(Reserved, ResponseChannel<Vec<u8>>)>) -> Vec<Signed<Trade>> {
+    async fn answer_takers(&mut self, agreed: Vec<(Reserved, Responder)>) -> Vec<Signed<Trade>> {
         let mut trades = Vec::with_capacity(agreed.len());
         for (reserved, channel) in agreed {
             let trade = self.maker.commit(reserved);

@@ -102,7 +102,9 @@ impl RunningNode {
         self.events.subscribe()
     }
 
-    /// Stops the node after the event it is handling, and waits until everything is written.
+    /// Stops the node gracefully and waits until everything is written: it stops trading,
+    /// cancels its orders, waits (a request timeout at most) for the answers to the requests
+    /// it sent, and lets the answers it gave reach their takers.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;

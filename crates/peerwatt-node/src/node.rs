@@ -19,7 +19,7 @@ use peerwatt_market::{
     TakerAction, UserLimits, intent,
 };
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
-use peerwatt_net::{Event, NetHandle, PeerId, ResponseChannel, Verdict};
+use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::commit::{Batch, Window};
@@ -172,6 +172,8 @@ pub(crate) struct Node {
     pub batch: Batch,
     /// Requests sent and waiting to be sent, per maker.
     pub window: Window,
+    /// Stopping: no new trades (see [`Node::begin_drain`]).
+    draining: bool,
 }
 
 /// What the maker decided about a trade request.
@@ -256,6 +258,7 @@ impl Node {
             last_status: Timestamp(0),
             batch: Batch::default(),
             window: Window::default(),
+            draining: false,
         })
     }
 
@@ -310,7 +313,7 @@ impl Node {
         Ok(())
     }
 
-    /// Handles events until `shutdown` says stop.
+    /// Handles events until `shutdown` says stop, then drains ([`Node::begin_drain`]) and stops.
     pub async fn run(
         mut self,
         mut net_events: mpsc::Receiver<Event>,
@@ -321,10 +324,14 @@ impl Node {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed(), if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + self.drain_grace());
+                    self.begin_drain();
+                }
                 Some(c) = completions.recv() => self.on_completion(c).await,
                 Some(c) = commands.recv() => self.on_command(c).await,
                 event = net_events.recv() => match event {
@@ -350,11 +357,63 @@ impl Node {
                 }
             }
             self.commit().await;
+            if let Some(until) = drain_until {
+                if self.drained() {
+                    tracing::info!("drained: every request of this node is answered");
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(
+                        pending_requests = self.taker.pending_count(),
+                        "stopping with requests whose outcome is unknown; they are resolved at the next start"
+                    );
+                    break;
+                }
+            }
         }
-        self.stop();
+        // Requests nobody will answer now are refused by dropping their channels.
+        drop(net_events);
+        self.stop().await;
     }
 
-    fn stop(&mut self) {
+    /// How long a stopping node waits for the answers to its own requests: long enough for a
+    /// request to time out and its maker to be asked about it once.
+    fn drain_grace(&self) -> Duration {
+        Duration::from_millis(self.market.request_timeout_ms + self.market.tick_ms + 1_000)
+    }
+
+    /// The start of a graceful stop. The node stops trading: it cancels its open orders (so
+    /// peers stop sending it requests), refuses new requests, sends no new ones, and keeps
+    /// running until every request it already sent is answered. Stopping in the middle of a
+    /// handshake is safe too (a restart asks the maker), but a drained node leaves nothing
+    /// for its counterparties or for a restart to resolve.
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        let now = self.clock.now();
+        let open: Vec<(IntervalId, Side)> = self
+            .open_intervals(now)
+            .into_iter()
+            .flat_map(|i| [(i, Side::Sell), (i, Side::Buy)])
+            .filter(|(i, side)| self.maker.current(*i, *side).is_some_and(|o| o.body().energy > Wh::ZERO))
+            .collect();
+        for (interval, side) in &open {
+            self.publish_order(*interval, *side, Wh::ZERO, None, now);
+        }
+        tracing::info!(
+            orders_cancelled = open.len(),
+            pending_requests = self.taker.pending_count(),
+            "stopping: no new trades; waiting for the answers to this node's requests"
+        );
+    }
+
+    /// Whether every request this node sent is answered (or was never sent).
+    fn drained(&self) -> bool {
+        self.taker.pending_count() == 0 && self.window.is_empty()
+    }
+
+    async fn stop(&mut self) {
+        // Answers already given reach their takers before the connections close.
+        self.net.shutdown(Duration::from_secs(2)).await;
         if let Err(e) = self.state.flush() {
             tracing::error!(error = %e, "cannot flush the node state at shutdown");
         }
@@ -366,11 +425,15 @@ impl Node {
         match command {
             NodeCommand::PlaceOrder { interval, side, energy, price, reply } => {
                 let now = self.clock.now();
+                if self.draining {
+                    let _ = reply.send(Err("the node is stopping".into()));
+                    return;
+                }
                 if !self.community.is_open(interval, now) {
                     let _ = reply.send(Err(format!("trading for interval {} is not open", interval.0)));
                     return;
                 }
-                self.publish_order(interval, side, energy, Some(price), now).await;
+                self.publish_order(interval, side, energy, Some(price), now);
                 let id = self.maker.current(interval, side).map(|o| o.digest());
                 self.take(interval, now).await;
                 // Answered when the order is durable, at the end of the turn.
@@ -487,7 +550,7 @@ impl Node {
     }
 
     /// A direct call from a taker: a trade request, or a query about earlier requests.
-    async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: ResponseChannel<Vec<u8>>) {
+    async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: Responder) {
         let now = self.clock.now();
         let reply = match TradeCall::from_bytes(data) {
             Ok(TradeCall::Request { cert, request }) => match self.on_trade_request(&cert, &request, now) {
@@ -523,6 +586,10 @@ impl Node {
         request: &Signed<TradeRequest>,
         now: Timestamp,
     ) -> Decision {
+        if self.draining {
+            self.counters.inc("trade_requests_refused");
+            return Decision::Answer(TradeReply::Refused("the maker is stopping".into()));
+        }
         if let Err(e) = self.validator.check_cert(&self.community, cert, request.signer(), now) {
             self.counters.inc("trade_requests_refused");
             return Decision::Answer(TradeReply::Refused(format!("not a member: {e}")));
@@ -649,7 +716,7 @@ impl Node {
     async fn on_tick(&mut self) {
         let now = self.clock.now();
         self.books.prune(now);
-        if self.market.enabled {
+        if self.market.enabled && !self.draining {
             for interval in self.open_intervals(now) {
                 self.update_order(interval, now).await;
                 self.take(interval, now).await;
@@ -678,7 +745,7 @@ impl Node {
         let side = if net.unwrap_or(0) > 0 { Side::Sell } else { Side::Buy };
         // A forecast that flipped sides cancels the order on the other side.
         if self.maker.current(interval, side.opposite()).is_some() {
-            self.publish_order(interval, side.opposite(), Wh::ZERO, None, now).await;
+            self.publish_order(interval, side.opposite(), Wh::ZERO, None, now);
         }
         let committed = self.traded.get(&(interval, side_key(side))).copied().unwrap_or(Wh::ZERO);
         let committed = Wh(committed.0 + self.taker.outstanding(interval).0);
@@ -690,9 +757,9 @@ impl Node {
         let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
         match (wanted, current) {
             (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
-                self.publish_order(interval, side, Wh::ZERO, None, now).await;
+                self.publish_order(interval, side, Wh::ZERO, None, now);
             }
-            (Some(w), None) => self.publish_order(interval, side, w.energy, Some(w.price), now).await,
+            (Some(w), None) => self.publish_order(interval, side, w.energy, Some(w.price), now),
             (Some(w), Some((id, price))) => {
                 // Offering too much is corrected at once. Everything else (a new price, energy
                 // freed by a refused request) waits for the re-pricing period: a node that
@@ -702,7 +769,7 @@ impl Node {
                 let last = self.last_publish.get(&(interval, side_key(side))).copied().unwrap_or(Timestamp(0));
                 let due = now.saturating_since(last) >= Duration::from_millis(self.market.reprice_ms);
                 if available > w.energy || (due && (price != w.price || available != w.energy)) {
-                    self.publish_order(interval, side, w.energy, Some(w.price), now).await;
+                    self.publish_order(interval, side, w.energy, Some(w.price), now);
                 }
             }
             _ => {}
@@ -711,7 +778,7 @@ impl Node {
 
     /// Signs an order (energy 0 cancels) and makes it this node's current one; it is recorded
     /// in the ledger and then gossiped at the end of the turn.
-    async fn publish_order(
+    fn publish_order(
         &mut self,
         interval: IntervalId,
         side: Side,
@@ -750,6 +817,9 @@ impl Node {
     /// Takes resting orders that cross this node's own order in `interval`, when this node's
     /// order is the later one (the single-aggressor rule).
     async fn take(&mut self, interval: IntervalId, now: Timestamp) {
+        if self.draining {
+            return;
+        }
         for side in [Side::Sell, Side::Buy] {
             let Some(mine) = self.maker.current(interval, side).and_then(|o| self.books.get(&o.digest())).cloned()
             else {
