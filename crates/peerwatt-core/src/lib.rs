@@ -25,4 +25,4 @@ pub use messages::{
 };
 pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
 pub use units::{Money, Price, UnitsError, W, Wh};
-pub use wire::{TradeCall, TradeReply};
+pub use wire::{Answer, TradeCall, TradeReply};

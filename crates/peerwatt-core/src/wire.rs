@@ -5,6 +5,10 @@
 //! - `Request(certificate, signed request)` → `Agreed(signed trade)` or `Refused(reason)`; the
 //!   taker's membership certificate travels with the request, so the maker can check that the
 //!   taker is a member even if none of its gossip has arrived yet;
+//! - `Requests(certificate, up to 64 signed requests)` → `Answers`: one `Agreed` or `Refused`
+//!   per request, in order. Each request is judged on its own, exactly as if it had come alone;
+//!   a busy taker sends what queued up for one maker in one call instead of one stream each.
+//!   A call the maker refuses as a whole (not a member, malformed) is answered `Refused`;
 //! - `Query(request digests)` → `Known(trades)`: the agreed trades among the asked requests.
 //!   A request the maker does not list is not agreed, and the maker will never agree it
 //!   afterwards (it is closed), so the answer is final. A taker whose answer was lost (timeout,
@@ -21,6 +25,8 @@ use crate::messages::{MembershipCert, Trade, TradeRequest};
 pub const TRADE_WIRE_VERSION: u8 = 1;
 /// Most request digests in one query (and trades in one answer).
 pub const MAX_QUERY: usize = 64;
+/// Most requests in one `Requests` call (and answers in one `Answers` reply).
+pub const MAX_BATCH: usize = 64;
 /// Longest refusal reason, bytes.
 pub const MAX_REASON: usize = 256;
 
@@ -37,6 +43,23 @@ pub enum TradeCall {
     },
     /// Which of these requests (by digest) did you agree?
     Query(Vec<Hash>),
+    /// Take these (at most [`MAX_BATCH`]), each judged on its own.
+    Requests {
+        /// The taker's membership certificate.
+        cert: Signed<MembershipCert>,
+        /// The taker's signed requests.
+        requests: Vec<Signed<TradeRequest>>,
+    },
+}
+
+/// The maker's answer to one request of a `Requests` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // decoded once per call and consumed at once
+pub enum Answer {
+    /// Agreed: the trade, signed by both, already in the maker's ledger.
+    Agreed(Signed<Trade>),
+    /// Refused, and why.
+    Refused(String),
 }
 
 /// What a maker answers.
@@ -49,22 +72,34 @@ pub enum TradeReply {
     Refused(String),
     /// The agreed trades among the queried requests; the others are final refusals.
     Known(Vec<Signed<Trade>>),
+    /// The answers to a `Requests` call, one per request, in order.
+    Answers(Vec<Answer>),
 }
 
-fn put_list<T: Encode>(w: &mut Writer, items: &[T]) {
-    // MAX_QUERY fits u16; longer lists are cut by the sender before encoding.
-    w.u16(u16::try_from(items.len().min(MAX_QUERY)).unwrap_or(0));
-    for item in items.iter().take(MAX_QUERY) {
+/// A list of at most `max` items (`max` fits u16; longer lists are cut by the sender before
+/// encoding, so an encoder never writes what a decoder refuses).
+fn put_list<T: Encode>(w: &mut Writer, items: &[T], max: usize) {
+    w.u16(u16::try_from(items.len().min(max)).unwrap_or(0));
+    for item in items.iter().take(max) {
         w.put(item);
     }
 }
 
-fn get_list<T: Decode>(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<T>, DecodeError> {
+fn get_list<T: Decode>(r: &mut Reader<'_>, what: &'static str, max: usize) -> Result<Vec<T>, DecodeError> {
     let n = usize::from(r.u16(what)?);
-    if n > MAX_QUERY {
-        return Err(DecodeError::TooLong { what, len: n as u64, max: MAX_QUERY as u64 });
+    if n > max {
+        return Err(DecodeError::TooLong { what, len: n as u64, max: max as u64 });
     }
     (0..n).map(|_| r.get()).collect()
+}
+
+/// A refusal reason cut to [`MAX_REASON`] bytes on a character boundary.
+fn put_reason(w: &mut Writer, reason: &str) {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    w.str(&reason[..end]);
 }
 
 fn version(r: &mut Reader<'_>, what: &'static str) -> Result<(), DecodeError> {
@@ -83,7 +118,11 @@ impl Encode for TradeCall {
             }
             TradeCall::Query(digests) => {
                 w.u8(2);
-                put_list(w, digests);
+                put_list(w, digests, MAX_QUERY);
+            }
+            TradeCall::Requests { cert, requests } => {
+                w.u8(3).put(cert);
+                put_list(w, requests, MAX_BATCH);
             }
         }
     }
@@ -94,7 +133,8 @@ impl Decode for TradeCall {
         version(r, "trade call")?;
         match r.u8("trade call")? {
             1 => Ok(TradeCall::Request { cert: r.get()?, request: r.get()? }),
-            2 => Ok(TradeCall::Query(get_list(r, "query")?)),
+            2 => Ok(TradeCall::Query(get_list(r, "query", MAX_QUERY)?)),
+            3 => Ok(TradeCall::Requests { cert: r.get()?, requests: get_list(r, "requests", MAX_BATCH)? }),
             tag => Err(DecodeError::UnknownTag { what: "trade call", tag }),
         }
     }
@@ -108,15 +148,16 @@ impl Encode for TradeReply {
                 w.u8(1).put(trade);
             }
             TradeReply::Refused(reason) => {
-                let mut end = reason.len().min(MAX_REASON);
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                w.u8(2).str(&reason[..end]);
+                w.u8(2);
+                put_reason(w, reason);
             }
             TradeReply::Known(trades) => {
                 w.u8(3);
-                put_list(w, trades);
+                put_list(w, trades, MAX_QUERY);
+            }
+            TradeReply::Answers(answers) => {
+                w.u8(4);
+                put_list(w, answers, MAX_BATCH);
             }
         }
     }
@@ -128,8 +169,108 @@ impl Decode for TradeReply {
         match r.u8("trade reply")? {
             1 => Ok(TradeReply::Agreed(r.get()?)),
             2 => Ok(TradeReply::Refused(r.str(MAX_REASON, "refusal reason")?.to_owned())),
-            3 => Ok(TradeReply::Known(get_list(r, "known trades")?)),
+            3 => Ok(TradeReply::Known(get_list(r, "known trades", MAX_QUERY)?)),
+            4 => Ok(TradeReply::Answers(get_list(r, "answers", MAX_BATCH)?)),
             tag => Err(DecodeError::UnknownTag { what: "trade reply", tag }),
         }
+    }
+}
+
+impl Encode for Answer {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Answer::Agreed(trade) => {
+                w.u8(1).put(trade);
+            }
+            Answer::Refused(reason) => {
+                w.u8(2);
+                put_reason(w, reason);
+            }
+        }
+    }
+}
+
+impl Decode for Answer {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("answer")? {
+            1 => Ok(Answer::Agreed(r.get()?)),
+            2 => Ok(Answer::Refused(r.str(MAX_REASON, "refusal reason")?.to_owned())),
+            tag => Err(DecodeError::UnknownTag { what: "answer", tag }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test panics to fail
+
+    use super::*;
+    use crate::{CommunityId, IntervalId, NodeKey, Price, Side, Timestamp, Wh};
+
+    fn request(seq: u64) -> Signed<TradeRequest> {
+        let key = NodeKey::from_seed(&[7; 32]);
+        Signed::sign(
+            &key,
+            TradeRequest {
+                community: CommunityId(Hash([1; 32])),
+                order: Hash([2; 32]),
+                maker: NodeKey::from_seed(&[8; 32]).public(),
+                maker_side: Side::Sell,
+                interval: IntervalId(5),
+                energy: Wh(10),
+                price: Price(100_000),
+                request_seq: seq,
+                created_at: Timestamp(1),
+            },
+        )
+    }
+
+    fn cert() -> Signed<MembershipCert> {
+        Signed::sign(
+            &NodeKey::from_seed(&[9; 32]),
+            MembershipCert {
+                community: CommunityId(Hash([1; 32])),
+                member: NodeKey::from_seed(&[7; 32]).public(),
+                name: "a".into(),
+                zone: "z".into(),
+                valid_from: Timestamp(0),
+                valid_until: Timestamp(10),
+            },
+        )
+    }
+
+    #[test]
+    fn a_batch_of_requests_and_its_answers_round_trip_in_order() {
+        let requests: Vec<_> = (0..MAX_BATCH as u64).map(request).collect();
+        let call = TradeCall::Requests { cert: cert(), requests };
+        assert_eq!(TradeCall::from_bytes(&call.to_bytes()).unwrap(), call);
+        let trade =
+            Signed::sign(&NodeKey::from_seed(&[8; 32]), Trade { request: request(0), accepted_at: Timestamp(2) });
+        let reply = TradeReply::Answers(vec![Answer::Refused("insufficient".into()), Answer::Agreed(trade)]);
+        assert_eq!(TradeReply::from_bytes(&reply.to_bytes()).unwrap(), reply);
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_limit_is_refused_when_decoded_and_cut_when_encoded() {
+        let call = TradeCall::Requests { cert: cert(), requests: (0..=MAX_BATCH as u64).map(request).collect() };
+        // The encoder never writes more than the decoder takes.
+        let TradeCall::Requests { requests, .. } = TradeCall::from_bytes(&call.to_bytes()).unwrap() else {
+            panic!("not a batch")
+        };
+        assert_eq!(requests.len(), MAX_BATCH);
+        // A hostile count is refused before anything is read.
+        let mut bytes = vec![TRADE_WIRE_VERSION, 3];
+        bytes.extend_from_slice(&cert().to_bytes());
+        bytes.extend_from_slice(&(MAX_BATCH as u16 + 1).to_be_bytes());
+        assert!(matches!(TradeCall::from_bytes(&bytes), Err(DecodeError::TooLong { what: "requests", .. })));
+        let answers = [TRADE_WIRE_VERSION, 4, 0xff, 0xff];
+        assert!(matches!(TradeReply::from_bytes(&answers), Err(DecodeError::TooLong { what: "answers", .. })));
+    }
+
+    #[test]
+    fn an_answer_cannot_nest_a_reply() {
+        // Tag 3 would be `Known` in a reply; inside `Answers` only 1 and 2 exist.
+        let bytes = [TRADE_WIRE_VERSION, 4, 0, 1, 3, 0, 0];
+        assert!(matches!(TradeReply::from_bytes(&bytes), Err(DecodeError::UnknownTag { what: "answer", tag: 3 })));
     }
 }

@@ -47,6 +47,11 @@ fn derived_vectors() -> BTreeMap<String, String> {
     out.insert("ledger-entry.leaf-hash".into(), hex::encode(leaf));
     let trade = Signed::sign(&maker(), trade());
     out.insert("trade-call.query".into(), hex::encode(TradeCall::Query(vec![signed_request().digest()]).to_bytes()));
+    let batch =
+        TradeCall::Requests { cert: Signed::sign(&admin(), membership_cert()), requests: vec![signed_request()] };
+    out.insert("trade-call.requests".into(), hex::encode(batch.to_bytes()));
+    let answers = TradeReply::Answers(vec![Answer::Agreed(trade.clone()), Answer::Refused("insufficient".into())]);
+    out.insert("trade-reply.answers".into(), hex::encode(answers.to_bytes()));
     out.insert("trade-reply.agreed".into(), hex::encode(TradeReply::Agreed(trade).to_bytes()));
     out.insert("trade-reply.refused".into(), hex::encode(TradeReply::Refused("insufficient".into()).to_bytes()));
     // `PRINT_VECTORS=1 cargo test -p peerwatt-core --test protocol_vectors -- --nocapture`
@@ -69,7 +74,7 @@ fn every_documented_vector_is_rederived_byte_for_byte() {
     }
     let orphans: Vec<_> = doc.keys().filter(|k| !derived.contains_key(*k)).collect();
     assert!(orphans.is_empty(), "docs/protocol.md has vectors no test checks: {orphans:?}");
-    assert_eq!(doc.len(), 26);
+    assert_eq!(doc.len(), 28);
 }
 
 #[test]

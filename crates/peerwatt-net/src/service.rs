@@ -6,7 +6,7 @@
 //! (`validate_messages`), and must be judged with [`NetHandle::report`]: accepted messages
 //! are forwarded, rejected ones lower the sender's peer score.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -114,6 +114,13 @@ pub enum Event {
         /// The payload.
         data: Vec<u8>,
     },
+    /// A message given to [`NetHandle::publish_nowait`] could not be published.
+    PublishFailed {
+        /// The topic.
+        topic: String,
+        /// Why (e.g. no peer subscribed yet).
+        error: NetError,
+    },
     /// A request from a peer; answer it with [`NetHandle::respond`].
     Request {
         /// Who asks.
@@ -134,15 +141,42 @@ pub struct Responder {
 }
 
 enum Command {
-    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), NetError>> },
-    Request { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<Vec<u8>, NetError>> },
-    Respond { channel: Responder, data: Vec<u8> },
-    Report { id: MessageId, source: PeerId, verdict: Verdict },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Peers { reply: oneshot::Sender<Vec<PeerId>> },
-    Ban { peer: PeerId },
-    Shutdown { done: oneshot::Sender<()> },
+    /// Without `reply`, a failure is reported as [`Event::PublishFailed`].
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: Option<oneshot::Sender<Result<(), NetError>>>,
+    },
+    Request {
+        peer: PeerId,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
+    },
+    Respond {
+        channel: Responder,
+        data: Vec<u8>,
+    },
+    Report {
+        id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Ban {
+        peer: PeerId,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Talks to the network task.
@@ -172,7 +206,14 @@ impl NetHandle {
 
     /// Publishes `data` on `topic`.
     pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
-        self.call(|reply| Command::Publish { topic: topic.to_owned(), data, reply }).await?
+        self.call(|reply| Command::Publish { topic: topic.to_owned(), data, reply: Some(reply) }).await?
+    }
+
+    /// Publishes `data` on `topic` without waiting for the network task: a failure comes back
+    /// as [`Event::PublishFailed`]. Errs only when the service has stopped.
+    pub async fn publish_nowait(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
+        let command = Command::Publish { topic: topic.to_owned(), data, reply: None };
+        self.commands.send(command).await.map_err(|_| NetError::Stopped)
     }
 
     /// Sends a request to `peer` and waits for its response.
@@ -312,6 +353,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         pending: HashMap::new(),
         responding: HashSet::new(),
         closing: None,
+        outbox: VecDeque::new(),
         connected: HashSet::new(),
         cfg,
     };
@@ -336,6 +378,8 @@ struct Task {
     responding: HashSet<InboundRequestId>,
     /// Set by [`NetHandle::shutdown`]: stop once `responding` is empty.
     closing: Option<oneshot::Sender<()>>,
+    /// Events raised while serving a command, emitted before anything else.
+    outbox: VecDeque<Event>,
     connected: HashSet<PeerId>,
     cfg: NetConfig,
 }
@@ -344,6 +388,9 @@ impl Task {
     async fn run(mut self) {
         let mut discovery = tokio::time::interval(self.cfg.discovery_interval);
         loop {
+            while let Some(event) = self.outbox.pop_front() {
+                self.emit(event).await;
+            }
             if self.closing.is_some() && self.responding.is_empty() {
                 if let Some(done) = self.closing.take() {
                     let _ = done.send(());
@@ -391,10 +438,16 @@ impl Task {
             Command::Publish { topic, data, reply } => {
                 let result = b
                     .gossipsub
-                    .publish(IdentTopic::new(topic), data)
+                    .publish(IdentTopic::new(topic.clone()), data)
                     .map(|_| ())
                     .map_err(|e| NetError::Publish(e.to_string()));
-                let _ = reply.send(result);
+                match (reply, result) {
+                    (Some(reply), result) => {
+                        let _ = reply.send(result);
+                    }
+                    (None, Err(error)) => self.outbox.push_back(Event::PublishFailed { topic, error }),
+                    (None, Ok(())) => {}
+                }
             }
             Command::Request { peer, data, reply } => {
                 let id = b.trades.send_request(&peer, data);

@@ -144,6 +144,20 @@ async fn throughput(n: usize, window: usize) {
         b.shutdown().await;
     }
     a.shutdown().await;
+    // How well the work was batched: ledger commits (one flush each) per node.
+    for path in walk(dir.path(), "status.json") {
+        if let Ok(status) = peerwatt_node::Status::read(&path) {
+            let c = &status.counters;
+            println!(
+                "  {}: {} ledger commits for {} trades as maker, {} as taker, {} orders",
+                status.peer_id.get(..12).unwrap_or_default(),
+                c.get("ledger_group_commits"),
+                c.get("trades_as_maker"),
+                c.get("trades_as_taker"),
+                c.get("orders_published"),
+            );
+        }
+    }
 }
 
 /// 50 network nodes (node 0 the bootstrap peer); each of `messages` gossip messages from a
@@ -231,6 +245,8 @@ fn main() {
         }
         if wanted("throughput") {
             throughput(3_000, 1).await;
+        }
+        if wanted("throughput") || wanted("pipelined") {
             throughput(10_000, 64).await;
         }
         if wanted("propagation") {

@@ -15,7 +15,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use peerwatt_core::{Encode, EntryKind, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest};
+use peerwatt_core::wire::MAX_BATCH;
+use peerwatt_core::{
+    Answer, Encode, EntryKind, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest,
+};
 use peerwatt_market::Reserved;
 use peerwatt_net::{PeerId, Responder};
 use tokio::sync::oneshot;
@@ -24,21 +27,61 @@ use crate::node::{Completion, Node};
 
 /// At most this many trade requests to one maker are unanswered at once; more wait their
 /// turn in [`Window`]. A burst of crossings then never overruns the maker (or the stream limit
-/// of the connection, which would drop requests) and the maker still batches what it gets.
-const MAX_IN_FLIGHT_PER_MAKER: usize = 64;
+/// of the connection) and the maker still batches what it gets. Requests leave in calls of up
+/// to [`MAX_BATCH`], so this allows four calls in flight.
+const MAX_IN_FLIGHT_PER_MAKER: usize = 4 * MAX_BATCH;
 
 /// Requests persisted and not yet answered, per maker: sent ones count against the window,
 /// the others wait in order.
 #[derive(Default)]
 pub(crate) struct Window {
     in_flight: HashMap<PeerId, usize>,
-    waiting: HashMap<PeerId, VecDeque<(Hash, TradeCall)>>,
+    waiting: HashMap<PeerId, VecDeque<Signed<TradeRequest>>>,
 }
 
 impl Window {
     /// Whether no request is sent and unanswered or waiting to be sent.
     pub fn is_empty(&self) -> bool {
         self.in_flight.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// The answer to one request of a taker's call, as far as the maker has decided.
+pub(crate) enum Slot {
+    /// Final now (a refusal, or a trade agreed before).
+    Ready(Answer),
+    /// A new trade, reserved: answered once it is in the ledger.
+    Agreed(Reserved),
+}
+
+/// A taker's call whose answer waits for the end of the turn.
+pub(crate) struct PendingAnswer {
+    /// Where the answer goes.
+    pub channel: Responder,
+    /// A `Requests` call (answered `Answers`) or a single `Request` (answered `Agreed`).
+    pub batched: bool,
+    /// One per request, in the call's order.
+    pub slots: Vec<Slot>,
+}
+
+impl PendingAnswer {
+    fn reserved(&self) -> impl Iterator<Item = &Reserved> {
+        self.slots.iter().filter_map(|s| match s {
+            Slot::Agreed(r) => Some(r),
+            Slot::Ready(_) => None,
+        })
+    }
+
+    /// The reply to a call, once every slot is final.
+    pub fn reply(batched: bool, mut answers: Vec<Answer>) -> TradeReply {
+        if batched {
+            return TradeReply::Answers(answers);
+        }
+        match answers.pop() {
+            Some(Answer::Agreed(trade)) => TradeReply::Agreed(trade),
+            Some(Answer::Refused(reason)) => TradeReply::Refused(reason),
+            None => TradeReply::Refused("no request".into()),
+        }
     }
 }
 
@@ -50,8 +93,8 @@ pub(crate) type PlaceReply = oneshot::Sender<Result<Hash, String>>;
 pub(crate) struct Batch {
     /// This node's new orders: appended, then gossiped.
     orders: Vec<Signed<Order>>,
-    /// Trades this node agreed as maker, each with the taker's open response channel.
-    agreed: Vec<(Reserved, Responder)>,
+    /// Answers to takers' calls that wait for trades this node agreed as maker.
+    answers: Vec<PendingAnswer>,
     /// Trades of this node as taker, verified, to append.
     taken: Vec<Signed<Trade>>,
     /// Requests signed by this node, to persist and then send to their maker.
@@ -66,9 +109,10 @@ impl Batch {
         self.orders.push(order);
     }
 
-    /// Queues a trade agreed as maker; the taker is answered once it is durable.
-    pub fn agree(&mut self, reserved: Reserved, channel: Responder) {
-        self.agreed.push((reserved, channel));
+    /// Queues the answer to a call with trades agreed as maker; the taker is answered once
+    /// they are durable.
+    pub fn answer(&mut self, answer: PendingAnswer) {
+        self.answers.push(answer);
     }
 
     /// Queues a trade taken (answered or announced) to append.
@@ -89,7 +133,7 @@ impl Batch {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.orders.is_empty()
-            && self.agreed.is_empty()
+            && self.answers.is_empty()
             && self.taken.is_empty()
             && self.requests.is_empty()
             && self.placed.is_empty()
@@ -98,7 +142,8 @@ impl Batch {
     /// The ledger entries of the turn, in the order they are appended.
     fn entries(&self) -> Vec<(EntryKind, Vec<u8>)> {
         let orders = self.orders.iter().map(|o| (EntryKind::OrderPublished, o.to_bytes()));
-        let agreed = self.agreed.iter().map(|(r, _)| (EntryKind::TradeAgreed, r.trade.to_bytes()));
+        let agreed =
+            self.answers.iter().flat_map(PendingAnswer::reserved).map(|r| (EntryKind::TradeAgreed, r.trade.to_bytes()));
         let taken = self.taken.iter().map(|t| (EntryKind::TradeAgreed, t.to_bytes()));
         orders.chain(agreed).chain(taken).collect()
     }
@@ -121,8 +166,8 @@ impl Node {
             }
             self.counters.inc("ledger_group_commits");
         }
-        let Batch { orders, agreed, taken, requests, placed } = batch;
-        let mut trades = self.answer_takers(agreed).await;
+        let Batch { orders, answers, taken, requests, placed } = batch;
+        let mut trades = self.answer_takers(answers).await;
         trades.extend(self.taken_recorded(taken));
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
         self.send_requests(requests);
@@ -139,15 +184,23 @@ impl Node {
 
     /// The ledger refused the turn's entries: nothing of the turn leaves the node.
     async fn undo(&mut self, batch: Batch) {
-        let Batch { orders, agreed, taken, requests, placed } = batch;
+        let Batch { orders, answers, taken, requests, placed } = batch;
         for order in &orders {
             self.maker.withdraw(&order.digest());
         }
-        for (reserved, channel) in agreed {
-            self.maker.abort(reserved);
-            self.counters.inc("trade_requests_refused");
-            let reply = TradeReply::Refused("the maker could not record the trade".into());
-            let _ = self.net.respond(channel, reply.to_bytes()).await;
+        for PendingAnswer { channel, batched, slots } in answers {
+            let answers = slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Ready(answer) => answer,
+                    Slot::Agreed(reserved) => {
+                        self.maker.abort(reserved);
+                        self.counters.inc("trade_requests_refused");
+                        Answer::Refused("the maker could not record the trade".into())
+                    }
+                })
+                .collect();
+            let _ = self.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
         }
         // Their requests stay persisted and pending: their makers are asked about them later.
         let now = self.clock.now();
@@ -163,22 +216,22 @@ impl Node {
     }
 
     /// The trades agreed as maker are durable: answer each taker.
-    async fn answer_takers(&mut self, agreed: Vec<(Reserved, Responder)>) -> Vec<Signed<Trade>> {
-        let mut trades = Vec::with_capacity(agreed.len());
-        for (reserved, channel) in agreed {
-            let trade = self.maker.commit(reserved);
-            let _ = self.net.respond(channel, TradeReply::Agreed(trade.clone()).to_bytes()).await;
-            self.counters.inc("trades_as_maker");
-            self.note_trade(&trade);
-            let terms = trade.body().request.body();
-            tracing::info!(
-                interval = terms.interval.0,
-                energy_wh = terms.energy.0,
-                price = terms.price.0,
-                taker = %trade.body().request.signer(),
-                "trade agreed as maker"
-            );
-            trades.push(trade);
+    async fn answer_takers(&mut self, pending: Vec<PendingAnswer>) -> Vec<Signed<Trade>> {
+        let mut trades = Vec::new();
+        for PendingAnswer { channel, batched, slots } in pending {
+            let mut answers = Vec::with_capacity(slots.len());
+            for slot in slots {
+                answers.push(match slot {
+                    Slot::Ready(answer) => answer,
+                    Slot::Agreed(reserved) => {
+                        let trade = self.maker.commit(reserved);
+                        self.trade_recorded(&trade);
+                        trades.push(trade.clone());
+                        Answer::Agreed(trade)
+                    }
+                });
+            }
+            let _ = self.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
         }
         trades
     }
@@ -191,16 +244,7 @@ impl Node {
             tracing::warn!(error = %e, "cannot forget answered requests");
         }
         for trade in &taken {
-            self.counters.inc("trades_as_taker");
-            self.note_trade(trade);
-            let terms = trade.body().request.body();
-            tracing::info!(
-                interval = terms.interval.0,
-                energy_wh = terms.energy.0,
-                price = terms.price.0,
-                maker = %trade.signer(),
-                "trade agreed as taker"
-            );
+            self.trade_recorded(trade);
         }
         taken
     }
@@ -229,34 +273,43 @@ impl Node {
                 maker = %terms.maker,
                 "trade request sent"
             );
-            let digest = request.digest();
-            let call = TradeCall::Request { cert: self.cert.clone(), request };
-            self.window.waiting.entry(peer).or_default().push_back((digest, call));
-            self.send_waiting(peer);
+            self.window.waiting.entry(peer).or_default().push_back(request);
+        }
+        let makers: Vec<PeerId> = self.window.waiting.keys().copied().collect();
+        for maker in makers {
+            self.send_waiting(maker);
         }
     }
 
-    /// Sends `maker` the requests waiting for it, as far as its window allows.
+    /// Sends `maker` the requests waiting for it, as far as its window allows, in calls of up
+    /// to [`MAX_BATCH`] requests.
     fn send_waiting(&mut self, maker: PeerId) {
         loop {
             let in_flight = self.window.in_flight.get(&maker).copied().unwrap_or(0);
-            if in_flight >= MAX_IN_FLIGHT_PER_MAKER {
+            let room = MAX_IN_FLIGHT_PER_MAKER.saturating_sub(in_flight).min(MAX_BATCH);
+            let Some(queue) = self.window.waiting.get_mut(&maker) else { return };
+            if room == 0 {
                 return;
             }
-            let Some((digest, call)) = self.window.waiting.get_mut(&maker).and_then(|q| q.pop_front()) else {
+            let requests: Vec<Signed<TradeRequest>> = queue.drain(..room.min(queue.len())).collect();
+            if queue.is_empty() {
                 self.window.waiting.remove(&maker);
+            }
+            if requests.is_empty() {
                 return;
-            };
-            self.window.in_flight.insert(maker, in_flight + 1);
-            self.call_maker(maker, &call, move |reply| Completion::Answer { maker, digest, reply });
+            }
+            self.window.in_flight.insert(maker, in_flight + requests.len());
+            let digests: Vec<Hash> = requests.iter().map(Signed::digest).collect();
+            let call = TradeCall::Requests { cert: self.cert.clone(), requests };
+            self.call_maker(maker, &call, move |reply| Completion::Answer { maker, digests, reply });
         }
     }
 
-    /// A request to `maker` came back (answered or failed): its slot is free.
-    pub(crate) fn answered(&mut self, maker: PeerId) {
-        if let Some(n) = self.window.in_flight.get_mut(&maker) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+    /// A call of `n` requests to `maker` came back (answered or failed): their slots are free.
+    pub(crate) fn answered(&mut self, maker: PeerId, n: usize) {
+        if let Some(in_flight) = self.window.in_flight.get_mut(&maker) {
+            *in_flight = in_flight.saturating_sub(n);
+            if *in_flight == 0 {
                 self.window.in_flight.remove(&maker);
             }
         }
@@ -265,9 +318,6 @@ impl Node {
 
     /// Gossips one of this node's orders, now in its ledger.
     async fn gossip_order(&mut self, order: &Signed<Order>) {
-        if let Err(e) = self.gossip(&self.topics.orders, order.to_bytes()).await {
-            tracing::debug!(error = %e, "order not gossiped (no peers yet?)");
-            self.counters.inc("orders_not_gossiped");
-        }
+        self.gossip(&self.topics.orders, order.to_bytes()).await;
     }
 }

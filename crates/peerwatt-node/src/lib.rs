@@ -160,7 +160,6 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
     let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;
 
-    let (done_tx, done_rx) = mpsc::channel(1024);
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
     let peer_id = key.public().to_string();
@@ -176,7 +175,6 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         net,
         status_path: cfg.status_file(),
         ban_after: cfg.network.ban_after_rejects,
-        completions: done_tx,
         events: events.clone(),
     })?;
     node.restore()?;
@@ -185,6 +183,6 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         node.meter_configured();
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(node.run(net_events, meter_events, done_rx, command_rx, shutdown_rx));
+    let task = tokio::spawn(node.run(net_events, meter_events, command_rx, shutdown_rx));
     Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events })
 }

@@ -5,24 +5,28 @@
 //! it never leaves anything half-written.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use peerwatt_core::{
-    Clock, Community, Decode, Encode, EntryKind, GossipFrame, Hash, IntervalId, MembershipCert, NodeKey, Order,
+    Answer, Clock, Community, Decode, Encode, EntryKind, GossipFrame, Hash, IntervalId, MembershipCert, NodeKey, Order,
     PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, TreeHead, Wh,
 };
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
-    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Reserved, Taker,
+    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
     TakerAction, UserLimits, intent,
 };
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::commit::{Batch, Window};
+use crate::commit::{Batch, PendingAnswer, Slot, Window};
 use crate::config::MarketSection;
 use crate::state::State;
 use crate::status::{Counters, LedgerStatus, OrderStatus, Status, TradeStatus};
@@ -58,8 +62,8 @@ impl Topics {
 /// The answer to one of this node's own calls to a maker.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    /// The answer to a trade request sent to `maker`.
-    Answer { maker: PeerId, digest: Hash, reply: Result<Vec<u8>, String> },
+    /// The answer to trade requests sent to `maker` in one call.
+    Answer { maker: PeerId, digests: Vec<Hash>, reply: Result<Vec<u8>, String> },
     /// The answer to a query about requests with unknown outcome.
     Query { maker: PublicKey, asked: Vec<Hash>, reply: Result<Vec<u8>, String> },
 }
@@ -119,9 +123,11 @@ pub(crate) struct Parts {
     pub net: NetHandle,
     pub status_path: PathBuf,
     pub ban_after: u32,
-    pub completions: mpsc::Sender<Completion>,
     pub events: broadcast::Sender<NodeEvent>,
 }
+
+/// A call to a maker in flight: resolves to its answer.
+type Call = Pin<Box<dyn Future<Output = Completion> + Send>>;
 
 /// A closed meter interval as the forecaster sees it.
 pub(crate) fn observed(t: &IntervalTotals) -> Observed {
@@ -149,8 +155,9 @@ pub(crate) struct Node {
     pub counters: Counters,
     pub status_path: PathBuf,
     pub ban_after: u32,
-    pub completions: mpsc::Sender<Completion>,
     pub events: broadcast::Sender<NodeEvent>,
+    /// Calls to makers in flight, polled by the actor itself (no task per call).
+    calls: FuturesUnordered<Call>,
     traded: HashMap<(IntervalId, u8), Wh>,
     own_trades: Vec<OwnTrade>,
     seen_trades: HashSet<Hash>,
@@ -174,14 +181,6 @@ pub(crate) struct Node {
     pub window: Window,
     /// Stopping: no new trades (see [`Node::begin_drain`]).
     draining: bool,
-}
-
-/// What the maker decided about a trade request.
-enum Decision {
-    /// A new trade, reserved: record it, then answer.
-    Record(Reserved),
-    /// Answer at once (a refusal, or a trade agreed before).
-    Answer(TradeReply),
 }
 
 /// At most this many waiting events are handled in one turn before its writes are committed
@@ -212,7 +211,6 @@ impl Node {
             net,
             status_path,
             ban_after,
-            completions,
             events,
         } = parts;
         let me = key.public();
@@ -237,8 +235,8 @@ impl Node {
             counters: Counters::default(),
             status_path,
             ban_after: ban_after.max(1),
-            completions,
             events,
+            calls: FuturesUnordered::new(),
             traded: HashMap::new(),
             own_trades: Vec::new(),
             seen_trades: HashSet::new(),
@@ -318,7 +316,6 @@ impl Node {
         mut self,
         mut net_events: mpsc::Receiver<Event>,
         mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
-        mut completions: mpsc::Receiver<Completion>,
         mut commands: mpsc::Receiver<NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -332,7 +329,7 @@ impl Node {
                     drain_until = Some(tokio::time::Instant::now() + self.drain_grace());
                     self.begin_drain();
                 }
-                Some(c) = completions.recv() => self.on_completion(c).await,
+                Some(c) = self.calls.next(), if !self.calls.is_empty() => self.on_completion(c).await,
                 Some(c) = commands.recv() => self.on_command(c).await,
                 event = net_events.recv() => match event {
                     Some(e) => self.on_net(e).await,
@@ -346,7 +343,7 @@ impl Node {
             }
             // Group commit: whatever else is already waiting joins this turn.
             for _ in 0..MAX_EVENTS_PER_TURN {
-                if let Ok(c) = completions.try_recv() {
+                if let Some(Some(c)) = self.calls.next().now_or_never() {
                     self.on_completion(c).await;
                 } else if let Ok(c) = commands.try_recv() {
                     self.on_command(c).await;
@@ -467,6 +464,7 @@ impl Node {
                 let _ = self.net.report(id, source, verdict).await;
             }
             Event::Request { peer, data, channel } => self.on_call(peer, &data, channel).await,
+            Event::PublishFailed { topic, error } => self.publish_failed(&topic, &error),
         }
     }
 
@@ -549,18 +547,18 @@ impl Node {
         Ok("heads")
     }
 
-    /// A direct call from a taker: a trade request, or a query about earlier requests.
+    /// A direct call from a taker: trade requests, or a query about earlier requests.
     async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: Responder) {
         let now = self.clock.now();
         let reply = match TradeCall::from_bytes(data) {
-            Ok(TradeCall::Request { cert, request }) => match self.on_trade_request(&cert, &request, now) {
-                Decision::Record(reserved) => {
-                    // Answered when the trade is durable, at the end of this turn.
-                    self.batch.agree(reserved, channel);
-                    return;
-                }
-                Decision::Answer(reply) => reply,
-            },
+            Ok(TradeCall::Request { cert, request }) => {
+                self.on_trade_requests(&cert, std::slice::from_ref(&request), false, channel, now);
+                return;
+            }
+            Ok(TradeCall::Requests { cert, requests }) => {
+                self.on_trade_requests(&cert, &requests, true, channel, now);
+                return;
+            }
             Ok(TradeCall::Query(digests)) => {
                 self.counters.inc("queries_answered");
                 match self.maker.query(&digests) {
@@ -578,69 +576,130 @@ impl Node {
         let _ = self.net.respond(channel, reply.to_bytes()).await;
     }
 
-    /// The maker's side of the handshake: check, reserve and sign. The trade is recorded and
-    /// answered at the end of the turn ([`Node::commit`]); a refusal is answered at once.
+    /// The maker's side of the handshake for the requests of one call: check the taker's
+    /// membership once, then judge each request on its own. New trades are recorded at the
+    /// end of the turn and the call is answered then ([`Node::commit`]).
+    fn on_trade_requests(
+        &mut self,
+        cert: &Signed<MembershipCert>,
+        requests: &[Signed<TradeRequest>],
+        batched: bool,
+        channel: Responder,
+        now: Timestamp,
+    ) {
+        self.counters.add("trade_requests_received", requests.len() as u64);
+        let refuse_all = if self.draining {
+            Some("the maker is stopping".to_owned())
+        } else {
+            let signer = requests.first().map(|r| *r.signer());
+            match signer.map(|s| self.validator.check_cert(&self.community, cert, &s, now)) {
+                Some(Err(e)) => Some(format!("not a member: {e}")),
+                _ => None,
+            }
+        };
+        let slots = requests
+            .iter()
+            .map(|request| match &refuse_all {
+                Some(reason) => {
+                    self.counters.inc("trade_requests_refused");
+                    Slot::Ready(Answer::Refused(reason.clone()))
+                }
+                None => self.on_trade_request(cert, request, now),
+            })
+            .collect();
+        self.batch.answer(PendingAnswer { channel, batched, slots });
+    }
+
+    /// One request, from a taker whose certificate is checked: refuse, answer again, or
+    /// reserve and sign a new trade.
     fn on_trade_request(
         &mut self,
         cert: &Signed<MembershipCert>,
         request: &Signed<TradeRequest>,
         now: Timestamp,
-    ) -> Decision {
-        if self.draining {
+    ) -> Slot {
+        // Every request of a call must come from the certificate's member.
+        if cert.body().member != *request.signer() {
             self.counters.inc("trade_requests_refused");
-            return Decision::Answer(TradeReply::Refused("the maker is stopping".into()));
-        }
-        if let Err(e) = self.validator.check_cert(&self.community, cert, request.signer(), now) {
-            self.counters.inc("trade_requests_refused");
-            return Decision::Answer(TradeReply::Refused(format!("not a member: {e}")));
+            return Slot::Ready(Answer::Refused("the request is not signed by the certificate's member".into()));
         }
         match self.maker.accept(&self.key, request, now) {
-            Ok(Acceptance::Again(trade)) => Decision::Answer(TradeReply::Agreed(trade)),
-            Ok(Acceptance::New(reserved)) => Decision::Record(reserved),
+            Ok(Acceptance::Again(trade)) => Slot::Ready(Answer::Agreed(trade)),
+            Ok(Acceptance::New(reserved)) => Slot::Agreed(reserved),
             Err(refusal) => {
                 self.counters.inc("trade_requests_refused");
                 tracing::debug!(reason = %refusal, "trade request refused");
-                Decision::Answer(TradeReply::Refused(refusal.to_string()))
+                Slot::Ready(Answer::Refused(refusal.to_string()))
             }
         }
     }
 
     /// Gossips one of this node's signed messages on `topic`, framed with its certificate.
-    pub(crate) async fn gossip(&self, topic: &str, message: Vec<u8>) -> Result<(), peerwatt_net::NetError> {
-        let frame = GossipFrame { cert: self.cert.clone(), message };
-        self.net.publish(topic, frame.to_bytes()).await
+    /// The actor does not wait for the network: a failure comes back as an event
+    /// ([`Node::publish_failed`]).
+    pub(crate) fn gossip(&self, topic: &str, message: Vec<u8>) -> impl Future<Output = ()> + Send + 'static {
+        let frame = GossipFrame { cert: self.cert.clone(), message }.to_bytes();
+        let (net, topic) = (self.net.clone(), topic.to_owned());
+        // Fails only when the network has stopped, which the event loop notices.
+        async move {
+            let _ = net.publish_nowait(&topic, frame).await;
+        }
+    }
+
+    /// Counts a message of this node that could not be gossiped.
+    fn publish_failed(&mut self, topic: &str, error: &peerwatt_net::NetError) {
+        let (counter, what) = if topic == self.topics.orders {
+            ("orders_not_gossiped", "order")
+        } else if topic == self.topics.trades {
+            ("announcements_failed", "trade announcement")
+        } else {
+            ("heads_not_gossiped", "tree head")
+        };
+        tracing::debug!(%error, "{what} not gossiped (no peers yet?)");
+        self.counters.inc(counter);
     }
 
     /// Gossips one of this node's trades on the trades topic.
     pub(crate) async fn announce(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
-        if let Err(e) = self.gossip(&self.topics.trades, trade.to_bytes()).await {
-            tracing::debug!(error = %e, "trade not announced");
-            self.counters.inc("announcements_failed");
-        }
+        self.gossip(&self.topics.trades, trade.to_bytes()).await;
     }
 
     // ---- the taker's side ----------------------------------------------------------------
 
     async fn on_completion(&mut self, completion: Completion) {
         match completion {
-            Completion::Answer { maker, digest, reply } => {
-                self.answered(maker);
-                let action = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
-                    Ok(Ok(TradeReply::Agreed(trade))) if trade.body().request.digest() == digest => {
-                        self.taker.on_answer(&digest, Ok(trade))
+            Completion::Answer { maker, digests, reply } => {
+                self.answered(maker, digests.len());
+                let answers: Vec<Result<Answer, &'static str>> = match reply.map(|bytes| TradeReply::from_bytes(&bytes))
+                {
+                    Ok(Ok(TradeReply::Answers(answers))) if answers.len() == digests.len() => {
+                        answers.into_iter().map(Ok).collect()
                     }
-                    Ok(Ok(TradeReply::Refused(reason))) => self.taker.on_answer(&digest, Err(reason)),
-                    Ok(Ok(_)) => TakerAction::Invalid("an answer that is not for this request"),
-                    Ok(Err(_)) => TakerAction::Invalid("a malformed answer"),
+                    // The call was refused as a whole (not a member, the maker is stopping).
+                    Ok(Ok(TradeReply::Refused(reason))) => {
+                        digests.iter().map(|_| Ok(Answer::Refused(reason.clone()))).collect()
+                    }
+                    Ok(Ok(_)) => digests.iter().map(|_| Err("an answer that is not for these requests")).collect(),
+                    Ok(Err(_)) => digests.iter().map(|_| Err("a malformed answer")).collect(),
                     Err(error) => {
                         // No answer: the outcome is unknown until the maker is asked.
-                        tracing::debug!(%error, "trade request unanswered");
-                        self.counters.inc("trade_requests_unanswered");
+                        tracing::debug!(%error, requests = digests.len(), "trade requests unanswered");
+                        self.counters.add("trade_requests_unanswered", digests.len() as u64);
                         return;
                     }
                 };
-                self.on_taker_action(digest, action).await;
+                for (digest, answer) in digests.into_iter().zip(answers) {
+                    let action = match answer {
+                        Ok(Answer::Agreed(trade)) if trade.body().request.digest() == digest => {
+                            self.taker.on_answer(&digest, Ok(trade))
+                        }
+                        Ok(Answer::Agreed(_)) => TakerAction::Invalid("an answer that is not for this request"),
+                        Ok(Answer::Refused(reason)) => self.taker.on_answer(&digest, Err(reason)),
+                        Err(why) => TakerAction::Invalid(why),
+                    };
+                    self.on_taker_action(digest, action).await;
+                }
             }
             Completion::Query { maker, asked, reply } => {
                 let known = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
@@ -687,6 +746,22 @@ impl Node {
                 tracing::info!(why, "ignoring an invalid answer");
             }
         }
+    }
+
+    /// A new trade of this node is durable: count it, log it and remember it.
+    pub(crate) fn trade_recorded(&mut self, trade: &Signed<Trade>) {
+        let terms = trade.body().request.body();
+        let (interval, energy_wh, price) = (terms.interval.0, terms.energy.0, terms.price.0);
+        if *trade.signer() == self.me {
+            self.counters.inc("trades_as_maker");
+            let taker = trade.body().request.signer();
+            tracing::info!(interval, energy_wh, price, %taker, "trade agreed as maker");
+        } else {
+            self.counters.inc("trades_as_taker");
+            let maker = trade.signer();
+            tracing::info!(interval, energy_wh, price, %maker, "trade agreed as taker");
+        }
+        self.note_trade(trade);
     }
 
     /// Remembers one of this node's trades (for the strategy's bounds and the status).
@@ -850,18 +925,18 @@ impl Node {
         self.batch.request(request, peer);
     }
 
-    /// Sends `call` to a maker in the background; its reply comes back as a completion.
+    /// Sends `call` to a maker; its reply comes back as a completion in a later turn.
     pub(crate) fn call_maker(
-        &self,
+        &mut self,
         peer: PeerId,
         call: &TradeCall,
         completion: impl FnOnce(Result<Vec<u8>, String>) -> Completion + Send + 'static,
     ) {
-        let (net, done, bytes) = (self.net.clone(), self.completions.clone(), call.to_bytes());
-        tokio::spawn(async move {
+        let (net, bytes) = (self.net.clone(), call.to_bytes());
+        self.calls.push(Box::pin(async move {
             let reply = net.request(peer, bytes).await.map_err(|e| e.to_string());
-            let _ = done.send(completion(reply)).await;
-        });
+            completion(reply)
+        }));
     }
 
     /// Asks makers about requests whose answers never came (at most once per timeout each).
@@ -902,9 +977,7 @@ impl Node {
             Ok(head) => {
                 self.head_size = head.body().size;
                 self.counters.inc("heads_signed");
-                if self.gossip(&self.topics.heads, head.to_bytes()).await.is_err() {
-                    self.counters.inc("heads_not_gossiped");
-                }
+                self.gossip(&self.topics.heads, head.to_bytes()).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a tree head");
