@@ -158,7 +158,7 @@ impl Node {
         let batch = std::mem::take(&mut self.batch);
         let entries = batch.entries();
         if !entries.is_empty() {
-            if let Err(e) = self.ledger.append_batch(entries) {
+            if let Err(e) = self.parts.ledger.append_batch(entries) {
                 tracing::error!(error = %e, "cannot write the ledger; refusing this turn's orders and trades");
                 self.counters.inc("ledger_errors");
                 self.undo(batch).await;
@@ -200,10 +200,10 @@ impl Node {
                     }
                 })
                 .collect();
-            let _ = self.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
+            let _ = self.parts.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
         }
         // Their requests stay persisted and pending: their makers are asked about them later.
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         for trade in &taken {
             self.taker.record_failed(trade, now);
         }
@@ -231,7 +231,7 @@ impl Node {
                     }
                 });
             }
-            let _ = self.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
+            let _ = self.parts.net.respond(channel, PendingAnswer::reply(batched, answers).to_bytes()).await;
         }
         trades
     }
@@ -239,7 +239,7 @@ impl Node {
     /// The trades taken are durable: forget their requests.
     fn taken_recorded(&mut self, taken: Vec<Signed<Trade>>) -> Vec<Signed<Trade>> {
         let digests: Vec<Hash> = taken.iter().map(|t| t.body().request.digest()).collect();
-        if let Err(e) = self.state.forget_requests(&digests) {
+        if let Err(e) = self.parts.state.forget_requests(&digests) {
             // Harmless: a request that reappears after a restart is answered from the ledger.
             tracing::warn!(error = %e, "cannot forget answered requests");
         }
@@ -254,9 +254,9 @@ impl Node {
         if requests.is_empty() {
             return;
         }
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let saved: Vec<(&Signed<TradeRequest>, Timestamp)> = requests.iter().map(|(r, _)| (r, now)).collect();
-        if let Err(e) = self.state.save_requests(&saved) {
+        if let Err(e) = self.parts.state.save_requests(&saved) {
             // Not sent. The taker counts them as outstanding until it asks their makers,
             // which then close them ("not agreed"), so the energy is free again.
             tracing::error!(error = %e, requests = requests.len(), "cannot persist trade requests; not sending them");
@@ -300,7 +300,7 @@ impl Node {
             }
             self.window.in_flight.insert(maker, in_flight + requests.len());
             let digests: Vec<Hash> = requests.iter().map(Signed::digest).collect();
-            let call = TradeCall::Requests { cert: self.cert.clone(), requests };
+            let call = TradeCall::Requests { cert: self.parts.cert.clone(), requests };
             self.call_maker(maker, &call, move |reply| Completion::Answer { maker, digests, reply });
         }
     }

@@ -136,26 +136,16 @@ pub(crate) fn observed(t: &IntervalTotals) -> Observed {
 
 /// Everything the node actor owns.
 pub(crate) struct Node {
-    pub key: NodeKey,
+    /// What the node was built from: its key, clock, community, stores, network, settings.
+    pub parts: Parts,
     pub me: PublicKey,
-    pub clock: Arc<dyn Clock>,
-    pub community: Community,
-    pub cert: Signed<MembershipCert>,
-    pub ledger: Ledger<SledStore>,
-    pub state: State,
     pub books: Books,
     pub validator: GossipValidator,
     pub maker: Maker,
     pub taker: Taker,
-    pub forecaster: Forecaster,
     pub limits: UserLimits,
-    pub market: MarketSection,
-    pub net: NetHandle,
     pub topics: Topics,
     pub counters: Counters,
-    pub status_path: PathBuf,
-    pub ban_after: u32,
-    pub events: broadcast::Sender<NodeEvent>,
     /// Calls to makers in flight, polled by the actor itself (no task per call).
     calls: FuturesUnordered<Call>,
     traded: HashMap<(IntervalId, u8), Wh>,
@@ -198,44 +188,21 @@ fn peer_of(key: &PublicKey) -> Option<PeerId> {
 
 impl Node {
     /// A node over its parts; [`Node::restore`] must run before it handles events.
-    pub fn new(parts: Parts) -> Result<Node, crate::StartError> {
-        let Parts {
-            key,
-            clock,
-            community,
-            cert,
-            ledger,
-            state,
-            forecaster,
-            market,
-            net,
-            status_path,
-            ban_after,
-            events,
-        } = parts;
-        let me = key.public();
-        let next_request = state.next_request_seq()?;
+    pub fn new(mut parts: Parts) -> Result<Node, crate::StartError> {
+        parts.ban_after = parts.ban_after.max(1);
+        let me = parts.key.public();
+        let next_request = parts.state.next_request_seq()?;
+        let community = &parts.community;
         Ok(Node {
             me,
             books: Books::new(community.clone()),
             validator: GossipValidator::new(),
             maker: Maker::new(community.clone(), me),
             taker: Taker::new(me, community.id, next_request),
-            topics: Topics::of(&community),
-            limits: market.limits(),
-            key,
-            clock,
-            community,
-            cert,
-            ledger,
-            state,
-            forecaster,
-            market,
-            net,
+            topics: Topics::of(community),
+            limits: parts.market.limits(),
             counters: Counters::default(),
-            status_path,
-            ban_after: ban_after.max(1),
-            events,
+            parts,
             calls: FuturesUnordered::new(),
             traded: HashMap::new(),
             own_trades: Vec::new(),
@@ -263,16 +230,16 @@ impl Node {
     /// Rebuilds the market state from the ledger (own orders, agreed trades) and the state
     /// database (requests whose outcome is unknown), after a restart or a crash.
     pub fn restore(&mut self) -> Result<(), crate::StartError> {
-        let now = self.clock.now();
-        let len = self.ledger.len()?;
+        let now = self.parts.clock.now();
+        let len = self.parts.ledger.len()?;
         for seq in 0..len {
-            let entry = self.ledger.entry(seq)?;
+            let entry = self.parts.ledger.entry(seq)?;
             let e = entry.body();
             match e.kind {
                 EntryKind::OrderPublished => {
                     let Ok(order) = Signed::<Order>::from_bytes(&e.payload) else { continue };
                     self.next_order_seq = self.next_order_seq.max(order.body().seq + 1);
-                    if self.community.is_open(order.body().interval, now) && order.body().expires_at > now {
+                    if self.parts.community.is_open(order.body().interval, now) && order.body().expires_at > now {
                         let _ = self.books.insert(&order, now);
                         self.maker.publish(order);
                     }
@@ -289,7 +256,7 @@ impl Node {
                 _ => {}
             }
         }
-        let (pending, damaged) = self.state.pending_requests();
+        let (pending, damaged) = self.parts.state.pending_requests();
         if damaged > 0 {
             tracing::warn!(damaged, "unreadable pending requests in the node state were skipped");
             self.counters.add("state_records_damaged", damaged as u64);
@@ -298,10 +265,10 @@ impl Node {
             let digest = request.digest();
             self.taker.restore_pending(request, sent_at);
             if self.taker.state(&digest).is_none() {
-                let _ = self.state.forget_request(&digest); // recorded before the crash
+                let _ = self.parts.state.forget_request(&digest); // recorded before the crash
             }
         }
-        self.head_size = self.ledger.latest_head()?.map_or(0, |h| h.body().size);
+        self.head_size = self.parts.ledger.latest_head()?.map_or(0, |h| h.body().size);
         tracing::info!(
             entries = len,
             trades = self.own_trades.len(),
@@ -319,7 +286,7 @@ impl Node {
         mut commands: mpsc::Receiver<NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
+        let mut tick = tokio::time::interval(Duration::from_millis(self.parts.market.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
@@ -376,7 +343,7 @@ impl Node {
     /// How long a stopping node waits for the answers to its own requests: long enough for a
     /// request to time out and its maker to be asked about it once.
     fn drain_grace(&self) -> Duration {
-        Duration::from_millis(self.market.request_timeout_ms + self.market.tick_ms + 1_000)
+        Duration::from_millis(self.parts.market.request_timeout_ms + self.parts.market.tick_ms + 1_000)
     }
 
     /// The start of a graceful stop. The node stops trading: it cancels its open orders (so
@@ -386,7 +353,7 @@ impl Node {
     /// for its counterparties or for a restart to resolve.
     fn begin_drain(&mut self) {
         self.draining = true;
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let open: Vec<(IntervalId, Side)> = self
             .open_intervals(now)
             .into_iter()
@@ -410,8 +377,8 @@ impl Node {
 
     async fn stop(&mut self) {
         // Answers already given reach their takers before the connections close.
-        self.net.shutdown(Duration::from_secs(2)).await;
-        if let Err(e) = self.state.flush() {
+        self.parts.net.shutdown(Duration::from_secs(2)).await;
+        if let Err(e) = self.parts.state.flush() {
             tracing::error!(error = %e, "cannot flush the node state at shutdown");
         }
         self.write_status(false);
@@ -421,12 +388,12 @@ impl Node {
     async fn on_command(&mut self, command: NodeCommand) {
         match command {
             NodeCommand::PlaceOrder { interval, side, energy, price, reply } => {
-                let now = self.clock.now();
+                let now = self.parts.clock.now();
                 if self.draining {
                     let _ = reply.send(Err("the node is stopping".into()));
                     return;
                 }
-                if !self.community.is_open(interval, now) {
+                if !self.parts.community.is_open(interval, now) {
                     let _ = reply.send(Err(format!("trading for interval {} is not open", interval.0)));
                     return;
                 }
@@ -444,12 +411,12 @@ impl Node {
     async fn on_net(&mut self, event: Event) {
         match event {
             Event::Listening(addr) => {
-                tracing::info!(address = %format!("{addr}/p2p/{}", self.net.peer_id()), "listening");
+                tracing::info!(address = %format!("{addr}/p2p/{}", self.parts.net.peer_id()), "listening");
                 self.listen.push(addr.to_string());
             }
             Event::PeerConnected(peer) => {
                 if self.banned.contains(&peer) {
-                    let _ = self.net.ban(peer).await;
+                    let _ = self.parts.net.ban(peer).await;
                 } else {
                     tracing::debug!(%peer, "peer connected");
                     self.peers.insert(peer);
@@ -461,7 +428,7 @@ impl Node {
             }
             Event::Gossip { topic, id, source, data } => {
                 let verdict = self.on_gossip(&topic, &data, source).await;
-                let _ = self.net.report(id, source, verdict).await;
+                let _ = self.parts.net.report(id, source, verdict).await;
             }
             Event::Request { peer, data, channel } => self.on_call(peer, &data, channel).await,
             Event::PublishFailed { topic, error } => self.publish_failed(&topic, &error),
@@ -470,7 +437,7 @@ impl Node {
 
     /// Judges one gossip message, acts on it if valid, and counts it either way.
     async fn on_gossip(&mut self, topic: &str, data: &[u8], source: PeerId) -> Verdict {
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let result = if topic == self.topics.orders {
             self.on_order_gossip(data, now).await
         } else if topic == self.topics.trades {
@@ -506,25 +473,25 @@ impl Node {
     async fn strike(&mut self, peer: PeerId) {
         let strikes = self.strikes.entry(peer).or_insert(0);
         *strikes += 1;
-        if *strikes >= self.ban_after && self.banned.insert(peer) {
+        if *strikes >= self.parts.ban_after && self.banned.insert(peer) {
             tracing::warn!(%peer, strikes = *strikes, "banning a peer that keeps sending invalid messages");
             self.counters.inc("peers_banned");
             self.peers.remove(&peer);
-            let _ = self.net.ban(peer).await;
+            let _ = self.parts.net.ban(peer).await;
         }
     }
 
     async fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
         let (order, _) = self.validator.accept_order(&mut self.books, data, now)?;
         // A new order may cross ours: take it now rather than at the next tick.
-        if self.market.enabled {
+        if self.parts.market.enabled {
             self.take(order.body().interval, now).await;
         }
         Ok("orders")
     }
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
-        let trade = self.validator.accept_trade(&self.community, data, now, &self.seen_trades)?;
+        let trade = self.validator.accept_trade(&self.parts.community, data, now, &self.seen_trades)?;
         let terms = trade.body().request.body();
         let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
         // Our own requests filled the book when they were sent.
@@ -538,7 +505,7 @@ impl Node {
     }
 
     fn on_head_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
-        let head = self.validator.accept_head(&self.community, data, now)?;
+        let head = self.validator.accept_head(&self.parts.community, data, now)?;
         let last = self.witnessed.get(head.signer()).copied();
         if last.is_none_or(|size| head.body().size > size) {
             self.witnessed.insert(*head.signer(), head.body().size);
@@ -549,7 +516,7 @@ impl Node {
 
     /// A direct call from a taker: trade requests, or a query about earlier requests.
     async fn on_call(&mut self, peer: PeerId, data: &[u8], channel: Responder) {
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let reply = match TradeCall::from_bytes(data) {
             Ok(TradeCall::Request { cert, request }) => {
                 self.on_trade_requests(&cert, std::slice::from_ref(&request), false, channel, now);
@@ -573,7 +540,7 @@ impl Node {
                 TradeReply::Refused(format!("malformed: {e}"))
             }
         };
-        let _ = self.net.respond(channel, reply.to_bytes()).await;
+        let _ = self.parts.net.respond(channel, reply.to_bytes()).await;
     }
 
     /// The maker's side of the handshake for the requests of one call: check the taker's
@@ -592,7 +559,7 @@ impl Node {
             Some("the maker is stopping".to_owned())
         } else {
             let signer = requests.first().map(|r| *r.signer());
-            match signer.map(|s| self.validator.check_cert(&self.community, cert, &s, now)) {
+            match signer.map(|s| self.validator.check_cert(&self.parts.community, cert, &s, now)) {
                 Some(Err(e)) => Some(format!("not a member: {e}")),
                 _ => None,
             }
@@ -623,7 +590,7 @@ impl Node {
             self.counters.inc("trade_requests_refused");
             return Slot::Ready(Answer::Refused("the request is not signed by the certificate's member".into()));
         }
-        match self.maker.accept(&self.key, request, now) {
+        match self.maker.accept(&self.parts.key, request, now) {
             Ok(Acceptance::Again(trade)) => Slot::Ready(Answer::Agreed(trade)),
             Ok(Acceptance::New(reserved)) => Slot::Agreed(reserved),
             Err(refusal) => {
@@ -638,8 +605,8 @@ impl Node {
     /// The actor does not wait for the network: a failure comes back as an event
     /// ([`Node::publish_failed`]).
     pub(crate) fn gossip(&self, topic: &str, message: Vec<u8>) -> impl Future<Output = ()> + Send + 'static {
-        let frame = GossipFrame { cert: self.cert.clone(), message }.to_bytes();
-        let (net, topic) = (self.net.clone(), topic.to_owned());
+        let frame = GossipFrame { cert: self.parts.cert.clone(), message }.to_bytes();
+        let (net, topic) = (self.parts.net.clone(), topic.to_owned());
         // Fails only when the network has stopped, which the event loop notices.
         async move {
             let _ = net.publish_nowait(&topic, frame).await;
@@ -733,12 +700,12 @@ impl Node {
                 self.batch.take(*trade);
             }
             TakerAction::Refused(reason) => {
-                let _ = self.state.forget_request(&digest);
+                let _ = self.parts.state.forget_request(&digest);
                 self.counters.inc("trade_requests_refused_by_maker");
                 tracing::debug!(%reason, "trade request refused by the maker");
             }
             TakerAction::AlreadyRecorded => {
-                let _ = self.state.forget_request(&digest);
+                let _ = self.parts.state.forget_request(&digest);
             }
             TakerAction::NotOurs => {}
             TakerAction::Invalid(why) => {
@@ -767,8 +734,10 @@ impl Node {
     /// Remembers one of this node's trades (for the strategy's bounds and the status).
     pub(crate) fn note_trade(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
-        let _ =
-            self.events.send(NodeEvent::TradeRecorded { digest: trade.digest(), as_maker: *trade.signer() == self.me });
+        let _ = self
+            .parts
+            .events
+            .send(NodeEvent::TradeRecorded { digest: trade.digest(), as_maker: *trade.signer() == self.me });
         let terms = trade.body().request.body();
         let as_maker = *trade.signer() == self.me;
         let side = if as_maker { terms.maker_side } else { terms.maker_side.opposite() };
@@ -789,9 +758,9 @@ impl Node {
     // ---- the strategy, every tick ---------------------------------------------------------
 
     async fn on_tick(&mut self) {
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         self.books.prune(now);
-        if self.market.enabled && !self.draining {
+        if self.parts.market.enabled && !self.draining {
             for interval in self.open_intervals(now) {
                 self.update_order(interval, now).await;
                 self.take(interval, now).await;
@@ -807,16 +776,16 @@ impl Node {
     }
 
     fn open_intervals(&self, now: Timestamp) -> Vec<IntervalId> {
-        let current = self.community.interval.interval_at(now).0;
-        (current + 1..=current + u64::from(self.community.horizon) + 1)
+        let current = self.parts.community.interval.interval_at(now).0;
+        (current + 1..=current + u64::from(self.parts.community.horizon) + 1)
             .map(IntervalId)
-            .filter(|i| self.community.is_open(*i, now))
+            .filter(|i| self.parts.community.is_open(*i, now))
             .collect()
     }
 
     /// Publishes, re-prices or cancels this node's order for `interval` as the strategy says.
     async fn update_order(&mut self, interval: IntervalId, now: Timestamp) {
-        let net = self.forecaster.net_export(interval);
+        let net = self.parts.forecaster.net_export(interval);
         let side = if net.unwrap_or(0) > 0 { Side::Sell } else { Side::Buy };
         // A forecast that flipped sides cancels the order on the other side.
         if self.maker.current(interval, side.opposite()).is_some() {
@@ -827,7 +796,8 @@ impl Node {
         let wanted = if self.stale {
             None // a stale meter: stop offering and bidding, say so in the status
         } else {
-            intent(&self.community, &self.limits, &self.forecaster, interval, committed, now).filter(|i| i.side == side)
+            intent(&self.parts.community, &self.limits, &self.parts.forecaster, interval, committed, now)
+                .filter(|i| i.side == side)
         };
         let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
         match (wanted, current) {
@@ -842,7 +812,7 @@ impl Node {
                 // and chase the other side's replaced orders (two such nodes livelock).
                 let available = self.maker.available(&id);
                 let last = self.last_publish.get(&(interval, side_key(side))).copied().unwrap_or(Timestamp(0));
-                let due = now.saturating_since(last) >= Duration::from_millis(self.market.reprice_ms);
+                let due = now.saturating_since(last) >= Duration::from_millis(self.parts.market.reprice_ms);
                 if available > w.energy || (due && (price != w.price || available != w.energy)) {
                     self.publish_order(interval, side, w.energy, Some(w.price), now);
                 }
@@ -861,14 +831,14 @@ impl Node {
         price: Option<peerwatt_core::Price>,
         now: Timestamp,
     ) {
-        let (_, closes) = self.community.trading_window(interval);
+        let (_, closes) = self.parts.community.trading_window(interval);
         let price = price
             .or_else(|| self.maker.current(interval, side).map(|o| o.body().limit_price))
-            .unwrap_or(self.community.feed_in);
+            .unwrap_or(self.parts.community.feed_in);
         let order = Signed::sign(
-            &self.key,
+            &self.parts.key,
             Order {
-                community: self.community.id,
+                community: self.parts.community.id,
                 side,
                 interval,
                 energy,
@@ -920,7 +890,7 @@ impl Node {
     /// Signs a trade request and queues it: persisted (flushed) and sent at the end of the turn.
     fn send_request(&mut self, order: &BookOrder, energy: Wh, now: Timestamp) {
         let Some(peer) = peer_of(&order.maker) else { return };
-        let request = self.taker.request(&self.key, order, energy, now);
+        let request = self.taker.request(&self.parts.key, order, energy, now);
         self.books.apply_fill(&order.id, energy);
         self.batch.request(request, peer);
     }
@@ -932,7 +902,7 @@ impl Node {
         call: &TradeCall,
         completion: impl FnOnce(Result<Vec<u8>, String>) -> Completion + Send + 'static,
     ) {
-        let (net, bytes) = (self.net.clone(), call.to_bytes());
+        let (net, bytes) = (self.parts.net.clone(), call.to_bytes());
         self.calls.push(Box::pin(async move {
             let reply = net.request(peer, bytes).await.map_err(|e| e.to_string());
             completion(reply)
@@ -941,7 +911,7 @@ impl Node {
 
     /// Asks makers about requests whose answers never came (at most once per timeout each).
     fn ask_about_unknown(&mut self, now: Timestamp) {
-        let timeout = Duration::from_millis(self.market.request_timeout_ms);
+        let timeout = Duration::from_millis(self.parts.market.request_timeout_ms);
         let mut by_maker: HashMap<PublicKey, Vec<Hash>> = HashMap::new();
         for request in self.taker.expire(now, timeout) {
             by_maker.entry(request.body().maker).or_default().push(request.digest());
@@ -964,16 +934,16 @@ impl Node {
 
     /// Once per interval: sign a head over the ledger (if it grew) and gossip it.
     async fn publish_head(&mut self, now: Timestamp) {
-        let interval = self.community.interval.interval_at(now);
+        let interval = self.parts.community.interval.interval_at(now);
         if self.head_interval == Some(interval) {
             return;
         }
         self.head_interval = Some(interval);
-        let size = self.ledger.len().unwrap_or(0);
+        let size = self.parts.ledger.len().unwrap_or(0);
         if size == 0 || size == self.head_size {
             return;
         }
-        match self.ledger.sign_head() {
+        match self.parts.ledger.sign_head() {
             Ok(head) => {
                 self.head_size = head.body().size;
                 self.counters.inc("heads_signed");
@@ -993,7 +963,7 @@ impl Node {
         }
         let items: Vec<_> = self.to_witness.drain(..).map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
-        match self.ledger.append_batch(items) {
+        match self.parts.ledger.append_batch(items) {
             Ok(_) => self.counters.add("heads_witnessed", n),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record witnessed heads");
@@ -1008,7 +978,7 @@ impl Node {
         match event {
             MeterEvent::Interval(t) => {
                 self.counters.inc("meter_intervals");
-                self.forecaster.observe(observed(&t));
+                self.parts.forecaster.observe(observed(&t));
             }
             MeterEvent::Stale(reason) => {
                 if !self.stale {
@@ -1044,9 +1014,9 @@ impl Node {
     // ---- status -------------------------------------------------------------------------------
 
     fn write_status(&mut self, running: bool) {
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let day_start = now.0 - now.0 % 86_400_000;
-        let length = self.community.interval;
+        let length = self.parts.community.interval;
         let orders = self
             .open_intervals(now)
             .into_iter()
@@ -1081,18 +1051,21 @@ impl Node {
             running,
             pid: std::process::id(),
             peer_id: self.me.to_string(),
-            community: self.community.name.clone(),
+            community: self.parts.community.name.clone(),
             listen: self.listen.clone(),
             peers: self.peers.iter().map(ToString::to_string).collect(),
             meter: self.meter_state.clone(),
             orders,
             trades_today,
-            ledger: LedgerStatus { entries: self.ledger.len().unwrap_or(0), root: self.ledger.root().to_hex() },
+            ledger: LedgerStatus {
+                entries: self.parts.ledger.len().unwrap_or(0),
+                root: self.parts.ledger.root().to_hex(),
+            },
             requests_pending: self.taker.pending_count() as u64,
             counters: self.counters.clone(),
         };
-        if let Err(e) = status.write(&self.status_path) {
-            tracing::warn!(error = %e, path = %self.status_path.display(), "cannot write the status file");
+        if let Err(e) = status.write(&self.parts.status_path) {
+            tracing::warn!(error = %e, path = %self.parts.status_path.display(), "cannot write the status file");
         }
     }
 
