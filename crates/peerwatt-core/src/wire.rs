@@ -102,6 +102,11 @@ fn put_reason(w: &mut Writer, reason: &str) {
     w.str(&reason[..end]);
 }
 
+/// A refusal reason as [`put_reason`] wrote it.
+fn get_reason(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    Ok(r.str(MAX_REASON, "refusal reason")?.to_owned())
+}
+
 fn version(r: &mut Reader<'_>, what: &'static str) -> Result<(), DecodeError> {
     match r.u8(what)? {
         TRADE_WIRE_VERSION => Ok(()),
@@ -168,7 +173,7 @@ impl Decode for TradeReply {
         version(r, "trade reply")?;
         match r.u8("trade reply")? {
             1 => Ok(TradeReply::Agreed(r.get()?)),
-            2 => Ok(TradeReply::Refused(r.str(MAX_REASON, "refusal reason")?.to_owned())),
+            2 => Ok(TradeReply::Refused(get_reason(r)?)),
             3 => Ok(TradeReply::Known(get_list(r, "known trades", MAX_QUERY)?)),
             4 => Ok(TradeReply::Answers(get_list(r, "answers", MAX_BATCH)?)),
             tag => Err(DecodeError::UnknownTag { what: "trade reply", tag }),
@@ -194,7 +199,7 @@ impl Decode for Answer {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8("answer")? {
             1 => Ok(Answer::Agreed(r.get()?)),
-            2 => Ok(Answer::Refused(r.str(MAX_REASON, "refusal reason")?.to_owned())),
+            2 => Ok(Answer::Refused(get_reason(r)?)),
             tag => Err(DecodeError::UnknownTag { what: "answer", tag }),
         }
     }

@@ -636,38 +636,7 @@ impl Node {
 
     async fn on_completion(&mut self, completion: Completion) {
         match completion {
-            Completion::Answer { maker, digests, reply } => {
-                self.answered(maker, digests.len());
-                let answers: Vec<Result<Answer, &'static str>> = match reply.map(|bytes| TradeReply::from_bytes(&bytes))
-                {
-                    Ok(Ok(TradeReply::Answers(answers))) if answers.len() == digests.len() => {
-                        answers.into_iter().map(Ok).collect()
-                    }
-                    // The call was refused as a whole (not a member, the maker is stopping).
-                    Ok(Ok(TradeReply::Refused(reason))) => {
-                        digests.iter().map(|_| Ok(Answer::Refused(reason.clone()))).collect()
-                    }
-                    Ok(Ok(_)) => digests.iter().map(|_| Err("an answer that is not for these requests")).collect(),
-                    Ok(Err(_)) => digests.iter().map(|_| Err("a malformed answer")).collect(),
-                    Err(error) => {
-                        // No answer: the outcome is unknown until the maker is asked.
-                        tracing::debug!(%error, requests = digests.len(), "trade requests unanswered");
-                        self.counters.add("trade_requests_unanswered", digests.len() as u64);
-                        return;
-                    }
-                };
-                for (digest, answer) in digests.into_iter().zip(answers) {
-                    let action = match answer {
-                        Ok(Answer::Agreed(trade)) if trade.body().request.digest() == digest => {
-                            self.taker.on_answer(&digest, Ok(trade))
-                        }
-                        Ok(Answer::Agreed(_)) => TakerAction::Invalid("an answer that is not for this request"),
-                        Ok(Answer::Refused(reason)) => self.taker.on_answer(&digest, Err(reason)),
-                        Err(why) => TakerAction::Invalid(why),
-                    };
-                    self.on_taker_action(digest, action).await;
-                }
-            }
+            Completion::Answer { maker, digests, reply } => self.on_requests_answered(maker, digests, reply).await,
             Completion::Query { maker, asked, reply } => {
                 let known = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
                     Ok(Ok(TradeReply::Known(trades))) => trades,
@@ -688,6 +657,36 @@ impl Node {
                     self.on_taker_action(digest, action).await;
                 }
             }
+        }
+    }
+
+    /// The maker answered (or did not answer) one call of this node's requests.
+    async fn on_requests_answered(&mut self, maker: PeerId, digests: Vec<Hash>, reply: Result<Vec<u8>, String>) {
+        self.answered(maker, digests.len());
+        let n = digests.len();
+        let answers: Vec<Result<Answer, &'static str>> = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
+            Ok(Ok(TradeReply::Answers(answers))) if answers.len() == n => answers.into_iter().map(Ok).collect(),
+            // The call was refused as a whole (not a member, the maker is stopping).
+            Ok(Ok(TradeReply::Refused(reason))) => vec![Ok(Answer::Refused(reason)); n],
+            Ok(Ok(_)) => vec![Err("an answer that is not for these requests"); n],
+            Ok(Err(_)) => vec![Err("a malformed answer"); n],
+            Err(error) => {
+                // No answer: the outcome is unknown until the maker is asked.
+                tracing::debug!(%error, requests = n, "trade requests unanswered");
+                self.counters.add("trade_requests_unanswered", n as u64);
+                return;
+            }
+        };
+        for (digest, answer) in digests.into_iter().zip(answers) {
+            let action = match answer {
+                Ok(Answer::Agreed(trade)) if trade.body().request.digest() == digest => {
+                    self.taker.on_answer(&digest, Ok(trade))
+                }
+                Ok(Answer::Agreed(_)) => TakerAction::Invalid("an answer that is not for this request"),
+                Ok(Answer::Refused(reason)) => self.taker.on_answer(&digest, Err(reason)),
+                Err(why) => TakerAction::Invalid(why),
+            };
+            self.on_taker_action(digest, action).await;
         }
     }
 
