@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod community_cmd;
 pub mod datadir;
+pub mod demo_cmd;
 pub mod failure;
 pub mod init;
 pub mod ledger_cmd;
@@ -32,6 +33,8 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Simulate a neighbourhood trading for a day on real nodes, and report what it earned.
+    Demo(demo_cmd::DemoArgs),
     /// Create a node: its key, a commented node.toml and its ledger.
     Init(init::InitArgs),
     /// Inspect, verify, export and prove a node's ledger.
@@ -51,10 +54,15 @@ pub enum Command {
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    if !matches!(cli.command, Command::Run(_)) {
-        init_logging(cli.verbose);
+    match cli.command {
+        Command::Run(_) => {} // with the node's own filter
+        // The nodes' info lines would drown the live view; libp2p and the broker are chatty.
+        Command::Demo(_) if cli.verbose == 0 => init_logging_with("error,rumqttd=off"),
+        Command::Demo(_) => init_logging_with("info,libp2p=warn,libp2p_gossipsub=error,rumqttd=off"),
+        _ => init_logging(cli.verbose),
     }
     match cli.command {
+        Command::Demo(args) => demo_cmd::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger_cmd::run(cmd),
         Command::Meter(cmd) => meter_cmd::run(cmd),

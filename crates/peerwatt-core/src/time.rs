@@ -152,6 +152,13 @@ impl fmt::Display for IntervalId {
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// How many milliseconds of this clock pass per real millisecond: 1, except for the
+    /// simulator's accelerated clock. Timeouts on real things (network round trips) are real
+    /// time; a component comparing them with this clock's times scales them by the rate.
+    fn rate(&self) -> u32 {
+        1
+    }
 }
 
 /// The operating system's wall clock.

@@ -64,9 +64,18 @@ pub struct BookOrder {
     pub order: Order,
     /// Energy not yet traded, as far as this node knows (the maker knows for sure).
     pub remaining: Wh,
+    /// Energy this node has requested against it and has no answer for yet. Kept apart from
+    /// `remaining` so that the answers to its own requests and the trades it hears about can
+    /// arrive in any order without counting anything twice.
+    pub requested: Wh,
 }
 
 impl BookOrder {
+    /// What this node may still request: remaining energy not already requested by it.
+    pub fn available(&self) -> Wh {
+        self.remaining.saturating_sub(self.requested)
+    }
+
     /// The order's limit price.
     pub fn price(&self) -> Price {
         self.order.limit_price
@@ -179,7 +188,7 @@ impl Books {
             return Ok(Inserted::Cancelled(previous));
         }
         let id = signed.digest();
-        self.orders.insert(id, BookOrder { id, maker, order: o.clone(), remaining: o.energy });
+        self.orders.insert(id, BookOrder { id, maker, order: o.clone(), remaining: o.energy, requested: Wh::ZERO });
         self.current.insert(key, id);
         Ok(previous.map_or(Inserted::New, Inserted::Replaced))
     }
@@ -195,6 +204,40 @@ impl Books {
         let order = self.orders.get_mut(id)?;
         order.remaining = order.remaining.saturating_sub(energy);
         Some(order.remaining)
+    }
+
+    /// Applies a trade seen on the network to both orders it used: the maker's, by id, and the
+    /// taker's current order on the other side of the same interval, whose energy the taker
+    /// held for the request. The taker's order counts only if it is older than the request: a
+    /// newer one was published with the trade already deducted.
+    pub fn apply_trade(&mut self, trade: &Signed<peerwatt_core::Trade>) {
+        let request = &trade.body().request;
+        let terms = request.body();
+        self.apply_fill(&terms.order, terms.energy);
+        let key = (terms.interval, SideKey::from(terms.maker_side.opposite()), *request.signer());
+        if let Some(id) = self.current.get(&key).copied()
+            && self.orders.get(&id).is_some_and(|o| o.order.created_at <= terms.created_at)
+        {
+            self.apply_fill(&id, terms.energy);
+        }
+    }
+
+    /// Notes a request of this node for `energy` of order `id`.
+    pub fn request_own(&mut self, id: &Hash, energy: Wh) {
+        if let Some(order) = self.orders.get_mut(id) {
+            order.requested = Wh(order.requested.0.saturating_add(energy.0));
+        }
+    }
+
+    /// This node's request for `energy` of `id` is answered: agreed (`traded`: the energy is
+    /// gone from the order) or refused (it is available again).
+    pub fn answered_own(&mut self, id: &Hash, energy: Wh, traded: bool) {
+        if let Some(order) = self.orders.get_mut(id) {
+            order.requested = order.requested.saturating_sub(energy);
+            if traded {
+                order.remaining = order.remaining.saturating_sub(energy);
+            }
+        }
     }
 
     /// Drops orders that expired or whose interval closed, as of `now`. Returns how many.

@@ -4,7 +4,8 @@
 //! - [`gossip`]: validation of gossiped orders (certificate, rules, signatures), cheapest first;
 //! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
 //! - [`taker`]: the taker's requests and exactly-once recording of its trades;
-//! - [`strategy`]: forecast, price curves and bounds of the default strategy.
+//! - [`strategy`]: forecast, price curves and bounds of the default strategy;
+//! - [`settlement`]: delivery of trades against the meters, exact to the Wh.
 //!
 //! The handshake (see `docs/market.md`): the taker signs a request against a maker's order; the
 //! maker checks it, reserves the energy, countersigns, appends the trade to its ledger
@@ -14,6 +15,7 @@
 pub mod book;
 pub mod gossip;
 pub mod maker;
+pub mod settlement;
 pub mod strategy;
 pub mod taker;
 

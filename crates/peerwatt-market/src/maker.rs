@@ -165,6 +165,15 @@ impl Maker {
         taken
     }
 
+    /// Gives energy held by [`Maker::hold_for_own_request`] back to `order` when that request
+    /// was refused, so the energy is on offer again at once (the order is not re-published: its
+    /// place in the book stays).
+    pub fn release_own_hold(&mut self, order: &Hash, energy: Wh) {
+        if let Some(o) = self.orders.get_mut(order) {
+            o.remaining = Wh(o.remaining.0.saturating_add(energy.0)).min(o.signed.body().energy);
+        }
+    }
+
     /// Answers a taker's query about its requests: the agreed trades among them. Every other
     /// request is closed, so the answer "not agreed" is final (a late copy of the request is
     /// refused). Refused as a whole while one of them is being recorded.

@@ -4,10 +4,12 @@
 //!   `exported − imported` at the same time of day over the last `days` days, complete
 //!   intervals only. No history: no trading.
 //! - **Price**: over the trading window (opens at the horizon, closes at gate closure) a seller
-//!   starts at the retail tariff and descends linearly to the feed-in tariff, and a buyer
-//!   starts at feed-in and rises to retail. With progress `p` in [0, 1]:
-//!   `sell = retail − (retail − feed_in) × p`, `buy = feed_in + (retail − feed_in) × p`,
-//!   in integers, rounded down. They meet halfway at the mid price.
+//!   starts at the retail tariff and descends linearly to its floor (the feed-in tariff, or
+//!   its owner's minimum), and a buyer starts at feed-in and rises to its ceiling (retail, or
+//!   its owner's maximum). With progress `p` in [0, 1]:
+//!   `sell = retail − (retail − floor) × p`, `buy = feed_in + (ceiling − feed_in) × p`,
+//!   in integers, rounded down. Without limits they meet halfway at the mid price; a cheaper
+//!   seller or a keener buyer always posts the better price.
 //! - **Bounds**: never sell more than the forecast surplus (minus a reserve), never buy more than
 //!   the deficit, never trade outside [feed-in, retail], and never beyond the user's limits.
 
@@ -144,18 +146,25 @@ pub fn price_at(
     let span = u128::from(closes.0 - opens.0).max(1);
     let done = u128::from(now.0 - opens.0);
     let (lo, hi) = (community.feed_in.0, community.retail.0);
-    let step = u64::try_from(u128::from(hi - lo) * done / span).unwrap_or(hi - lo);
+    // Each curve runs from the other tariff to this party's own limit, so a party with a
+    // lower cost (or a higher value) always posts the better price: buyers take the cheapest
+    // sellers first, and the market clears close to the efficient allocation.
     let price = match side {
         Side::Sell => {
             let floor = limits.min_sell_price.map_or(lo, |p| p.0.clamp(lo, hi));
-            (hi - step).max(floor)
+            hi - along(hi - floor, done, span)
         }
         Side::Buy => {
             let ceiling = limits.max_buy_price.map_or(hi, |p| p.0.clamp(lo, hi));
-            (lo + step).min(ceiling)
+            lo + along(ceiling - lo, done, span)
         }
     };
     Some(Price(price))
+}
+
+/// `distance × done / span`, rounded down (`done ≤ span`).
+fn along(distance: u64, done: u128, span: u128) -> u64 {
+    u64::try_from(u128::from(distance) * done.min(span) / span).unwrap_or(distance)
 }
 
 /// What to trade in `interval` at `now`, given the forecast and what is already traded or

@@ -32,8 +32,21 @@ fn user_limits_bound_the_price() {
     let c = community();
     let limits =
         UserLimits { min_sell_price: Some(Price(200_000)), max_buy_price: Some(Price(150_000)), ..Default::default() };
-    assert_eq!(price_at(&c, &limits, Side::Sell, I, at_progress(3, 4)), Some(Price(200_000)));
-    assert_eq!(price_at(&c, &limits, Side::Buy, I, at_progress(3, 4)), Some(Price(150_000)));
+    // Each curve runs to the party's own limit: 300,000 − 100,000 × 3/4 and 80,000 + 70,000 × 3/4.
+    assert_eq!(price_at(&c, &limits, Side::Sell, I, at_progress(3, 4)), Some(Price(225_000)));
+    assert_eq!(price_at(&c, &limits, Side::Buy, I, at_progress(3, 4)), Some(Price(132_500)));
+    // … and never past it.
+    assert_eq!(price_at(&c, &limits, Side::Sell, I, Timestamp(START - 60_001)), Some(Price(200_001)));
+    assert_eq!(price_at(&c, &limits, Side::Buy, I, Timestamp(START - 60_001)), Some(Price(149_999)));
+    // A seller with a lower floor always asks less than one with a higher floor.
+    let cheap = UserLimits { min_sell_price: Some(Price(100_000)), ..Default::default() };
+    for k in 1..10 {
+        let (a, b) = (
+            price_at(&c, &cheap, Side::Sell, I, at_progress(k, 10)),
+            price_at(&c, &limits, Side::Sell, I, at_progress(k, 10)),
+        );
+        assert!(a < b, "{k}/10: {a:?} vs {b:?}");
+    }
     // A limit outside [feed-in, retail] is clamped into it: nobody trades outside the tariffs.
     let wild = UserLimits { min_sell_price: Some(Price(1)), max_buy_price: Some(Price(999_999)), ..Default::default() };
     for (side, t) in

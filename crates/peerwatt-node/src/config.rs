@@ -127,11 +127,12 @@ pub struct MarketSection {
     pub forecast_days: u64,
     /// Intervals of history for `recent`.
     pub forecast_intervals: u64,
-    /// How often the node re-prices its orders and looks for crossings, milliseconds.
+    /// How often the node re-prices its orders and looks for crossings, milliseconds (real time).
     pub tick_ms: u64,
-    /// Re-publish an order at a new price at most this often, milliseconds.
+    /// Re-publish an order at a new price at most this often, milliseconds of the node's clock
+    /// (market time: on the simulator's accelerated clock it passes faster).
     pub reprice_ms: u64,
-    /// A trade request without an answer after this long is asked about, milliseconds.
+    /// A trade request without an answer after this long is asked about, milliseconds (real time).
     pub request_timeout_ms: u64,
 }
 

@@ -10,6 +10,7 @@ mod commit;
 pub mod community_file;
 pub mod config;
 mod node;
+pub mod provision;
 pub mod state;
 pub mod status;
 #[cfg(any(test, feature = "test-utils"))]

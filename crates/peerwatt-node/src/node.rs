@@ -95,6 +95,12 @@ pub enum NodeEvent {
         digest: Hash,
         /// Whether this node was the maker.
         as_maker: bool,
+        /// The delivery interval.
+        interval: IntervalId,
+        /// The energy.
+        energy: Wh,
+        /// The price.
+        price: peerwatt_core::Price,
     },
 }
 
@@ -149,6 +155,13 @@ pub(crate) struct Node {
     /// Calls to makers in flight, polled by the actor itself (no task per call).
     calls: FuturesUnordered<Call>,
     traded: HashMap<(IntervalId, u8), Wh>,
+    /// Per request this node sent and has no final answer to: the own order its energy was
+    /// held from, the order it was sent against, and the energy.
+    held: HashMap<Hash, (Hash, Hash, Wh)>,
+    /// Orders whose maker refused a request of this node, and when: they are not asked again
+    /// for a fifth of the re-pricing period (the maker knows its energy; this node's copy of
+    /// the book may be behind).
+    refused_by: HashMap<Hash, Timestamp>,
     own_trades: Vec<OwnTrade>,
     seen_trades: HashSet<Hash>,
     next_order_seq: u64,
@@ -205,6 +218,8 @@ impl Node {
             parts,
             calls: FuturesUnordered::new(),
             traded: HashMap::new(),
+            held: HashMap::new(),
+            refused_by: HashMap::new(),
             own_trades: Vec::new(),
             seen_trades: HashSet::new(),
             next_order_seq: 1,
@@ -338,6 +353,11 @@ impl Node {
         // Requests nobody will answer now are refused by dropping their channels.
         drop(net_events);
         self.stop().await;
+    }
+
+    /// A real duration as it shows on the node's clock (longer on an accelerated clock).
+    fn clock_time(&self, real: Duration) -> Duration {
+        real.saturating_mul(self.parts.clock.rate().max(1))
     }
 
     /// How long a stopping node waits for the answers to its own requests: long enough for a
@@ -492,11 +512,10 @@ impl Node {
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
         let trade = self.validator.accept_trade(&self.parts.community, data, now, &self.seen_trades)?;
-        let terms = trade.body().request.body();
         let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
         // Our own requests filled the book when they were sent.
         if self.seen_trades.insert(trade.digest()) && !ours {
-            self.books.apply_fill(&terms.order, terms.energy);
+            self.books.apply_trade(&trade);
         }
         // A trade of ours we may have missed the answer to (timeout, crash): record it.
         let action = self.taker.on_trade(&trade);
@@ -595,7 +614,16 @@ impl Node {
             Ok(Acceptance::New(reserved)) => Slot::Agreed(reserved),
             Err(refusal) => {
                 self.counters.inc("trade_requests_refused");
-                tracing::debug!(reason = %refusal, "trade request refused");
+                let terms = request.body();
+                tracing::debug!(
+                    reason = %refusal,
+                    interval = terms.interval.0,
+                    energy_wh = terms.energy.0,
+                    taker = %request.signer(),
+                    maker = %self.me,
+                    order = %terms.order,
+                    "trade request refused"
+                );
                 Slot::Ready(Answer::Refused(refusal.to_string()))
             }
         }
@@ -694,16 +722,29 @@ impl Node {
         match action {
             // Appended, forgotten and announced at the end of the turn.
             TakerAction::Record(trade) => {
+                if let Some((_, theirs, energy)) = self.held.remove(&digest) {
+                    self.books.answered_own(&theirs, energy, true);
+                }
                 // Verified: its announcements need no second check.
                 self.seen_trades.insert(trade.digest());
                 self.batch.take(*trade);
             }
             TakerAction::Refused(reason) => {
+                // The energy is free again on both sides: in this node's order at once, and
+                // in its copy of the other order (the maker never sold it).
+                if let Some((own, theirs, energy)) = self.held.remove(&digest) {
+                    self.maker.release_own_hold(&own, energy);
+                    self.books.answered_own(&theirs, energy, false);
+                    self.refused_by.insert(theirs, self.parts.clock.now());
+                }
                 let _ = self.parts.state.forget_request(&digest);
                 self.counters.inc("trade_requests_refused_by_maker");
                 tracing::debug!(%reason, "trade request refused by the maker");
             }
             TakerAction::AlreadyRecorded => {
+                if let Some((_, theirs, energy)) = self.held.remove(&digest) {
+                    self.books.answered_own(&theirs, energy, true);
+                }
                 let _ = self.parts.state.forget_request(&digest);
             }
             TakerAction::NotOurs => {}
@@ -719,6 +760,10 @@ impl Node {
         let terms = trade.body().request.body();
         let (interval, energy_wh, price) = (terms.interval.0, terms.energy.0, terms.price.0);
         if *trade.signer() == self.me {
+            // The taker's own order gave the energy: this node's book must know, or it would
+            // keep asking that order for energy it no longer has (no announcement of a trade of
+            // our own ever comes back to us).
+            self.books.apply_trade(trade);
             self.counters.inc("trades_as_maker");
             let taker = trade.body().request.signer();
             tracing::info!(interval, energy_wh, price, %taker, "trade agreed as maker");
@@ -733,10 +778,13 @@ impl Node {
     /// Remembers one of this node's trades (for the strategy's bounds and the status).
     pub(crate) fn note_trade(&mut self, trade: &Signed<Trade>) {
         self.seen_trades.insert(trade.digest());
-        let _ = self
-            .parts
-            .events
-            .send(NodeEvent::TradeRecorded { digest: trade.digest(), as_maker: *trade.signer() == self.me });
+        let _ = self.parts.events.send(NodeEvent::TradeRecorded {
+            digest: trade.digest(),
+            as_maker: *trade.signer() == self.me,
+            interval: trade.body().request.body().interval,
+            energy: trade.body().request.body().energy,
+            price: trade.body().request.body().price,
+        });
         let terms = trade.body().request.body();
         let as_maker = *trade.signer() == self.me;
         let side = if as_maker { terms.maker_side } else { terms.maker_side.opposite() };
@@ -759,6 +807,11 @@ impl Node {
     async fn on_tick(&mut self) {
         let now = self.parts.clock.now();
         self.books.prune(now);
+        // Requests against orders gone from the book (replaced, closed) need no bookkeeping.
+        let books = &self.books;
+        self.held.retain(|_, (_, theirs, _)| books.get(theirs).is_some());
+        let backoff = Duration::from_millis(self.parts.market.reprice_ms / 5);
+        self.refused_by.retain(|order, at| books.get(order).is_some() && now.saturating_since(*at) < backoff);
         if self.parts.market.enabled && !self.draining {
             for interval in self.open_intervals(now) {
                 self.update_order(interval, now).await;
@@ -768,7 +821,7 @@ impl Node {
         self.ask_about_unknown(now);
         self.publish_head(now).await;
         self.record_witnessed();
-        if now.saturating_since(self.last_status) >= Duration::from_secs(1) {
+        if now.saturating_since(self.last_status) >= self.clock_time(Duration::from_secs(1)) {
             self.write_status(true);
             self.last_status = now;
         }
@@ -873,25 +926,33 @@ impl Node {
                 .books
                 .crossing(interval, side, mine.price(), &self.me, now)
                 .into_iter()
-                .filter(|o| Books::is_aggressor(&mine, o))
+                .filter(|o| Books::is_aggressor(&mine, o) && !self.refused_by.contains_key(&o.id))
                 .cloned()
                 .collect();
             for other in resting {
-                let energy = self.maker.hold_for_own_request(&mine.id, other.remaining);
+                let energy = self.maker.hold_for_own_request(&mine.id, other.available());
                 if energy == Wh::ZERO {
                     break;
                 }
-                self.send_request(&other, energy, now);
+                match self.send_request(&other, energy, now) {
+                    Some(request) => {
+                        self.held.insert(request, (mine.id, other.id, energy));
+                    }
+                    None => self.maker.release_own_hold(&mine.id, energy),
+                }
             }
         }
     }
 
     /// Signs a trade request and queues it: persisted (flushed) and sent at the end of the turn.
-    fn send_request(&mut self, order: &BookOrder, energy: Wh, now: Timestamp) {
-        let Some(peer) = peer_of(&order.maker) else { return };
+    /// Returns its digest (`None`: the maker's key names no libp2p peer).
+    fn send_request(&mut self, order: &BookOrder, energy: Wh, now: Timestamp) -> Option<Hash> {
+        let peer = peer_of(&order.maker)?;
         let request = self.taker.request(&self.parts.key, order, energy, now);
-        self.books.apply_fill(&order.id, energy);
+        let digest = request.digest();
+        self.books.request_own(&order.id, energy);
         self.batch.request(request, peer);
+        Some(digest)
     }
 
     /// Sends `call` to a maker; its reply comes back as a completion in a later turn.
@@ -910,7 +971,7 @@ impl Node {
 
     /// Asks makers about requests whose answers never came (at most once per timeout each).
     fn ask_about_unknown(&mut self, now: Timestamp) {
-        let timeout = Duration::from_millis(self.parts.market.request_timeout_ms);
+        let timeout = self.clock_time(Duration::from_millis(self.parts.market.request_timeout_ms));
         let mut by_maker: HashMap<PublicKey, Vec<Hash>> = HashMap::new();
         for request in self.taker.expire(now, timeout) {
             by_maker.entry(request.body().maker).or_default().push(request.digest());

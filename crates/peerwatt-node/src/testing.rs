@@ -4,21 +4,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peerwatt_core::{Community, IntervalLength, MembershipCert, NodeKey, Price, Signed, Timestamp};
+use peerwatt_core::{Community, IntervalLength, NodeKey, Price};
 
-use crate::community_file::{certificate_text, community_toml};
 use crate::config::{FileError, NodeConfig};
+use crate::provision::{self, MemberSpec};
 
 pub use peerwatt_meter::testing::free_port;
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
-    move |source| FileError::Read { path: path.to_owned(), source }
-}
 
 /// Creates a community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
 /// 0.30) and `n` member nodes under `dir`, all on loopback TCP, node 0 the bootstrap peer of
 /// the others, with the strategy off (orders are placed by hand). `extra` is appended to every
-/// node.toml. Returns the community and each node's configuration.
+/// node.toml's `[market]` section (and may open sections of its own). Returns the community and each node's configuration.
 pub fn community_of(dir: &Path, n: usize, extra: &str) -> Result<(Community, Vec<NodeConfig>), FileError> {
     let admin = NodeKey::from_seed(&[200; 32]);
     let community = Community {
@@ -34,40 +30,24 @@ pub fn community_of(dir: &Path, n: usize, extra: &str) -> Result<(Community, Vec
         bootstrap: Vec::new(),
     };
     let mut configs: Vec<NodeConfig> = Vec::new();
-    let mut first = String::new();
+    let mut first = Vec::new();
+    let sections = format!("[market]\nenabled = false\ntick_ms = 100\n{extra}");
     for i in 0..n {
         let node_dir = dir.join(format!("node-{i}"));
-        std::fs::create_dir_all(&node_dir).map_err(io(&node_dir))?;
-        let key = NodeKey::generate().map_err(|e| FileError::Invalid { path: node_dir.clone(), why: e.to_string() })?;
-        let key_path = node_dir.join("node.key");
-        key.save(&key_path).map_err(|e| FileError::Invalid { path: key_path.clone(), why: e.to_string() })?;
-        let cert = Signed::sign(
-            &admin,
-            MembershipCert {
-                community: community.id,
-                member: key.public(),
-                name: format!("node-{i}"),
-                zone: "z".into(),
-                valid_from: Timestamp(0),
-                valid_until: Timestamp(u64::MAX),
-            },
-        );
-        std::fs::write(node_dir.join("community.toml"), community_toml(&community)).map_err(io(&node_dir))?;
-        std::fs::write(node_dir.join("membership.cert"), certificate_text(&cert, &community)).map_err(io(&node_dir))?;
-        let port = free_port().map_err(io(&node_dir))?;
-        let address = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", key.public());
-        let bootstrap = if i == 0 { String::new() } else { format!("\"{first}\"") };
+        let port = free_port().map_err(|source| FileError::Read { path: node_dir.clone(), source })?;
+        let name = format!("node-{i}");
+        let spec = MemberSpec {
+            name: &name,
+            port,
+            bootstrap: &first,
+            sections: &sections,
+            network_extra: "heartbeat_ms = 100\ndiscovery_ms = 500",
+        };
+        let member = provision::member(&node_dir, &community, &admin, spec)?;
         if i == 0 {
-            first = address;
+            first.push(member.address);
         }
-        let toml = format!(
-            "[node]\nname = \"node-{i}\"\n\n[community]\nfile = \"community.toml\"\ncertificate = \"membership.cert\"\n\n\
-             [market]\nenabled = false\ntick_ms = 100\n\n[network]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\n\
-             bootstrap = [{bootstrap}]\nheartbeat_ms = 100\ndiscovery_ms = 500\n{extra}"
-        );
-        let path = node_dir.join("node.toml");
-        std::fs::write(&path, toml).map_err(io(&path))?;
-        configs.push(NodeConfig::load(&path)?);
+        configs.push(member.config);
     }
     Ok((community, configs))
 }

@@ -1,0 +1,133 @@
+//! `peerwatt demo`: a simulated neighbourhood trading for a day on the real node (see the
+//! `peerwatt-sim` crate), with a progress bar, a line per interval and the final report.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use peerwatt_sim::{LiveLine, Observer, RunOptions, Scenario};
+
+use crate::failure::{Failure, Hint};
+
+/// Arguments of `peerwatt demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Households in the street [default: 10, or the scenario's].
+    #[arg(long)]
+    households: Option<usize>,
+    /// Simulated days [default: 1, or the scenario's].
+    #[arg(long)]
+    days: Option<u32>,
+    /// Simulated seconds per real second [default: 1440, a day in a minute, or the scenario's].
+    #[arg(long)]
+    speed: Option<u32>,
+    /// Seed of the households' variety and the noise [default: 1, or the scenario's].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A scenario file (TOML; see config/demo-scenario.toml); flags override it.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Where to write report.json and day.svg.
+    #[arg(long, default_value = "peerwatt-demo")]
+    out: PathBuf,
+    /// Keep every node's data (keys, ledgers, meter history) here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// No progress bar and no line per interval, only the report.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs the demo.
+pub fn run(args: &DemoArgs) -> Result<ExitCode, Failure> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::load(path).hint("config/demo-scenario.toml lists every key with its default")?,
+        None => Scenario::default(),
+    };
+    scenario.households = args.households.unwrap_or(scenario.households);
+    scenario.days = args.days.unwrap_or(scenario.days);
+    scenario.speed = args.speed.unwrap_or(scenario.speed);
+    scenario.seed = args.seed.unwrap_or(scenario.seed);
+    scenario.check().hint("see `peerwatt demo --help`")?;
+    if let Some(dir) = &args.data_dir
+        && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+    {
+        return Err(anyhow::anyhow!("{} is not empty", dir.display()))
+            .hint("--data-dir needs a new or empty directory");
+    }
+    let options = RunOptions { scenario, out: args.out.clone(), data_dir: args.data_dir.clone() };
+    println!(
+        "peerwatt demo: {} households, {} simulated from {}, at {}x speed (seed {})",
+        options.scenario.households,
+        match options.scenario.intervals {
+            Some(n) => format!("{n} quarter hours"),
+            None => crate::count(u64::from(options.scenario.days), "day", "days"),
+        },
+        options.scenario.date,
+        options.scenario.speed,
+        options.scenario.seed
+    );
+    let mut view = Terminal::new(args.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = runtime.block_on(peerwatt_sim::run(&options, &mut view)).hint("run with -v for the nodes' logs")?;
+    view.finish();
+    print!("{}", report.render());
+    let c = &report.community;
+    if !report.ledgers.all_verified || report.ledgers.trades_in_one_ledger > 0 || report.ledgers.bad_trades > 0 {
+        eprintln!("error: the ledgers do not agree (see above)");
+        return Ok(ExitCode::from(crate::failure::EXIT_INVALID));
+    }
+    tracing::debug!(trades = c.trades, "demo finished");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The terminal view: phases, a line per interval on stdout, a progress bar on stderr when it
+/// is a terminal.
+struct Terminal {
+    quiet: bool,
+    bar: bool,
+    header: bool,
+}
+
+impl Terminal {
+    fn new(quiet: bool) -> Terminal {
+        Terminal { quiet, bar: !quiet && std::io::stderr().is_terminal(), header: false }
+    }
+
+    fn clear_bar(&self) {
+        if self.bar {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    fn finish(&mut self) {
+        self.clear_bar();
+    }
+}
+
+impl Observer for Terminal {
+    fn phase(&mut self, what: &str) {
+        if !self.quiet {
+            self.clear_bar();
+            println!("- {what}");
+        }
+    }
+
+    fn interval(&mut self, line: &LiveLine, done: u64, total: u64) {
+        if self.quiet {
+            return;
+        }
+        self.clear_bar();
+        if !self.header {
+            println!("time   local trades     kWh  price/kWh         community grid (kWh)");
+            self.header = true;
+        }
+        println!("{}", line.render());
+        if self.bar {
+            let width = 40;
+            let filled = usize::try_from(done * width / total.max(1)).unwrap_or(0);
+            eprint!("\r[{}{}] {done}/{total} intervals", "#".repeat(filled), ".".repeat(40 - filled.min(40)));
+            let _ = std::io::stderr().flush();
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Member directories written in one go, for communities made by a program rather than by
+//! hand: the simulator's neighbourhood and the test communities. Each member gets a fresh
+//! key, the community file, a certificate signed by the admin and a `node.toml`.
+
+use std::path::Path;
+
+use peerwatt_core::{Community, MembershipCert, NodeKey, Signed, Timestamp};
+
+use crate::community_file::{certificate_text, community_toml};
+use crate::config::{FileError, NodeConfig};
+
+/// A member directory that is ready for [`crate::start`].
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// Its configuration, loaded back from the `node.toml` written.
+    pub config: NodeConfig,
+    /// Its public id (PeerId).
+    pub peer_id: String,
+    /// Its loopback TCP address with the `/p2p/` suffix, for others to bootstrap from.
+    pub address: String,
+}
+
+/// What differs between members.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberSpec<'a> {
+    /// Display name (also the certificate's name).
+    pub name: &'a str,
+    /// The loopback TCP port to listen on.
+    pub port: u16,
+    /// Addresses of members to connect to first.
+    pub bootstrap: &'a [String],
+    /// More `node.toml` sections (`[market]`, `[meter]`, the rest of `[network]`'s keys
+    /// must come through `network_extra`).
+    pub sections: &'a str,
+    /// More keys for the `[network]` section (e.g. `heartbeat_ms = 100`).
+    pub network_extra: &'a str,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
+    move |source| FileError::Read { path: path.to_owned(), source }
+}
+
+fn invalid(path: &Path, why: impl ToString) -> FileError {
+    FileError::Invalid { path: path.to_owned(), why: why.to_string() }
+}
+
+/// Writes member `spec` of `community` into `dir` (created if missing), admitted by `admin`
+/// for ever, and loads its configuration back.
+pub fn member(
+    dir: &Path,
+    community: &Community,
+    admin: &NodeKey,
+    spec: MemberSpec<'_>,
+) -> Result<Provisioned, FileError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let key = NodeKey::generate().map_err(|e| invalid(dir, e))?;
+    let key_path = dir.join("node.key");
+    key.save(&key_path).map_err(|e| invalid(&key_path, e))?;
+    let cert = Signed::sign(
+        admin,
+        MembershipCert {
+            community: community.id,
+            member: key.public(),
+            name: spec.name.to_owned(),
+            zone: "z".into(),
+            valid_from: Timestamp(0),
+            valid_until: Timestamp(u64::MAX),
+        },
+    );
+    std::fs::write(dir.join("community.toml"), community_toml(community)).map_err(io(dir))?;
+    std::fs::write(dir.join("membership.cert"), certificate_text(&cert, community)).map_err(io(dir))?;
+    let bootstrap = spec.bootstrap.iter().map(|b| toml::Value::String(b.clone()).to_string()).collect::<Vec<_>>();
+    let toml = format!(
+        "[node]\nname = {name}\n\n[community]\nfile = \"community.toml\"\ncertificate = \"membership.cert\"\n\n\
+         [network]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\n{network}\n\n{sections}",
+        name = toml::Value::String(spec.name.to_owned()),
+        port = spec.port,
+        bootstrap = bootstrap.join(", "),
+        network = spec.network_extra,
+        sections = spec.sections,
+    );
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml).map_err(io(&path))?;
+    let peer_id = key.public().to_string();
+    Ok(Provisioned {
+        config: NodeConfig::load(&path)?,
+        address: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", spec.port),
+        peer_id,
+    })
+}

@@ -1,0 +1,409 @@
+//! Running a scenario: the households' meters publish to the embedded broker, one real node per
+//! household trades on the accelerated clock, and afterwards the ledgers and meters are read
+//! back into the report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
+use peerwatt_meter::{History, IntervalTotals};
+use peerwatt_node::provision::{self, MemberSpec, Provisioned};
+use peerwatt_node::{NodeConfig, NodeEvent, RunningNode};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::broker;
+use crate::clock::AcceleratedClock;
+use crate::household::{Flows, Household, Profiles, STEP_SECS, STEPS_PER_DAY, Variety, simulate};
+use crate::ledgers::{self, LedgerSummary};
+use crate::meters::{self, SimMeter};
+use crate::report::{LiveLine, Report};
+use crate::scenario::{Scenario, ScenarioError};
+
+/// Days of meter history each node starts with (its forecaster looks back a week).
+const HISTORY_DAYS: u64 = 7;
+/// 2021-01-01T00:00:00Z, the start of the profiles' year, ms.
+const PROFILE_YEAR_START_MS: u64 = 1_609_459_200_000;
+const STEP_MS: u64 = STEP_SECS * 1_000;
+
+/// Why a run failed.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The scenario.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The embedded profiles.
+    #[error("profiles: {0}")]
+    Profiles(#[from] crate::profiles::ProfileError),
+    /// The embedded broker.
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    /// Files of the run.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Writing a member's files.
+    #[error("setting up a node: {0}")]
+    Provision(#[from] peerwatt_node::FileError),
+    /// A node did not start.
+    #[error("starting {name}: {source}")]
+    Start {
+        /// The household.
+        name: String,
+        /// Why.
+        source: peerwatt_node::StartError,
+    },
+    /// Reading the ledgers back.
+    #[error("reading the ledgers: {0}")]
+    Ledgers(#[from] ledgers::LedgerReadError),
+    /// Computing the report.
+    #[error("computing the report: {0}")]
+    Kpi(#[from] crate::kpi::KpiError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// What a run needs besides its scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Where the report (JSON and SVG) goes.
+    pub out: PathBuf,
+    /// Keep the nodes' data (keys, ledgers, meter history) here; a temporary directory that
+    /// is removed afterwards otherwise.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Whoever shows a run's progress (the CLI prints; tests stay quiet).
+pub trait Observer: Send {
+    /// A phase of the run starts.
+    fn phase(&mut self, what: &str);
+    /// Interval `done` of `total` is over.
+    fn interval(&mut self, line: &LiveLine, done: u64, total: u64);
+}
+
+/// An observer that shows nothing.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn phase(&mut self, _: &str) {}
+    fn interval(&mut self, _: &LiveLine, _: u64, _: u64) {}
+}
+
+/// The times of a run, all on the simulated clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    /// Where the simulated history (for the forecasters) begins.
+    pub history_start: Timestamp,
+    /// Where the clock starts: early enough for the first reported interval's trading window.
+    pub origin: Timestamp,
+    /// The first reported interval's start.
+    pub start: Timestamp,
+    /// The end of the last reported interval.
+    pub end: Timestamp,
+}
+
+impl Timeline {
+    /// The timeline of `s`.
+    pub fn of(s: &Scenario) -> Result<Timeline, ScenarioError> {
+        let start = Timestamp(s.first_day()? * 86_400_000 + u64::from(s.start_quarter) * STEP_MS);
+        let warmup = u64::from(s.horizon_intervals) + 1;
+        Ok(Timeline {
+            history_start: Timestamp(start.0 - HISTORY_DAYS * STEPS_PER_DAY * STEP_MS),
+            origin: Timestamp(start.0 - warmup * STEP_MS),
+            start,
+            end: Timestamp(start.0 + s.run_intervals() * STEP_MS),
+        })
+    }
+
+    /// Steps from the history's start to `t`.
+    pub fn steps_to(&self, t: Timestamp) -> usize {
+        usize::try_from((t.0 - self.history_start.0) / STEP_MS).unwrap_or(0)
+    }
+
+    /// The community interval of the first reported one.
+    pub fn first_interval(&self) -> IntervalId {
+        IntervalId(self.start.0 / STEP_MS)
+    }
+}
+
+/// One household's node and meter, set up.
+struct Member {
+    household: Household,
+    provisioned: Provisioned,
+    flows: Vec<Flows>,
+}
+
+/// Runs the scenario and returns its report (also written to `options.out`).
+pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Report, RunError> {
+    let wall = Instant::now();
+    let s = &options.scenario;
+    s.check()?;
+    let timeline = Timeline::of(s)?;
+    observer.phase("reading the household profiles");
+    let profiles = Profiles::embedded()?;
+    let variety = Variety {
+        pv_share_pct: s.pv_share_pct,
+        battery_share_pct: s.battery_share_pct,
+        limits_share_pct: s.limits_share_pct,
+        feed_in: s.feed_in_tariff,
+        retail: s.retail_tariff,
+    };
+    let steps = timeline.steps_to(timeline.end) as u64 + 2;
+    let first_step = (timeline.history_start.0 - PROFILE_YEAR_START_MS) / STEP_MS;
+
+    let temp = match &options.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("peerwatt-demo-").tempdir().map_err(io("a temporary directory"))?),
+    };
+    let data_dir: PathBuf =
+        options.data_dir.clone().unwrap_or_else(|| temp.as_ref().map_or_else(PathBuf::new, |t| t.path().to_owned()));
+    std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+
+    observer.phase("starting the embedded MQTT broker");
+    let broker = broker::start(s.households + 1)?;
+
+    observer.phase("setting up the households (keys, certificates, a week of meter history)");
+    let admin = NodeKey::from_seed(&seed_bytes(s.seed));
+    let community = community_of(s, &admin)?;
+    let mut members = Vec::with_capacity(s.households);
+    let mut bootstrap = Vec::new();
+    for i in 0..s.households {
+        let household = Household::draw(s.seed, i, &variety);
+        let flows = simulate(&household, &profiles, s.seed, first_step, steps);
+        let sections = node_sections(s, &household, broker.addr);
+        let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
+        let spec = MemberSpec {
+            name: &household.name,
+            port,
+            bootstrap: &bootstrap,
+            sections: &sections,
+            network_extra: &format!("heartbeat_ms = {}\ndiscovery_ms = 2000", s.heartbeat_ms),
+        };
+        let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;
+        if i < 3 {
+            bootstrap.push(provisioned.address.clone());
+        }
+        write_history(&provisioned.config, &timeline, &flows)?;
+        members.push(Member { household, provisioned, flows });
+    }
+    let sim_meters: Arc<[SimMeter]> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let live = timeline.steps_to(timeline.origin);
+            let before = &m.flows[..live];
+            let base = (10_000_000 + 1_000 * i as u64, 2_000_000 + 500 * i as u64);
+            let base = (
+                base.0 + before.iter().map(|f| f.import_wh).sum::<u64>(),
+                base.1 + before.iter().map(|f| f.export_wh).sum::<u64>(),
+            );
+            SimMeter::new(&m.household.name, m.household.meter, timeline.origin, Arc::from(&m.flows[live..]), base)
+        })
+        .collect();
+
+    observer.phase("starting one node per household (real libp2p on loopback, real ledgers)");
+    let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
+    let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
+    let (trade_tx, mut trade_rx) = mpsc::unbounded_channel();
+    for m in &members {
+        let node = peerwatt_node::start(&m.provisioned.config, clock.clone())
+            .await
+            .map_err(|source| RunError::Start { name: m.household.name.clone(), source })?;
+        forward_trades(&node, trade_tx.clone());
+        nodes.push(node);
+    }
+    drop(trade_tx);
+    // Let the nodes find each other and form the gossip mesh before the clock runs.
+    tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
+
+    observer.phase("trading");
+    clock.start();
+    let period = Duration::from_secs(s.meter_period_secs);
+    let publisher = tokio::spawn(meters::publish(
+        sim_meters.clone(),
+        clock.clone(),
+        broker.addr,
+        timeline.origin,
+        Timestamp(timeline.end.0 + 2 * period.as_millis() as u64),
+        period,
+    ));
+    let mut live: BTreeMap<u64, LiveLine> = BTreeMap::new();
+    let total = timeline.steps_to(timeline.end) - timeline.steps_to(timeline.start);
+    for k in 0..total {
+        let start = Timestamp(timeline.start.0 + k as u64 * STEP_MS);
+        tokio::time::sleep_until(clock.instant_of(Timestamp(start.0 + STEP_MS)).into()).await;
+        while let Ok((interval, energy, price)) = trade_rx.try_recv() {
+            live.entry(interval).or_default().add_trade(energy, price);
+        }
+        let at = timeline.steps_to(start);
+        let mut line = live.get(&(start.0 / STEP_MS)).cloned().unwrap_or_default();
+        line.start = start;
+        for m in &members {
+            line.import_wh += m.flows[at].import_wh;
+            line.export_wh += m.flows[at].export_wh;
+        }
+        observer.interval(&line, k as u64 + 1, total as u64);
+    }
+    let published = publisher.await.unwrap_or(0);
+    // The last readings close the last intervals in every node's meter history.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    observer.phase("stopping the nodes (each drains: open requests answered, answers written)");
+    let trading_secs = wall.elapsed().as_secs_f64();
+    futures_shutdown(nodes).await;
+
+    observer.phase("verifying every ledger and settling against the meters");
+    let names: Vec<(String, String)> =
+        members.iter().map(|m| (m.provisioned.peer_id.clone(), m.household.name.clone())).collect();
+    let configs: Vec<&NodeConfig> = members.iter().map(|m| &m.provisioned.config).collect();
+    let summary: LedgerSummary = ledgers::read(&configs, &names)?;
+    let measured: Vec<Vec<IntervalTotals>> = configs.iter().map(|c| measured_history(c, &timeline)).collect();
+    let mut report = Report::build(crate::report::Parts {
+        scenario: s,
+        timeline: &timeline,
+        households: &members.iter().map(|m| m.household.clone()).collect::<Vec<_>>(),
+        flows: &members
+            .iter()
+            .map(|m| m.flows[timeline.steps_to(timeline.start)..timeline.steps_to(timeline.end)].to_vec())
+            .collect::<Vec<_>>(),
+        ledgers: &summary,
+        measured: &measured,
+        meter_messages: published,
+        wall_secs: wall.elapsed().as_secs_f64(),
+        trading_secs,
+        data_dir: options.data_dir.clone(),
+    })?;
+    report.write(&options.out).map_err(io(format!("writing the report to {}", options.out.display())))?;
+    drop(temp);
+    Ok(report)
+}
+
+/// The community of the scenario, administered by `admin`.
+fn community_of(s: &Scenario, admin: &NodeKey) -> Result<Community, RunError> {
+    let name = "Demo Street".to_owned();
+    Ok(Community {
+        id: Community::derive_id(&admin.public(), &name),
+        name,
+        admin: admin.public(),
+        interval: IntervalLength::from_secs(STEP_SECS).map_err(|e| ScenarioError::Invalid(e.to_string()))?,
+        gate_closure: Duration::from_secs(s.gate_closure_secs),
+        horizon: s.horizon_intervals,
+        feed_in: Price(s.feed_in_tariff),
+        retail: Price(s.retail_tariff),
+        bootstrap: Vec::new(),
+    })
+}
+
+/// 32 seed bytes for the community admin's key, from the scenario seed (the same seed gives
+/// the same community id).
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut r = crate::rng::Rng::new(seed, 0xAD_1117);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&r.next_u64().to_le_bytes());
+    }
+    out
+}
+
+/// The `[market]` and `[meter]` sections of a household's `node.toml`.
+fn node_sections(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> String {
+    let limit = |key: &str, v: Option<u64>| v.map(|p| format!("{key} = {p}\n")).unwrap_or_default();
+    let topics = meters::topics(h.meter, &h.name).iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    let period = s.meter_period_secs;
+    format!(
+        "[market]\nenabled = true\ntick_ms = {tick}\nreprice_ms = {reprice}\nrequest_timeout_ms = 2000\n\
+         forecast = \"same-time-of-day\"\nforecast_days = {days}\n{min}{max}\n\
+         [meter]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{name}\"\n\
+         stale_after_secs = {stale}\nmax_gap_secs = {gap}\nhistory_intervals = {history}\n\n\
+         [meter.grid]\nformat = \"{format}\"\ntopics = [{topics}]\n",
+        tick = s.tick_ms,
+        reprice = s.reprice_secs * 1_000,
+        days = HISTORY_DAYS,
+        min = limit("min_sell_price", h.min_sell_price),
+        max = limit("max_buy_price", h.max_buy_price),
+        host = broker.ip(),
+        port = broker.port(),
+        name = h.name,
+        stale = 2 * STEP_SECS,
+        gap = 2 * period + 30,
+        history = (HISTORY_DAYS + 1) * STEPS_PER_DAY,
+        format = meters::format_name(h.meter),
+    )
+}
+
+/// Writes the week before the clock's origin into the node's meter history, as a meter that
+/// had been running would have: complete intervals from the counters.
+fn write_history(cfg: &NodeConfig, timeline: &Timeline, flows: &[Flows]) -> Result<(), RunError> {
+    let path = cfg.meter_history_file();
+    let mut history = History::open(&path, usize::try_from((HISTORY_DAYS + 1) * STEPS_PER_DAY).unwrap_or(768));
+    let totals: Vec<IntervalTotals> = flows[..timeline.steps_to(timeline.origin)]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let start = Timestamp(timeline.history_start.0 + i as u64 * STEP_MS);
+            IntervalTotals {
+                interval: IntervalId(start.0 / STEP_MS),
+                start,
+                imported: peerwatt_core::Wh(f.import_wh),
+                exported: peerwatt_core::Wh(f.export_wh),
+                complete: true,
+                covered_ms: STEP_MS,
+                counter_reset: false,
+                source: peerwatt_meter::interval::Source::Counters,
+            }
+        })
+        .collect();
+    history.extend(&totals).map_err(io(format!("writing {}", path.display())))
+}
+
+/// What the node measured for the reported intervals (from its meter history).
+fn measured_history(cfg: &NodeConfig, timeline: &Timeline) -> Vec<IntervalTotals> {
+    History::open(&cfg.meter_history_file(), usize::MAX)
+        .items()
+        .filter(|t| t.start >= timeline.start && t.start < timeline.end)
+        .copied()
+        .collect()
+}
+
+/// Forwards each trade a node records as maker (so every trade is counted once): interval,
+/// energy, price.
+fn forward_trades(node: &RunningNode, tx: mpsc::UnboundedSender<(u64, u64, u64)>) {
+    let mut events = node.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::TradeRecorded { as_maker: true, interval, energy, price, .. }) => {
+                    if tx.send((interval.0, energy.0, price.0)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the live view missed trade events (the report reads the ledgers)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Stops every node at once and waits for all.
+async fn futures_shutdown(nodes: Vec<RunningNode>) {
+    let mut set = tokio::task::JoinSet::new();
+    for node in nodes {
+        set.spawn(node.shutdown());
+    }
+    while set.join_next().await.is_some() {}
+}
