@@ -113,6 +113,8 @@ pub struct Books {
     /// (interval, side, maker) → the maker's current order there.
     current: HashMap<(IntervalId, SideKey, PublicKey), Hash>,
     last_seq: HashMap<PublicKey, u64>,
+    /// Clock-time tolerance for skew and transport delay ([`MAX_CLOCK_SKEW_MS`] × clock rate).
+    skew_ms: u64,
 }
 
 /// `Side` as a map key.
@@ -128,7 +130,19 @@ impl From<Side> for SideKey {
 impl Books {
     /// Empty books for `community`.
     pub fn new(community: Community) -> Books {
-        Books { community, orders: HashMap::new(), current: HashMap::new(), last_seq: HashMap::new() }
+        Books {
+            community,
+            orders: HashMap::new(),
+            current: HashMap::new(),
+            last_seq: HashMap::new(),
+            skew_ms: MAX_CLOCK_SKEW_MS,
+        }
+    }
+
+    /// Scales the skew tolerance for a clock running `rate` times faster than real time (the
+    /// simulator's): a message delayed by the network is late by its real delay times the rate.
+    pub fn set_clock_rate(&mut self, rate: u32) {
+        self.skew_ms = MAX_CLOCK_SKEW_MS.saturating_mul(u64::from(rate.max(1)));
     }
 
     /// The community.
@@ -144,7 +158,7 @@ impl Books {
         if o.community != c.id {
             return Err(OrderReject::WrongCommunity);
         }
-        if o.created_at.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+        if o.created_at.0 > now.0.saturating_add(self.skew_ms) {
             return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
         }
         if !c.is_open(o.interval, now) {
@@ -165,7 +179,7 @@ impl Books {
     /// Why `interval` is not open at `now`: near its window (honest lateness or clock skew) or far.
     fn not_open(&self, interval: IntervalId, now: Timestamp) -> OrderReject {
         let (opens, closes) = self.community.trading_window(interval);
-        let margin = self.community.interval.millis() + MAX_CLOCK_SKEW_MS;
+        let margin = self.community.interval.millis() + self.skew_ms;
         if now.0.saturating_add(margin) >= opens.0 && now.0 < closes.0.saturating_add(margin) {
             OrderReject::NotOpen(interval)
         } else {

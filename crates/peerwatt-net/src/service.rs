@@ -289,6 +289,9 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         .mesh_n_high(8)
         .mesh_outbound_min(1)
         .gossip_lazy(4)
+        // Publish to the mesh (or fanout) peers only, not to every connected peer: in a
+        // community of hundreds each publish would otherwise cost a send and a receipt per peer.
+        .flood_publish(false)
         .max_transmit_size(MAX_FRAME)
         .build()
         .map_err(|e| NetError::Start(e.to_string()))

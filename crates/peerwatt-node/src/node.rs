@@ -208,7 +208,11 @@ impl Node {
         let community = &parts.community;
         Ok(Node {
             me,
-            books: Books::new(community.clone()),
+            books: {
+                let mut books = Books::new(community.clone());
+                books.set_clock_rate(parts.clock.rate());
+                books
+            },
             validator: GossipValidator::new(),
             maker: Maker::new(community.clone(), me),
             taker: Taker::new(me, community.id, next_request),
@@ -396,6 +400,7 @@ impl Node {
     }
 
     async fn stop(&mut self) {
+        self.record_witnessed();
         // Answers already given reach their takers before the connections close.
         self.parts.net.shutdown(Duration::from_secs(2)).await;
         if let Err(e) = self.parts.state.flush() {
@@ -820,7 +825,6 @@ impl Node {
         }
         self.ask_about_unknown(now);
         self.publish_head(now).await;
-        self.record_witnessed();
         if now.saturating_since(self.last_status) >= self.clock_time(Duration::from_secs(1)) {
             self.write_status(true);
             self.last_status = now;
@@ -852,6 +856,11 @@ impl Node {
                 .filter(|i| i.side == side)
         };
         let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
+        // A bid into a book without offers only costs every node a message to check: bid once
+        // someone offers (offers come first, since surplus is what the market is for).
+        let no_offers = side == Side::Buy
+            && self.books.crossing(interval, Side::Buy, self.parts.community.retail, &self.me, now).is_empty();
+        let wanted = wanted.filter(|_| !(no_offers && current.is_none()));
         match (wanted, current) {
             (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
                 self.publish_order(interval, side, Wh::ZERO, None, now);
@@ -999,6 +1008,9 @@ impl Node {
             return;
         }
         self.head_interval = Some(interval);
+        // Heads witnessed during the interval go into the ledger in one commit (one flush per
+        // interval, not one per tick: in a community of hundreds, heads arrive all the time).
+        self.record_witnessed();
         let size = self.parts.ledger.len().unwrap_or(0);
         if size == 0 || size == self.head_size {
             return;
@@ -1016,7 +1028,7 @@ impl Node {
         }
     }
 
-    /// Records the heads witnessed since the last tick, in one ledger commit.
+    /// Records the heads witnessed since the last call, in one ledger commit.
     fn record_witnessed(&mut self) {
         if self.to_witness.is_empty() {
             return;

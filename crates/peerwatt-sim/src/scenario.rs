@@ -188,6 +188,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_scenario_file_lists_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/demo-scenario.toml"));
+        assert_eq!(Scenario::load(path).unwrap(), Scenario::default());
+    }
+
+    #[test]
     fn dates_and_ranges() {
         let s = Scenario::default();
         s.check().unwrap();

@@ -1,0 +1,79 @@
+//! The scale benchmark: N households × D simulated days on the real parts, one process.
+//!
+//! `cargo bench -p peerwatt-sim --bench scale -- 100` (or `500`, and optionally a number of
+//! days): prints wall time, peak memory (total and per node), trades, efficiency and whether
+//! the nodes kept pace with the accelerated clock. One size per run, so that the peak memory
+//! is that size's. Results and commands are in `docs/benchmarks.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark panics to fail
+
+use std::time::Instant;
+
+use peerwatt_sim::{Quiet, RunOptions, Scenario};
+
+/// Peak resident memory of this process, kB (Linux `VmHWM`).
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let households = usize::try_from(args.first().copied().unwrap_or(100)).unwrap();
+    let days = u32::try_from(args.get(1).copied().unwrap_or(1)).unwrap();
+    // A day in a minute for 100, in five minutes for 500: the targets' wall times.
+    let speed = if households <= 100 { 1_440 } else { 288 };
+    let scenario = Scenario {
+        households,
+        days,
+        speed,
+        // Coarser timing than the 10-household demo: fewer re-pricings and meter messages.
+        reprice_secs: 900,
+        tick_ms: 100,
+        heartbeat_ms: 1_000,
+        meter_period_secs: 300,
+        ..Scenario::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let started = Instant::now();
+    let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    let rss = peak_rss_kb();
+    let c = &report.community;
+    let simulated = f64::from(days) * 86_400.0 / f64::from(speed);
+    println!("scale: {households} households x {days} day(s), speed {speed}");
+    println!(
+        "  wall time            {wall:.1} s (trading {:.1} s; the clock alone needs {simulated:.1} s)",
+        report.timing.trading_secs
+    );
+    println!(
+        "  peak RSS             {:.0} MB total, {:.1} MB per node",
+        rss as f64 / 1_024.0,
+        rss as f64 / 1_024.0 / households as f64
+    );
+    println!(
+        "  trades               {} ({} kWh), in {} of {} intervals",
+        c.trades,
+        peerwatt_sim::report::kwh(c.traded_wh),
+        c.intervals_with_trades,
+        report.intervals.len()
+    );
+    println!("  orders published     {}", report.ledgers.orders_published);
+    println!("  market efficiency    {}", peerwatt_sim::report::percent(c.efficiency_bp));
+    println!(
+        "  ledgers verified     {} of {}",
+        report.ledgers.nodes.iter().filter(|n| n.problem.is_none()).count(),
+        report.ledgers.nodes.len()
+    );
+    println!(
+        "  meter intervals      {} of {} measured, largest difference {} Wh",
+        report.meters.intervals_measured, report.meters.intervals_expected, report.meters.max_interval_diff_wh
+    );
+}

@@ -1,0 +1,120 @@
+//! A short demo on the real parts (embedded broker, libp2p on loopback, sled ledgers): the
+//! report's numbers are checked against the ledgers and the meters, independently read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::collections::HashMap;
+
+use peerwatt_core::{Decode, EntryKind, Hash, Price, Signed, Trade, Wh};
+use peerwatt_ledger::LedgerReader;
+use peerwatt_meter::History;
+use peerwatt_sim::{Quiet, RunOptions, Scenario};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nodes");
+    let out = dir.path().join("out");
+    // Three households (one with PV) from 11:30 for six intervals.
+    let scenario = Scenario { households: 3, start_quarter: 46, intervals: Some(6), ..Scenario::default() };
+    let options = RunOptions { scenario, out: out.clone(), data_dir: Some(data.clone()) };
+    let report = peerwatt_sim::run(&options, &mut Quiet).await.unwrap();
+
+    // The ledgers: all verified, every trade in both parties' ledgers.
+    assert!(report.ledgers.all_verified, "{:?}", report.ledgers.nodes);
+    assert_eq!((report.ledgers.trades_in_one_ledger, report.ledgers.bad_trades), (0, 0));
+    let c = &report.community;
+    assert!(c.trades > 0, "a sunny noon trades");
+
+    // Read every ledger ourselves: each trade once, by digest, within the reported intervals.
+    let start_interval = report.intervals.first().map(|i| i.start.clone()).unwrap();
+    assert!(start_interval.starts_with("2021-06-25T11:30"), "{start_interval}");
+    let first = 1_624_620_600_000 / 900_000; // 2021-06-25T11:30Z
+    let names: Vec<String> = report.households.iter().map(|h| h.household.name.clone()).collect();
+    let mut peer_of = HashMap::new();
+    let mut trades: HashMap<Hash, (usize, Trade)> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let reader = LedgerReader::open_dir(&data.join(name).join("ledger")).unwrap();
+        peer_of.insert(reader.owner().unwrap().to_string(), i);
+        for seq in 0..reader.len().unwrap() {
+            let entry = reader.entry(seq).unwrap();
+            if entry.body().kind == EntryKind::TradeAgreed {
+                let trade = Signed::<Trade>::from_bytes(&entry.body().payload).unwrap();
+                trade.verify().unwrap();
+                let holders = trades.entry(trade.digest()).or_insert((0, trade.body().clone()));
+                holders.0 += 1;
+            }
+        }
+    }
+    let mut sold = vec![0u64; names.len()];
+    let mut bought = vec![0u64; names.len()];
+    let mut in_run = 0;
+    for (holders, t) in trades.values() {
+        assert_eq!(*holders, 2, "a trade is in both parties' ledgers");
+        let terms = t.request.body();
+        if !(first..first + 6).contains(&terms.interval.0) {
+            continue;
+        }
+        in_run += 1;
+        assert!((80_000..=300_000).contains(&terms.price.0), "within the tariffs");
+        sold[peer_of[&t.seller().to_string()]] += terms.energy.0;
+        bought[peer_of[&t.buyer().to_string()]] += terms.energy.0;
+    }
+    assert_eq!(c.trades, in_run);
+    assert_eq!(report.ledgers.trades_outside_run, trades.len() as u64 - in_run);
+
+    let tariffs = report.tariffs;
+    for (i, h) in report.households.iter().enumerate() {
+        let d = &h.day;
+        // Local energy: exactly what the ledgers hold.
+        assert_eq!((d.sold_wh, d.bought_wh), (sold[i], bought[i]), "{}", names[i]);
+        // Energy balance of the household, exact in Wh.
+        assert_eq!(
+            d.load_wh + d.battery_charge_wh + d.export_wh,
+            d.pv_wh + d.battery_discharge_wh + d.import_wh,
+            "{}",
+            names[i]
+        );
+        assert!(d.delivered_sold_wh <= d.sold_wh.min(d.export_wh));
+        assert!(d.delivered_bought_wh <= d.bought_wh.min(d.import_wh));
+        // The bill identity and the grid-only baseline.
+        let cost = |wh: u64, p: Price| Wh(wh).cost_at(p).unwrap().0;
+        assert_eq!(d.baseline, cost(d.import_wh, tariffs.retail) - cost(d.export_wh, tariffs.feed_in));
+        assert_eq!(d.bill, d.grid_cost - d.grid_credit + d.local_cost - d.local_credit);
+        assert_eq!(d.savings, d.baseline - d.bill);
+        assert!(d.savings >= 0);
+        if d.sold_wh > 0 {
+            assert!(d.savings > 0, "{} sold and saved nothing", names[i]);
+        }
+        // The node's own meter readings (through MQTT and the real decoders) agree with the
+        // simulated meter: every interval measured, totals within the boundary smear.
+        let history = History::open(&data.join(&names[i]).join("meter-history.json"), usize::MAX);
+        let measured: Vec<_> = history.items().filter(|t| (first..first + 6).contains(&t.interval.0)).collect();
+        assert_eq!(measured.len(), 6, "{}", names[i]);
+        let import: u64 = measured.iter().map(|t| t.imported.0).sum();
+        let export: u64 = measured.iter().map(|t| t.exported.0).sum();
+        let slack = 40 + d.import_wh.max(d.export_wh) / 50;
+        assert!(import.abs_diff(d.import_wh) <= slack, "{}: {import} vs {}", names[i], d.import_wh);
+        assert!(export.abs_diff(d.export_wh) <= slack, "{}: {export} vs {}", names[i], d.export_wh);
+    }
+    // The community adds up.
+    let sum =
+        |f: fn(&peerwatt_sim::kpi::HouseholdReport) -> u64| report.households.iter().map(|h| f(&h.day)).sum::<u64>();
+    assert_eq!(sum(|d| d.sold_wh), sum(|d| d.bought_wh));
+    assert_eq!(sum(|d| d.delivered_sold_wh), sum(|d| d.delivered_bought_wh));
+    assert_eq!(
+        (c.traded_wh, c.delivered_wh, c.import_wh),
+        (sum(|d| d.sold_wh), sum(|d| d.delivered_sold_wh), sum(|d| d.import_wh))
+    );
+    assert_eq!(c.savings, report.households.iter().map(|h| h.day.savings).sum::<i64>());
+    assert!(c.welfare_trades <= c.welfare_optimal && c.efficiency_bp <= 10_000);
+    assert_eq!(report.intervals.iter().map(|i| i.figures.trades).sum::<u64>(), c.trades);
+    assert_eq!(report.meters.intervals_measured, report.meters.intervals_expected);
+
+    // The files the terminal names.
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["community"]["trades"].as_u64(), Some(c.trades));
+    let svg = std::fs::read_to_string(out.join("day.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(report.render().contains("market efficiency"));
+}

@@ -1,0 +1,82 @@
+//! The worked example of `docs/kpis.md`, computed, and checked against the page.
+
+#![allow(clippy::unwrap_used)] // a test panics to fail
+
+use peerwatt_core::{Price, Side, Wh};
+use peerwatt_sim::household::Flows;
+use peerwatt_sim::kpi::{Inputs, OrderRecord, Tariffs, TradeRecord, compute};
+
+fn flows(load_wh: u64, pv_wh: u64, import_wh: u64, export_wh: u64) -> Vec<Flows> {
+    vec![Flows { load_wh, pv_wh, import_wh, export_wh, ..Flows::default() }]
+}
+
+#[test]
+fn the_worked_example_of_the_kpi_page() {
+    let (a, b, c) = (0, 1, 2);
+    let tariffs = Tariffs { feed_in: Price(80_000), retail: Price(300_000) };
+    let flows = [flows(200, 1_000, 0, 800), flows(500, 0, 500, 0), flows(300, 200, 100, 0)];
+    let trades = [
+        TradeRecord { interval: 0, seller: a, buyer: b, energy: Wh(400), price: Price(200_000) },
+        TradeRecord { interval: 0, seller: a, buyer: c, energy: Wh(150), price: Price(180_000) },
+    ];
+    let order = |household, side, energy, reservation| OrderRecord {
+        interval: 0,
+        household,
+        side,
+        energy: Wh(energy),
+        reservation: Price(reservation),
+    };
+    let orders =
+        [order(a, Side::Sell, 700, 80_000), order(b, Side::Buy, 400, 300_000), order(c, Side::Buy, 250, 250_000)];
+    let k = compute(Inputs { tariffs, flows: &flows, trades: &trades, orders: &orders }).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/kpis.md")).unwrap();
+
+    // Every flow balances (load + export = pv + import here: no batteries).
+    assert!(flows.iter().flatten().all(Flows::balances));
+    // Settlement: 400 to B in full, 100 of 150 to C.
+    assert_eq!((k.households[a].delivered_sold_wh, k.households[a].sold_wh), (500, 550));
+    assert_eq!((k.households[b].delivered_bought_wh, k.households[c].delivered_bought_wh), (400, 100));
+    for (name, h) in ["A", "B", "C"].iter().zip(&k.households) {
+        let row = format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            h.grid_cost, h.grid_credit, h.local_cost, h.local_credit, h.bill, h.baseline, h.savings
+        );
+        assert!(doc.contains(&row), "docs/kpis.md lacks the row {row}");
+        assert_eq!(h.savings, h.baseline - h.bill);
+    }
+    let c = &k.community;
+    assert_eq!((c.load_wh, c.pv_wh, c.import_wh, c.export_wh, c.delivered_wh), (1_000, 1_200, 600, 800, 500));
+    for (value, text) in [
+        (c.self_sufficiency_bp, "**9000 bp** (90.0 %)"),
+        (c.self_consumption_bp, "**7500 bp** (75.0 %)"),
+        (c.local_share_bp, "**8333 bp** (83.3 %)"),
+        (c.efficiency_bp, "**8697 bp** (87.0 %)"),
+    ] {
+        assert!(text.contains(&format!("**{value} bp**")), "{value} vs {text}");
+        assert!(doc.contains(text), "docs/kpis.md lacks {text}");
+    }
+    assert!(doc.contains(&format!("**{}**", c.savings)) && c.savings == 110_000);
+    let welfare = |w: u128| (w + 500) / 1_000;
+    assert_eq!((welfare(c.welfare_trades), welfare(c.welfare_optimal)), (113_500, 130_500));
+    assert!(doc.contains("**113500**") && doc.contains("**130500**"));
+    assert_eq!(k.intervals[0].clearing_price, 165_000);
+    assert!(doc.contains("0.165"));
+}
+
+#[test]
+fn trades_never_beat_the_optimal_clearing_and_bad_indices_are_refused() {
+    let tariffs = Tariffs { feed_in: Price(80_000), retail: Price(300_000) };
+    let flows = [flows(0, 500, 0, 500), flows(400, 0, 400, 0)];
+    let trades = [TradeRecord { interval: 0, seller: 0, buyer: 1, energy: Wh(300), price: Price(190_000) }];
+    let orders = [
+        OrderRecord { interval: 0, household: 0, side: Side::Sell, energy: Wh(500), reservation: Price(80_000) },
+        OrderRecord { interval: 0, household: 1, side: Side::Buy, energy: Wh(400), reservation: Price(300_000) },
+    ];
+    let k = compute(Inputs { tariffs, flows: &flows, trades: &trades, orders: &orders }).unwrap();
+    assert_eq!(k.community.efficiency_bp, 7_500, "300 of the 400 Wh that could trade");
+    assert!(k.community.welfare_trades <= k.community.welfare_optimal);
+    let stranger = [TradeRecord { interval: 0, seller: 0, buyer: 7, energy: Wh(1), price: Price(190_000) }];
+    assert!(compute(Inputs { tariffs, flows: &flows, trades: &stranger, orders: &orders }).is_err());
+    let late = [TradeRecord { interval: 3, seller: 0, buyer: 1, energy: Wh(1), price: Price(190_000) }];
+    assert!(compute(Inputs { tariffs, flows: &flows, trades: &late, orders: &orders }).is_err());
+}
