@@ -9,6 +9,11 @@ use peerwatt_sim::{LiveLine, Observer, RunOptions, Scenario};
 
 use crate::failure::{Failure, Hint};
 
+/// Runtime worker threads. More than the cores on purpose: every node flushes its sled
+/// ledger on the worker it runs on, and while one waits for the disk the others keep the
+/// rest of the street going.
+const WORKERS: usize = 8;
+
 /// Arguments of `peerwatt demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -68,7 +73,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, Failure> {
         options.scenario.seed
     );
     let mut view = Terminal::new(args.quiet);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(WORKERS).enable_all().build()?;
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut view)).hint("run with -v for the nodes' logs")?;
     view.finish();
     print!("{}", report.render());

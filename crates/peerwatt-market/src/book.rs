@@ -6,7 +6,9 @@
 //!
 //! A maker changes its order by publishing a new one for the same interval and side with a
 //! higher sequence number; the new one replaces the old. Energy 0 cancels. A sequence number
-//! not above the maker's last one is a replay and is refused.
+//! not above the maker's last one *for the same interval and side* is a replay and is refused.
+//! (Per interval and side, not per maker: a maker publishes orders for several intervals in
+//! one go, and gossip may deliver them in any order.)
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -112,7 +114,8 @@ pub struct Books {
     orders: HashMap<Hash, BookOrder>,
     /// (interval, side, maker) → the maker's current order there.
     current: HashMap<(IntervalId, SideKey, PublicKey), Hash>,
-    last_seq: HashMap<PublicKey, u64>,
+    /// The highest sequence number seen per maker, interval and side.
+    last_seq: HashMap<(IntervalId, SideKey, PublicKey), u64>,
     /// Clock-time tolerance for skew and transport delay ([`MAX_CLOCK_SKEW_MS`] × clock rate).
     skew_ms: u64,
 }
@@ -170,7 +173,9 @@ impl Books {
         if o.energy > Wh::ZERO && (o.limit_price < c.feed_in || o.limit_price > c.retail) {
             return Err(OrderReject::PriceOutOfRange { price: o.limit_price, feed_in: c.feed_in, retail: c.retail });
         }
-        if let Some(&last) = self.last_seq.get(signed.signer()).filter(|&&last| o.seq <= last) {
+        if let Some(&last) =
+            self.last_seq.get(&(o.interval, SideKey::from(o.side), *signed.signer())).filter(|&&last| o.seq <= last)
+        {
             return Err(OrderReject::Replay { seq: o.seq, last });
         }
         Ok(())
@@ -192,8 +197,8 @@ impl Books {
         self.check(signed, now)?;
         let o = signed.body();
         let maker = *signed.signer();
-        self.last_seq.insert(maker, o.seq);
         let key = (o.interval, SideKey::from(o.side), maker);
+        self.last_seq.insert(key, o.seq);
         let previous = self.current.remove(&key);
         if let Some(prev) = previous {
             self.orders.remove(&prev);
@@ -268,6 +273,10 @@ impl Books {
                 self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker));
             }
         }
+        // Sequence numbers of closed intervals are not needed: their orders are refused anyway.
+        let margin = community.interval.millis() + self.skew_ms;
+        self.last_seq
+            .retain(|(interval, _, _), _| now.0 < community.trading_window(*interval).1.0.saturating_add(margin));
         dead.len()
     }
 

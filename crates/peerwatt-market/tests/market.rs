@@ -66,6 +66,10 @@ fn orders_are_checked_replaced_cancelled_and_pruned() {
         books.insert(&order(&k, Side::Sell, 900, 140_000, 5, t), t),
         Err(OrderReject::Replay { seq: 5, last: 5 })
     ));
+    // Sequence numbers count per interval and side: a maker's order for another interval (or
+    // side) with a lower number is no replay (gossip delivers them in any order).
+    assert_eq!(books.insert(&order(&k, Side::Buy, 100, 150_000, 2, t), t), Ok(Inserted::New));
+    assert!(matches!(books.insert(&order(&k, Side::Buy, 0, 150_000, 3, t), t), Ok(Inserted::Cancelled(Some(_)))));
     // A newer order replaces the older for the same interval and side.
     let newer = order(&k, Side::Sell, 800, 140_000, 6, t);
     assert!(matches!(books.insert(&newer, t), Ok(Inserted::Replaced(_))));

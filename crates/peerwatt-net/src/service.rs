@@ -407,7 +407,10 @@ impl Task {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 _ = discovery.tick() => {
-                    if !self.connected.is_empty() {
+                    // Look for more peers only while short of them: every Kademlia query
+                    // connects to the peers it asks (a noise handshake each), and a node that
+                    // kept querying would end up connected to the whole community.
+                    if !self.connected.is_empty() && self.connected.len() < self.cfg.target_peers {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }

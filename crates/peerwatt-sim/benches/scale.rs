@@ -41,7 +41,7 @@ fn main() {
     };
     let out = tempfile::tempdir().unwrap();
     let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(8).enable_all().build().unwrap();
     let started = Instant::now();
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();
     let wall = started.elapsed().as_secs_f64();
