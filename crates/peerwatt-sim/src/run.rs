@@ -153,78 +153,17 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let timeline = Timeline::of(s)?;
     observer.phase("reading the household profiles");
     let profiles = Profiles::embedded()?;
-    let variety = Variety {
-        pv_share_pct: s.pv_share_pct,
-        battery_share_pct: s.battery_share_pct,
-        limits_share_pct: s.limits_share_pct,
-        feed_in: s.feed_in_tariff,
-        retail: s.retail_tariff,
-    };
-    let steps = timeline.steps_to(timeline.end) as u64 + 2;
-    let first_step = (timeline.history_start.0 - PROFILE_YEAR_START_MS) / STEP_MS;
-
-    let temp = match &options.data_dir {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("peerwatt-demo-").tempdir().map_err(io("a temporary directory"))?),
-    };
-    let data_dir: PathBuf =
-        options.data_dir.clone().unwrap_or_else(|| temp.as_ref().map_or_else(PathBuf::new, |t| t.path().to_owned()));
-    std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+    let (temp, data_dir) = data_dir_of(options)?;
 
     observer.phase("starting the embedded MQTT broker");
     let broker = broker::start(s.households + 1)?;
 
     observer.phase("setting up the households (keys, certificates, a week of meter history)");
-    let admin = NodeKey::from_seed(&seed_bytes(s.seed));
-    let community = community_of(s, &admin)?;
-    let mut members = Vec::with_capacity(s.households);
-    let mut bootstrap = Vec::new();
-    for i in 0..s.households {
-        let household = Household::draw(s.seed, i, &variety);
-        let flows = simulate(&household, &profiles, s.seed, first_step, steps);
-        let sections = node_sections(s, &household, broker.addr);
-        let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
-        let spec = MemberSpec {
-            name: &household.name,
-            port,
-            bootstrap: &bootstrap,
-            sections: &sections,
-            network_extra: &format!("heartbeat_ms = {}\ndiscovery_ms = 2000", s.heartbeat_ms),
-        };
-        let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;
-        if i < 3 {
-            bootstrap.push(provisioned.address.clone());
-        }
-        write_history(&provisioned.config, &timeline, &flows)?;
-        members.push(Member { household, provisioned, flows });
-    }
-    let sim_meters: Arc<[SimMeter]> = members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let live = timeline.steps_to(timeline.origin);
-            let before = &m.flows[..live];
-            let base = (10_000_000 + 1_000 * i as u64, 2_000_000 + 500 * i as u64);
-            let base = (
-                base.0 + before.iter().map(|f| f.import_wh).sum::<u64>(),
-                base.1 + before.iter().map(|f| f.export_wh).sum::<u64>(),
-            );
-            SimMeter::new(&m.household.name, m.household.meter, timeline.origin, Arc::from(&m.flows[live..]), base)
-        })
-        .collect();
+    let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr)?;
 
     observer.phase("starting one node per household (real libp2p on loopback, real ledgers)");
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
-    let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
-    let (trade_tx, mut trade_rx) = mpsc::unbounded_channel();
-    for m in &members {
-        let node = peerwatt_node::start(&m.provisioned.config, clock.clone())
-            .await
-            .map_err(|source| RunError::Start { name: m.household.name.clone(), source })?;
-        forward_trades(&node, trade_tx.clone());
-        nodes.push(node);
-    }
-    drop(trade_tx);
+    let (nodes, trades) = start_nodes(&members, &clock).await?;
     // Let the nodes find each other and form the gossip mesh before the clock runs.
     tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
 
@@ -232,37 +171,21 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     clock.start();
     let period = Duration::from_secs(s.meter_period_secs);
     let publisher = tokio::spawn(meters::publish(
-        sim_meters.clone(),
+        meters_of(&members, &timeline),
         clock.clone(),
         broker.addr,
         timeline.origin,
-        Timestamp(timeline.end.0 + 2 * period.as_millis() as u64),
+        Timestamp(timeline.end.0 + 2 * u64::try_from(period.as_millis()).unwrap_or(0)),
         period,
     ));
-    let mut live: BTreeMap<u64, LiveLine> = BTreeMap::new();
-    let total = timeline.steps_to(timeline.end) - timeline.steps_to(timeline.start);
-    for k in 0..total {
-        let start = Timestamp(timeline.start.0 + k as u64 * STEP_MS);
-        tokio::time::sleep_until(clock.instant_of(Timestamp(start.0 + STEP_MS)).into()).await;
-        while let Ok((interval, energy, price)) = trade_rx.try_recv() {
-            live.entry(interval).or_default().add_trade(energy, price);
-        }
-        let at = timeline.steps_to(start);
-        let mut line = live.get(&(start.0 / STEP_MS)).cloned().unwrap_or_default();
-        line.start = start;
-        for m in &members {
-            line.import_wh += m.flows[at].import_wh;
-            line.export_wh += m.flows[at].export_wh;
-        }
-        observer.interval(&line, k as u64 + 1, total as u64);
-    }
+    show_intervals(&timeline, &clock, &members, trades, observer).await;
     let published = publisher.await.unwrap_or(0);
     // The last readings close the last intervals in every node's meter history.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     observer.phase("stopping the nodes (each drains: open requests answered, answers written)");
     let trading_secs = wall.elapsed().as_secs_f64();
-    futures_shutdown(nodes).await;
+    stop_all(nodes).await;
 
     observer.phase("verifying every ledger and settling against the meters");
     let names: Vec<(String, String)> =
@@ -270,14 +193,12 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let configs: Vec<&NodeConfig> = members.iter().map(|m| &m.provisioned.config).collect();
     let summary: LedgerSummary = ledgers::read(&configs, &names)?;
     let measured: Vec<Vec<IntervalTotals>> = configs.iter().map(|c| measured_history(c, &timeline)).collect();
+    let reported = timeline.steps_to(timeline.start)..timeline.steps_to(timeline.end);
     let mut report = Report::build(crate::report::Parts {
         scenario: s,
         timeline: &timeline,
         households: &members.iter().map(|m| m.household.clone()).collect::<Vec<_>>(),
-        flows: &members
-            .iter()
-            .map(|m| m.flows[timeline.steps_to(timeline.start)..timeline.steps_to(timeline.end)].to_vec())
-            .collect::<Vec<_>>(),
+        flows: &members.iter().map(|m| m.flows[reported.clone()].to_vec()).collect::<Vec<_>>(),
         ledgers: &summary,
         measured: &measured,
         meter_messages: published,
@@ -288,6 +209,133 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     report.write(&options.out).map_err(io(format!("writing the report to {}", options.out.display())))?;
     drop(temp);
     Ok(report)
+}
+
+/// Where the nodes' data goes: `--data-dir`, or a temporary directory (returned too, so that
+/// it lives until the report is written).
+fn data_dir_of(options: &RunOptions) -> Result<(Option<tempfile::TempDir>, PathBuf), RunError> {
+    let (temp, dir) = match &options.data_dir {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let t = tempfile::Builder::new().prefix("peerwatt-demo-").tempdir().map_err(io("a temporary directory"))?;
+            let dir = t.path().to_owned();
+            (Some(t), dir)
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    Ok((temp, dir))
+}
+
+/// Draws the households, simulates their flows from a week before the run to its end, and
+/// writes each one's node directory and meter history.
+fn set_up_households(
+    s: &Scenario,
+    timeline: &Timeline,
+    profiles: &Profiles,
+    data_dir: &std::path::Path,
+    broker: std::net::SocketAddr,
+) -> Result<Vec<Member>, RunError> {
+    let variety = Variety {
+        pv_share_pct: s.pv_share_pct,
+        battery_share_pct: s.battery_share_pct,
+        limits_share_pct: s.limits_share_pct,
+        feed_in: s.feed_in_tariff,
+        retail: s.retail_tariff,
+    };
+    let steps = timeline.steps_to(timeline.end) as u64 + 2;
+    let first_step = (timeline.history_start.0 - PROFILE_YEAR_START_MS) / STEP_MS;
+    let admin = NodeKey::from_seed(&seed_bytes(s.seed));
+    let community = community_of(s, &admin)?;
+    let network_extra = format!("heartbeat_ms = {}\ndiscovery_ms = 2000", s.heartbeat_ms);
+    let mut members = Vec::with_capacity(s.households);
+    let mut bootstrap = Vec::new();
+    for i in 0..s.households {
+        let household = Household::draw(s.seed, i, &variety);
+        let flows = simulate(&household, profiles, s.seed, first_step, steps);
+        let sections = node_sections(s, &household, broker);
+        let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
+        let spec = MemberSpec {
+            name: &household.name,
+            port,
+            bootstrap: &bootstrap,
+            sections: &sections,
+            network_extra: &network_extra,
+        };
+        let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;
+        // The first three are everyone's bootstrap peers.
+        if i < 3 {
+            bootstrap.push(provisioned.address.clone());
+        }
+        write_history(&provisioned.config, timeline, &flows)?;
+        members.push(Member { household, provisioned, flows });
+    }
+    Ok(members)
+}
+
+/// The simulated meters, from the clock's origin on, their counters carrying on from the
+/// history.
+fn meters_of(members: &[Member], timeline: &Timeline) -> Arc<[SimMeter]> {
+    let live = timeline.steps_to(timeline.origin);
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let before = &m.flows[..live];
+            let base = (
+                10_000_000 + 1_000 * i as u64 + before.iter().map(|f| f.import_wh).sum::<u64>(),
+                2_000_000 + 500 * i as u64 + before.iter().map(|f| f.export_wh).sum::<u64>(),
+            );
+            SimMeter::new(&m.household.name, m.household.meter, timeline.origin, Arc::from(&m.flows[live..]), base)
+        })
+        .collect()
+}
+
+/// Trades as the live view sees them: interval, energy, price.
+type TradeFeed = mpsc::UnboundedReceiver<(u64, u64, u64)>;
+
+/// Starts one node per household on `clock`, and a feed of the trades they record.
+async fn start_nodes(
+    members: &[Member],
+    clock: &Arc<AcceleratedClock>,
+) -> Result<(Vec<RunningNode>, TradeFeed), RunError> {
+    let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
+    let (trade_tx, trade_rx) = mpsc::unbounded_channel();
+    for m in members {
+        let node = peerwatt_node::start(&m.provisioned.config, clock.clone())
+            .await
+            .map_err(|source| RunError::Start { name: m.household.name.clone(), source })?;
+        forward_trades(&node, trade_tx.clone());
+        nodes.push(node);
+    }
+    Ok((nodes, trade_rx))
+}
+
+/// Shows each reported interval once it is over: its trades (from the feed) and the street's
+/// grid import and export.
+async fn show_intervals(
+    timeline: &Timeline,
+    clock: &AcceleratedClock,
+    members: &[Member],
+    mut trades: TradeFeed,
+    observer: &mut dyn Observer,
+) {
+    let mut live: BTreeMap<u64, LiveLine> = BTreeMap::new();
+    let total = timeline.steps_to(timeline.end) - timeline.steps_to(timeline.start);
+    for k in 0..total {
+        let start = Timestamp(timeline.start.0 + k as u64 * STEP_MS);
+        tokio::time::sleep_until(clock.instant_of(Timestamp(start.0 + STEP_MS)).into()).await;
+        while let Ok((interval, energy, price)) = trades.try_recv() {
+            live.entry(interval).or_default().add_trade(energy, price);
+        }
+        let at = timeline.steps_to(start);
+        let mut line = live.get(&(start.0 / STEP_MS)).cloned().unwrap_or_default();
+        line.start = start;
+        for m in members {
+            line.import_wh += m.flows[at].import_wh;
+            line.export_wh += m.flows[at].export_wh;
+        }
+        observer.interval(&line, k as u64 + 1, total as u64);
+    }
 }
 
 /// The community of the scenario, administered by `admin`.
@@ -400,7 +448,7 @@ fn forward_trades(node: &RunningNode, tx: mpsc::UnboundedSender<(u64, u64, u64)>
 }
 
 /// Stops every node at once and waits for all.
-async fn futures_shutdown(nodes: Vec<RunningNode>) {
+async fn stop_all(nodes: Vec<RunningNode>) {
     let mut set = tokio::task::JoinSet::new();
     for node in nodes {
         set.spawn(node.shutdown());
