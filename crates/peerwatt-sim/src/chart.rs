@@ -134,8 +134,10 @@ fn nice_ceiling(wh: u64) -> u64 {
     }
 }
 
+/// Wh as kWh for an axis: no trailing zeros (1250 → "1.25", 2000 → "2").
 fn kwh_label(wh: u64) -> String {
-    if wh.is_multiple_of(1_000) { format!("{}", wh / 1_000) } else { format!("{}.{}", wh / 1_000, wh % 1_000 / 100) }
+    let text = format!("{}.{:03}", wh / 1_000, wh % 1_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn escape(text: &str) -> String {
@@ -152,6 +154,9 @@ mod tests {
         assert_eq!(nice_ceiling(13_400), 20_000);
         assert_eq!(nice_ceiling(50_000), 50_000);
         assert_eq!(nice_ceiling(50_001), 100_000);
-        assert_eq!(kwh_label(2_500), "2.5");
+        assert_eq!(
+            (kwh_label(2_500), kwh_label(1_250), kwh_label(2_000), kwh_label(0)),
+            ("2.5".into(), "1.25".into(), "2".into(), "0".into())
+        );
     }
 }
