@@ -858,9 +858,11 @@ impl Node {
         let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
         // A bid into a book without offers only costs every node a message to check: bid once
         // someone offers (offers come first, since surplus is what the market is for).
+        // (The book is only looked at for a bid not yet placed: this runs every tick.)
         let no_offers = side == Side::Buy
+            && current.is_none()
             && self.books.crossing(interval, Side::Buy, self.parts.community.retail, &self.me, now).is_empty();
-        let wanted = wanted.filter(|_| !(no_offers && current.is_none()));
+        let wanted = wanted.filter(|_| !no_offers);
         match (wanted, current) {
             (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
                 self.publish_order(interval, side, Wh::ZERO, None, now);

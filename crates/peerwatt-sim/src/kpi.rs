@@ -243,8 +243,10 @@ pub fn compute(input: Inputs<'_>) -> Result<Kpis, KpiError> {
             row.import_wh += f.import_wh;
             row.export_wh += f.export_wh;
         }
-        settle_interval(&input, i, &flows, &mut hh, row)?;
-        clear_interval(&input, i, row);
+        // This interval's orders, found once for both the trades' welfare and the clearing.
+        let orders: Vec<&OrderRecord> = input.orders.iter().filter(|o| o.interval == i).collect();
+        settle_interval(&input, i, &orders, &flows, &mut hh, row)?;
+        clear_interval(&orders, row);
     }
     for h in &mut hh {
         h.grid_cost = money(h.import_wh - h.delivered_bought_wh, input.tariffs.retail)?;
@@ -261,6 +263,7 @@ pub fn compute(input: Inputs<'_>) -> Result<Kpis, KpiError> {
 fn settle_interval(
     input: &Inputs<'_>,
     i: usize,
+    orders: &[&OrderRecord],
     flows: &[Flows],
     hh: &mut [HouseholdReport],
     row: &mut IntervalReport,
@@ -288,36 +291,28 @@ fn settle_interval(
         row.trades += 1;
         row.price_min = if row.price_min == 0 { t.price.0 } else { row.price_min.min(t.price.0) };
         row.price_max = row.price_max.max(t.price.0);
-        row.welfare_trades += welfare_of_trade(input, t);
+        row.welfare_trades += welfare_of_trade(input.tariffs, orders, t);
     }
     Ok(())
 }
 
-/// A trade's welfare: its energy times the buyer's reservation price minus the seller's.
-fn welfare_of_trade(input: &Inputs<'_>, t: &TradeRecord) -> u128 {
+/// A trade's welfare (`orders`: its interval's): its energy times the buyer's reservation price minus the seller's.
+fn welfare_of_trade(tariffs: Tariffs, orders: &[&OrderRecord], t: &TradeRecord) -> u128 {
     let reservation = |household, side, default: Price| {
-        input
-            .orders
-            .iter()
-            .find(|o| o.interval == t.interval && o.household == household && o.side == side)
-            .map_or(default, |o| o.reservation)
+        orders.iter().find(|o| o.household == household && o.side == side).map_or(default, |o| o.reservation)
     };
-    let value = reservation(t.buyer, Side::Buy, input.tariffs.retail);
-    let cost = reservation(t.seller, Side::Sell, input.tariffs.feed_in);
+    let value = reservation(t.buyer, Side::Buy, tariffs.retail);
+    let cost = reservation(t.seller, Side::Sell, tariffs.feed_in);
     u128::from(t.energy.0) * u128::from(value.0.saturating_sub(cost.0))
 }
 
-/// The optimal central clearing of interval `i`'s orders: a uniform-price double auction.
+/// The optimal central clearing of one interval's `orders`: a uniform-price double auction.
 /// Bids by price, highest first; offers lowest first; energy is matched while the bid is at
 /// least the offer. Its welfare is the most any set of trades within the orders can reach.
-fn clear_interval(input: &Inputs<'_>, i: usize, row: &mut IntervalReport) {
+fn clear_interval(orders: &[&OrderRecord], row: &mut IntervalReport) {
     let of_side = |side| {
-        let mut v: Vec<(u64, u64)> = input
-            .orders
-            .iter()
-            .filter(|o| o.interval == i && o.side == side && o.energy.0 > 0)
-            .map(|o| (o.reservation.0, o.energy.0))
-            .collect();
+        let mut v: Vec<(u64, u64)> =
+            orders.iter().filter(|o| o.side == side && o.energy.0 > 0).map(|o| (o.reservation.0, o.energy.0)).collect();
         v.sort_unstable();
         v
     };
