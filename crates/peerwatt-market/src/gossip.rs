@@ -6,6 +6,7 @@
 //! certificates are cached by digest. Nothing is changed unless every check passes.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use peerwatt_core::{
     CertError, Community, Decode, GossipFrame, Hash, MembershipCert, Message, Order, PublicKey, Signed, Timestamp,
@@ -14,6 +15,7 @@ use peerwatt_core::{
 use thiserror::Error;
 
 use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject};
+use crate::memo::VerifiedMemo;
 
 /// The largest gossip frame accepted on the orders topic.
 pub const MAX_ORDER_FRAME: usize = 1024;
@@ -104,12 +106,29 @@ impl GossipReject {
 pub struct GossipValidator {
     /// Digests of certificates whose signature verified.
     verified_certs: HashSet<Hash>,
+    /// Signatures verified by the other nodes of this process, if they share them.
+    shared: Option<Arc<VerifiedMemo>>,
 }
 
 impl GossipValidator {
     /// A validator with an empty certificate cache.
     pub fn new() -> GossipValidator {
         GossipValidator::default()
+    }
+
+    /// A validator that shares verified signatures with the other nodes of the process
+    /// through `memo` (see [`crate::memo`]).
+    pub fn sharing(memo: Arc<VerifiedMemo>) -> GossipValidator {
+        GossipValidator { shared: Some(memo), ..GossipValidator::default() }
+    }
+
+    /// Verifies a message's signatures (through the shared memo, if there is one).
+    fn verify_signed<T: Message>(&self, signed: &Signed<T>) -> Result<(), GossipReject> {
+        let verify = || signed.verify().map_err(|_| GossipReject::BadSignature);
+        match &self.shared {
+            Some(memo) => memo.check(signed.digest(), verify),
+            None => verify(),
+        }
     }
 
     /// The frame and its signed message, with the certificate checked against `community` at
@@ -183,7 +202,7 @@ impl GossipValidator {
         }
         books.check(&order, now).map_err(GossipReject::Rule)?;
         self.verify_cert(&frame)?;
-        order.verify().map_err(|_| GossipReject::BadSignature)?;
+        self.verify_signed(&order)?;
         let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
         Ok((order, inserted))
     }
@@ -218,7 +237,7 @@ impl GossipValidator {
         self.verify_cert(&frame)?;
         // Both signatures: the maker's on the trade, the taker's on the request inside.
         if !verified.contains(&trade.digest()) {
-            trade.verify().map_err(|_| GossipReject::BadSignature)?;
+            self.verify_signed(&trade)?;
         }
         Ok(trade)
     }
@@ -238,7 +257,7 @@ impl GossipValidator {
             return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
         }
         self.verify_cert(&frame)?;
-        head.verify().map_err(|_| GossipReject::BadSignature)?;
+        self.verify_signed(&head)?;
         Ok(head)
     }
 }

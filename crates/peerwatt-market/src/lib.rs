@@ -3,6 +3,7 @@
 //! - [`book`]: order books per open interval, price-time priority, replacement and cancellation;
 //! - [`gossip`]: validation of gossiped orders (certificate, rules, signatures), cheapest first;
 //! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
+//! - [`memo`]: verified signatures shared by the nodes of one process (the simulator's);
 //! - [`taker`]: the taker's requests and exactly-once recording of its trades;
 //! - [`strategy`]: forecast, price curves and bounds of the default strategy;
 //! - [`settlement`]: delivery of trades against the meters, exact to the Wh.
@@ -15,6 +16,7 @@
 pub mod book;
 pub mod gossip;
 pub mod maker;
+pub mod memo;
 pub mod settlement;
 pub mod strategy;
 pub mod taker;
@@ -22,5 +24,6 @@ pub mod taker;
 pub use book::{BookOrder, Books, Inserted, OrderReject};
 pub use gossip::{GossipReject, GossipValidator, Penalty};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
+pub use memo::VerifiedMemo;
 pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};

@@ -239,26 +239,37 @@ impl Accountant {
 }
 
 /// The last closed intervals, kept for the forecaster and persisted so a restart keeps them.
+///
+/// The file holds one interval per line (JSON lines), appended as intervals close: closing an
+/// interval costs one short append, not a rewrite of the week. When the file holds twice the
+/// capacity it is rewritten with the newest `capacity` (to a temporary file, then renamed:
+/// never half-written). A file in the older format (one JSON array) is still read.
 #[derive(Debug)]
 pub struct History {
     path: Option<PathBuf>,
     capacity: usize,
     items: VecDeque<IntervalTotals>,
+    /// Intervals in the file (`None`: its format is the old one, or unknown: rewrite it).
+    in_file: Option<usize>,
 }
 
 impl History {
     /// An empty history of at most `capacity` intervals, not persisted.
     pub fn in_memory(capacity: usize) -> History {
-        History { path: None, capacity, items: VecDeque::new() }
+        History { path: None, capacity, items: VecDeque::new(), in_file: Some(0) }
     }
 
     /// The history persisted at `path`. A missing file is an empty history; an unreadable one
-    /// is moved aside to `<path>.corrupt` (and logged) rather than lost or trusted.
+    /// is moved aside to `<path>.corrupt` (and logged) rather than lost or trusted. A last line
+    /// cut short (a crash in the middle of an append) is dropped.
     pub fn open(path: &Path, capacity: usize) -> History {
-        let mut h = History { path: Some(path.to_owned()), capacity, items: VecDeque::new() };
+        let mut h = History { path: Some(path.to_owned()), capacity, items: VecDeque::new(), in_file: Some(0) };
         match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<Vec<IntervalTotals>>(&bytes) {
-                Ok(items) => h.items = items.into_iter().collect(),
+            Ok(bytes) => match parse_history(&bytes) {
+                Ok((items, in_file)) => {
+                    h.items = items.into_iter().collect();
+                    h.in_file = in_file;
+                }
                 Err(e) => {
                     let aside = path.with_extension("json.corrupt");
                     tracing::warn!(path = %path.display(), error = %e, "meter history unreadable; moved to {}", aside.display());
@@ -266,7 +277,10 @@ impl History {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read meter history; starting empty"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read meter history; starting empty");
+                h.in_file = None;
+            }
         }
         h.trim();
         h
@@ -278,7 +292,8 @@ impl History {
         }
     }
 
-    /// Adds closed intervals and saves (write to a temporary file, then rename: never half-written).
+    /// Adds closed intervals and saves them (appended; the file is compacted when it holds
+    /// twice the capacity).
     pub fn extend(&mut self, closed: &[IntervalTotals]) -> std::io::Result<()> {
         if closed.is_empty() {
             return Ok(());
@@ -286,14 +301,59 @@ impl History {
         self.items.extend(closed.iter().copied());
         self.trim();
         let Some(path) = &self.path else { return Ok(()) };
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&self.items).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        match self.in_file {
+            Some(n) if n + closed.len() <= self.capacity.saturating_mul(2) => {
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+                std::io::Write::write_all(&mut file, &history_lines(closed.iter())?)?;
+                self.in_file = Some(n + closed.len());
+            }
+            _ => {
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, history_lines(self.items.iter())?)?;
+                std::fs::rename(&tmp, path)?;
+                self.in_file = Some(self.items.len());
+            }
+        }
+        Ok(())
     }
 
     /// The intervals kept, oldest first.
     pub fn items(&self) -> impl Iterator<Item = &IntervalTotals> {
         self.items.iter()
     }
+}
+
+/// Intervals as JSON lines.
+fn history_lines<'a>(items: impl Iterator<Item = &'a IntervalTotals>) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for item in items {
+        serde_json::to_writer(&mut out, item).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// The intervals of a history file and how many the file holds (`None`: the old format, or a
+/// torn last line; the next save rewrites it).
+fn parse_history(bytes: &[u8]) -> Result<(Vec<IntervalTotals>, Option<usize>), serde_json::Error> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Ok((serde_json::from_slice(bytes)?, None));
+    }
+    let mut items = Vec::new();
+    let mut torn = false;
+    let mut lines = bytes.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).peekable();
+    let torn_tail_possible = !bytes.ends_with(b"\n");
+    while let Some(line) = lines.next() {
+        match serde_json::from_slice(line) {
+            Ok(item) => items.push(item),
+            Err(e) if lines.peek().is_none() && torn_tail_possible && !items.is_empty() => {
+                tracing::warn!(error = %e, "the meter history's last line is cut short; dropped");
+                torn = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // A torn line stays in the file until the next save rewrites it.
+    let in_file = (!torn).then_some(items.len());
+    Ok((items, in_file))
 }

@@ -182,6 +182,31 @@ fn history_survives_a_restart_and_is_bounded() {
     let kept: Vec<_> = reopened.items().copied().collect();
     assert_eq!(kept, closed[2..].to_vec(), "the newest 4 of 6 are kept, across a restart");
 
+    // Appends, then a compaction: the file never holds more than twice the capacity.
+    let mut h = History::open(&path, 4);
+    for t in &closed {
+        h.extend(std::slice::from_ref(t)).unwrap();
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 8, "{lines} lines for a capacity of 4");
+    }
+    assert_eq!(History::open(&path, 4).items().copied().collect::<Vec<_>>(), closed[2..].to_vec());
+
+    // A crash in the middle of an append: the cut line is dropped, the rest kept, and the next
+    // save leaves a clean file.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"interval\":");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut torn = History::open(&path, 4);
+    assert_eq!(torn.items().copied().collect::<Vec<_>>(), closed[2..].to_vec());
+    torn.extend(&closed[5..]).unwrap();
+    let reread = History::open(&path, 4);
+    assert_eq!(reread.items().count(), 4);
+    assert!(!dir.path().join("meter-history.json.corrupt").exists());
+
+    // The older format, one JSON array, is still read.
+    std::fs::write(&path, serde_json::to_vec(&closed[..3]).unwrap()).unwrap();
+    assert_eq!(History::open(&path, 4).items().copied().collect::<Vec<_>>(), closed[..3].to_vec());
+
     std::fs::write(&path, b"{ not json").unwrap();
     let damaged = History::open(&path, 4);
     assert_eq!(damaged.items().count(), 0);

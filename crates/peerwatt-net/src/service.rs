@@ -282,13 +282,20 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         // Content-addressed ids: the same signed message is the same message, whoever relays it.
-        .message_id_fn(|m: &gossipsub::Message| MessageId::from(peerwatt_core::Hash::of(&m.data).to_hex()))
+        // The raw 32 bytes, not hex: ids fill every IHAVE and IWANT.
+        .message_id_fn(|m: &gossipsub::Message| MessageId::new(&peerwatt_core::Hash::of(&m.data).0))
         // Small communities (3 nodes) must still form a mesh; large ones (1,000) stay bounded.
         .mesh_n_low(2)
         .mesh_n(4)
         .mesh_n_high(8)
         .mesh_outbound_min(1)
-        .gossip_lazy(4)
+        // Lazy gossip (IHAVE) repairs what the mesh missed. Every IHAVE lists the ids of all
+        // messages of the last heartbeats, and every receiver looks each one up: with the
+        // defaults (a quarter of all peers, three heartbeats) a busy community spends more on
+        // IHAVE than on the messages. Three peers, the last heartbeat's messages.
+        .gossip_lazy(3)
+        .gossip_factor(0.0)
+        .history_gossip(1)
         // Publish to the mesh (or fanout) peers only, not to every connected peer: in a
         // community of hundreds each publish would otherwise cost a send and a receipt per peer.
         .flood_publish(false)
@@ -321,7 +328,11 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
                     .with_max_concurrent_streams(MAX_TRADE_STREAMS),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
-            let mut kad = kad::Behaviour::new(id, kad::store::MemoryStore::new(id));
+            // No periodic Kademlia bootstrap: the discovery tick looks for peers while short of
+            // them (see `Task::discover`); a bootstrap query dials every peer it asks.
+            let mut kad_cfg = kad::Config::new(kad::PROTOCOL_NAME);
+            kad_cfg.set_periodic_bootstrap_interval(None);
+            let mut kad = kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), kad_cfg);
             kad.set_mode(Some(kad::Mode::Server));
             let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
             Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, kad, mdns: Toggle::from(mdns) })
@@ -358,6 +369,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         closing: None,
         outbox: VecDeque::new(),
         connected: HashSet::new(),
+        discovery_turn: 0,
         cfg,
     };
     tokio::spawn(task.run());
@@ -384,6 +396,8 @@ struct Task {
     /// Events raised while serving a command, emitted before anything else.
     outbox: VecDeque<Event>,
     connected: HashSet<PeerId>,
+    /// Picks a different known peer at each discovery tick.
+    discovery_turn: usize,
     cfg: NetConfig,
 }
 
@@ -406,14 +420,7 @@ impl Task {
                     None => break, // every handle dropped: shut down
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
-                _ = discovery.tick() => {
-                    // Look for more peers only while short of them: every Kademlia query
-                    // connects to the peers it asks (a noise handshake each), and a node that
-                    // kept querying would end up connected to the whole community.
-                    if !self.connected.is_empty() && self.connected.len() < self.cfg.target_peers {
-                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                    }
-                }
+                _ = discovery.tick() => self.discover(),
             }
         }
     }
@@ -495,6 +502,32 @@ impl Task {
         }
     }
 
+    /// While short of peers, dials one known peer not connected yet, or, knowing none, asks
+    /// Kademlia for more. One dial per tick, not one per peer heard of: enough peers for a
+    /// gossip mesh and some spares, not the whole community (every dial is a handshake, and a
+    /// node of a 1,000-member community that dialled everyone it heard of would hold 1,000
+    /// connections).
+    fn discover(&mut self) {
+        if self.connected.is_empty() || self.connected.len() >= self.cfg.target_peers {
+            return;
+        }
+        let connected = &self.connected;
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let mut known: Vec<PeerId> = Vec::new();
+        for bucket in kad.kbuckets() {
+            known.extend(bucket.iter().map(|e| *e.node.key.preimage()).filter(|p| !connected.contains(p)));
+        }
+        self.discovery_turn = self.discovery_turn.wrapping_add(1);
+        match known.get(self.discovery_turn % known.len().max(1)) {
+            Some(peer) => {
+                let _ = self.swarm.dial(*peer);
+            }
+            None => {
+                let _ = kad.bootstrap();
+            }
+        }
+    }
+
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.emit(Event::Listening(address)).await,
@@ -548,16 +581,6 @@ impl Task {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
-            }
-            // Enough peers for a gossip mesh and some spares, not the whole community: a node
-            // of a 1,000-member community that dialled everyone it heard of would hold 1,000
-            // connections.
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }))
-                if !self.connected.contains(&peer)
-                    && peer != *self.swarm.local_peer_id()
-                    && self.connected.len() < self.cfg.target_peers =>
-            {
-                let _ = self.swarm.dial(peer);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {

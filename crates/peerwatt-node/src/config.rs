@@ -190,6 +190,8 @@ pub struct NetworkSection {
     pub discovery_ms: u64,
     /// Ban a peer after this many messages that no honest node sends.
     pub ban_after_rejects: u32,
+    /// Look for more peers while fewer than this many are connected.
+    pub target_peers: usize,
 }
 
 impl Default for NetworkSection {
@@ -201,6 +203,7 @@ impl Default for NetworkSection {
             heartbeat_ms: 1_000,
             discovery_ms: 30_000,
             ban_after_rejects: 20,
+            target_peers: 16,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod state;
 pub mod status;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use peerwatt_core::keys::KeyError;
 use peerwatt_core::{CertError, Clock, NodeKey};
 use peerwatt_ledger::{Ledger, LedgerError};
-use peerwatt_market::Forecaster;
+use peerwatt_market::{Forecaster, VerifiedMemo};
 use peerwatt_meter::{History, MeterHandle};
 use peerwatt_net::{Multiaddr, NetConfig, NetError};
 use thiserror::Error;
@@ -119,8 +120,22 @@ fn addresses(list: &[String]) -> Result<Vec<Multiaddr>, StartError> {
     list.iter().map(|a| a.parse().map_err(|_| StartError::Address(a.clone()))).collect()
 }
 
+/// What the nodes of one process may share. A node on its own needs none of it; the
+/// simulator runs hundreds of nodes in one process.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    /// Signatures of gossiped messages verified by any node of the process, each checked
+    /// once for all of them (see [`peerwatt_market::memo`]).
+    pub verified: Option<Arc<VerifiedMemo>>,
+}
+
 /// Starts a node from its configuration, with `clock` as its only source of time.
 pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNode, StartError> {
+    start_shared(cfg, clock, Shared::default()).await
+}
+
+/// Starts a node like [`start`], sharing `shared` with the other nodes of the process.
+pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Shared) -> Result<RunningNode, StartError> {
     let section = cfg.community.as_ref().ok_or(StartError::NoCommunity)?;
     let key = NodeKey::load(&cfg.resolve(&cfg.node.key_file))?;
     let community = community_file::load_community(&cfg.resolve(&section.file))?;
@@ -156,6 +171,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         heartbeat: cfg.network.heartbeat(),
         request_timeout: Duration::from_millis(cfg.market.request_timeout_ms.max(100)),
         discovery_interval: Duration::from_millis(cfg.network.discovery_ms.max(100)),
+        target_peers: cfg.network.target_peers.max(1),
         ..NetConfig::default()
     };
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
@@ -177,6 +193,7 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
         status_path: cfg.status_file(),
         ban_after: cfg.network.ban_after_rejects,
         events: events.clone(),
+        shared,
     })?;
     node.restore()?;
     let meter_events = meter.as_ref().map(|_| meter_rx);

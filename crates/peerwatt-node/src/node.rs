@@ -15,7 +15,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peerwatt_core::{
     Answer, Clock, Community, Decode, Encode, EntryKind, GossipFrame, Hash, IntervalId, MembershipCert, NodeKey, Order,
-    PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, TreeHead, Wh,
+    PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, Wh,
 };
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
@@ -30,6 +30,7 @@ use crate::commit::{Batch, PendingAnswer, Slot, Window};
 use crate::config::MarketSection;
 use crate::state::State;
 use crate::status::{Counters, LedgerStatus, OrderStatus, Status, TradeStatus};
+use crate::witness::{HeadSchedule, Witness};
 
 /// The gossip topics of one community.
 #[derive(Debug, Clone)]
@@ -130,6 +131,7 @@ pub(crate) struct Parts {
     pub status_path: PathBuf,
     pub ban_after: u32,
     pub events: broadcast::Sender<NodeEvent>,
+    pub shared: crate::Shared,
 }
 
 /// A call to a maker in flight: resolves to its answer.
@@ -173,10 +175,10 @@ pub(crate) struct Node {
     meter_state: String,
     stale: bool,
     last_query: HashMap<PublicKey, Timestamp>,
+    /// The interval whose heads were handled (recorded, signed) last.
     head_interval: Option<IntervalId>,
-    head_size: u64,
-    witnessed: HashMap<PublicKey, u64>,
-    to_witness: Vec<Signed<TreeHead>>,
+    heads: HeadSchedule,
+    witness: Witness,
     last_status: Timestamp,
     /// The current turn's queued writes (empty between turns).
     pub batch: Batch,
@@ -213,7 +215,10 @@ impl Node {
                 books.set_clock_rate(parts.clock.rate());
                 books
             },
-            validator: GossipValidator::new(),
+            validator: match &parts.shared.verified {
+                Some(memo) => GossipValidator::sharing(memo.clone()),
+                None => GossipValidator::new(),
+            },
             maker: Maker::new(community.clone(), me),
             taker: Taker::new(me, community.id, next_request),
             topics: Topics::of(community),
@@ -236,9 +241,8 @@ impl Node {
             stale: false,
             last_query: HashMap::new(),
             head_interval: None,
-            head_size: 0,
-            witnessed: HashMap::new(),
-            to_witness: Vec::new(),
+            heads: HeadSchedule::default(),
+            witness: Witness::default(),
             last_status: Timestamp(0),
             batch: Batch::default(),
             window: Window::default(),
@@ -287,7 +291,7 @@ impl Node {
                 let _ = self.parts.state.forget_request(&digest); // recorded before the crash
             }
         }
-        self.head_size = self.parts.ledger.latest_head()?.map_or(0, |h| h.body().size);
+        self.heads = HeadSchedule::after(self.parts.ledger.latest_head()?.map_or(0, |h| h.body().size));
         tracing::info!(
             entries = len,
             trades = self.own_trades.len(),
@@ -400,7 +404,8 @@ impl Node {
     }
 
     async fn stop(&mut self) {
-        self.record_witnessed();
+        let interval = self.parts.community.interval.interval_at(self.parts.clock.now());
+        self.record_witnessed(interval);
         // Answers already given reach their takers before the connections close.
         self.parts.net.shutdown(Duration::from_secs(2)).await;
         if let Err(e) = self.parts.state.flush() {
@@ -530,11 +535,7 @@ impl Node {
 
     fn on_head_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
         let head = self.validator.accept_head(&self.parts.community, data, now)?;
-        let last = self.witnessed.get(head.signer()).copied();
-        if last.is_none_or(|size| head.body().size > size) {
-            self.witnessed.insert(*head.signer(), head.body().size);
-            self.to_witness.push(head);
-        }
+        self.witness.offer(head);
         Ok("heads")
     }
 
@@ -1003,23 +1004,22 @@ impl Node {
 
     // ---- ledger heads ------------------------------------------------------------------------
 
-    /// Once per interval: sign a head over the ledger (if it grew) and gossip it.
+    /// Once per interval: record the heads of other members that are due, and sign and
+    /// gossip a head of this ledger if one is due (see [`crate::witness`]).
     async fn publish_head(&mut self, now: Timestamp) {
         let interval = self.parts.community.interval.interval_at(now);
         if self.head_interval == Some(interval) {
             return;
         }
         self.head_interval = Some(interval);
-        // Heads witnessed during the interval go into the ledger in one commit (one flush per
-        // interval, not one per tick: in a community of hundreds, heads arrive all the time).
-        self.record_witnessed();
+        self.record_witnessed(interval);
         let size = self.parts.ledger.len().unwrap_or(0);
-        if size == 0 || size == self.head_size {
+        if !self.heads.due(size, interval) {
             return;
         }
         match self.parts.ledger.sign_head() {
             Ok(head) => {
-                self.head_size = head.body().size;
+                self.heads.signed(head.body().size, interval);
                 self.counters.inc("heads_signed");
                 self.gossip(&self.topics.heads, head.to_bytes()).await;
             }
@@ -1030,15 +1030,19 @@ impl Node {
         }
     }
 
-    /// Records the heads witnessed since the last call, in one ledger commit.
-    fn record_witnessed(&mut self) {
-        if self.to_witness.is_empty() {
+    /// Records the heads of other members due in `interval`, in one ledger commit.
+    fn record_witnessed(&mut self, interval: IntervalId) {
+        let due = self.witness.due(interval);
+        if due.is_empty() {
             return;
         }
-        let items: Vec<_> = self.to_witness.drain(..).map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
+        let items: Vec<_> = due.iter().map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
         match self.parts.ledger.append_batch(items) {
-            Ok(_) => self.counters.add("heads_witnessed", n),
+            Ok(_) => {
+                self.heads.recorded(n);
+                self.counters.add("heads_witnessed", n);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot record witnessed heads");
                 self.counters.inc("ledger_errors");

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
+use peerwatt_market::VerifiedMemo;
 use peerwatt_meter::{History, IntervalTotals};
 use peerwatt_node::provision::{self, MemberSpec, Provisioned};
-use peerwatt_node::{NodeConfig, NodeEvent, RunningNode};
+use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Shared};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,7 @@ use crate::household::{Flows, Household, Profiles, STEP_SECS, STEPS_PER_DAY, Var
 use crate::ledgers::{self, LedgerSummary};
 use crate::meters::{self, SimMeter};
 use crate::report::{LiveLine, Report};
+use crate::rng::Rng;
 use crate::scenario::{Scenario, ScenarioError};
 
 /// Days of meter history each node starts with (its forecaster looks back a week).
@@ -163,7 +165,7 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
 
     observer.phase("starting one node per household (real libp2p on loopback, real ledgers)");
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
-    let (nodes, trades) = start_nodes(&members, &clock).await?;
+    let (nodes, trades) = start_nodes(&members, &clock, s.share_verified_signatures).await?;
     // Let the nodes find each other and form the gossip mesh before the clock runs.
     tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
 
@@ -246,14 +248,16 @@ fn set_up_households(
     let first_step = (timeline.history_start.0 - PROFILE_YEAR_START_MS) / STEP_MS;
     let admin = NodeKey::from_seed(&seed_bytes(s.seed));
     let community = community_of(s, &admin)?;
-    let network_extra = format!("heartbeat_ms = {}\ndiscovery_ms = 2000", s.heartbeat_ms);
-    let mut members = Vec::with_capacity(s.households);
-    let mut bootstrap = Vec::new();
+    // Each node looks for a few peers, enough for a gossip mesh, not the whole street: on one
+    // machine every connection of every node costs the same two cores.
+    let network_extra = format!("heartbeat_ms = {}\ndiscovery_ms = 2000\ntarget_peers = 8", s.heartbeat_ms);
+    let mut members: Vec<Member> = Vec::with_capacity(s.households);
     for i in 0..s.households {
         let household = Household::draw(s.seed, i, &variety);
         let flows = simulate(&household, profiles, s.seed, first_step, steps);
         let sections = node_sections(s, &household, broker);
         let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
+        let bootstrap = bootstrap_of(&members, s.seed, i);
         let spec = MemberSpec {
             name: &household.name,
             port,
@@ -262,10 +266,6 @@ fn set_up_households(
             network_extra: &network_extra,
         };
         let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;
-        // The first three are everyone's bootstrap peers.
-        if i < 3 {
-            bootstrap.push(provisioned.address.clone());
-        }
         write_history(&provisioned.config, timeline, &flows)?;
         members.push(Member { household, provisioned, flows });
     }
@@ -297,17 +297,36 @@ type TradeFeed = mpsc::UnboundedReceiver<(u64, u64, u64)>;
 async fn start_nodes(
     members: &[Member],
     clock: &Arc<AcceleratedClock>,
+    share_verified: bool,
 ) -> Result<(Vec<RunningNode>, TradeFeed), RunError> {
     let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
     let (trade_tx, trade_rx) = mpsc::unbounded_channel();
+    let shared = Shared { verified: share_verified.then(|| Arc::new(VerifiedMemo::default())) };
     for m in members {
-        let node = peerwatt_node::start(&m.provisioned.config, clock.clone())
+        let node = peerwatt_node::start_shared(&m.provisioned.config, clock.clone(), shared.clone())
             .await
             .map_err(|source| RunError::Start { name: m.household.name.clone(), source })?;
         forward_trades(&node, trade_tx.clone());
         nodes.push(node);
     }
     Ok((nodes, trade_rx))
+}
+
+/// The peers household `i` dials at start: the one before it and two others before it,
+/// drawn from the seed. Spread like this, no node becomes everybody's bootstrap peer, and
+/// every node is reachable from the first.
+fn bootstrap_of(earlier: &[Member], seed: u64, i: usize) -> Vec<String> {
+    let Some(previous) = earlier.last() else { return Vec::new() };
+    let mut rng = Rng::new(seed ^ 0xB007_5742, i as u64);
+    let mut picks = vec![previous.provisioned.address.clone()];
+    for _ in 0..2 {
+        let pick = usize::try_from(rng.range(0, earlier.len() as i64 - 1)).unwrap_or(0);
+        let address = &earlier[pick].provisioned.address;
+        if !picks.contains(address) {
+            picks.push(address.clone());
+        }
+    }
+    picks
 }
 
 /// Shows each reported interval once it is over: its trades (from the feed) and the street's

@@ -72,6 +72,9 @@ pub struct Scenario {
     pub meter_period_secs: u64,
     /// Gossipsub heartbeat, real milliseconds.
     pub heartbeat_ms: u64,
+    /// The nodes (all in this one process) share the signatures they verified, so each
+    /// gossiped message is checked once, not once per node (see `docs/benchmarks.md`).
+    pub share_verified_signatures: bool,
 }
 
 impl Default for Scenario {
@@ -95,6 +98,7 @@ impl Default for Scenario {
             tick_ms: 20,
             meter_period_secs: 60,
             heartbeat_ms: 200,
+            share_verified_signatures: true,
         }
     }
 }

@@ -1,0 +1,175 @@
+//! Tree heads: when this node signs its own, and which heads of other nodes it records.
+//!
+//! Every head a node records is a ledger entry (signed, hashed, stored, verified by auditors),
+//! and every head it signs is a gossip message that every member checks. Recording every
+//! head of every member every interval costs each node a ledger entry per member per
+//! interval, and the entries themselves grow the ledger, so everybody signs a new head every
+//! interval, which everybody records again: work that grows with the square of the community.
+//! Two bounds keep it linear without weakening what heads prove (two heads of one node that
+//! are not consistent, held by anyone, show a rewrite):
+//!
+//! - a node signs a head in an interval when its own entries grew (orders, trades,
+//!   statements), and only every [`WITNESS_PERIOD`] intervals when just recorded heads did;
+//! - it records a member's head at most once per [`WITNESS_PERIOD`], at most
+//!   [`MAX_RECORDED_PER_INTERVAL`] heads per interval, the members recorded longest ago first.
+
+use std::collections::HashMap;
+
+use peerwatt_core::{IntervalId, PublicKey, Signed, TreeHead};
+
+/// Intervals between two records of one member's head, and between heads of a node whose
+/// ledger grew only by recorded heads (an hour of 15-minute intervals).
+pub const WITNESS_PERIOD: u64 = 4;
+/// At most this many heads of other members are recorded per interval.
+pub const MAX_RECORDED_PER_INTERVAL: usize = 8;
+
+/// The heads of other members seen and recorded.
+#[derive(Debug, Default)]
+pub(crate) struct Witness {
+    /// Per member: the size of its last recorded head and the interval it was recorded in.
+    recorded: HashMap<PublicKey, (u64, IntervalId)>,
+    /// Per member: its newest head not recorded yet.
+    candidates: HashMap<PublicKey, Signed<TreeHead>>,
+}
+
+impl Witness {
+    /// A valid head from gossip: kept as its member's candidate if it is newer than what is
+    /// recorded or kept already.
+    pub fn offer(&mut self, head: Signed<TreeHead>) {
+        let size = head.body().size;
+        let member = *head.signer();
+        let recorded = self.recorded.get(&member).map_or(0, |(s, _)| *s);
+        let kept = self.candidates.get(&member).map_or(0, |h| h.body().size);
+        if size > recorded && size > kept {
+            self.candidates.insert(member, head);
+        }
+    }
+
+    /// The heads to record in `interval`: members not recorded for [`WITNESS_PERIOD`]
+    /// intervals, longest ago (or never) first, at most [`MAX_RECORDED_PER_INTERVAL`]. They
+    /// count as recorded from now; the others wait.
+    pub fn due(&mut self, interval: IntervalId) -> Vec<Signed<TreeHead>> {
+        let last = |m: &PublicKey| self.recorded.get(m).map(|(_, at)| *at);
+        let mut eligible: Vec<(Option<IntervalId>, PublicKey)> = self
+            .candidates
+            .keys()
+            .map(|m| (last(m), *m))
+            .filter(|(at, _)| at.is_none_or(|at| interval.0.saturating_sub(at.0) >= WITNESS_PERIOD))
+            .collect();
+        // Never recorded (None) sorts first, then the oldest; the key breaks ties.
+        eligible.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_bytes().cmp(&b.1.to_bytes())));
+        eligible.truncate(MAX_RECORDED_PER_INTERVAL);
+        let mut due = Vec::with_capacity(eligible.len());
+        for (_, member) in eligible {
+            if let Some(head) = self.candidates.remove(&member) {
+                self.recorded.insert(member, (head.body().size, interval));
+                due.push(head);
+            }
+        }
+        due
+    }
+}
+
+/// When this node signs a head of its own ledger.
+#[derive(Debug, Default)]
+pub(crate) struct HeadSchedule {
+    /// The size of the last head signed.
+    pub signed_size: u64,
+    /// The interval of the last head signed (`None`: none since the start).
+    signed_in: Option<IntervalId>,
+    /// Recorded heads appended since the last head signed.
+    recorded_since: u64,
+}
+
+impl HeadSchedule {
+    /// A schedule whose last head has `size` entries (from the ledger at start).
+    pub fn after(size: u64) -> HeadSchedule {
+        HeadSchedule { signed_size: size, ..HeadSchedule::default() }
+    }
+
+    /// `n` recorded heads were appended.
+    pub fn recorded(&mut self, n: u64) {
+        self.recorded_since += n;
+    }
+
+    /// Whether a head is due in `interval` for a ledger of `size` entries.
+    pub fn due(&self, size: u64, interval: IntervalId) -> bool {
+        let grown = size.saturating_sub(self.signed_size);
+        let own = grown.saturating_sub(self.recorded_since);
+        let period_over = self.signed_in.is_none_or(|at| interval.0.saturating_sub(at.0) >= WITNESS_PERIOD);
+        own > 0 || (grown > 0 && period_over)
+    }
+
+    /// A head of `size` entries was signed in `interval`.
+    pub fn signed(&mut self, size: u64, interval: IntervalId) {
+        *self = HeadSchedule { signed_size: size, signed_in: Some(interval), recorded_since: 0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use peerwatt_core::{Hash, NodeKey, Timestamp};
+
+    use super::*;
+
+    fn head(key: &NodeKey, size: u64) -> Signed<TreeHead> {
+        Signed::sign(key, TreeHead { size, root: Hash::of(&size.to_be_bytes()), time: Timestamp(size) })
+    }
+
+    fn keys(n: u8) -> Vec<NodeKey> {
+        (0..n).map(|i| NodeKey::from_seed(&[i + 1; 32])).collect()
+    }
+
+    #[test]
+    fn a_member_is_recorded_at_most_once_per_period_with_its_newest_head() {
+        let k = keys(1);
+        let mut w = Witness::default();
+        w.offer(head(&k[0], 3));
+        w.offer(head(&k[0], 5));
+        w.offer(head(&k[0], 4)); // older than the candidate: ignored
+        let due = w.due(IntervalId(10));
+        assert_eq!(due.iter().map(|h| h.body().size).collect::<Vec<_>>(), vec![5]);
+        w.offer(head(&k[0], 7));
+        for i in 11..10 + WITNESS_PERIOD {
+            assert!(w.due(IntervalId(i)).is_empty(), "recorded again in interval {i}");
+        }
+        let due = w.due(IntervalId(10 + WITNESS_PERIOD));
+        assert_eq!(due.iter().map(|h| h.body().size).collect::<Vec<_>>(), vec![7]);
+        w.offer(head(&k[0], 6)); // not newer than the recorded head
+        assert!(w.due(IntervalId(100)).is_empty());
+    }
+
+    #[test]
+    fn at_most_the_cap_is_recorded_per_interval_longest_ago_first() {
+        let k = keys(12);
+        let mut w = Witness::default();
+        for key in &k {
+            w.offer(head(key, 1));
+        }
+        let first: Vec<PublicKey> = w.due(IntervalId(0)).iter().map(|h| *h.signer()).collect();
+        assert_eq!(first.len(), MAX_RECORDED_PER_INTERVAL);
+        // The four left over were never recorded: they go first next time, before anyone
+        // recorded in interval 0, even when everybody has a newer head.
+        for key in &k {
+            w.offer(head(key, 2));
+        }
+        let second: Vec<PublicKey> = w.due(IntervalId(WITNESS_PERIOD)).iter().map(|h| *h.signer()).collect();
+        assert_eq!(second.len(), MAX_RECORDED_PER_INTERVAL);
+        let never: Vec<PublicKey> = k.iter().map(NodeKey::public).filter(|p| !first.contains(p)).collect();
+        assert_eq!(never.len(), 4);
+        assert!(never.iter().all(|p| second.contains(p)), "members never recorded come first");
+    }
+
+    #[test]
+    fn a_head_is_signed_for_own_entries_at_once_and_for_recorded_heads_once_per_period() {
+        let mut s = HeadSchedule::after(0);
+        assert!(!s.due(0, IntervalId(1)), "an empty ledger needs no head");
+        assert!(s.due(2, IntervalId(1)));
+        s.signed(2, IntervalId(1));
+        assert!(!s.due(2, IntervalId(2)), "nothing new");
+        s.recorded(3);
+        assert!(!s.due(5, IntervalId(2)), "only recorded heads: wait for the period");
+        assert!(s.due(6, IntervalId(2)), "an own entry besides them: now");
+        assert!(s.due(5, IntervalId(1 + WITNESS_PERIOD)), "the period is over");
+    }
+}
