@@ -285,9 +285,12 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         // The raw 32 bytes, not hex: ids fill every IHAVE and IWANT.
         .message_id_fn(|m: &gossipsub::Message| MessageId::new(&peerwatt_core::Hash::of(&m.data).0))
         // Small communities (3 nodes) must still form a mesh; large ones (1,000) stay bounded.
-        .mesh_n_low(2)
-        .mesh_n(4)
-        .mesh_n_high(8)
+        // At least 3 mesh peers: with 2, the meshes of a community settle into long rings
+        // (every node grafts until it has 2), and a message crosses a community of 100 one
+        // heartbeat per hop through lazy gossip instead of in milliseconds through the mesh.
+        .mesh_n_low(3)
+        .mesh_n(3)
+        .mesh_n_high(6)
         .mesh_outbound_min(1)
         // Lazy gossip (IHAVE) repairs what the mesh missed. Every IHAVE lists the ids of all
         // messages of the last heartbeats, and every receiver looks each one up: with the

@@ -8,8 +8,9 @@
 //! Two bounds keep it linear without weakening what heads prove (two heads of one node that
 //! are not consistent, held by anyone, show a rewrite):
 //!
-//! - a node signs a head in an interval when its own entries grew (orders, trades,
-//!   statements), and only every [`WITNESS_PERIOD`] intervals when just recorded heads did;
+//! - a node signs a head at most every [`WITNESS_PERIOD`] intervals (hourly), when its ledger
+//!   grew: a head covers everything before it, so an hourly head proves as much as four
+//!   quarter-hourly ones, at a quarter of the messages every member checks;
 //! - it records a member's head at most once per [`WITNESS_PERIOD`], at most
 //!   [`MAX_RECORDED_PER_INTERVAL`] heads per interval, the members recorded longest ago first.
 
@@ -17,8 +18,8 @@ use std::collections::HashMap;
 
 use peerwatt_core::{IntervalId, PublicKey, Signed, TreeHead};
 
-/// Intervals between two records of one member's head, and between heads of a node whose
-/// ledger grew only by recorded heads (an hour of 15-minute intervals).
+/// Intervals between two records of one member's head, and between two heads of a node (an
+/// hour of 15-minute intervals).
 pub const WITNESS_PERIOD: u64 = 4;
 /// At most this many heads of other members are recorded per interval.
 pub const MAX_RECORDED_PER_INTERVAL: usize = 8;
@@ -74,35 +75,26 @@ impl Witness {
 #[derive(Debug, Default)]
 pub(crate) struct HeadSchedule {
     /// The size of the last head signed.
-    pub signed_size: u64,
+    signed_size: u64,
     /// The interval of the last head signed (`None`: none since the start).
     signed_in: Option<IntervalId>,
-    /// Recorded heads appended since the last head signed.
-    recorded_since: u64,
 }
 
 impl HeadSchedule {
     /// A schedule whose last head has `size` entries (from the ledger at start).
     pub fn after(size: u64) -> HeadSchedule {
-        HeadSchedule { signed_size: size, ..HeadSchedule::default() }
-    }
-
-    /// `n` recorded heads were appended.
-    pub fn recorded(&mut self, n: u64) {
-        self.recorded_since += n;
+        HeadSchedule { signed_size: size, signed_in: None }
     }
 
     /// Whether a head is due in `interval` for a ledger of `size` entries.
     pub fn due(&self, size: u64, interval: IntervalId) -> bool {
-        let grown = size.saturating_sub(self.signed_size);
-        let own = grown.saturating_sub(self.recorded_since);
         let period_over = self.signed_in.is_none_or(|at| interval.0.saturating_sub(at.0) >= WITNESS_PERIOD);
-        own > 0 || (grown > 0 && period_over)
+        size > self.signed_size && period_over
     }
 
     /// A head of `size` entries was signed in `interval`.
     pub fn signed(&mut self, size: u64, interval: IntervalId) {
-        *self = HeadSchedule { signed_size: size, signed_in: Some(interval), recorded_since: 0 };
+        *self = HeadSchedule { signed_size: size, signed_in: Some(interval) };
     }
 }
 
@@ -161,15 +153,13 @@ mod tests {
     }
 
     #[test]
-    fn a_head_is_signed_for_own_entries_at_once_and_for_recorded_heads_once_per_period() {
+    fn a_head_is_signed_hourly_when_the_ledger_grew() {
         let mut s = HeadSchedule::after(0);
         assert!(!s.due(0, IntervalId(1)), "an empty ledger needs no head");
-        assert!(s.due(2, IntervalId(1)));
+        assert!(s.due(2, IntervalId(1)), "the first head after the start comes at once");
         s.signed(2, IntervalId(1));
-        assert!(!s.due(2, IntervalId(2)), "nothing new");
-        s.recorded(3);
-        assert!(!s.due(5, IntervalId(2)), "only recorded heads: wait for the period");
-        assert!(s.due(6, IntervalId(2)), "an own entry besides them: now");
-        assert!(s.due(5, IntervalId(1 + WITNESS_PERIOD)), "the period is over");
+        assert!(!s.due(9, IntervalId(2)), "grown, but within the hour");
+        assert!(!s.due(2, IntervalId(1 + WITNESS_PERIOD)), "the hour is over, but nothing is new");
+        assert!(s.due(3, IntervalId(1 + WITNESS_PERIOD)));
     }
 }
