@@ -122,11 +122,12 @@ impl GossipValidator {
         GossipValidator { shared: Some(memo), ..GossipValidator::default() }
     }
 
-    /// Verifies a message's signatures (through the shared memo, if there is one).
-    fn verify_signed<T: Message>(&self, signed: &Signed<T>) -> Result<(), GossipReject> {
+    /// Verifies a message's signatures (through the shared memo, if there is one; `digest`
+    /// is only computed for the memo, and callers that hold it already pass it on).
+    fn verify_signed<T: Message>(&self, signed: &Signed<T>, digest: impl FnOnce() -> Hash) -> Result<(), GossipReject> {
         let verify = || signed.verify().map_err(|_| GossipReject::BadSignature);
         match &self.shared {
-            Some(memo) => memo.check(signed.digest(), verify),
+            Some(memo) => memo.check(digest(), verify),
             None => verify(),
         }
     }
@@ -202,7 +203,7 @@ impl GossipValidator {
         }
         books.check(&order, now).map_err(GossipReject::Rule)?;
         self.verify_cert(&frame)?;
-        self.verify_signed(&order)?;
+        self.verify_signed(&order, || order.digest())?;
         let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
         Ok((order, inserted))
     }
@@ -236,8 +237,9 @@ impl GossipValidator {
         }
         self.verify_cert(&frame)?;
         // Both signatures: the maker's on the trade, the taker's on the request inside.
-        if !verified.contains(&trade.digest()) {
-            self.verify_signed(&trade)?;
+        let digest = trade.digest();
+        if !verified.contains(&digest) {
+            self.verify_signed(&trade, || digest)?;
         }
         Ok(trade)
     }
@@ -257,7 +259,7 @@ impl GossipValidator {
             return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
         }
         self.verify_cert(&frame)?;
-        self.verify_signed(&head)?;
+        self.verify_signed(&head, || head.digest())?;
         Ok(head)
     }
 }
