@@ -13,7 +13,7 @@ use peerwatt_core::*;
 use peerwatt_net::{Event, NetConfig, NetHandle, keypair_of};
 
 fn frame(cert: &Signed<MembershipCert>, message: Vec<u8>) -> Vec<u8> {
-    GossipFrame { cert: cert.clone(), message }.to_bytes()
+    GossipFrame::single(cert.clone(), message).to_bytes()
 }
 
 fn cert(signer: &NodeKey, community: &Community, member: PublicKey, until: Timestamp) -> Signed<MembershipCert> {
@@ -116,7 +116,7 @@ fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
         publish(&net, o, frame(&rogue_cert, order(&outsider, &community, open, 2, now).to_bytes())).await;
         publish(&net, o, frame(&expired_cert, order(&mallory, &community, open, 102, now).to_bytes())).await;
         publish(&net, o, frame(&good_cert, order(&mallory, &community, open, 50, now).to_bytes())).await;
-        publish(&net, o, vec![7u8; 2_000]).await;
+        publish(&net, o, vec![7u8; 5_000]).await;
         let past = IntervalId(open.0 - 1_000);
         let future = IntervalId(open.0 + 1_000);
         publish(&net, o, frame(&good_cert, order(&mallory, &community, past, 103, now).to_bytes())).await;

@@ -478,35 +478,70 @@ impl Message for LedgerEntry {
     }
 }
 
-/// The version byte of a [`GossipFrame`].
+/// The version byte of a [`GossipFrame`] with one message.
 pub const GOSSIP_FRAME_VERSION: u8 = 1;
+/// The version byte of a [`GossipFrame`] with several messages (a batch).
+pub const GOSSIP_BATCH_VERSION: u8 = 2;
 /// Largest signed message a gossip frame carries.
 pub const MAX_GOSSIP_MESSAGE: usize = 2048;
+/// Most messages one gossip frame carries.
+pub const MAX_FRAME_MESSAGES: usize = 16;
 
-/// What travels on a gossip topic: the sender's membership certificate and one signed
-/// message (an order on the orders topic, a trade on the trades topic, …). Carrying the
+/// What travels on a gossip topic: the sender's membership certificate and its signed
+/// messages (orders on the orders topic, a trade on the trades topic, …). Carrying the
 /// certificate makes every message checkable on arrival, with no race against a separate
-/// certificate announcement.
+/// certificate announcement. A node sends all its orders of one moment in one frame: every
+/// frame costs each member of the community a receipt and a relay, whatever it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GossipFrame {
     /// The sender's certificate, signed by the community admin.
     pub cert: Signed<MembershipCert>,
-    /// The signed message (its envelope encoding).
-    pub message: Vec<u8>,
+    /// The signed messages (their envelope encodings), 1 to [`MAX_FRAME_MESSAGES`].
+    pub messages: Vec<Vec<u8>>,
+}
+
+impl GossipFrame {
+    /// A frame with one message.
+    pub fn single(cert: Signed<MembershipCert>, message: Vec<u8>) -> GossipFrame {
+        GossipFrame { cert, messages: vec![message] }
+    }
 }
 
 impl Encode for GossipFrame {
+    /// One message: version 1 (the original format). Several (at most [`MAX_FRAME_MESSAGES`],
+    /// which the sender keeps to): version 2 with a count.
     fn encode(&self, w: &mut Writer) {
-        w.u8(GOSSIP_FRAME_VERSION).put(&self.cert).bytes(&self.message);
+        match self.messages.as_slice() {
+            [one] => {
+                w.u8(GOSSIP_FRAME_VERSION).put(&self.cert).bytes(one);
+            }
+            many => {
+                w.u8(GOSSIP_BATCH_VERSION).put(&self.cert).u8(many.len() as u8);
+                for m in many {
+                    w.bytes(m);
+                }
+            }
+        }
     }
 }
 
 impl Decode for GossipFrame {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8("gossip frame version")?;
-        if version != GOSSIP_FRAME_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "gossip frame", version });
+        let message = |r: &mut Reader<'_>| r.bytes(MAX_GOSSIP_MESSAGE, "gossip message").map(<[u8]>::to_vec);
+        match version {
+            GOSSIP_FRAME_VERSION => Ok(GossipFrame { cert: r.get()?, messages: vec![message(r)?] }),
+            GOSSIP_BATCH_VERSION => {
+                let cert = r.get()?;
+                let count = usize::from(r.u8("gossip frame message count")?);
+                // One message has exactly one encoding (version 1): a frame's id is its hash.
+                if !(2..=MAX_FRAME_MESSAGES).contains(&count) {
+                    return Err(DecodeError::Invalid { what: "gossip frame", why: "a batch carries 2 to 16 messages" });
+                }
+                let messages = (0..count).map(|_| message(r)).collect::<Result<_, _>>()?;
+                Ok(GossipFrame { cert, messages })
+            }
+            version => Err(DecodeError::UnsupportedVersion { what: "gossip frame", version }),
         }
-        Ok(GossipFrame { cert: r.get()?, message: r.bytes(MAX_GOSSIP_MESSAGE, "gossip message")?.to_vec() })
     }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use peerwatt_core::envelope::ENVELOPE_VERSION;
+use peerwatt_core::messages::{GOSSIP_BATCH_VERSION, GOSSIP_FRAME_VERSION, MAX_FRAME_MESSAGES};
 use peerwatt_core::*;
 
 #[test]
@@ -139,4 +140,32 @@ fn print_vectors() {
     println!("maker public key {}", hex::encode(maker().public().to_bytes()));
     println!("taker public key {}", hex::encode(taker().public().to_bytes()));
     println!("admin public key {}", hex::encode(admin().public().to_bytes()));
+}
+
+/// A gossip frame of one message has one encoding (version 1); a batch (version 2) carries 2
+/// to 16 messages and round-trips; a count outside that range is refused.
+#[test]
+fn gossip_frames_carry_one_message_or_a_batch_of_two_to_sixteen() {
+    let cert = Signed::sign(&admin(), membership_cert());
+    let single = GossipFrame::single(cert.clone(), signed_offer().to_bytes());
+    let bytes = single.to_bytes();
+    assert_eq!(bytes[0], GOSSIP_FRAME_VERSION);
+    assert_eq!(GossipFrame::from_bytes(&bytes).unwrap(), single);
+
+    let orders: Vec<Vec<u8>> = (0..MAX_FRAME_MESSAGES).map(|_| signed_offer().to_bytes()).collect();
+    let batch = GossipFrame { cert: cert.clone(), messages: orders.clone() };
+    let bytes = batch.to_bytes();
+    assert_eq!(bytes[0], GOSSIP_BATCH_VERSION);
+    assert_eq!(GossipFrame::from_bytes(&bytes).unwrap(), batch);
+
+    for count in [0u8, 1, MAX_FRAME_MESSAGES as u8 + 1] {
+        let mut forged = vec![GOSSIP_BATCH_VERSION];
+        forged.extend(cert.to_bytes());
+        forged.push(count);
+        for m in orders.iter().cycle().take(usize::from(count)) {
+            forged.extend((m.len() as u32).to_be_bytes());
+            forged.extend(m);
+        }
+        assert!(GossipFrame::from_bytes(&forged).is_err(), "a batch of {count} must be refused");
+    }
 }

@@ -40,8 +40,15 @@ fn derived_vectors() -> BTreeMap<String, String> {
     out.insert("admin.public-key".into(), hex::encode(admin().public().to_bytes()));
     out.insert("maker.peer-id".into(), maker().public().peer_id());
     out.insert("community.id".into(), Community::derive_id(&admin().public(), "Sunny Street").0.to_hex());
-    let frame = GossipFrame { cert: Signed::sign(&admin(), membership_cert()), message: signed_offer().to_bytes() };
+    let frame = GossipFrame::single(Signed::sign(&admin(), membership_cert()), signed_offer().to_bytes());
     out.insert("gossip-frame".into(), hex::encode(frame.to_bytes()));
+    // The maker's offers for two intervals, in one frame.
+    let next = Signed::sign(&maker(), Order { interval: IntervalId(INTERVAL.0 + 1), seq: 8, ..offer() });
+    let batch = GossipFrame {
+        cert: Signed::sign(&admin(), membership_cert()),
+        messages: vec![signed_offer().to_bytes(), next.to_bytes()],
+    };
+    out.insert("gossip-frame.batch".into(), hex::encode(batch.to_bytes()));
     let entry = Signed::sign(&maker(), ledger_entry()).to_bytes();
     let leaf: [u8; 32] = Sha256::new().chain_update([0u8]).chain_update(&entry).finalize().into();
     out.insert("ledger-entry.leaf-hash".into(), hex::encode(leaf));
@@ -74,7 +81,7 @@ fn every_documented_vector_is_rederived_byte_for_byte() {
     }
     let orphans: Vec<_> = doc.keys().filter(|k| !derived.contains_key(*k)).collect();
     assert!(orphans.is_empty(), "docs/protocol.md has vectors no test checks: {orphans:?}");
-    assert_eq!(doc.len(), 28);
+    assert_eq!(doc.len(), 29);
 }
 
 #[test]

@@ -22,11 +22,12 @@ pub enum OrderReject {
     #[error("the order is for another community")]
     WrongCommunity,
     /// Trading for its interval is not open now, but was or will be within about an interval
-    /// (an honest node's message delivered late, or a clock slightly ahead).
+    /// (a clock slightly ahead), or the order was made while its interval was open and is
+    /// delivered late (an honest node's order, held up by a slow network or relay).
     #[error("trading for interval {0} is not open")]
     NotOpen(IntervalId),
-    /// The interval is far outside its trading window (long past, or beyond the horizon):
-    /// no honest node sends this.
+    /// The interval is far outside its trading window (long past, or beyond the horizon) and
+    /// so was it when the order says it was made: no honest node makes this.
     #[error("interval {0} is far outside its trading window")]
     OutOfWindow(IntervalId),
     /// Expired already.
@@ -165,7 +166,7 @@ impl Books {
             return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
         }
         if !c.is_open(o.interval, now) {
-            return Err(self.not_open(o.interval, now));
+            return Err(self.not_open(o.interval, o.created_at, now));
         }
         if o.expires_at <= now {
             return Err(OrderReject::Expired);
@@ -181,11 +182,14 @@ impl Books {
         Ok(())
     }
 
-    /// Why `interval` is not open at `now`: near its window (honest lateness or clock skew) or far.
-    fn not_open(&self, interval: IntervalId, now: Timestamp) -> OrderReject {
+    /// Why `interval` is not open at `now` for an order made at `created`: near its window
+    /// (clock skew), or made near its window and delivered late (lateness is not malice: a
+    /// relay cannot make an order older, only the maker can date it), or far.
+    fn not_open(&self, interval: IntervalId, created: Timestamp, now: Timestamp) -> OrderReject {
         let (opens, closes) = self.community.trading_window(interval);
         let margin = self.community.interval.millis() + self.skew_ms;
-        if now.0.saturating_add(margin) >= opens.0 && now.0 < closes.0.saturating_add(margin) {
+        let near = |t: Timestamp| t.0.saturating_add(margin) >= opens.0 && t.0 < closes.0.saturating_add(margin);
+        if near(now) || (created <= now && near(created)) {
             OrderReject::NotOpen(interval)
         } else {
             OrderReject::OutOfWindow(interval)

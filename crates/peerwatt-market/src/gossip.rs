@@ -2,8 +2,10 @@
 //!
 //! Checks run cheapest first, so a flood of garbage costs little: size, framing, the
 //! certificate's community, admin, member and validity window, the market rules (read-only),
-//! and only then the two signature verifications (certificate and order). Verified
-//! certificates are cached by digest. Nothing is changed unless every check passes.
+//! and only then the signature verifications (certificate and order). Verified
+//! certificates are cached by digest. Nothing is changed unless every check passes. An order
+//! frame may carry a batch of one member's orders: each is checked and taken on its own, and
+//! one refused with a penalty refuses the frame (see [`GossipValidator::accept_orders`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,8 +19,8 @@ use thiserror::Error;
 use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject};
 use crate::memo::VerifiedMemo;
 
-/// The largest gossip frame accepted on the orders topic.
-pub const MAX_ORDER_FRAME: usize = 1024;
+/// The largest gossip frame accepted on the orders topic (a batch of up to 16 orders).
+pub const MAX_ORDER_FRAME: usize = 4096;
 /// The largest gossip frame accepted on the trades topic.
 pub const MAX_TRADE_FRAME: usize = 1536;
 /// The largest gossip frame accepted on the heads topic.
@@ -132,20 +134,19 @@ impl GossipValidator {
         }
     }
 
-    /// The frame and its signed message, with the certificate checked against `community` at
-    /// `now` (all but its signature: that comes last, see [`GossipValidator::verify_cert`]).
-    fn open<T: Message>(
+    /// The frame, with its certificate checked against `community` at `now` (all but its
+    /// signature: that comes last, see [`GossipValidator::verify_cert`]).
+    fn open_frame(
         &self,
         community: &Community,
         data: &[u8],
         max: usize,
         now: Timestamp,
-    ) -> Result<(GossipFrame, Signed<T>), GossipReject> {
+    ) -> Result<GossipFrame, GossipReject> {
         if data.len() > max {
             return Err(GossipReject::Oversized(data.len()));
         }
         let frame = GossipFrame::from_bytes(data).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        let message = Signed::<T>::from_bytes(&frame.message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         let cert = frame.cert.body();
         if cert.community != community.id {
             return Err(GossipReject::WrongCommunity);
@@ -156,6 +157,22 @@ impl GossipValidator {
         if !cert.is_valid_at(now) {
             return Err(GossipReject::CertificateNotValid);
         }
+        Ok(frame)
+    }
+
+    /// A frame of exactly one signed message (trades and heads travel one per frame).
+    fn open<T: Message>(
+        &self,
+        community: &Community,
+        data: &[u8],
+        max: usize,
+        now: Timestamp,
+    ) -> Result<(GossipFrame, Signed<T>), GossipReject> {
+        let frame = self.open_frame(community, data, max, now)?;
+        let [message] = frame.messages.as_slice() else {
+            return Err(GossipReject::Malformed("a batch on a topic of single messages".into()));
+        };
+        let message = Signed::<T>::from_bytes(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         Ok((frame, message))
     }
 
@@ -190,19 +207,56 @@ impl GossipValidator {
         self.cert_signature_ok(cert).then_some(()).ok_or(CertError::BadSignature)
     }
 
-    /// Checks a frame from the orders topic and, if it is valid, inserts its order.
-    pub fn accept_order(
+    /// Checks a frame from the orders topic and inserts its orders, in the frame's order.
+    ///
+    /// Every order must be signed by the certificate's member. An order refused without
+    /// penalty (late: [`Penalty::Ignore`]) is skipped; one refused with a penalty refuses the
+    /// frame, and orders before it in the frame (valid, and the same member's) stay in the
+    /// books. A frame of late orders only is refused with the first one's reason, so it is
+    /// neither forwarded nor penalised.
+    pub fn accept_orders(
         &mut self,
         books: &mut Books,
         data: &[u8],
         now: Timestamp,
-    ) -> Result<(Signed<Order>, Inserted), GossipReject> {
-        let (frame, order) = self.open::<Order>(books.community(), data, MAX_ORDER_FRAME, now)?;
-        if frame.cert.body().member != *order.signer() {
+    ) -> Result<Vec<(Signed<Order>, Inserted)>, GossipReject> {
+        let frame = self.open_frame(books.community(), data, MAX_ORDER_FRAME, now)?;
+        let member = frame.cert.body().member;
+        let orders = frame
+            .messages
+            .iter()
+            .map(|m| Signed::<Order>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if orders.iter().any(|o| *o.signer() != member) {
             return Err(GossipReject::NotMember);
         }
+        let mut late = None;
+        let mut accepted = Vec::with_capacity(orders.len());
+        for order in orders {
+            match self.accept_one_order(books, &frame, order, now) {
+                Ok(taken) => accepted.push(taken),
+                Err(reject) if reject.penalty() == Penalty::Ignore => {
+                    late.get_or_insert(reject);
+                }
+                Err(reject) => return Err(reject),
+            }
+        }
+        match late {
+            Some(reject) if accepted.is_empty() => Err(reject),
+            _ => Ok(accepted),
+        }
+    }
+
+    /// The market rules, the certificate's signature (cached) and the order's, then the book.
+    fn accept_one_order(
+        &mut self,
+        books: &mut Books,
+        frame: &GossipFrame,
+        order: Signed<Order>,
+        now: Timestamp,
+    ) -> Result<(Signed<Order>, Inserted), GossipReject> {
         books.check(&order, now).map_err(GossipReject::Rule)?;
-        self.verify_cert(&frame)?;
+        self.verify_cert(frame)?;
         self.verify_signed(&order, || order.digest())?;
         let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
         Ok((order, inserted))

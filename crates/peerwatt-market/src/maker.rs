@@ -17,6 +17,10 @@ use peerwatt_core::{Community, Side};
 use peerwatt_core::{Hash, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TradeRequest, Wh};
 use thiserror::Error;
 
+/// How many intervals back from the newest order the maker remembers its replaced orders
+/// (four hours of 15-minute intervals: beyond any trading window).
+const SUPERSEDED_KEPT_INTERVALS: u64 = 16;
+
 /// Why the maker refuses a request. Sent back to the taker as the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
@@ -32,9 +36,18 @@ pub enum Refusal {
     /// The maker trading with itself.
     #[error("a maker cannot take its own order")]
     SelfTrade,
-    /// No such order (unknown, replaced by a newer one, cancelled or expired).
-    #[error("the order is not open (unknown, replaced, cancelled or expired)")]
+    /// No such order of this maker (never published, or replaced so long ago it is forgotten).
+    #[error("no such order")]
     NoSuchOrder,
+    /// The named order expired (its interval's gate closure passed).
+    #[error("the order expired")]
+    Expired,
+    /// The named order was withdrawn, and the maker has no order for its interval and side.
+    #[error("the order was cancelled")]
+    Cancelled,
+    /// The named order was replaced by one at a price worse for the taker's offer.
+    #[error("the order was re-priced past the request's price")]
+    Repriced,
     /// The request's terms differ from the order's (side, interval, price).
     #[error("the request's {0} does not match the order")]
     TermsMismatch(&'static str),
@@ -96,6 +109,9 @@ pub struct Maker {
     orders: HashMap<Hash, OwnOrder>,
     /// Current order per (interval, side): a newer one replaces the older.
     current: HashMap<(u64, u8), Hash>,
+    /// Replaced orders of intervals still near trading, by digest: their (interval, side).
+    /// A request for one was on its way while the maker re-priced (see [`Maker::order_for`]).
+    superseded: HashMap<Hash, (u64, u8)>,
     /// Agreed trades by request digest.
     agreed: HashMap<Hash, Signed<Trade>>,
     in_flight: HashSet<Hash>,
@@ -111,6 +127,7 @@ impl Maker {
             me,
             orders: HashMap::new(),
             current: HashMap::new(),
+            superseded: HashMap::new(),
             agreed: HashMap::new(),
             in_flight: HashSet::new(),
             closed: HashSet::new(),
@@ -124,7 +141,10 @@ impl Maker {
         let key = (o.interval.0, o.side as u8);
         if let Some(old) = self.current.remove(&key) {
             self.orders.remove(&old);
+            self.superseded.insert(old, key);
         }
+        let newest = o.interval.0;
+        self.superseded.retain(|_, (interval, _)| interval.saturating_add(SUPERSEDED_KEPT_INTERVALS) >= newest);
         if o.energy == Wh::ZERO {
             return;
         }
@@ -198,6 +218,32 @@ impl Maker {
         self.current.get(&(interval.0, side as u8)).and_then(|id| self.orders.get(id)).map(|o| &o.signed)
     }
 
+    /// The open order a request fills: the one it names, or, when the maker replaced that one
+    /// (a re-pricing, a corrected amount) while the request was on its way, the maker's
+    /// current order for the same interval and side, if the request's price is at least as
+    /// good for the maker as the current limit. The trade is at the request's price, the
+    /// named order's limit, which both parties signed; the energy comes off the current order.
+    /// Without this, every request that crossed a re-pricing in flight failed, and under
+    /// gossip delays of a second or more most requests did.
+    fn order_for(&self, r: &TradeRequest) -> Result<Hash, Refusal> {
+        if self.orders.contains_key(&r.order) {
+            return Ok(r.order);
+        }
+        let Some(&key) = self.superseded.get(&r.order) else {
+            return Err(Refusal::NoSuchOrder);
+        };
+        if key != (r.interval.0, r.maker_side as u8) {
+            return Err(Refusal::TermsMismatch("interval or side"));
+        }
+        let current = self.current.get(&key).and_then(|id| self.orders.get(id)).ok_or(Refusal::Cancelled)?;
+        let limit = current.signed.body().limit_price;
+        let as_good = match r.maker_side {
+            Side::Sell => r.price >= limit,
+            Side::Buy => r.price <= limit,
+        };
+        if as_good { Ok(current.id) } else { Err(Refusal::Repriced) }
+    }
+
     /// Decides on a request at `now`; see the module documentation.
     pub fn accept(
         &mut self,
@@ -226,10 +272,11 @@ impl Maker {
         if *request.signer() == self.me {
             return Err(Refusal::SelfTrade);
         }
-        let order = self.orders.get_mut(&r.order).ok_or(Refusal::NoSuchOrder)?;
+        let filled = self.order_for(r)?;
+        let order = self.orders.get_mut(&filled).ok_or(Refusal::NoSuchOrder)?;
         let o = order.signed.body();
         if o.expires_at <= now {
-            return Err(Refusal::NoSuchOrder);
+            return Err(Refusal::Expired);
         }
         if r.maker_side != o.side {
             return Err(Refusal::TermsMismatch("side"));
@@ -237,7 +284,7 @@ impl Maker {
         if r.interval != o.interval {
             return Err(Refusal::TermsMismatch("interval"));
         }
-        if r.price != o.limit_price {
+        if filled == r.order && r.price != o.limit_price {
             return Err(Refusal::TermsMismatch("price"));
         }
         if !self.community.is_open(o.interval, now) {

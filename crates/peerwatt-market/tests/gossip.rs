@@ -48,7 +48,7 @@ fn offer(k: &NodeKey, seq: u64, interval: IntervalId, price: u64) -> Signed<Orde
 }
 
 fn frame(cert: Signed<MembershipCert>, order: &Signed<Order>) -> Vec<u8> {
-    GossipFrame { cert, message: order.to_bytes() }.to_bytes()
+    GossipFrame::single(cert, order.to_bytes()).to_bytes()
 }
 
 #[test]
@@ -60,8 +60,8 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
     let mut validator = GossipValidator::new();
 
     let good = offer(&member, 10, I, 150_000);
-    let (accepted, inserted) = validator.accept_order(&mut books, &frame(cert(&member), &good), NOW).unwrap();
-    assert_eq!((accepted.digest(), inserted), (good.digest(), Inserted::New));
+    let accepted = validator.accept_orders(&mut books, &frame(cert(&member), &good), NOW).unwrap();
+    assert_eq!(accepted, vec![(good.clone(), Inserted::New)]);
 
     let forged = offer(&member, 11, I, 90_000).with_signature_for_tests(Signature::from_bytes(&[9; 64]));
     let mut bad_cert_sig = cert(&outsider).with_signature_for_tests(Signature::from_bytes(&[8; 64]));
@@ -139,7 +139,7 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
         ("an order where a frame belongs", good.to_bytes(), "malformed", Penalty::Reject),
     ];
     for (what, data, name, penalty) in cases {
-        let err = validator.accept_order(&mut books, &data, NOW).unwrap_err();
+        let err = validator.accept_orders(&mut books, &data, NOW).unwrap_err();
         assert_eq!((err.name(), err.penalty()), (name, penalty), "{what}: {err}");
     }
     // Only the one good order is in the book, untouched.
@@ -148,10 +148,70 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
     assert_eq!((asks[0].id, asks[0].remaining), (good.digest(), Wh(500)));
     // The honest member can still trade on: its next order is accepted.
     let next = offer(&member, 17, I, 140_000);
-    assert!(matches!(
-        validator.accept_order(&mut books, &frame(cert(&member), &next), NOW),
-        Ok((_, Inserted::Replaced(_)))
-    ));
+    assert_eq!(
+        validator.accept_orders(&mut books, &frame(cert(&member), &next), NOW),
+        Ok(vec![(next.clone(), Inserted::Replaced(good.digest()))])
+    );
+}
+
+fn batch(cert: Signed<MembershipCert>, orders: &[&Signed<Order>]) -> Vec<u8> {
+    GossipFrame { cert, messages: orders.iter().map(|o| o.to_bytes()).collect() }.to_bytes()
+}
+
+/// A batch is taken order by order: late orders are skipped without penalty, an order another
+/// member signed or one that breaks a rule refuses the frame (with the penalty it earns).
+#[test]
+fn a_batch_of_orders_is_checked_order_by_order() {
+    let member = NodeKey::from_seed(&[31; 32]);
+    let other = NodeKey::from_seed(&[32; 32]);
+    let mut books = Books::new(community());
+    let mut validator = GossipValidator::new();
+    let next = IntervalId(I.0 + 1);
+
+    let a = offer(&member, 1, I, 150_000);
+    let late = offer(&member, 2, IntervalId(I.0 - 2), 150_000);
+    let b = offer(&member, 3, next, 140_000);
+    let taken = validator.accept_orders(&mut books, &batch(cert(&member), &[&a, &late, &b]), NOW).unwrap();
+    assert_eq!(taken, vec![(a.clone(), Inserted::New), (b.clone(), Inserted::New)]);
+    assert_eq!(books.side(next, Side::Sell, NOW).len(), 1);
+
+    let only_late = offer(&member, 4, IntervalId(I.0 - 2), 150_000);
+    let err = validator.accept_orders(&mut books, &batch(cert(&member), &[&late, &only_late]), NOW).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("interval_not_open", Penalty::Ignore));
+
+    let smuggled = offer(&other, 1, I, 150_000);
+    let c = offer(&member, 5, I, 130_000);
+    let err = validator.accept_orders(&mut books, &batch(cert(&member), &[&c, &smuggled]), NOW).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("not_member", Penalty::Reject));
+    assert_eq!(books.side(I, Side::Sell, NOW)[0].id, a.digest(), "nothing of a frame with a stranger's order is taken");
+
+    let greedy = offer(&member, 6, next, 400_000);
+    let err = validator.accept_orders(&mut books, &batch(cert(&member), &[&c, &greedy]), NOW).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("price_out_of_range", Penalty::Reject));
+
+    let trade_batch = batch(cert(&member), &[&a, &b]);
+    let err = validator.accept_trade(&community(), &trade_batch, NOW, &HashSet::new()).unwrap_err();
+    assert_eq!(err.name(), "malformed", "a batch on the trades topic");
+}
+
+/// A relay that held an honest order for hours forwards it long after its interval closed:
+/// the order is dropped, but nobody is penalised (the maker dated it inside its window, and a
+/// relay cannot make an order older). An order dated long after its window is the maker's doing.
+#[test]
+fn an_honest_order_delivered_hours_late_is_ignored_not_penalised() {
+    let member = NodeKey::from_seed(&[21; 32]);
+    let mut validator = GossipValidator::new();
+    let mut books = Books::new(community());
+    let hours_later = Timestamp(START + 3 * 3_600_000);
+    let late = frame(cert(&member), &offer(&member, 1, I, 150_000));
+    let err = validator.accept_orders(&mut books, &late, hours_later).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("interval_not_open", Penalty::Ignore), "{err}");
+
+    let mut backdated = offer(&member, 2, I, 150_000).body().clone();
+    backdated.created_at = hours_later;
+    let forged = frame(cert(&member), &Signed::sign(&member, backdated));
+    let err = validator.accept_orders(&mut books, &forged, hours_later).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("interval_out_of_window", Penalty::Reject), "{err}");
 }
 
 fn trade_between(maker: &NodeKey, taker: &NodeKey, price: u64) -> Signed<Trade> {
@@ -174,7 +234,7 @@ fn trade_between(maker: &NodeKey, taker: &NodeKey, price: u64) -> Signed<Trade> 
 }
 
 fn trade_frame(cert: Signed<MembershipCert>, trade: &Signed<Trade>) -> Vec<u8> {
-    GossipFrame { cert, message: trade.to_bytes() }.to_bytes()
+    GossipFrame::single(cert, trade.to_bytes()).to_bytes()
 }
 
 #[test]
@@ -232,9 +292,8 @@ fn heads_are_accepted_from_their_signer_only() {
     let c = community();
     let mut v = GossipValidator::new();
     let head = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: NOW });
-    let framed = |cert: Signed<MembershipCert>, head: &Signed<TreeHead>| {
-        GossipFrame { cert, message: head.to_bytes() }.to_bytes()
-    };
+    let framed =
+        |cert: Signed<MembershipCert>, head: &Signed<TreeHead>| GossipFrame::single(cert, head.to_bytes()).to_bytes();
     assert_eq!(v.accept_head(&c, &framed(cert(&member), &head), NOW).unwrap(), head);
     assert_eq!(v.accept_head(&c, &framed(cert(&other), &head), NOW).unwrap_err().name(), "not_member");
     let future = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: Timestamp(NOW.0 + 60_000) });

@@ -226,9 +226,35 @@ fn the_maker_refuses_what_does_not_match() {
     let mut other = offer.clone();
     other.maker = key(7).public();
     assert_eq!(maker.accept(&mk, &taker.request(&tk, &other, Wh(1), t), t).unwrap_err(), Refusal::NotMine);
-    // A replaced order no longer trades.
-    maker.publish(order(&mk, Side::Sell, 500, 110_000, 2, t));
-    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(1), t), t).unwrap_err(), Refusal::NoSuchOrder);
+    // An order the maker never published does not trade.
+    let mut unknown = offer.clone();
+    unknown.id = Hash([7; 32]);
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &unknown, Wh(1), t), t).unwrap_err(), Refusal::NoSuchOrder);
+    // An order replaced by one at a higher ask no longer trades at the old price.
+    maker.publish(order(&mk, Side::Sell, 500, 130_000, 2, t));
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(1), t), t).unwrap_err(), Refusal::Repriced);
+}
+
+/// A request that crossed the maker's re-pricing on its way fills the maker's current order
+/// when its price is at least as good for the maker: at the price both signed, with the energy
+/// the current order has.
+#[test]
+fn a_request_that_crossed_a_repricing_fills_the_current_order() {
+    let (mk, mut maker, tk, mut taker, offer) = setup(1000);
+    let t = now(20);
+    let request = taker.request(&tk, &offer, Wh(300), t);
+    let cheaper = order(&mk, Side::Sell, 400, 110_000, 2, t);
+    maker.publish(cheaper.clone());
+    let trade = agree(&mut maker, &mk, &request, t);
+    assert_eq!(trade.body().request.body().price, Price(120_000), "the price the taker signed");
+    assert_eq!(maker.remaining(&cheaper.digest()), Some(Wh(100)), "filled from the current order");
+    assert_eq!(
+        maker.accept(&mk, &taker.request(&tk, &offer, Wh(200), t), t).unwrap_err(),
+        Refusal::Insufficient { available: Wh(100) }
+    );
+    // A cancelled order leaves nothing to fill.
+    maker.publish(order(&mk, Side::Sell, 0, 110_000, 3, t));
+    assert_eq!(maker.accept(&mk, &taker.request(&tk, &offer, Wh(50), t), t).unwrap_err(), Refusal::Cancelled);
 }
 
 #[test]

@@ -121,6 +121,15 @@ pub enum Event {
         /// Why (e.g. no peer subscribed yet).
         error: NetError,
     },
+    /// Gossip messages to `peer` were dropped since the last heartbeat: its send queue was
+    /// full, or they waited in it longer than gossipsub allows (1 s to forward, 5 s to
+    /// publish). The peer, or this host, cannot keep up.
+    SendDropped {
+        /// The slow peer.
+        peer: PeerId,
+        /// How many messages were dropped.
+        messages: usize,
+    },
     /// A request from a peer; answer it with [`NetHandle::respond`].
     Request {
         /// Who asks.
@@ -550,6 +559,13 @@ impl Task {
                 let topic = message.topic.to_string();
                 self.emit(Event::Gossip { topic, id: message_id, source: propagation_source, data: message.data })
                     .await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            })) => {
+                let messages = failed_messages.priority + failed_messages.non_priority;
+                self.emit(Event::SendDropped { peer: peer_id, messages }).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Trades(request_response::Event::Message {
                 peer, message, ..

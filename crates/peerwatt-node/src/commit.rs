@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use peerwatt_core::messages::MAX_FRAME_MESSAGES;
 use peerwatt_core::wire::MAX_BATCH;
 use peerwatt_core::{
     Answer, Encode, EntryKind, Hash, Order, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest,
@@ -171,9 +172,7 @@ impl Node {
         trades.extend(self.taken_recorded(taken));
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
         self.send_requests(requests);
-        for order in &orders {
-            self.gossip_order(order).await;
-        }
+        self.gossip_orders(&orders).await;
         for trade in &trades {
             self.announce(trade).await;
         }
@@ -316,8 +315,12 @@ impl Node {
         self.send_waiting(maker);
     }
 
-    /// Gossips one of this node's orders, now in its ledger.
-    async fn gossip_order(&mut self, order: &Signed<Order>) {
-        self.gossip(&self.topics.orders, order.to_bytes()).await;
+    /// Gossips this node's orders of the turn, now in its ledger: one frame for up to
+    /// [`MAX_FRAME_MESSAGES`] of them (each frame costs every member a receipt and relays).
+    async fn gossip_orders(&mut self, orders: &[Signed<Order>]) {
+        for chunk in orders.chunks(MAX_FRAME_MESSAGES) {
+            let messages = chunk.iter().map(Encode::to_bytes).collect();
+            self.gossip_batch(&self.topics.orders, messages).await;
+        }
     }
 }

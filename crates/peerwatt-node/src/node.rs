@@ -167,7 +167,8 @@ pub(crate) struct Node {
     own_trades: Vec<OwnTrade>,
     seen_trades: HashSet<Hash>,
     next_order_seq: u64,
-    last_publish: HashMap<(IntervalId, u8), Timestamp>,
+    /// The re-pricing slot of the last tick (see [`Node::reprice_slot`]).
+    last_reprice_slot: u64,
     strikes: HashMap<PeerId, u32>,
     banned: HashSet<PeerId>,
     peers: HashSet<PeerId>,
@@ -232,7 +233,7 @@ impl Node {
             own_trades: Vec::new(),
             seen_trades: HashSet::new(),
             next_order_seq: 1,
-            last_publish: HashMap::new(),
+            last_reprice_slot: 0,
             strikes: HashMap::new(),
             banned: HashSet::new(),
             peers: HashSet::new(),
@@ -462,6 +463,10 @@ impl Node {
             }
             Event::Request { peer, data, channel } => self.on_call(peer, &data, channel).await,
             Event::PublishFailed { topic, error } => self.publish_failed(&topic, &error),
+            Event::SendDropped { peer, messages } => {
+                tracing::warn!(%peer, messages, "gossip to a slow peer dropped (its send queue was full or too slow)");
+                self.counters.add("gossip_send_dropped", messages as u64);
+            }
         }
     }
 
@@ -512,10 +517,15 @@ impl Node {
     }
 
     async fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
-        let (order, _) = self.validator.accept_order(&mut self.books, data, now)?;
+        let accepted = self.validator.accept_orders(&mut self.books, data, now)?;
         // A new order may cross ours: take it now rather than at the next tick.
         if self.parts.market.enabled {
-            self.take(order.body().interval, now).await;
+            let mut intervals: Vec<IntervalId> = accepted.iter().map(|(o, _)| o.body().interval).collect();
+            intervals.sort_unstable();
+            intervals.dedup();
+            for interval in intervals {
+                self.take(interval, now).await;
+            }
         }
         Ok("orders")
     }
@@ -639,7 +649,17 @@ impl Node {
     /// The actor does not wait for the network: a failure comes back as an event
     /// ([`Node::publish_failed`]).
     pub(crate) fn gossip(&self, topic: &str, message: Vec<u8>) -> impl Future<Output = ()> + Send + 'static {
-        let frame = GossipFrame { cert: self.parts.cert.clone(), message }.to_bytes();
+        self.gossip_batch(topic, vec![message])
+    }
+
+    /// Gossips several of this node's signed messages on `topic` in one frame (at most
+    /// [`peerwatt_core::messages::MAX_FRAME_MESSAGES`]).
+    pub(crate) fn gossip_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Vec<u8>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let frame = GossipFrame { cert: self.parts.cert.clone(), messages }.to_bytes();
         let (net, topic) = (self.parts.net.clone(), topic.to_owned());
         // Fails only when the network has stopped, which the event loop notices.
         async move {
@@ -818,9 +838,12 @@ impl Node {
         self.held.retain(|_, (_, theirs, _)| books.get(theirs).is_some());
         let backoff = Duration::from_millis(self.parts.market.reprice_ms / 5);
         self.refused_by.retain(|order, at| books.get(order).is_some() && now.saturating_since(*at) < backoff);
+        let slot = self.reprice_slot(now);
+        let reprice = slot != self.last_reprice_slot;
+        self.last_reprice_slot = slot;
         if self.parts.market.enabled && !self.draining {
             for interval in self.open_intervals(now) {
-                self.update_order(interval, now).await;
+                self.update_order(interval, now, reprice).await;
                 self.take(interval, now).await;
             }
         }
@@ -840,8 +863,20 @@ impl Node {
             .collect()
     }
 
+    /// Which re-pricing period `now` is in. Periods are `reprice_ms` long and start at an
+    /// offset of this node's own (from its key), so the community's re-pricing is spread over
+    /// the period rather than all at one instant; a node re-prices all its open intervals in
+    /// the same tick, and they leave in one gossip frame.
+    fn reprice_slot(&self, now: Timestamp) -> u64 {
+        let period = self.parts.market.reprice_ms.max(1);
+        let key = self.me.to_bytes();
+        let offset = u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]) % period;
+        now.0.saturating_add(offset) / period
+    }
+
     /// Publishes, re-prices or cancels this node's order for `interval` as the strategy says.
-    async fn update_order(&mut self, interval: IntervalId, now: Timestamp) {
+    /// `reprice`: this tick starts a new re-pricing period.
+    async fn update_order(&mut self, interval: IntervalId, now: Timestamp, reprice: bool) {
         let net = self.parts.forecaster.net_export(interval);
         let side = if net.unwrap_or(0) > 0 { Side::Sell } else { Side::Buy };
         // A forecast that flipped sides cancels the order on the other side.
@@ -868,16 +903,18 @@ impl Node {
             (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
                 self.publish_order(interval, side, Wh::ZERO, None, now);
             }
-            (Some(w), None) => self.publish_order(interval, side, w.energy, Some(w.price), now),
+            // A bid answers offers at once (it is what makes a trade); an offer for a newly
+            // opened interval waits for this node's re-pricing tick and leaves with the others.
+            (Some(w), None) if side == Side::Buy || reprice => {
+                self.publish_order(interval, side, w.energy, Some(w.price), now)
+            }
             (Some(w), Some((id, price))) => {
                 // Offering too much is corrected at once. Everything else (a new price, energy
-                // freed by a refused request) waits for the re-pricing period: a node that
+                // freed by a refused request) waits for the re-pricing tick: a node that
                 // re-published after every refusal would keep making its order the later one
                 // and chase the other side's replaced orders (two such nodes livelock).
                 let available = self.maker.available(&id);
-                let last = self.last_publish.get(&(interval, side_key(side))).copied().unwrap_or(Timestamp(0));
-                let due = now.saturating_since(last) >= Duration::from_millis(self.parts.market.reprice_ms);
-                if available > w.energy || (due && (price != w.price || available != w.energy)) {
+                if available > w.energy || (reprice && (price != w.price || available != w.energy)) {
                     self.publish_order(interval, side, w.energy, Some(w.price), now);
                 }
             }
@@ -913,7 +950,6 @@ impl Node {
             },
         );
         self.next_order_seq += 1;
-        self.last_publish.insert((interval, side_key(side)), now);
         self.maker.publish(order.clone());
         if let Err(e) = self.books.insert(&order, now) {
             tracing::warn!(error = %e, "own order refused by the book");

@@ -7,6 +7,7 @@
 //! of the step's energy that has flowed by then (rounded down).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use peerwatt_core::Timestamp;
@@ -158,8 +159,8 @@ fn kwh(wh: u64) -> String {
 }
 
 /// Publishes every meter's reading every `period` of simulated time from `from` until `until`
-/// (inclusive), paced by `clock`, with QoS 1 through one MQTT connection. Returns how many
-/// messages it published.
+/// (inclusive), paced by `clock`, with QoS 1 through one MQTT connection. Counts the messages
+/// it published in `published` as it goes (the caller may stop it early and still know).
 pub async fn publish(
     meters: Arc<[SimMeter]>,
     clock: Arc<AcceleratedClock>,
@@ -167,7 +168,8 @@ pub async fn publish(
     from: Timestamp,
     until: Timestamp,
     period: Duration,
-) -> u64 {
+    published: Arc<AtomicU64>,
+) {
     let mut options = MqttOptions::new("peerwatt-sim-meters", broker.ip().to_string(), broker.port());
     options.set_keep_alive(Duration::from_secs(30));
     options.set_inflight(1_000);
@@ -182,7 +184,6 @@ pub async fn publish(
         }
     });
     let period_ms = u64::try_from(period.as_millis()).unwrap_or(60_000).max(1_000);
-    let mut published = 0u64;
     let mut t = from;
     while t <= until {
         tokio::time::sleep_until(clock.instant_of(t).into()).await;
@@ -191,9 +192,9 @@ pub async fn publish(
                 if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
                     tracing::error!("simulated meters: the MQTT client stopped");
                     poller.abort();
-                    return published;
+                    return;
                 }
-                published += 1;
+                published.fetch_add(1, Ordering::Relaxed);
             }
         }
         t = Timestamp(t.0 + period_ms);
@@ -202,7 +203,6 @@ pub async fn publish(
     let _ = client.disconnect().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     poller.abort();
-    published
 }
 
 #[cfg(test)]
