@@ -1,4 +1,4 @@
-//! The request-response codec of `/peerwatt/trade/1`: one length-prefixed byte string each
+//! The request-response codec of `/peerwatt/trade/1` (and `/peerwatt/peers/1`): one length-prefixed byte string each
 //! way (a `u32` length, then the bytes), at most [`MAX_FRAME`] bytes. What the bytes mean is
 //! the market's business, not the network's.
 
@@ -10,6 +10,9 @@ use libp2p::request_response::Codec;
 
 /// The trade protocol's name.
 pub const TRADE_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerwatt/trade/1");
+
+/// The peer exchange protocol's name (same framing; see [`crate::peers`]).
+pub const PEERS_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerwatt/peers/1");
 
 /// The largest request or response accepted.
 pub const MAX_FRAME: usize = 64 * 1024;

@@ -6,6 +6,7 @@
 //! communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
 
 pub mod codec;
+pub mod peers;
 pub mod service;
 
 pub use libp2p::gossipsub::MessageId;

@@ -14,11 +14,12 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, kad, mdns, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, mdns, noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::codec::{BytesCodec, MAX_FRAME, TRADE_PROTOCOL};
+use crate::codec::{BytesCodec, MAX_FRAME, PEERS_PROTOCOL, TRADE_PROTOCOL};
+use crate::peers::{self, AddressBook};
 
 /// A network operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -59,7 +60,8 @@ pub struct NetConfig {
     pub heartbeat: Duration,
     /// How long a request may take.
     pub request_timeout: Duration,
-    /// How often to run a Kademlia bootstrap (peer discovery).
+    /// How often to look for peers: dial one from the address book while short of them, and
+    /// ask a connected peer for addresses it knows (see [`crate::peers`]).
     pub discovery_interval: Duration,
     /// How many events may wait for the owner before the network stops reading from peers.
     pub event_queue: usize,
@@ -278,7 +280,7 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     trades: request_response::Behaviour<BytesCodec>,
     identify: identify::Behaviour,
-    kad: kad::Behaviour<kad::store::MemoryStore>,
+    peers: request_response::Behaviour<BytesCodec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -316,6 +318,15 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         .map_err(|e| NetError::Start(e.to_string()))
 }
 
+/// How long a peer exchange may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peer exchanges open at once on one connection.
+const EXCHANGE_STREAMS: usize = 4;
+/// After this many exchanges in a row that taught nothing, a node with enough peers stops asking…
+const QUIET_EXCHANGES: u32 = 3;
+/// … except at every this many discovery ticks (to hear of newcomers).
+const REFRESH_EVERY: usize = 20;
+
 /// Starts the network task with the node's identity. Returns the handle and the event stream.
 pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc::Receiver<Event>), NetError> {
     let peer_id = keypair.public().to_peer_id();
@@ -340,14 +351,15 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
                     .with_max_concurrent_streams(MAX_TRADE_STREAMS),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
-            // No periodic Kademlia bootstrap: the discovery tick looks for peers while short of
-            // them (see `Task::discover`); a bootstrap query dials every peer it asks.
-            let mut kad_cfg = kad::Config::new(kad::PROTOCOL_NAME);
-            kad_cfg.set_periodic_bootstrap_interval(None);
-            let mut kad = kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), kad_cfg);
-            kad.set_mode(Some(kad::Mode::Server));
+            let peers = request_response::Behaviour::with_codec(
+                BytesCodec,
+                [(PEERS_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(EXCHANGE_TIMEOUT)
+                    .with_max_concurrent_streams(EXCHANGE_STREAMS),
+            );
             let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
-            Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, kad, mdns: Toggle::from(mdns) })
+            Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, peers, mdns: Toggle::from(mdns) })
         })
         .map_err(|e| NetError::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -362,9 +374,10 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
     for addr in &cfg.listen {
         swarm.listen_on(addr.clone()).map_err(|e| NetError::Start(e.to_string()))?;
     }
+    let mut book = AddressBook::new(peer_id);
     for addr in &cfg.bootstrap {
-        if let Some(peer) = peer_of(addr) {
-            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        if let Some(peer) = peers::peer_in(addr) {
+            book.learn(peer, addr);
         }
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -381,19 +394,13 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         closing: None,
         outbox: VecDeque::new(),
         connected: HashSet::new(),
-        discovery_turn: 0,
+        book,
+        exchange_turn: 0,
+        quiet_exchanges: 0,
         cfg,
     };
     tokio::spawn(task.run());
     Ok((NetHandle { commands: cmd_tx, peer_id }, event_rx))
-}
-
-/// The peer id at the end of a `/p2p/…` multiaddress.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
 }
 
 struct Task {
@@ -408,8 +415,12 @@ struct Task {
     /// Events raised while serving a command, emitted before anything else.
     outbox: VecDeque<Event>,
     connected: HashSet<PeerId>,
-    /// Picks a different known peer at each discovery tick.
-    discovery_turn: usize,
+    /// Addresses of other members' nodes (see [`crate::peers`]).
+    book: AddressBook,
+    /// Picks a different connected peer to ask at each exchange.
+    exchange_turn: usize,
+    /// Exchanges in a row that taught nothing new (see [`Task::discover`]).
+    quiet_exchanges: u32,
     cfg: NetConfig,
 }
 
@@ -475,7 +486,9 @@ impl Task {
                 }
             }
             Command::Request { peer, data, reply } => {
-                let id = b.trades.send_request(&peer, data);
+                // A maker the node is not connected to is dialled at its address in the book.
+                let id =
+                    b.trades.send_request_with_addresses(&peer, data, self.book.address(&peer).into_iter().collect());
                 self.pending.insert(id, reply);
             }
             Command::Respond { channel: Responder { id, channel }, data } => {
@@ -494,8 +507,8 @@ impl Task {
                 b.gossipsub.report_message_validation_result(&id, &source, acceptance);
             }
             Command::Dial { addr, reply } => {
-                if let Some(peer) = peer_of(&addr) {
-                    b.kad.add_address(&peer, addr.clone());
+                if let Some(peer) = peers::peer_in(&addr) {
+                    self.book.learn(peer, &addr);
                 }
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
             }
@@ -514,29 +527,60 @@ impl Task {
         }
     }
 
-    /// While short of peers, dials one known peer not connected yet, or, knowing none, asks
-    /// Kademlia for more. One dial per tick, not one per peer heard of: enough peers for a
-    /// gossip mesh and some spares, not the whole community (every dial is a handshake, and a
-    /// node of a 1,000-member community that dialled everyone it heard of would hold 1,000
-    /// connections).
+    /// Each discovery tick: while short of peers, dials one known peer not connected yet; and
+    /// asks one connected peer for addresses it knows, while that still teaches something (or
+    /// while short of peers), and now and then anyway to hear of newcomers. One dial and one
+    /// small request per tick, not one per peer heard of: enough peers for a gossip mesh and
+    /// some spares, and in time an address for every member a taker may need to reach.
+    ///
+    /// A node with no peer at all keeps dialling the peers it knows (its bootstrap list at
+    /// first), one per tick: a bootstrap peer that was not up yet when the node started is
+    /// tried again.
     fn discover(&mut self) {
-        if self.connected.is_empty() || self.connected.len() >= self.cfg.target_peers {
+        let short = self.connected.len() < self.cfg.target_peers;
+        if short && let Some(addr) = self.book.next_unconnected(&self.connected) {
+            let _ = self.swarm.dial(addr);
+        }
+        if self.connected.is_empty() {
             return;
         }
-        let connected = &self.connected;
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let mut known: Vec<PeerId> = Vec::new();
-        for bucket in kad.kbuckets() {
-            known.extend(bucket.iter().map(|e| *e.node.key.preimage()).filter(|p| !connected.contains(p)));
+        self.exchange_turn = self.exchange_turn.wrapping_add(1);
+        let curious = self.quiet_exchanges < QUIET_EXCHANGES || self.exchange_turn.is_multiple_of(REFRESH_EVERY);
+        if short || curious {
+            let mut connected: Vec<PeerId> = self.connected.iter().copied().collect();
+            connected.sort_unstable();
+            let asked = connected[self.exchange_turn % connected.len()];
+            self.swarm.behaviour_mut().peers.send_request(&asked, Vec::new());
         }
-        self.discovery_turn = self.discovery_turn.wrapping_add(1);
-        match known.get(self.discovery_turn % known.len().max(1)) {
-            Some(peer) => {
-                let _ = self.swarm.dial(*peer);
+    }
+
+    /// A peer-exchange request or answer (handled here: the node never sees them).
+    fn on_exchange(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { channel, .. },
+                ..
+            } => {
+                let answer = peers::encode_answer(&self.book.answer_for(&peer));
+                let _ = self.swarm.behaviour_mut().peers.send_response(channel, answer);
             }
-            None => {
-                let _ = kad.bootstrap();
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { response, .. },
+                ..
+            } => {
+                let answer = peers::decode_answer(&response);
+                if answer.refused > 0 {
+                    tracing::debug!(%peer, refused = answer.refused, "peer exchange: unusable addresses skipped");
+                }
+                let learned = answer.peers.iter().filter(|(p, a)| self.book.learn(*p, a)).count();
+                self.quiet_exchanges = if learned > 0 { 0 } else { self.quiet_exchanges.saturating_add(1) };
             }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "peer exchange failed");
+            }
+            _ => {}
         }
     }
 
@@ -596,14 +640,13 @@ impl Task {
                 self.responding.remove(&request_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                // What a peer says it listens on feeds peer discovery.
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
+                // What a peer says it listens on goes into the address book.
+                self.book.learn_best(peer_id, &info.listen_addrs);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Peers(event)) => self.on_exchange(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.book.learn(peer, &addr);
                     if !self.connected.contains(&peer) && self.connected.len() < self.cfg.target_peers {
                         let _ = self.swarm.dial(addr);
                     }

@@ -1,4 +1,4 @@
-//! Real libp2p swarms on loopback: discovery from one bootstrap peer, gossip that is forwarded
+//! Real libp2p swarms on loopback: discovery from one bootstrap peer (peer exchange), gossip that is forwarded
 //! only once accepted, and request-response.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
@@ -95,12 +95,12 @@ async fn discovery_validation_forwarding_and_requests() {
     let (b, _b_events) = node(2, vec![a_addr.clone()]).await;
     let (c, mut c_events) = node(3, vec![a_addr]).await;
 
-    // C only knew A; identify + Kademlia lead it to B.
+    // C only knew A; peer exchange (A knows B from identify) leads it to B.
     until_connected(&c, b.peer_id()).await;
     until_connected(&b, c.peer_id()).await;
 
     // Take B out of C's direct reach, so B's gossip must travel through A. A ban holds even
-    // though Kademlia keeps offering the address.
+    // though the address book keeps offering the address.
     c.ban(b.peer_id()).await.unwrap();
     b.ban(c.peer_id()).await.unwrap();
 
@@ -184,4 +184,19 @@ async fn commands_are_served_while_the_event_queue_is_full() {
         b.report(id, source, Verdict::Accept).await.unwrap();
         got.insert(data);
     }
+}
+
+/// A node whose bootstrap peer is not up yet when it starts keeps trying it, and connects
+/// once the peer listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_peer_that_starts_later_is_reached() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let late_key = NodeKey::from_seed(&[21; 32]);
+    let late_id = late_key.public().peer_id();
+    let bootstrap: peerwatt_net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{late_id}").parse().unwrap();
+    let (early, _early_events) = node(22, vec![bootstrap]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(early.peers().await.unwrap().is_empty());
+    let (late, _late_events) = node_with(21, config_on(&format!("/ip4/127.0.0.1/tcp/{port}"), vec![])).await;
+    until_connected(&early, late.peer_id()).await;
 }
