@@ -327,6 +327,19 @@ const QUIET_EXCHANGES: u32 = 3;
 /// … except at every this many discovery ticks (to hear of newcomers).
 const REFRESH_EVERY: usize = 20;
 
+/// A request-response protocol of length-prefixed bytes (trades, peer exchange), both ways.
+fn bytes_protocol(
+    protocol: libp2p::StreamProtocol,
+    timeout: Duration,
+    streams: usize,
+) -> request_response::Behaviour<BytesCodec> {
+    request_response::Behaviour::with_codec(
+        BytesCodec,
+        [(protocol, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(timeout).with_max_concurrent_streams(streams),
+    )
+}
+
 /// Starts the network task with the node's identity. Returns the handle and the event stream.
 pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc::Receiver<Event>), NetError> {
     let peer_id = keypair.public().to_peer_id();
@@ -341,23 +354,11 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
             let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
-            let trades = request_response::Behaviour::with_codec(
-                BytesCodec,
-                [(TRADE_PROTOCOL, ProtocolSupport::Full)],
-                // Streams beyond the limit are dropped, not queued. A taker keeps at most 64
-                // requests open per maker, so two nodes trading both ways, plus queries, fit.
-                request_response::Config::default()
-                    .with_request_timeout(request_timeout)
-                    .with_max_concurrent_streams(MAX_TRADE_STREAMS),
-            );
+            // Streams beyond the limit are dropped, not queued. A taker keeps at most 64
+            // requests open per maker, so two nodes trading both ways, plus queries, fit.
+            let trades = bytes_protocol(TRADE_PROTOCOL, request_timeout, MAX_TRADE_STREAMS);
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
-            let peers = request_response::Behaviour::with_codec(
-                BytesCodec,
-                [(PEERS_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(EXCHANGE_TIMEOUT)
-                    .with_max_concurrent_streams(EXCHANGE_STREAMS),
-            );
+            let peers = bytes_protocol(PEERS_PROTOCOL, EXCHANGE_TIMEOUT, EXCHANGE_STREAMS);
             let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
             Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, peers, mdns: Toggle::from(mdns) })
         })
