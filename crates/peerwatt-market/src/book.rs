@@ -339,3 +339,27 @@ impl Books {
         (mine.order.created_at, mine.id) > (theirs.order.created_at, theirs.id)
     }
 }
+
+/// The order in which the taker `me` asks the crossing `orders` (best first, as
+/// [`Books::crossing`] gives them): by price band of width `band` from the best price, and
+/// within a band in an order of the taker's own (a hash of its key and the order's id).
+///
+/// Why not strictly best first: every taker sees about the same book, so all of them would
+/// ask the best order at once; it sells out to the first request or two, and the others are
+/// refused and all ask the next best, one round trip per order. Spread over the band, most
+/// requests find energy at the first try. A band narrower than the spread of the orders'
+/// prices keeps takers with the cheaper orders first.
+pub fn taking_order<'a>(me: &PublicKey, orders: Vec<&'a BookOrder>, band: u64) -> Vec<&'a BookOrder> {
+    let Some(best) = orders.first().map(|o| o.price().0) else {
+        return orders;
+    };
+    let mut keyed: Vec<((u64, Hash), &BookOrder)> = orders
+        .into_iter()
+        .map(|o| {
+            let band_index = o.price().0.abs_diff(best) / band.max(1);
+            ((band_index, Hash::of_parts(&[&me.to_bytes(), &o.id.0])), o)
+        })
+        .collect();
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, o)| o).collect()
+}

@@ -5,7 +5,8 @@
 //! and only then the signature verifications (certificate and order). Verified
 //! certificates are cached by digest. Nothing is changed unless every check passes. An order
 //! frame may carry a batch of one member's orders: each is checked and taken on its own, and
-//! one refused with a penalty refuses the frame (see [`GossipValidator::accept_orders`]).
+//! one refused with a penalty refuses the frame (see [`GossipValidator::accept_orders`]). A
+//! trade frame may carry a batch of trades its announcer agreed: one bad trade refuses it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use crate::memo::VerifiedMemo;
 
 /// The largest gossip frame accepted on the orders topic (a batch of up to 16 orders).
 pub const MAX_ORDER_FRAME: usize = 4096;
-/// The largest gossip frame accepted on the trades topic.
-pub const MAX_TRADE_FRAME: usize = 1536;
+/// The largest gossip frame accepted on the trades topic (a batch of up to 16 trades).
+pub const MAX_TRADE_FRAME: usize = 8192;
 /// The largest gossip frame accepted on the heads topic.
 pub const MAX_HEAD_FRAME: usize = 1024;
 
@@ -96,8 +97,13 @@ impl GossipReject {
     /// Whether the sender is penalised.
     pub fn penalty(&self) -> Penalty {
         match self {
-            // Lateness is not malice: gossip may arrive just after gate closure or expiry.
-            GossipReject::Rule(OrderReject::NotOpen(_) | OrderReject::Expired) => Penalty::Ignore,
+            // Lateness is not malice: gossip may arrive just after gate closure or expiry, or
+            // after the same maker's newer order for the interval (a replay: paths differ, and
+            // a lost message comes back later through lazy gossip). A replay is refused before
+            // any signature is checked, so ignoring it costs nothing.
+            GossipReject::Rule(OrderReject::NotOpen(_) | OrderReject::Expired | OrderReject::Replay { .. }) => {
+                Penalty::Ignore
+            }
             _ => Penalty::Reject,
         }
     }
@@ -160,7 +166,7 @@ impl GossipValidator {
         Ok(frame)
     }
 
-    /// A frame of exactly one signed message (trades and heads travel one per frame).
+    /// A frame of exactly one signed message (heads travel one per frame).
     fn open<T: Message>(
         &self,
         community: &Community,
@@ -262,40 +268,37 @@ impl GossipValidator {
         Ok((order, inserted))
     }
 
-    /// Checks a frame from the trades topic: a trade announced by one of its two parties,
-    /// with both signatures, for this community, within the tariffs. `verified` holds the
-    /// digests of trades whose signatures were checked before (a digest covers the signatures,
-    /// so an identical copy, such as the second party's announcement, needs no second check).
-    pub fn accept_trade(
+    /// Checks a frame from the trades topic: 1 to 16 trades announced by a party to each of
+    /// them, with both signatures, for this community, within the tariffs. `verified` holds
+    /// the digests of trades whose signatures were checked before (a digest covers the
+    /// signatures, so an identical copy needs no second check). One bad trade refuses the
+    /// frame: an honest node announces only trades it agreed.
+    pub fn accept_trades(
         &mut self,
         community: &Community,
         data: &[u8],
         now: Timestamp,
         verified: &HashSet<Hash>,
-    ) -> Result<Signed<Trade>, GossipReject> {
-        let (frame, trade) = self.open::<Trade>(community, data, MAX_TRADE_FRAME, now)?;
-        let terms = trade.body().request.body();
+    ) -> Result<Vec<Signed<Trade>>, GossipReject> {
+        let frame = self.open_frame(community, data, MAX_TRADE_FRAME, now)?;
+        let trades = frame
+            .messages
+            .iter()
+            .map(|m| Signed::<Trade>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         let announcer = frame.cert.body().member;
-        if announcer != *trade.signer() && announcer != *trade.body().request.signer() {
-            return Err(GossipReject::NotParty);
-        }
-        if terms.community != community.id {
-            return Err(GossipReject::WrongCommunity);
-        }
-        if terms.price < community.feed_in || terms.price > community.retail {
-            return Err(GossipReject::Rule(OrderReject::PriceOutOfRange {
-                price: terms.price,
-                feed_in: community.feed_in,
-                retail: community.retail,
-            }));
+        for trade in &trades {
+            check_trade_terms(community, trade, &announcer)?;
         }
         self.verify_cert(&frame)?;
-        // Both signatures: the maker's on the trade, the taker's on the request inside.
-        let digest = trade.digest();
-        if !verified.contains(&digest) {
-            self.verify_signed(&trade, || digest)?;
+        for trade in &trades {
+            // Both signatures: the maker's on the trade, the taker's on the request inside.
+            let digest = trade.digest();
+            if !verified.contains(&digest) {
+                self.verify_signed(trade, || digest)?;
+            }
         }
-        Ok(trade)
+        Ok(trades)
     }
 
     /// Checks a frame from the heads topic: a member's signed ledger tree head.
@@ -316,4 +319,24 @@ impl GossipValidator {
         self.verify_signed(&head, || head.digest())?;
         Ok(head)
     }
+}
+
+/// The checks of an announced trade that need no signature: announced by one of its two
+/// parties, for this community, at a price within the tariffs.
+fn check_trade_terms(community: &Community, trade: &Signed<Trade>, announcer: &PublicKey) -> Result<(), GossipReject> {
+    let terms = trade.body().request.body();
+    if announcer != trade.signer() && announcer != trade.body().request.signer() {
+        return Err(GossipReject::NotParty);
+    }
+    if terms.community != community.id {
+        return Err(GossipReject::WrongCommunity);
+    }
+    if terms.price < community.feed_in || terms.price > community.retail {
+        return Err(GossipReject::Rule(OrderReject::PriceOutOfRange {
+            price: terms.price,
+            feed_in: community.feed_in,
+            retail: community.retail,
+        }));
+    }
+    Ok(())
 }

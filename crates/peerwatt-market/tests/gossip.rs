@@ -108,8 +108,8 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
             "wrong_community",
             Penalty::Reject,
         ),
-        ("replayed order", frame(cert(&member), &good), "replay", Penalty::Reject),
-        ("older sequence number", frame(cert(&member), &offer(&member, 9, I, 120_000)), "replay", Penalty::Reject),
+        ("replayed order", frame(cert(&member), &good), "replay", Penalty::Ignore),
+        ("older sequence number", frame(cert(&member), &offer(&member, 9, I, 120_000)), "replay", Penalty::Ignore),
         (
             "interval far in the future",
             frame(cert(&member), &offer(&member, 14, IntervalId(I.0 + 1_000), 150_000)),
@@ -190,8 +190,8 @@ fn a_batch_of_orders_is_checked_order_by_order() {
     assert_eq!((err.name(), err.penalty()), ("price_out_of_range", Penalty::Reject));
 
     let trade_batch = batch(cert(&member), &[&a, &b]);
-    let err = validator.accept_trade(&community(), &trade_batch, NOW, &HashSet::new()).unwrap_err();
-    assert_eq!(err.name(), "malformed", "a batch on the trades topic");
+    let err = validator.accept_trades(&community(), &trade_batch, NOW, &HashSet::new()).unwrap_err();
+    assert_eq!(err.name(), "malformed", "orders on the trades topic");
 }
 
 /// A relay that held an honest order for hours forwards it long after its interval closed:
@@ -246,11 +246,11 @@ fn trades_are_accepted_only_from_a_party_with_both_signatures() {
     let trade = trade_between(&maker, &taker, 150_000);
     let none = HashSet::new();
     for announcer in [&maker, &taker] {
-        let got = v.accept_trade(&c, &trade_frame(cert(announcer), &trade), NOW, &none).unwrap();
-        assert_eq!(got, trade);
+        let got = v.accept_trades(&c, &trade_frame(cert(announcer), &trade), NOW, &none).unwrap();
+        assert_eq!(got, vec![trade.clone()]);
     }
     let refused =
-        |v: &mut GossipValidator, data: Vec<u8>| v.accept_trade(&c, &data, NOW, &HashSet::new()).unwrap_err().name();
+        |v: &mut GossipValidator, data: Vec<u8>| v.accept_trades(&c, &data, NOW, &HashSet::new()).unwrap_err().name();
     assert_eq!(refused(&mut v, trade_frame(cert(&outsider), &trade)), "not_party");
     // The maker's signature replaced: the trade no longer verifies.
     let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
@@ -261,7 +261,29 @@ fn trades_are_accepted_only_from_a_party_with_both_signatures() {
         refused(&mut v, trade_frame(cert(&maker), &trade_between(&maker, &taker, 310_000))),
         "price_out_of_range"
     );
-    assert_eq!(refused(&mut v, vec![0u8; 2_000]), "oversized");
+    assert_eq!(refused(&mut v, vec![0u8; 9_000]), "oversized");
+}
+
+/// A maker announces the trades it agreed in one turn in one frame; one trade in it that
+/// the announcer is no party to, or that does not verify, refuses the whole frame.
+#[test]
+fn a_frame_of_trades_is_accepted_whole_or_not_at_all() {
+    let (maker, a, b) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]), NodeKey::from_seed(&[3; 32]));
+    let c = community();
+    let mut v = GossipValidator::new();
+    let none = HashSet::new();
+    let (with_a, with_b) = (trade_between(&maker, &a, 150_000), trade_between(&maker, &b, 160_000));
+    let framed = |cert: Signed<MembershipCert>, trades: &[&Signed<Trade>]| {
+        GossipFrame { cert, messages: trades.iter().map(|t| t.to_bytes()).collect() }.to_bytes()
+    };
+    let got = v.accept_trades(&c, &framed(cert(&maker), &[&with_a, &with_b]), NOW, &none).unwrap();
+    assert_eq!(got, vec![with_a.clone(), with_b.clone()]);
+    // The taker of one trade cannot announce the other.
+    let err = v.accept_trades(&c, &framed(cert(&a), &[&with_a, &with_b]), NOW, &none).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("not_party", Penalty::Reject));
+    let forged = with_b.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
+    let err = v.accept_trades(&c, &framed(cert(&maker), &[&with_a, &forged]), NOW, &none).unwrap_err();
+    assert_eq!((err.name(), err.penalty()), ("bad_signature", Penalty::Reject));
 }
 
 #[test]
@@ -271,17 +293,17 @@ fn a_trade_verified_before_is_accepted_and_a_forged_copy_still_refused() {
     let mut v = GossipValidator::new();
     let trade = trade_between(&maker, &taker, 150_000);
     let verified: HashSet<Hash> = [trade.digest()].into();
-    assert_eq!(v.accept_trade(&c, &trade_frame(cert(&taker), &trade), NOW, &verified).unwrap(), trade);
+    assert_eq!(v.accept_trades(&c, &trade_frame(cert(&taker), &trade), NOW, &verified).unwrap(), vec![trade.clone()]);
     // Another signature makes another digest: the cache does not cover it.
     let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
     assert_eq!(
-        v.accept_trade(&c, &trade_frame(cert(&maker), &forged), NOW, &verified).unwrap_err().name(),
+        v.accept_trades(&c, &trade_frame(cert(&maker), &forged), NOW, &verified).unwrap_err().name(),
         "bad_signature"
     );
     // The party rule still holds for a known trade.
     let outsider = NodeKey::from_seed(&[5; 32]);
     assert_eq!(
-        v.accept_trade(&c, &trade_frame(cert(&outsider), &trade), NOW, &verified).unwrap_err().name(),
+        v.accept_trades(&c, &trade_frame(cert(&outsider), &trade), NOW, &verified).unwrap_err().name(),
         "not_party"
     );
 }

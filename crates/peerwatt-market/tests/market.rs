@@ -55,6 +55,39 @@ fn price_time_priority_is_the_same_on_every_node() {
     assert_eq!(books.crossing(I, Side::Buy, Price(150_000), &key(2).public(), t).len(), 2);
 }
 
+/// docs/market.md, "Which crossing order first": asks at 0.120, 0.125 and 0.140, a band of
+/// 0.011. Every taker asks both asks of the best band before the 0.140 one; within the band
+/// each taker has its own order, so takers do not all queue at the same ask.
+#[test]
+fn a_taker_spreads_its_requests_within_the_best_band() {
+    let mut books = Books::new(community());
+    let t = now(30);
+    let cheap = order(&key(1), Side::Sell, 1000, 120_000, 1, t);
+    let near = order(&key(2), Side::Sell, 1000, 125_000, 1, t);
+    let dear = order(&key(3), Side::Sell, 1000, 140_000, 1, t);
+    for o in [&cheap, &near, &dear] {
+        books.insert(o, t).unwrap();
+    }
+    let band = 11_000;
+    let mut first_asked = std::collections::HashSet::new();
+    for taker in 10..30u8 {
+        let me = key(taker).public();
+        let asked: Vec<Hash> = taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), band)
+            .iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(asked.len(), 3);
+        assert_eq!(asked[2], dear.digest(), "the dearer band comes last for every taker");
+        first_asked.insert(asked[0]);
+    }
+    assert_eq!(first_asked, [cheap.digest(), near.digest()].into(), "takers start at different asks of the band");
+    // A band narrower than the prices' spread is strict price order.
+    let me = key(10).public();
+    let strict: Vec<Hash> =
+        taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), 1).iter().map(|o| o.id).collect();
+    assert_eq!(strict, vec![cheap.digest(), near.digest(), dear.digest()]);
+}
+
 #[test]
 fn orders_are_checked_replaced_cancelled_and_pruned() {
     let mut books = Books::new(community());

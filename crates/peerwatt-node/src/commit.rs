@@ -14,6 +14,7 @@
 //! what it was answered before it announces it.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 
 use peerwatt_core::messages::MAX_FRAME_MESSAGES;
 use peerwatt_core::wire::MAX_BATCH;
@@ -168,14 +169,12 @@ impl Node {
             self.counters.inc("ledger_group_commits");
         }
         let Batch { orders, answers, taken, requests, placed } = batch;
-        let mut trades = self.answer_takers(answers).await;
-        trades.extend(self.taken_recorded(taken));
+        let agreed = self.answer_takers(answers).await;
+        self.taken_recorded(taken);
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
         self.send_requests(requests);
         self.gossip_orders(&orders).await;
-        for trade in &trades {
-            self.announce(trade).await;
-        }
+        self.announce(&agreed).await;
         for (reply, result) in placed {
             let _ = reply.send(result);
         }
@@ -236,7 +235,7 @@ impl Node {
     }
 
     /// The trades taken are durable: forget their requests.
-    fn taken_recorded(&mut self, taken: Vec<Signed<Trade>>) -> Vec<Signed<Trade>> {
+    fn taken_recorded(&mut self, taken: Vec<Signed<Trade>>) {
         let digests: Vec<Hash> = taken.iter().map(|t| t.body().request.digest()).collect();
         if let Err(e) = self.parts.state.forget_requests(&digests) {
             // Harmless: a request that reappears after a restart is answered from the ledger.
@@ -245,7 +244,6 @@ impl Node {
         for trade in &taken {
             self.trade_recorded(trade);
         }
-        taken
     }
 
     /// Persists the requests (one flush), then sends each to its maker.
@@ -315,12 +313,30 @@ impl Node {
         self.send_waiting(maker);
     }
 
-    /// Gossips this node's orders of the turn, now in its ledger: one frame for up to
-    /// [`MAX_FRAME_MESSAGES`] of them (each frame costs every member a receipt and relays).
+    /// Gossips this node's orders of the turn, now in its ledger (each frame costs every
+    /// member a receipt and relays, so a turn's orders share frames).
     async fn gossip_orders(&mut self, orders: &[Signed<Order>]) {
-        for chunk in orders.chunks(MAX_FRAME_MESSAGES) {
-            let messages = chunk.iter().map(Encode::to_bytes).collect();
-            self.gossip_batch(&self.topics.orders, messages).await;
+        self.gossip_in_frames(&self.topics.orders, orders).await;
+    }
+
+    /// Announces the trades this node agreed as maker in the turn (recorded, so already
+    /// known to this node). The taker does not announce: the maker's announcement is all
+    /// that every book and a taker that missed its answer need, and a second copy cost every
+    /// member a message per trade.
+    async fn announce(&mut self, trades: &[Signed<Trade>]) {
+        self.gossip_in_frames(&self.topics.trades, trades).await;
+    }
+
+    /// Gossips `messages` on `topic`, up to [`MAX_FRAME_MESSAGES`] per frame.
+    fn gossip_in_frames<M: Encode>(&self, topic: &str, messages: &[M]) -> impl Future<Output = ()> + Send + 'static {
+        let frames: Vec<_> = messages
+            .chunks(MAX_FRAME_MESSAGES)
+            .map(|chunk| self.gossip_batch(topic, chunk.iter().map(Encode::to_bytes).collect()))
+            .collect();
+        async move {
+            for frame in frames {
+                frame.await;
+            }
         }
     }
 }

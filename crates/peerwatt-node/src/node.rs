@@ -20,7 +20,7 @@ use peerwatt_core::{
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
     Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
-    TakerAction, UserLimits, intent,
+    TakerAction, UserLimits, intent, taking_order,
 };
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
@@ -37,7 +37,7 @@ use crate::witness::{HeadSchedule, Witness};
 pub struct Topics {
     /// Orders (offers and bids).
     pub orders: String,
-    /// Agreed trades, announced by both parties.
+    /// Agreed trades, announced by their maker.
     pub trades: String,
     /// Signed ledger tree heads.
     pub heads: String,
@@ -192,6 +192,10 @@ pub(crate) struct Node {
 /// At most this many waiting events are handled in one turn before its writes are committed
 /// (bounds the latency a busy turn adds to its first event).
 const MAX_EVENTS_PER_TURN: usize = 256;
+
+/// A taker spreads its requests over the crossing orders within one of this many bands of the
+/// tariff spread from the best price (see [`taking_order`]).
+const TAKING_BANDS: u64 = 20;
 
 fn side_key(side: Side) -> u8 {
     side as u8
@@ -531,15 +535,17 @@ impl Node {
     }
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
-        let trade = self.validator.accept_trade(&self.parts.community, data, now, &self.seen_trades)?;
-        let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
-        // Our own requests filled the book when they were sent.
-        if self.seen_trades.insert(trade.digest()) && !ours {
-            self.books.apply_trade(&trade);
+        let trades = self.validator.accept_trades(&self.parts.community, data, now, &self.seen_trades)?;
+        for trade in trades {
+            let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
+            // Our own requests filled the book when they were sent.
+            if self.seen_trades.insert(trade.digest()) && !ours {
+                self.books.apply_trade(&trade);
+            }
+            // A trade of ours we may have missed the answer to (timeout, crash): record it.
+            let action = self.taker.on_trade(&trade);
+            self.on_taker_action(trade.body().request.digest(), action).await;
         }
-        // A trade of ours we may have missed the answer to (timeout, crash): record it.
-        let action = self.taker.on_trade(&trade);
-        self.on_taker_action(trade.body().request.digest(), action).await;
         Ok("trades")
     }
 
@@ -678,12 +684,6 @@ impl Node {
         };
         tracing::debug!(%error, "{what} not gossiped (no peers yet?)");
         self.counters.inc(counter);
-    }
-
-    /// Gossips one of this node's trades on the trades topic.
-    pub(crate) async fn announce(&mut self, trade: &Signed<Trade>) {
-        self.seen_trades.insert(trade.digest());
-        self.gossip(&self.topics.trades, trade.to_bytes()).await;
     }
 
     // ---- the taker's side ----------------------------------------------------------------
@@ -970,13 +970,14 @@ impl Node {
             else {
                 continue;
             };
-            let resting: Vec<BookOrder> = self
+            let crossing = self
                 .books
                 .crossing(interval, side, mine.price(), &self.me, now)
                 .into_iter()
                 .filter(|o| Books::is_aggressor(&mine, o) && !self.refused_by.contains_key(&o.id))
-                .cloned()
                 .collect();
+            let resting: Vec<BookOrder> =
+                taking_order(&self.me, crossing, self.taking_band()).into_iter().cloned().collect();
             for other in resting {
                 let energy = self.maker.hold_for_own_request(&mine.id, other.available());
                 if energy == Wh::ZERO {
@@ -990,6 +991,13 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The width of the price bands within which this node spreads its requests (see
+    /// [`taking_order`]): a twentieth of the tariff spread.
+    fn taking_band(&self) -> u64 {
+        let c = &self.parts.community;
+        c.retail.0.saturating_sub(c.feed_in.0) / TAKING_BANDS
     }
 
     /// Signs a trade request and queues it: persisted (flushed) and sent at the end of the turn.
