@@ -332,13 +332,18 @@ impl Books {
         }
         out
     }
-
-    /// Who takes when two orders cross: the one created later (by signed time, then id) is the
-    /// aggressor; the earlier one rests. This single rule keeps two nodes from both taking.
-    pub fn is_aggressor(mine: &BookOrder, theirs: &BookOrder) -> bool {
-        (mine.order.created_at, mine.id) > (theirs.order.created_at, theirs.id)
-    }
 }
+
+/// The side that takes: a buyer whose bid crosses an offer sends the trade request, and a
+/// seller never does; its offers rest until buyers take them.
+///
+/// Why not "the later of two crossing orders takes", as first built: a node then both took
+/// (holding its order's energy for its own requests) and rested (others took the same
+/// order), and requests went round in circles: A's offer held for A's request to B's bid,
+/// B's bid held for B's request to C's offer, each refused as "only 0 Wh remains". In a
+/// 100-household noon hour 8,234 of 8,817 requests were refused so; with buyers taking,
+/// 124 of 652. A seller's energy is only ever held by the requests it received.
+pub const TAKING_SIDE: Side = Side::Buy;
 
 /// The order in which the taker `me` asks the crossing `orders` (best first, as
 /// [`Books::crossing`] gives them): by price band of width `band` from the best price, and

@@ -21,7 +21,7 @@ pub mod settlement;
 pub mod strategy;
 pub mod taker;
 
-pub use book::{BookOrder, Books, Inserted, OrderReject, taking_order};
+pub use book::{BookOrder, Books, Inserted, OrderReject, TAKING_SIDE, taking_order};
 pub use gossip::{GossipReject, GossipValidator, Penalty};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use memo::VerifiedMemo;

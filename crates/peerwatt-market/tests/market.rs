@@ -143,19 +143,6 @@ fn orders_are_checked_replaced_cancelled_and_pruned() {
     assert_eq!(books.prune(now(1)), 1, "gate closure (one minute before the start) ends the order");
 }
 
-#[test]
-fn the_later_order_is_the_aggressor() {
-    let mut books = Books::new(community());
-    let t = now(30);
-    let ask = order(&key(1), Side::Sell, 1000, 120_000, 1, t);
-    let bid = order(&key(2), Side::Buy, 1000, 200_000, 1, Timestamp(t.0 + 10));
-    books.insert(&ask, t).unwrap();
-    books.insert(&bid, t).unwrap();
-    let (a, b) = (books.get(&ask.digest()).unwrap(), books.get(&bid.digest()).unwrap());
-    assert!(Books::is_aggressor(b, a), "the bid came later: its maker takes the ask");
-    assert!(!Books::is_aggressor(a, b), "the resting ask's maker must not also take the bid");
-}
-
 /// A maker with one open sell order, a taker, and the taker's view of the order.
 fn setup(wh: u64) -> (NodeKey, Maker, NodeKey, Taker, BookOrder) {
     let (mk, tk) = (key(1), key(2));

@@ -313,6 +313,12 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         // Publish to the mesh (or fanout) peers only, not to every connected peer: in a
         // community of hundreds each publish would otherwise cost a send and a receipt per peer.
         .flood_publish(false)
+        // A relayed message still queued for a peer after this long is dropped (the default
+        // is 1 s). An order stays good until its gate closure and a trade announcement for
+        // good, so late beats lost: lazy gossip re-offers only the last heartbeat's messages.
+        // In a busy 100-household simulation this dropped a third as many messages.
+        .forward_queue_duration(Duration::from_secs(3))
+        .idontwant_message_size_threshold(usize::MAX)
         .max_transmit_size(MAX_FRAME)
         .build()
         .map_err(|e| NetError::Start(e.to_string()))

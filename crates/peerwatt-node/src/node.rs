@@ -19,8 +19,8 @@ use peerwatt_core::{
 };
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
-    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, Taker,
-    TakerAction, UserLimits, intent, taking_order,
+    Acceptance, BookOrder, Books, Forecaster, GossipReject, GossipValidator, Maker, Observed, Penalty, TAKING_SIDE,
+    Taker, TakerAction, UserLimits, intent, taking_order,
 };
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
@@ -910,9 +910,8 @@ impl Node {
             }
             (Some(w), Some((id, price))) => {
                 // Offering too much is corrected at once. Everything else (a new price, energy
-                // freed by a refused request) waits for the re-pricing tick: a node that
-                // re-published after every refusal would keep making its order the later one
-                // and chase the other side's replaced orders (two such nodes livelock).
+                // freed by a refused request) waits for the re-pricing tick: one frame per node
+                // per period, however many requests were refused.
                 let available = self.maker.available(&id);
                 if available > w.energy || (reprice && (price != w.price || available != w.energy)) {
                     self.publish_order(interval, side, w.energy, Some(w.price), now);
@@ -959,36 +958,34 @@ impl Node {
         self.batch.order(order);
     }
 
-    /// Takes resting orders that cross this node's own order in `interval`, when this node's
-    /// order is the later one (the single-aggressor rule).
+    /// Takes the offers that cross this node's bid in `interval` (only buyers take: see
+    /// [`TAKING_SIDE`]).
     async fn take(&mut self, interval: IntervalId, now: Timestamp) {
         if self.draining {
             return;
         }
-        for side in [Side::Sell, Side::Buy] {
-            let Some(mine) = self.maker.current(interval, side).and_then(|o| self.books.get(&o.digest())).cloned()
-            else {
-                continue;
-            };
-            let crossing = self
-                .books
-                .crossing(interval, side, mine.price(), &self.me, now)
-                .into_iter()
-                .filter(|o| Books::is_aggressor(&mine, o) && !self.refused_by.contains_key(&o.id))
-                .collect();
-            let resting: Vec<BookOrder> =
-                taking_order(&self.me, crossing, self.taking_band()).into_iter().cloned().collect();
-            for other in resting {
-                let energy = self.maker.hold_for_own_request(&mine.id, other.available());
-                if energy == Wh::ZERO {
-                    break;
+        let Some(mine) = self.maker.current(interval, TAKING_SIDE).and_then(|o| self.books.get(&o.digest())).cloned()
+        else {
+            return;
+        };
+        let crossing = self
+            .books
+            .crossing(interval, TAKING_SIDE, mine.price(), &self.me, now)
+            .into_iter()
+            .filter(|o| !self.refused_by.contains_key(&o.id))
+            .collect();
+        let resting: Vec<BookOrder> =
+            taking_order(&self.me, crossing, self.taking_band()).into_iter().cloned().collect();
+        for other in resting {
+            let energy = self.maker.hold_for_own_request(&mine.id, other.available());
+            if energy == Wh::ZERO {
+                break;
+            }
+            match self.send_request(&other, energy, now) {
+                Some(request) => {
+                    self.held.insert(request, (mine.id, other.id, energy));
                 }
-                match self.send_request(&other, energy, now) {
-                    Some(request) => {
-                        self.held.insert(request, (mine.id, other.id, energy));
-                    }
-                    None => self.maker.release_own_hold(&mine.id, energy),
-                }
+                None => self.maker.release_own_hold(&mine.id, energy),
             }
         }
     }

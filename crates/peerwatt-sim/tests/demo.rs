@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use peerwatt_core::{Decode, EntryKind, Hash, Price, Signed, Trade, Wh};
+use peerwatt_core::{Decode, EntryKind, Hash, Price, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_meter::History;
 use peerwatt_sim::{Quiet, RunOptions, Scenario};
@@ -52,6 +52,7 @@ async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
     for (holders, t) in trades.values() {
         assert_eq!(*holders, 2, "a trade is in both parties' ledgers");
         let terms = t.request.body();
+        assert_eq!(terms.maker_side, Side::Sell, "only buyers take: every maker is a seller");
         if !(first..first + 6).contains(&terms.interval.0) {
             continue;
         }
