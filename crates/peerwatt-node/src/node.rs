@@ -193,6 +193,9 @@ pub(crate) struct Node {
 /// (bounds the latency a busy turn adds to its first event).
 const MAX_EVENTS_PER_TURN: usize = 256;
 
+/// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
+const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
+
 /// A taker spreads its requests over the crossing orders within one of this many bands of the
 /// tariff spread from the best price (see [`taking_order`]).
 const TAKING_BANDS: u64 = 20;
@@ -522,6 +525,9 @@ impl Node {
 
     async fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {
         let accepted = self.validator.accept_orders(&mut self.books, data, now)?;
+        if let Some((o, _)) = accepted.first() {
+            self.count_order_age(o.body().created_at, now);
+        }
         // A new order may cross ours: take it now rather than at the next tick.
         if self.parts.market.enabled {
             let mut intervals: Vec<IntervalId> = accepted.iter().map(|(o, _)| o.body().interval).collect();
@@ -532,6 +538,19 @@ impl Node {
             }
         }
         Ok("orders")
+    }
+
+    /// Counts how old a gossiped frame's first order was on arrival, in real milliseconds
+    /// (on an accelerated clock, clock time divided by the rate): signing, the maker's
+    /// ledger commit and every hop of the gossip. The operator's view of the network's
+    /// latency (docs/operations.md).
+    fn count_order_age(&mut self, created: Timestamp, now: Timestamp) {
+        let real_ms = now.0.saturating_sub(created.0) / u64::from(self.parts.clock.rate().max(1));
+        let name = match ORDER_AGE_BUCKETS_MS.iter().find(|&&limit| real_ms <= limit) {
+            Some(limit) => format!("gossip_order_age_le_{limit}ms"),
+            None => format!("gossip_order_age_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
+        };
+        self.counters.inc(&name);
     }
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {

@@ -43,7 +43,10 @@ fn main() {
         ..Scenario::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None };
+    // The nodes' data stays in the temporary directory until the end: their status files
+    // tell how old gossiped orders were on arrival.
+    let nodes = out.path().join("nodes");
+    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: Some(nodes.clone()) };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(8).enable_all().build().unwrap();
     let started = Instant::now();
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();
@@ -79,4 +82,32 @@ fn main() {
         "  meter intervals      {} of {} measured, largest difference {} Wh",
         report.meters.intervals_measured, report.meters.intervals_expected, report.meters.max_interval_diff_wh
     );
+    println!("  order age on arrival {}", order_ages(&nodes));
+}
+
+/// How old gossiped orders were when they arrived (real time), summed over every node's
+/// status counters: the share of arrivals in each bucket.
+fn order_ages(nodes: &std::path::Path) -> String {
+    let mut buckets: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for dir in std::fs::read_dir(nodes).unwrap().flatten() {
+        let Ok(status) = peerwatt_node::Status::read(&dir.path().join("status.json")) else { continue };
+        for (name, n) in status.counters.iter() {
+            if let Some(bucket) = name.strip_prefix("gossip_order_age_") {
+                *buckets.entry(bucket.to_owned()).or_default() += n;
+            }
+        }
+    }
+    let total: u64 = buckets.values().sum();
+    let order = ["le_50ms", "le_200ms", "le_1000ms", "le_2000ms", "le_5000ms", "over_5000ms"];
+    order
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {:.0} %",
+                b.replace('_', " "),
+                100.0 * buckets.get(*b).copied().unwrap_or(0) as f64 / total.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
