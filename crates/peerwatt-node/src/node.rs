@@ -169,6 +169,8 @@ pub(crate) struct Node {
     next_order_seq: u64,
     /// The re-pricing slot of the last tick (see [`Node::reprice_slot`]).
     last_reprice_slot: u64,
+    /// Where this node's re-pricing periods start, ms into the period (from its key).
+    reprice_offset: u64,
     strikes: HashMap<PeerId, u32>,
     banned: HashSet<PeerId>,
     peers: HashSet<PeerId>,
@@ -204,6 +206,13 @@ fn side_key(side: Side) -> u8 {
     side as u8
 }
 
+/// Where the re-pricing periods of the node with key `me` start, ms into a period of
+/// `period_ms` (from the key's first bytes: spread over the community, stable across restarts).
+fn reprice_offset(me: &PublicKey, period_ms: u64) -> u64 {
+    let key = me.to_bytes();
+    u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]) % period_ms.max(1)
+}
+
 /// The libp2p peer of a node key.
 fn peer_of(key: &PublicKey) -> Option<PeerId> {
     key.peer_id().parse().ok()
@@ -214,6 +223,7 @@ impl Node {
     pub fn new(mut parts: Parts) -> Result<Node, crate::StartError> {
         parts.ban_after = parts.ban_after.max(1);
         let me = parts.key.public();
+        let reprice_offset = reprice_offset(&me, parts.market.reprice_ms);
         let next_request = parts.state.next_request_seq()?;
         let community = &parts.community;
         Ok(Node {
@@ -241,6 +251,7 @@ impl Node {
             seen_trades: HashSet::new(),
             next_order_seq: 1,
             last_reprice_slot: 0,
+            reprice_offset,
             strikes: HashMap::new(),
             banned: HashSet::new(),
             peers: HashSet::new(),
@@ -887,10 +898,7 @@ impl Node {
     /// the period rather than all at one instant; a node re-prices all its open intervals in
     /// the same tick, and they leave in one gossip frame.
     fn reprice_slot(&self, now: Timestamp) -> u64 {
-        let period = self.parts.market.reprice_ms.max(1);
-        let key = self.me.to_bytes();
-        let offset = u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]) % period;
-        now.0.saturating_add(offset) / period
+        now.0.saturating_add(self.reprice_offset) / self.parts.market.reprice_ms.max(1)
     }
 
     /// Publishes, re-prices or cancels this node's order for `interval` as the strategy says.
