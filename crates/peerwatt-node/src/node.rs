@@ -195,9 +195,6 @@ pub(crate) struct Node {
 /// (bounds the latency a busy turn adds to its first event).
 const MAX_EVENTS_PER_TURN: usize = 256;
 
-/// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
-const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
-
 /// A taker spreads its requests over the crossing orders within one of this many bands of the
 /// tariff spread from the best price (see [`taking_order`]).
 const TAKING_BANDS: u64 = 20;
@@ -557,11 +554,7 @@ impl Node {
     /// latency (docs/operations.md).
     fn count_order_age(&mut self, created: Timestamp, now: Timestamp) {
         let real_ms = now.0.saturating_sub(created.0) / u64::from(self.parts.clock.rate().max(1));
-        let name = match ORDER_AGE_BUCKETS_MS.iter().find(|&&limit| real_ms <= limit) {
-            Some(limit) => format!("gossip_order_age_le_{limit}ms"),
-            None => format!("gossip_order_age_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
-        };
-        self.counters.inc(&name);
+        self.counters.inc(&crate::status::order_age_counter(real_ms));
     }
 
     async fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<&'static str, GossipReject> {

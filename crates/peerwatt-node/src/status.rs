@@ -6,6 +6,23 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
+const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
+
+/// The counter for a gossiped order that arrived `real_ms` after its maker signed it.
+pub fn order_age_counter(real_ms: u64) -> String {
+    match ORDER_AGE_BUCKETS_MS.iter().find(|&&limit| real_ms <= limit) {
+        Some(limit) => format!("gossip_order_age_le_{limit}ms"),
+        None => format!("gossip_order_age_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
+    }
+}
+
+/// Every order-age counter, youngest bucket first.
+pub fn order_age_counters() -> Vec<String> {
+    let over = ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0) + 1;
+    ORDER_AGE_BUCKETS_MS.iter().copied().chain([over]).map(order_age_counter).collect()
+}
+
 /// Named event counters (messages accepted and rejected by reason, orders, trades, …).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -126,5 +143,22 @@ impl Status {
     pub fn read(path: &Path) -> std::io::Result<Status> {
         let bytes = std::fs::read(path)?;
         serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_age_falls_in_the_first_bucket_that_holds_it() {
+        assert_eq!(order_age_counter(0), "gossip_order_age_le_50ms");
+        assert_eq!(order_age_counter(50), "gossip_order_age_le_50ms");
+        assert_eq!(order_age_counter(51), "gossip_order_age_le_200ms");
+        assert_eq!(order_age_counter(5_001), "gossip_order_age_over_5000ms");
+        let all = order_age_counters();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all.first().map(String::as_str), Some("gossip_order_age_le_50ms"));
+        assert_eq!(all.last().map(String::as_str), Some("gossip_order_age_over_5000ms"));
     }
 }

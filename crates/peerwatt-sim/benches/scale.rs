@@ -88,25 +88,21 @@ fn main() {
 /// How old gossiped orders were when they arrived (real time), summed over every node's
 /// status counters: the share of arrivals in each bucket.
 fn order_ages(nodes: &std::path::Path) -> String {
-    let mut buckets: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let names = peerwatt_node::status::order_age_counters();
+    let mut counts = vec![0u64; names.len()];
     for dir in std::fs::read_dir(nodes).unwrap().flatten() {
         let Ok(status) = peerwatt_node::Status::read(&dir.path().join("status.json")) else { continue };
-        for (name, n) in status.counters.iter() {
-            if let Some(bucket) = name.strip_prefix("gossip_order_age_") {
-                *buckets.entry(bucket.to_owned()).or_default() += n;
-            }
+        for (count, name) in counts.iter_mut().zip(&names) {
+            *count += status.counters.get(name);
         }
     }
-    let total: u64 = buckets.values().sum();
-    let order = ["le_50ms", "le_200ms", "le_1000ms", "le_2000ms", "le_5000ms", "over_5000ms"];
-    order
+    let total: u64 = counts.iter().sum();
+    names
         .iter()
-        .map(|b| {
-            format!(
-                "{} {:.0} %",
-                b.replace('_', " "),
-                100.0 * buckets.get(*b).copied().unwrap_or(0) as f64 / total.max(1) as f64
-            )
+        .zip(&counts)
+        .map(|(name, n)| {
+            let bucket = name.trim_start_matches("gossip_order_age_").replace('_', " ");
+            format!("{bucket} {:.0} %", 100.0 * *n as f64 / total.max(1) as f64)
         })
         .collect::<Vec<_>>()
         .join(", ")
