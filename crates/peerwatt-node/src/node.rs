@@ -536,9 +536,11 @@ impl Node {
         if let Some((o, _)) = accepted.first() {
             self.count_order_age(o.body().created_at, now);
         }
-        // A new order may cross ours: take it now rather than at the next tick.
+        // A new offer may cross our bid: take it now rather than at the next tick. (Bids are
+        // never taken, so a new bid changes nothing for this node's requests.)
         if self.parts.market.enabled {
-            let mut intervals: Vec<IntervalId> = accepted.iter().map(|(o, _)| o.body().interval).collect();
+            let mut intervals: Vec<IntervalId> =
+                accepted.iter().filter(|(o, _)| o.body().side != TAKING_SIDE).map(|(o, _)| o.body().interval).collect();
             intervals.sort_unstable();
             intervals.dedup();
             for interval in intervals {
