@@ -95,12 +95,13 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     println!("open orders ({}):", status.orders.len());
     for o in &status.orders {
         println!(
-            "  {}  {:<4}  {} Wh ({} Wh free) at {}",
+            "  {}  {:<4}  {} Wh ({} Wh free) at {} now, limit {}",
             clock_time(o.interval_start),
             o.side,
             o.energy_wh,
             o.available_wh,
-            Price(o.price)
+            Price(o.price),
+            Price(o.limit_price)
         );
     }
     let sold: u64 = status.trades_today.iter().filter(|t| t.direction == "sold").map(|t| t.energy_wh).sum();

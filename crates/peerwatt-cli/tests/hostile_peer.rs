@@ -38,6 +38,7 @@ fn order(key: &NodeKey, community: &Community, interval: IntervalId, seq: u64, n
             side: Side::Sell,
             interval,
             energy: Wh(10),
+            start_price: Price(RETAIL),
             limit_price: Price(RETAIL),
             seq,
             created_at: now,

@@ -79,7 +79,10 @@ pub struct Order {
     pub interval: IntervalId,
     /// How much energy, at most.
     pub energy: Wh,
-    /// The worst price the maker accepts (and the price any trade against it is made at).
+    /// The order's price at `created_at`. From there the price moves in a straight line to
+    /// `limit_price` at `expires_at` (see [`Order::price_at`]); equal to it: a fixed price.
+    pub start_price: Price,
+    /// The worst price the maker accepts: the price at `expires_at`.
     pub limit_price: Price,
     /// The maker's order sequence number; strictly increasing per maker (replay protection).
     pub seq: u64,
@@ -95,6 +98,7 @@ impl Encode for Order {
             .put(&self.side)
             .put(&self.interval)
             .put(&self.energy)
+            .put(&self.start_price)
             .put(&self.limit_price)
             .u64(self.seq)
             .put(&self.created_at)
@@ -109,11 +113,46 @@ impl Decode for Order {
             side: r.get()?,
             interval: r.get()?,
             energy: r.get()?,
+            start_price: r.get()?,
             limit_price: r.get()?,
             seq: r.u64("order seq")?,
             created_at: r.get()?,
             expires_at: r.get()?,
         })
+    }
+}
+
+impl Order {
+    /// The order's price at `t`: `start_price` until `created_at`, then a straight line to
+    /// `limit_price` at `expires_at`, and the limit after. Integer arithmetic, rounded toward
+    /// the start price (in the maker's favour), so every node computes the same price.
+    ///
+    /// Why the order carries its curve: the default strategy moves its price along a line
+    /// through the trading window anyway. With the line signed once, every member knows every
+    /// order's price at every moment and sees a crossing the moment it happens, without a
+    /// re-pricing message per step, which every member would have to receive, check and relay.
+    pub fn price_at(&self, t: Timestamp) -> Price {
+        if t <= self.created_at || self.start_price == self.limit_price {
+            return self.start_price;
+        }
+        if t >= self.expires_at {
+            return self.limit_price;
+        }
+        let span = u128::from(self.expires_at.0 - self.created_at.0);
+        let elapsed = u128::from(t.0 - self.created_at.0);
+        let (start, limit) = (self.start_price.0, self.limit_price.0);
+        // |limit − start| × elapsed / span < |limit − start|, so the step fits in a u64.
+        let step = u64::try_from(u128::from(start.abs_diff(limit)) * elapsed / span).unwrap_or(u64::MAX);
+        Price(if limit < start { start.saturating_sub(step) } else { start.saturating_add(step) })
+    }
+
+    /// Whether the curve moves toward the maker's worst price (a seller's price falls, a
+    /// buyer's rises) or stays: the only direction a maker may sign.
+    pub fn curve_concedes(&self) -> bool {
+        match self.side {
+            Side::Sell => self.start_price >= self.limit_price,
+            Side::Buy => self.start_price <= self.limit_price,
+        }
     }
 }
 
@@ -543,5 +582,50 @@ impl Decode for GossipFrame {
             }
             version => Err(DecodeError::UnsupportedVersion { what: "gossip frame", version }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(start: u64, limit: u64) -> Order {
+        Order {
+            community: CommunityId(Hash([1; 32])),
+            side: Side::Sell,
+            interval: IntervalId(10),
+            energy: Wh(100),
+            start_price: Price(start),
+            limit_price: Price(limit),
+            seq: 1,
+            created_at: Timestamp(1_000),
+            expires_at: Timestamp(4_000),
+        }
+    }
+
+    #[test]
+    fn an_order_price_follows_its_signed_line_rounded_toward_the_start() {
+        let o = offer(300_000, 80_000);
+        assert_eq!(o.price_at(Timestamp(0)), Price(300_000), "before it was made: the start");
+        assert_eq!(o.price_at(Timestamp(1_000)), Price(300_000));
+        // A third of the way: 300,000 − 220,000 / 3 = 226,666.67, rounded up (toward the start).
+        assert_eq!(o.price_at(Timestamp(2_000)), Price(226_667));
+        assert_eq!(o.price_at(Timestamp(2_500)), Price(190_000), "halfway");
+        assert_eq!(o.price_at(Timestamp(4_000)), Price(80_000), "at expiry: the limit");
+        assert_eq!(o.price_at(Timestamp(9_000)), Price(80_000));
+        let bid = Order { side: Side::Buy, start_price: Price(80_000), limit_price: Price(300_000), ..o.clone() };
+        // A buyer's price rises; rounded down (toward the start).
+        assert_eq!(bid.price_at(Timestamp(2_000)), Price(153_333));
+        let fixed = offer(120_000, 120_000);
+        assert_eq!(fixed.price_at(Timestamp(2_000)), Price(120_000));
+    }
+
+    #[test]
+    fn only_a_curve_that_concedes_is_valid() {
+        assert!(offer(300_000, 80_000).curve_concedes());
+        assert!(offer(80_000, 80_000).curve_concedes());
+        assert!(!offer(80_000, 300_000).curve_concedes(), "a seller whose price rises toward its limit");
+        let bid = Order { side: Side::Buy, ..offer(300_000, 80_000) };
+        assert!(!bid.curve_concedes(), "a buyer whose price falls toward its limit");
     }
 }

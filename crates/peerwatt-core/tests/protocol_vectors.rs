@@ -109,3 +109,14 @@ fn documented_envelopes_decode_and_verify() {
     );
     assert_eq!(TradeReply::from_bytes(&bytes("trade-reply.agreed")).unwrap(), TradeReply::Agreed(trade));
 }
+
+/// The price-curve example of `docs/protocol.md` ("Order"), on the documented offer.
+#[test]
+fn the_documented_offer_follows_its_price_curve() {
+    let doc = document_vectors();
+    let offer = Signed::<Order>::from_bytes(&hex::decode(&doc["offer.envelope"]).unwrap()).unwrap();
+    let o = offer.body();
+    assert_eq!(o.price_at(o.created_at), Price(150_000));
+    assert_eq!(o.price_at(Timestamp(o.created_at.0 + 420_000)), Price(135_000));
+    assert_eq!(o.price_at(o.expires_at), Price(120_000));
+}

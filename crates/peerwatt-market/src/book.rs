@@ -51,6 +51,10 @@ pub enum OrderReject {
         /// The last one seen from the maker.
         last: u64,
     },
+    /// A price curve that moves away from the maker's limit (a seller's price rising, a
+    /// buyer's falling): the limit would not be the worst price the maker accepts.
+    #[error("the order's price moves away from its limit")]
+    CurveBackwards,
     /// Created in the future (beyond allowed clock skew).
     #[error("the order is created {0} ms in the future")]
     FromTheFuture(u64),
@@ -79,16 +83,16 @@ impl BookOrder {
         self.remaining.saturating_sub(self.requested)
     }
 
-    /// The order's limit price.
-    pub fn price(&self) -> Price {
-        self.order.limit_price
+    /// The order's price at `now` (on its signed curve, see [`Order::price_at`]).
+    pub fn price(&self, now: Timestamp) -> Price {
+        self.order.price_at(now)
     }
 
-    /// Sorts better orders first: price, then signed creation time, then id.
-    fn rank(&self) -> (u64, u64, Hash) {
+    /// Sorts better orders first at `now`: price, then signed creation time, then id.
+    fn rank(&self, now: Timestamp) -> (u64, u64, Hash) {
         let price = match self.order.side {
-            Side::Sell => self.order.limit_price.0,
-            Side::Buy => u64::MAX - self.order.limit_price.0,
+            Side::Sell => self.price(now).0,
+            Side::Buy => u64::MAX - self.price(now).0,
         };
         (price, self.order.created_at.0, self.id)
     }
@@ -96,6 +100,12 @@ impl BookOrder {
 
 /// How far in the future an order's creation time may be (clock skew between nodes).
 pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// The clock-skew allowance for a clock running `rate` times faster than real time (the
+/// simulator's): a message delayed by the network is late by its real delay times the rate.
+pub fn skew_for_rate(rate: u32) -> u64 {
+    MAX_CLOCK_SKEW_MS.saturating_mul(u64::from(rate.max(1)))
+}
 
 /// What inserting an order did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +156,7 @@ impl Books {
     /// Scales the skew tolerance for a clock running `rate` times faster than real time (the
     /// simulator's): a message delayed by the network is late by its real delay times the rate.
     pub fn set_clock_rate(&mut self, rate: u32) {
-        self.skew_ms = MAX_CLOCK_SKEW_MS.saturating_mul(u64::from(rate.max(1)));
+        self.skew_ms = skew_for_rate(rate);
     }
 
     /// The community.
@@ -171,8 +181,15 @@ impl Books {
         if o.expires_at <= now {
             return Err(OrderReject::Expired);
         }
-        if o.energy > Wh::ZERO && (o.limit_price < c.feed_in || o.limit_price > c.retail) {
-            return Err(OrderReject::PriceOutOfRange { price: o.limit_price, feed_in: c.feed_in, retail: c.retail });
+        if o.energy > Wh::ZERO {
+            for price in [o.start_price, o.limit_price] {
+                if price < c.feed_in || price > c.retail {
+                    return Err(OrderReject::PriceOutOfRange { price, feed_in: c.feed_in, retail: c.retail });
+                }
+            }
+            if !o.curve_concedes() {
+                return Err(OrderReject::CurveBackwards);
+            }
         }
         if let Some(&last) =
             self.last_seq.get(&(o.interval, SideKey::from(o.side), *signed.signer())).filter(|&&last| o.seq <= last)
@@ -296,12 +313,13 @@ impl Books {
                     && o.remaining > Wh::ZERO
             })
             .collect();
-        v.sort_by_key(|o| o.rank());
+        v.sort_by_cached_key(|o| o.rank(now));
         v
     }
 
-    /// Orders that an order of `side` at `limit` by `me` may take in `interval`, best first:
-    /// the opposite side, crossing the limit, not `me`'s own, still with energy left.
+    /// Orders that an order of `side` at price `limit` (its price at `now`) by `me` may take in
+    /// `interval`, best first at `now`: the opposite side, crossing the limit, not `me`'s own,
+    /// still with energy left.
     pub fn crossing(
         &self,
         interval: IntervalId,
@@ -314,20 +332,21 @@ impl Books {
             .into_iter()
             .filter(|o| o.maker != *me)
             .filter(|o| match side {
-                Side::Buy => o.price() <= limit,
-                Side::Sell => o.price() >= limit,
+                Side::Buy => o.price(now) <= limit,
+                Side::Sell => o.price(now) >= limit,
             })
             .collect()
     }
 
-    /// Every interval with at least one live order, with its best bid and ask.
+    /// Every interval with at least one live order, with its best bid and ask at `now`.
     pub fn summary(&self, now: Timestamp) -> BTreeMap<IntervalId, (Option<Price>, Option<Price>)> {
         let mut out: BTreeMap<IntervalId, (Option<Price>, Option<Price>)> = BTreeMap::new();
         for o in self.orders.values().filter(|o| o.order.expires_at > now && o.remaining > Wh::ZERO) {
             let entry = out.entry(o.order.interval).or_default();
+            let price = o.price(now);
             match o.order.side {
-                Side::Buy => entry.0 = entry.0.max(Some(o.price())),
-                Side::Sell => entry.1 = Some(entry.1.map_or(o.price(), |p| p.min(o.price()))),
+                Side::Buy => entry.0 = entry.0.max(Some(price)),
+                Side::Sell => entry.1 = Some(entry.1.map_or(price, |p| p.min(price))),
             }
         }
         out
@@ -346,7 +365,7 @@ impl Books {
 pub const TAKING_SIDE: Side = Side::Buy;
 
 /// The order in which the taker `me` asks the crossing `orders` (best first, as
-/// [`Books::crossing`] gives them): by price band of width `band` from the best price, and
+/// [`Books::crossing`] gives them at `now`): by price band of width `band` from the best price, and
 /// within a band in an order of the taker's own (a hash of its key and the order's id).
 ///
 /// Why not strictly best first: every taker sees about the same book, so all of them would
@@ -354,14 +373,14 @@ pub const TAKING_SIDE: Side = Side::Buy;
 /// refused and all ask the next best, one round trip per order. Spread over the band, most
 /// requests find energy at the first try. A band narrower than the spread of the orders'
 /// prices keeps takers with the cheaper orders first.
-pub fn taking_order<'a>(me: &PublicKey, orders: Vec<&'a BookOrder>, band: u64) -> Vec<&'a BookOrder> {
-    let Some(best) = orders.first().map(|o| o.price().0) else {
+pub fn taking_order<'a>(me: &PublicKey, orders: Vec<&'a BookOrder>, band: u64, now: Timestamp) -> Vec<&'a BookOrder> {
+    let Some(best) = orders.first().map(|o| o.price(now).0) else {
         return orders;
     };
     let mut keyed: Vec<((u64, Hash), &BookOrder)> = orders
         .into_iter()
         .map(|o| {
-            let band_index = o.price().0.abs_diff(best) / band.max(1);
+            let band_index = o.price(now).0.abs_diff(best) / band.max(1);
             ((band_index, Hash::of_parts(&[&me.to_bytes(), &o.id.0])), o)
         })
         .collect();

@@ -89,6 +89,7 @@ impl GossipReject {
             GossipReject::Rule(OrderReject::OutOfWindow(_)) => "interval_out_of_window",
             GossipReject::Rule(OrderReject::Expired) => "expired",
             GossipReject::Rule(OrderReject::PriceOutOfRange { .. }) => "price_out_of_range",
+            GossipReject::Rule(OrderReject::CurveBackwards) => "curve_backwards",
             GossipReject::Rule(OrderReject::FromTheFuture(_)) => "from_the_future",
             GossipReject::Rule(OrderReject::WrongCommunity) => "wrong_community",
         }

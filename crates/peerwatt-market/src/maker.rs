@@ -17,6 +17,8 @@ use peerwatt_core::{Community, Side};
 use peerwatt_core::{Hash, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TradeRequest, Wh};
 use thiserror::Error;
 
+use crate::book::{MAX_CLOCK_SKEW_MS, skew_for_rate};
+
 /// How many intervals back from the newest order the maker remembers its replaced orders
 /// (four hours of 15-minute intervals: beyond any trading window).
 const SUPERSEDED_KEPT_INTERVALS: u64 = 16;
@@ -117,6 +119,8 @@ pub struct Maker {
     in_flight: HashSet<Hash>,
     /// Requests a query was told are not agreed: they never will be.
     closed: HashSet<Hash>,
+    /// How far a request's signed time may be ahead of this clock (see [`skew_for_rate`]).
+    skew_ms: u64,
 }
 
 impl Maker {
@@ -131,6 +135,25 @@ impl Maker {
             agreed: HashMap::new(),
             in_flight: HashSet::new(),
             closed: HashSet::new(),
+            skew_ms: MAX_CLOCK_SKEW_MS,
+        }
+    }
+
+    /// Scales the clock-skew allowance for a clock running `rate` times faster than real time.
+    pub fn set_clock_rate(&mut self, rate: u32) {
+        self.skew_ms = skew_for_rate(rate);
+    }
+
+    /// Whether the request's price is at least as good for the maker as `order`'s price at the
+    /// request's signed time. That time is believed up to the clock-skew allowance: a taker
+    /// can date its request at most that far ahead, which on a seller's falling curve is the
+    /// most it can gain by lying about the time.
+    fn price_is_as_good(&self, order: &Order, r: &TradeRequest, now: Timestamp) -> bool {
+        let at = Timestamp(r.created_at.0.min(now.0.saturating_add(self.skew_ms)));
+        let price = order.price_at(at);
+        match r.maker_side {
+            Side::Sell => r.price >= price,
+            Side::Buy => r.price <= price,
         }
     }
 
@@ -221,11 +244,11 @@ impl Maker {
     /// The open order a request fills: the one it names, or, when the maker replaced that one
     /// (a re-pricing, a corrected amount) while the request was on its way, the maker's
     /// current order for the same interval and side, if the request's price is at least as
-    /// good for the maker as the current limit. The trade is at the request's price, the
-    /// named order's limit, which both parties signed; the energy comes off the current order.
+    /// good for the maker as the current order's price at the request's time. The trade is at
+    /// the request's price, which both parties signed; the energy comes off the current order.
     /// Without this, every request that crossed a re-pricing in flight failed, and under
     /// gossip delays of a second or more most requests did.
-    fn order_for(&self, r: &TradeRequest) -> Result<Hash, Refusal> {
+    fn order_for(&self, r: &TradeRequest, now: Timestamp) -> Result<Hash, Refusal> {
         if self.orders.contains_key(&r.order) {
             return Ok(r.order);
         }
@@ -236,12 +259,7 @@ impl Maker {
             return Err(Refusal::TermsMismatch("interval or side"));
         }
         let current = self.current.get(&key).and_then(|id| self.orders.get(id)).ok_or(Refusal::Cancelled)?;
-        let limit = current.signed.body().limit_price;
-        let as_good = match r.maker_side {
-            Side::Sell => r.price >= limit,
-            Side::Buy => r.price <= limit,
-        };
-        if as_good { Ok(current.id) } else { Err(Refusal::Repriced) }
+        if self.price_is_as_good(current.signed.body(), r, now) { Ok(current.id) } else { Err(Refusal::Repriced) }
     }
 
     /// Decides on a request at `now`; see the module documentation.
@@ -272,7 +290,8 @@ impl Maker {
         if *request.signer() == self.me {
             return Err(Refusal::SelfTrade);
         }
-        let filled = self.order_for(r)?;
+        let filled = self.order_for(r, now)?;
+        let price_ok = self.orders.get(&filled).is_some_and(|o| self.price_is_as_good(o.signed.body(), r, now));
         let order = self.orders.get_mut(&filled).ok_or(Refusal::NoSuchOrder)?;
         let o = order.signed.body();
         if o.expires_at <= now {
@@ -284,7 +303,7 @@ impl Maker {
         if r.interval != o.interval {
             return Err(Refusal::TermsMismatch("interval"));
         }
-        if filled == r.order && r.price != o.limit_price {
+        if !price_ok {
             return Err(Refusal::TermsMismatch("price"));
         }
         if !self.community.is_open(o.interval, now) {

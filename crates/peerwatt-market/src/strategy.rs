@@ -126,8 +126,23 @@ pub struct Intent {
     pub side: Side,
     /// How much more energy to trade (after what is already traded or requested).
     pub energy: Wh,
-    /// At what limit price.
+    /// The price now, on the curve below: the start of a new order's signed curve.
     pub price: Price,
+    /// The end of the curve at gate closure: the party's floor (seller) or ceiling (buyer),
+    /// the worst price it accepts. An order signs both, and every member computes the price
+    /// in between (see [`peerwatt_core::Order::price_at`]).
+    pub limit: Price,
+}
+
+/// The worst price the party on `side` accepts: a seller's floor (its owner's minimum, else
+/// the feed-in tariff), a buyer's ceiling (its owner's maximum, else retail), clamped into
+/// [feed-in, retail]. The price curves end there.
+pub fn limit_price(community: &Community, limits: &UserLimits, side: Side) -> Price {
+    let (lo, hi) = (community.feed_in.0, community.retail.0);
+    Price(match side {
+        Side::Sell => limits.min_sell_price.map_or(lo, |p| p.0.clamp(lo, hi)),
+        Side::Buy => limits.max_buy_price.map_or(hi, |p| p.0.clamp(lo, hi)),
+    })
 }
 
 /// The price on `side` for `interval` at `now`, by the curves above, within the user's limits.
@@ -149,15 +164,10 @@ pub fn price_at(
     // Each curve runs from the other tariff to this party's own limit, so a party with a
     // lower cost (or a higher value) always posts the better price: buyers take the cheapest
     // sellers first, and the market clears close to the efficient allocation.
+    let limit = limit_price(community, limits, side).0;
     let price = match side {
-        Side::Sell => {
-            let floor = limits.min_sell_price.map_or(lo, |p| p.0.clamp(lo, hi));
-            hi - along(hi - floor, done, span)
-        }
-        Side::Buy => {
-            let ceiling = limits.max_buy_price.map_or(hi, |p| p.0.clamp(lo, hi));
-            lo + along(ceiling - lo, done, span)
-        }
+        Side::Sell => hi - along(hi - limit, done, span),
+        Side::Buy => lo + along(limit - lo, done, span),
     };
     Some(Price(price))
 }
@@ -188,5 +198,6 @@ pub fn intent(
     if energy == Wh::ZERO {
         return None;
     }
-    Some(Intent { side, energy, price: price_at(community, limits, side, interval, now)? })
+    let price = price_at(community, limits, side, interval, now)?;
+    Some(Intent { side, energy, price, limit: limit_price(community, limits, side) })
 }

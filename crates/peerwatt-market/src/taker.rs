@@ -82,7 +82,7 @@ impl Taker {
                 maker_side: order.order.side,
                 interval: order.order.interval,
                 energy,
-                price: order.order.limit_price,
+                price: order.order.price_at(now),
                 request_seq: self.next_seq,
                 created_at: now,
             },

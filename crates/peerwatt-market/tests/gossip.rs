@@ -39,6 +39,7 @@ fn offer(k: &NodeKey, seq: u64, interval: IntervalId, price: u64) -> Signed<Orde
             side: Side::Sell,
             interval,
             energy: Wh(500),
+            start_price: Price(price),
             limit_price: Price(price),
             seq,
             created_at: NOW,

@@ -26,6 +26,7 @@ fn order(k: &NodeKey, side: Side, wh: u64, price: u64, seq: u64, created: Timest
             side,
             interval: I,
             energy: Wh(wh),
+            start_price: Price(price),
             limit_price: Price(price),
             seq,
             created_at: created,
@@ -55,6 +56,65 @@ fn price_time_priority_is_the_same_on_every_node() {
     assert_eq!(books.crossing(I, Side::Buy, Price(150_000), &key(2).public(), t).len(), 2);
 }
 
+/// docs/market.md, "An order carries its price curve": books rank by the price at the moment,
+/// a buyer takes when the curves cross, and the maker accepts the price of its curve at the
+/// request's signed time, believed only up to the clock-skew allowance.
+#[test]
+fn orders_are_ranked_taken_and_accepted_at_their_curve_price() {
+    let c = community();
+    let (opens, closes) = (now(60), Timestamp(START - 60_000));
+    let curve = |k: &NodeKey, start: u64, limit: u64| {
+        Signed::sign(
+            k,
+            Order {
+                community: c.id,
+                side: Side::Sell,
+                interval: I,
+                energy: Wh(1_000),
+                start_price: Price(start),
+                limit_price: Price(limit),
+                seq: 1,
+                created_at: opens,
+                expires_at: closes,
+            },
+        )
+    };
+    // A fixed ask at 0.150, and a falling one from 0.300 to 0.080 over the 59-minute window.
+    let (fixed, falling) = (curve(&key(1), 150_000, 150_000), curve(&key(2), 300_000, 80_000));
+    let mut books = Books::new(c.clone());
+    books.insert(&fixed, opens).unwrap();
+    books.insert(&falling, opens).unwrap();
+    let early = now(50);
+    let late = Timestamp(closes.0 - 59 * 60_000 / 4); // three quarters through: 0.135
+    assert_eq!(books.get(&falling.digest()).unwrap().price(late), Price(135_000));
+    let best = |t| books.side(I, Side::Sell, t)[0].id;
+    assert_eq!(best(early), fixed.digest(), "early the fixed ask is cheaper");
+    assert_eq!(best(late), falling.digest(), "later the falling one is");
+    let buyer = key(9).public();
+    assert_eq!(books.crossing(I, Side::Buy, Price(140_000), &buyer, early).len(), 0, "nothing crosses yet");
+    assert_eq!(books.crossing(I, Side::Buy, Price(140_000), &buyer, late).len(), 1, "the curves crossed");
+
+    // The taker asks at the curve's price now; the maker accepts it later, when its curve is lower.
+    let mk = key(2);
+    let mut maker = Maker::new(c.clone(), mk.public());
+    maker.publish(falling.clone());
+    let (tk, mut taker) = (key(3), Taker::new(key(3).public(), c.id, 1));
+    let view = books.get(&falling.digest()).unwrap().clone();
+    let request = taker.request(&tk, &view, Wh(100), late);
+    assert_eq!(request.body().price, Price(135_000));
+    let trade = agree(&mut maker, &mk, &request, Timestamp(late.0 + 30_000));
+    assert_eq!(trade.body().request.body().price, Price(135_000));
+    // A price below the curve at the request's time is refused.
+    let mut underpriced = taker.request(&tk, &view, Wh(100), late).body().clone();
+    underpriced.price = Price(134_000);
+    let underpriced = Signed::sign(&tk, underpriced);
+    assert_eq!(maker.accept(&mk, &underpriced, late).unwrap_err(), Refusal::TermsMismatch("price"));
+    // Dating a request far ahead buys at most the skew allowance: the maker judges it at now + 5 s.
+    let ahead = taker.request(&tk, &view, Wh(100), Timestamp(closes.0 - 1));
+    assert_eq!(ahead.body().price, Price(80_001));
+    assert_eq!(maker.accept(&mk, &ahead, late).unwrap_err(), Refusal::TermsMismatch("price"));
+}
+
 /// docs/market.md, "Which crossing order first": asks at 0.120, 0.125 and 0.140, a band of
 /// 0.011. Every taker asks both asks of the best band before the 0.140 one; within the band
 /// each taker has its own order, so takers do not all queue at the same ask.
@@ -72,7 +132,7 @@ fn a_taker_spreads_its_requests_within_the_best_band() {
     let mut first_asked = std::collections::HashSet::new();
     for taker in 10..30u8 {
         let me = key(taker).public();
-        let asked: Vec<Hash> = taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), band)
+        let asked: Vec<Hash> = taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), band, t)
             .iter()
             .map(|o| o.id)
             .collect();
@@ -84,7 +144,7 @@ fn a_taker_spreads_its_requests_within_the_best_band() {
     // A band narrower than the prices' spread is strict price order.
     let me = key(10).public();
     let strict: Vec<Hash> =
-        taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), 1).iter().map(|o| o.id).collect();
+        taking_order(&me, books.crossing(I, Side::Buy, Price(150_000), &me, t), 1, t).iter().map(|o| o.id).collect();
     assert_eq!(strict, vec![cheap.digest(), near.digest(), dear.digest()]);
 }
 
@@ -119,6 +179,15 @@ fn orders_are_checked_replaced_cancelled_and_pruned() {
     assert_eq!(
         books.insert(&order(&k2, Side::Buy, 1, 350_000, 1, t), t),
         Err(OrderReject::PriceOutOfRange { price: Price(350_000), feed_in: Price(80_000), retail: Price(300_000) })
+    );
+    // A seller whose price would rise toward its "limit", and a start price beyond retail.
+    let mut rising = order(&k2, Side::Sell, 1, 100_000, 1, t).body().clone();
+    rising.limit_price = Price(200_000);
+    assert_eq!(books.insert(&Signed::sign(&k2, rising.clone()), t), Err(OrderReject::CurveBackwards));
+    rising.start_price = Price(300_001);
+    assert_eq!(
+        books.insert(&Signed::sign(&k2, rising), t),
+        Err(OrderReject::PriceOutOfRange { price: Price(300_001), feed_in: Price(80_000), retail: Price(300_000) })
     );
     assert_eq!(
         books.insert(&order(&k2, Side::Buy, 1, 100_000, 2, now(90)), now(90)),
@@ -219,6 +288,7 @@ fn the_maker_refuses_what_does_not_match() {
     let (mk, mut maker, tk, mut taker, offer) = setup(1000);
     let t = now(20);
     let mut cheap = offer.clone();
+    cheap.order.start_price = Price(100_000);
     cheap.order.limit_price = Price(100_000);
     assert_eq!(
         maker.accept(&mk, &taker.request(&tk, &cheap, Wh(1), t), t).unwrap_err(),

@@ -86,7 +86,7 @@ fn intents_never_exceed_the_forecast_or_the_limits() {
     let t = at_progress(1, 2);
     assert_eq!(
         intent(&c, &limits, &f, I, Wh(0), t),
-        Some(Intent { side: Side::Sell, energy: Wh(400), price: Price(190_000) })
+        Some(Intent { side: Side::Sell, energy: Wh(400), price: Price(190_000), limit: Price(80_000) })
     );
     assert_eq!(
         intent(&c, &limits, &f, I, Wh(150), t).map(|i| i.energy),
@@ -100,7 +100,7 @@ fn intents_never_exceed_the_forecast_or_the_limits() {
     let deficit = Forecaster::new(&c, vec![day_ago(1, 700, 100, true)], 7);
     assert_eq!(
         intent(&c, &limits, &deficit, I, Wh(0), t),
-        Some(Intent { side: Side::Buy, energy: Wh(600), price: Price(190_000) })
+        Some(Intent { side: Side::Buy, energy: Wh(600), price: Price(190_000), limit: Price(300_000) })
     );
     assert_eq!(intent(&c, &limits, &Forecaster::new(&c, vec![], 7), I, Wh(0), t), None, "no history, no trading");
 }

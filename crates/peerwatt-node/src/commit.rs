@@ -151,6 +151,18 @@ impl Batch {
     }
 }
 
+/// Runs disk work that waits for a flush (`fsync`) without stalling the runtime. The node
+/// actors share the runtime's worker threads; a flush that blocks a worker also blocks every
+/// task queued on it (network, other nodes' actors). On a multi-threaded runtime the worker
+/// first hands its other tasks to another thread (`block_in_place`); on a current-thread
+/// runtime (tests) there is no other thread to hand them to, so it simply runs.
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 impl Node {
     /// Makes the turn's queued writes durable, then answers, announces and sends.
     pub(crate) async fn commit(&mut self) {
@@ -160,7 +172,7 @@ impl Node {
         let batch = std::mem::take(&mut self.batch);
         let entries = batch.entries();
         if !entries.is_empty() {
-            if let Err(e) = self.parts.ledger.append_batch(entries) {
+            if let Err(e) = blocking(|| self.parts.ledger.append_batch(entries)) {
                 tracing::error!(error = %e, "cannot write the ledger; refusing this turn's orders and trades");
                 self.counters.inc("ledger_errors");
                 self.undo(batch).await;
@@ -253,7 +265,7 @@ impl Node {
         }
         let now = self.parts.clock.now();
         let saved: Vec<(&Signed<TradeRequest>, Timestamp)> = requests.iter().map(|(r, _)| (r, now)).collect();
-        if let Err(e) = self.parts.state.save_requests(&saved) {
+        if let Err(e) = blocking(|| self.parts.state.save_requests(&saved)) {
             // Not sent. The taker counts them as outstanding until it asks their makers,
             // which then close them ("not agreed"), so the energy is free again.
             tracing::error!(error = %e, requests = requests.len(), "cannot persist trade requests; not sending them");

@@ -15,7 +15,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peerwatt_core::{
     Answer, Clock, Community, Decode, Encode, EntryKind, GossipFrame, Hash, IntervalId, MembershipCert, NodeKey, Order,
-    PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, Wh,
+    Price, PublicKey, Side, Signed, Timestamp, Trade, TradeCall, TradeReply, TradeRequest, Wh,
 };
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{
@@ -178,8 +178,11 @@ pub(crate) struct Node {
     meter_state: String,
     stale: bool,
     last_query: HashMap<PublicKey, Timestamp>,
-    /// The interval whose heads were handled (recorded, signed) last.
-    head_interval: Option<IntervalId>,
+    /// The interval of this node's shifted clock (see [`Node::head_phase`]) whose heads were
+    /// handled (recorded, signed) last.
+    head_phase_seen: Option<IntervalId>,
+    /// This node's phase within the head period, ms (from its key).
+    head_offset: u64,
     heads: HeadSchedule,
     witness: Witness,
     last_status: Timestamp,
@@ -203,9 +206,10 @@ fn side_key(side: Side) -> u8 {
     side as u8
 }
 
-/// Where the re-pricing periods of the node with key `me` start, ms into a period of
-/// `period_ms` (from the key's first bytes: spread over the community, stable across restarts).
-fn reprice_offset(me: &PublicKey, period_ms: u64) -> u64 {
+/// Where the periods of the node with key `me` start (re-pricing, signing heads), ms into a
+/// period of `period_ms` (from the key's first bytes: spread over the community, stable
+/// across restarts).
+fn phase_offset(me: &PublicKey, period_ms: u64) -> u64 {
     let key = me.to_bytes();
     u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]) % period_ms.max(1)
 }
@@ -220,7 +224,8 @@ impl Node {
     pub fn new(mut parts: Parts) -> Result<Node, crate::StartError> {
         parts.ban_after = parts.ban_after.max(1);
         let me = parts.key.public();
-        let reprice_offset = reprice_offset(&me, parts.market.reprice_ms);
+        let reprice_offset = phase_offset(&me, parts.market.reprice_ms);
+        let head_offset = phase_offset(&me, parts.community.interval.millis() * crate::witness::WITNESS_PERIOD);
         let next_request = parts.state.next_request_seq()?;
         let community = &parts.community;
         Ok(Node {
@@ -234,7 +239,11 @@ impl Node {
                 Some(memo) => GossipValidator::sharing(memo.clone()),
                 None => GossipValidator::new(),
             },
-            maker: Maker::new(community.clone(), me),
+            maker: {
+                let mut maker = Maker::new(community.clone(), me);
+                maker.set_clock_rate(parts.clock.rate());
+                maker
+            },
             taker: Taker::new(me, community.id, next_request),
             topics: Topics::of(community),
             limits: parts.market.limits(),
@@ -256,7 +265,8 @@ impl Node {
             meter_state: "not configured".into(),
             stale: false,
             last_query: HashMap::new(),
-            head_interval: None,
+            head_phase_seen: None,
+            head_offset,
             heads: HeadSchedule::default(),
             witness: Witness::default(),
             last_status: Timestamp(0),
@@ -420,8 +430,8 @@ impl Node {
     }
 
     async fn stop(&mut self) {
-        let interval = self.parts.community.interval.interval_at(self.parts.clock.now());
-        self.record_witnessed(interval);
+        let phase = self.head_phase(self.parts.clock.now());
+        self.record_witnessed(phase);
         // Answers already given reach their takers before the connections close.
         self.parts.net.shutdown(Duration::from_secs(2)).await;
         if let Err(e) = self.parts.state.flush() {
@@ -443,7 +453,7 @@ impl Node {
                     let _ = reply.send(Err(format!("trading for interval {} is not open", interval.0)));
                     return;
                 }
-                self.publish_order(interval, side, energy, Some(price), now);
+                self.publish_order(interval, side, energy, Some((price, price)), now);
                 let id = self.maker.current(interval, side).map(|o| o.digest());
                 self.take(interval, now).await;
                 // Answered when the order is durable, at the end of the turn.
@@ -914,49 +924,58 @@ impl Node {
                 .filter(|i| i.side == side)
         };
         let current = self.maker.current(interval, side).map(|o| (o.digest(), o.body().limit_price));
-        // A bid into a book without offers only costs every node a message to check: bid once
-        // someone offers (offers come first, since surplus is what the market is for).
-        // (The book is only looked at for a bid not yet placed: this runs every tick.)
-        let no_offers = side == Side::Buy
-            && current.is_none()
-            && self.books.crossing(interval, Side::Buy, self.parts.community.retail, &self.me, now).is_empty();
-        let wanted = wanted.filter(|_| !no_offers);
         match (wanted, current) {
             (None, Some((id, _))) if self.maker.available(&id) > Wh::ZERO => {
                 self.publish_order(interval, side, Wh::ZERO, None, now);
             }
-            // A bid answers offers at once (it is what makes a trade); an offer for a newly
-            // opened interval waits for this node's re-pricing tick and leaves with the others.
-            (Some(w), None) if side == Side::Buy || reprice => {
-                self.publish_order(interval, side, w.energy, Some(w.price), now)
+            (Some(w), None) if self.places_now(interval, side, w.price, reprice, now) => {
+                self.publish_order(interval, side, w.energy, Some((w.price, w.limit)), now)
             }
-            (Some(w), Some((id, price))) => {
-                // Offering too much is corrected at once. Everything else (a new price, energy
-                // freed by a refused request) waits for the re-pricing tick: one frame per node
-                // per period, however many requests were refused.
+            (Some(w), Some((id, limit))) => {
+                // Offering too much is corrected at once. Energy freed by a refused request, or
+                // new limits, wait for the re-pricing tick: one frame per node per period,
+                // however many requests were refused. The price needs no message: it follows
+                // the signed curve.
                 let available = self.maker.available(&id);
-                if available > w.energy || (reprice && (price != w.price || available != w.energy)) {
-                    self.publish_order(interval, side, w.energy, Some(w.price), now);
+                if available > w.energy || (reprice && (limit != w.limit || available != w.energy)) {
+                    self.publish_order(interval, side, w.energy, Some((w.price, w.limit)), now);
                 }
             }
             _ => {}
         }
     }
 
+    /// Whether a first order for `interval` on `side`, at `price` now, is placed in this tick.
+    /// Orders wait for the node's re-pricing tick, so that all of a node's new orders leave in
+    /// one frame, with one exception: a bid that crosses an offer now, since it is what makes
+    /// the trade. A bid into a book without offers only costs every member a message to
+    /// check: it waits until someone offers (offers come first: surplus is what the market
+    /// is for).
+    fn places_now(&self, interval: IntervalId, side: Side, price: Price, reprice: bool, now: Timestamp) -> bool {
+        match side {
+            Side::Sell => reprice,
+            Side::Buy => {
+                let offers_at = |limit| !self.books.crossing(interval, Side::Buy, limit, &self.me, now).is_empty();
+                if reprice { offers_at(self.parts.community.retail) } else { offers_at(price) }
+            }
+        }
+    }
+
     /// Signs an order (energy 0 cancels) and makes it this node's current one; it is recorded
-    /// in the ledger and then gossiped at the end of the turn.
+    /// in the ledger and then gossiped at the end of the turn. `curve`: the price now and the
+    /// limit at gate closure (a cancellation repeats the current order's).
     fn publish_order(
         &mut self,
         interval: IntervalId,
         side: Side,
         energy: Wh,
-        price: Option<peerwatt_core::Price>,
+        curve: Option<(Price, Price)>,
         now: Timestamp,
     ) {
         let (_, closes) = self.parts.community.trading_window(interval);
-        let price = price
-            .or_else(|| self.maker.current(interval, side).map(|o| o.body().limit_price))
-            .unwrap_or(self.parts.community.feed_in);
+        let (price, limit) = curve
+            .or_else(|| self.maker.current(interval, side).map(|o| (o.body().price_at(now), o.body().limit_price)))
+            .unwrap_or((self.parts.community.feed_in, self.parts.community.feed_in));
         let order = Signed::sign(
             &self.parts.key,
             Order {
@@ -964,7 +983,8 @@ impl Node {
                 side,
                 interval,
                 energy,
-                limit_price: price,
+                start_price: price,
+                limit_price: limit,
                 seq: self.next_order_seq,
                 created_at: now,
                 expires_at: closes,
@@ -976,7 +996,14 @@ impl Node {
             tracing::warn!(error = %e, "own order refused by the book");
         }
         self.counters.inc(if energy == Wh::ZERO { "orders_cancelled" } else { "orders_published" });
-        tracing::debug!(interval = interval.0, ?side, energy_wh = energy.0, price = price.0, "order published");
+        tracing::debug!(
+            interval = interval.0,
+            ?side,
+            energy_wh = energy.0,
+            price = price.0,
+            limit = limit.0,
+            "order published"
+        );
         self.batch.order(order);
     }
 
@@ -992,12 +1019,12 @@ impl Node {
         };
         let crossing = self
             .books
-            .crossing(interval, TAKING_SIDE, mine.price(), &self.me, now)
+            .crossing(interval, TAKING_SIDE, mine.price(now), &self.me, now)
             .into_iter()
             .filter(|o| !self.refused_by.contains_key(&o.id))
             .collect();
         let resting: Vec<BookOrder> =
-            taking_order(&self.me, crossing, self.taking_band()).into_iter().cloned().collect();
+            taking_order(&self.me, crossing, self.taking_band(), now).into_iter().cloned().collect();
         for other in resting {
             let energy = self.maker.hold_for_own_request(&mine.id, other.available());
             if energy == Wh::ZERO {
@@ -1067,22 +1094,26 @@ impl Node {
 
     // ---- ledger heads ------------------------------------------------------------------------
 
-    /// At each interval boundary: record the heads of other members that are due, and sign
-    /// and gossip a head of this ledger if one is due (hourly, see [`crate::witness`]).
+    /// Once per interval, at this node's own phase of the hour: records the heads of other
+    /// members that are due, and signs and gossips a head of this ledger when one is due
+    /// (hourly, see [`crate::witness`]). Why a phase: with every node doing both at the same
+    /// interval boundary, the community's heads all left in the same instant, a burst of a
+    /// hundred messages that every member receives, while every node was busy with a ledger
+    /// commit; it held up the orders queued behind it by seconds in a 100-household community.
     async fn publish_head(&mut self, now: Timestamp) {
-        let interval = self.parts.community.interval.interval_at(now);
-        if self.head_interval == Some(interval) {
+        let phase = self.head_phase(now);
+        if self.head_phase_seen == Some(phase) {
             return;
         }
-        self.head_interval = Some(interval);
-        self.record_witnessed(interval);
+        self.head_phase_seen = Some(phase);
+        self.record_witnessed(phase);
         let size = self.parts.ledger.len().unwrap_or(0);
-        if !self.heads.due(size, interval) {
+        if !self.heads.due(size, phase) {
             return;
         }
-        match self.parts.ledger.sign_head() {
+        match crate::commit::blocking(|| self.parts.ledger.sign_head()) {
             Ok(head) => {
-                self.heads.signed(head.body().size, interval);
+                self.heads.signed(head.body().size, phase);
                 self.counters.inc("heads_signed");
                 self.gossip(&self.topics.heads, head.to_bytes()).await;
             }
@@ -1093,6 +1124,12 @@ impl Node {
         }
     }
 
+    /// The interval `now` is in on this node's clock shifted by its head offset: the head
+    /// schedule counts these, so this node's heads fall at its own moment of the hour.
+    fn head_phase(&self, now: Timestamp) -> IntervalId {
+        self.parts.community.interval.interval_at(Timestamp(now.0.saturating_add(self.head_offset)))
+    }
+
     /// Records the heads of other members due in `interval`, in one ledger commit.
     fn record_witnessed(&mut self, interval: IntervalId) {
         let due = self.witness.due(interval);
@@ -1101,7 +1138,7 @@ impl Node {
         }
         let items: Vec<_> = due.iter().map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
-        match self.parts.ledger.append_batch(items) {
+        match crate::commit::blocking(|| self.parts.ledger.append_batch(items)) {
             Ok(_) => self.counters.add("heads_witnessed", n),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record witnessed heads");
@@ -1166,7 +1203,8 @@ impl Node {
                     side: side_name(side).into(),
                     energy_wh: o.body().energy.0,
                     available_wh: self.maker.available(&o.digest()).0,
-                    price: o.body().limit_price.0,
+                    price: o.body().price_at(now).0,
+                    limit_price: o.body().limit_price.0,
                 })
             })
             .collect();

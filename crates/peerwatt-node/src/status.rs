@@ -66,8 +66,12 @@ pub struct OrderStatus {
     pub energy_wh: u64,
     /// What is still free to trade, Wh.
     pub available_wh: u64,
-    /// Limit price, micro-currency per kWh.
+    /// The price now, on the order's signed curve, micro-currency per kWh.
     pub price: u64,
+    /// The worst price the order accepts, where its curve ends at gate closure (absent in
+    /// the status of an older node: 0).
+    #[serde(default)]
+    pub limit_price: u64,
 }
 
 /// One of the node's trades.

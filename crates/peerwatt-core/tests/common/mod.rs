@@ -43,6 +43,7 @@ pub fn offer() -> Order {
         side: Side::Sell,
         interval: INTERVAL,
         energy: Wh(1_500),
+        start_price: Price(150_000),
         limit_price: Price(120_000),
         seq: 7,
         created_at: T0,
@@ -52,7 +53,14 @@ pub fn offer() -> Order {
 
 /// The taker's bid.
 pub fn bid() -> Order {
-    Order { side: Side::Buy, energy: Wh(800), limit_price: Price(150_000), seq: 3, ..offer() }
+    Order {
+        side: Side::Buy,
+        energy: Wh(800),
+        start_price: Price(100_000),
+        limit_price: Price(150_000),
+        seq: 3,
+        ..offer()
+    }
 }
 
 /// The offer, signed by the maker.
