@@ -73,6 +73,19 @@ pub enum Refusal {
     AnsweredBefore,
 }
 
+/// Whether the request's price is at least as good for the maker as `order`'s price at the
+/// request's signed time. That time is believed up to the clock-skew allowance `skew_ms`: a
+/// taker can date its request at most that far ahead, which on a seller's falling curve is the
+/// most it can gain by lying about the time.
+fn price_is_as_good(order: &Order, r: &TradeRequest, now: Timestamp, skew_ms: u64) -> bool {
+    let at = Timestamp(r.created_at.0.min(now.0.saturating_add(skew_ms)));
+    let price = order.price_at(at);
+    match r.maker_side {
+        Side::Sell => r.price >= price,
+        Side::Buy => r.price <= price,
+    }
+}
+
 /// One of the maker's own open orders.
 #[derive(Debug, Clone)]
 struct OwnOrder {
@@ -142,19 +155,6 @@ impl Maker {
     /// Scales the clock-skew allowance for a clock running `rate` times faster than real time.
     pub fn set_clock_rate(&mut self, rate: u32) {
         self.skew_ms = skew_for_rate(rate);
-    }
-
-    /// Whether the request's price is at least as good for the maker as `order`'s price at the
-    /// request's signed time. That time is believed up to the clock-skew allowance: a taker
-    /// can date its request at most that far ahead, which on a seller's falling curve is the
-    /// most it can gain by lying about the time.
-    fn price_is_as_good(&self, order: &Order, r: &TradeRequest, now: Timestamp) -> bool {
-        let at = Timestamp(r.created_at.0.min(now.0.saturating_add(self.skew_ms)));
-        let price = order.price_at(at);
-        match r.maker_side {
-            Side::Sell => r.price >= price,
-            Side::Buy => r.price <= price,
-        }
     }
 
     /// Registers one of the maker's own orders (after signing and publishing it). A newer
@@ -259,7 +259,11 @@ impl Maker {
             return Err(Refusal::TermsMismatch("interval or side"));
         }
         let current = self.current.get(&key).and_then(|id| self.orders.get(id)).ok_or(Refusal::Cancelled)?;
-        if self.price_is_as_good(current.signed.body(), r, now) { Ok(current.id) } else { Err(Refusal::Repriced) }
+        if price_is_as_good(current.signed.body(), r, now, self.skew_ms) {
+            Ok(current.id)
+        } else {
+            Err(Refusal::Repriced)
+        }
     }
 
     /// Decides on a request at `now`; see the module documentation.
@@ -291,7 +295,7 @@ impl Maker {
             return Err(Refusal::SelfTrade);
         }
         let filled = self.order_for(r, now)?;
-        let price_ok = self.orders.get(&filled).is_some_and(|o| self.price_is_as_good(o.signed.body(), r, now));
+        let skew_ms = self.skew_ms;
         let order = self.orders.get_mut(&filled).ok_or(Refusal::NoSuchOrder)?;
         let o = order.signed.body();
         if o.expires_at <= now {
@@ -303,7 +307,8 @@ impl Maker {
         if r.interval != o.interval {
             return Err(Refusal::TermsMismatch("interval"));
         }
-        if !price_ok {
+        // (A replaced order's price was judged by `order_for`.)
+        if filled == r.order && !price_is_as_good(o, r, now, skew_ms) {
             return Err(Refusal::TermsMismatch("price"));
         }
         if !self.community.is_open(o.interval, now) {
