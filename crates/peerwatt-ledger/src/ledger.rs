@@ -388,6 +388,18 @@ impl<S: Store> Ledger<S> {
     /// Appends entries in order with one durable commit (group commit); returns once all are
     /// durable. Either all are appended or none.
     pub fn append_batch(&self, items: Vec<(EntryKind, Vec<u8>)>) -> Result<Vec<Appended>, LedgerError> {
+        let appended = self.append_unsynced(items)?;
+        self.sync()?;
+        Ok(appended)
+    }
+
+    /// Appends entries in order, all or none, without waiting for the disk: they are part of
+    /// the log at once (readable, covered by the next head) and durable after the next
+    /// [`Ledger::sync`] (or any durable append or head). A crash before that loses them and
+    /// whatever was appended after them, never an earlier entry without a later one, so the
+    /// log that survives is still a valid prefix. For writers that must not stall on a flush
+    /// (the node actor), and that act on what they appended only once it is synced.
+    pub fn append_unsynced(&self, items: Vec<(EntryKind, Vec<u8>)>) -> Result<Vec<Appended>, LedgerError> {
         if let Some((_, p)) = items.iter().find(|(_, p)| p.len() > MAX_ENTRY_PAYLOAD) {
             return Err(LedgerError::PayloadTooLarge { len: p.len(), max: MAX_ENTRY_PAYLOAD });
         }
@@ -412,9 +424,15 @@ impl<S: Store> Ledger<S> {
             appended.push(Appended { seq, hash: prev });
         }
         batch.size = Some(frontier.size());
-        self.reader.store.commit(batch)?;
+        self.reader.store.apply(batch)?;
         *tip = Tip { frontier, last_hash: prev, last_time: time };
         Ok(appended)
+    }
+
+    /// Makes every entry appended so far durable; returns once it is. Takes no lock on the
+    /// log, so it may run on another thread while the owner goes on appending.
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        Ok(self.reader.store.sync()?)
     }
 
     /// The Merkle root of the whole log.

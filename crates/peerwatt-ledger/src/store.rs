@@ -35,7 +35,8 @@ pub enum StoreError {
     },
 }
 
-/// Writes to apply together: all or nothing, and durable when `commit` returns.
+/// Writes to apply together: all or nothing, and durable when `commit` (or the next `sync`)
+/// returns.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Encoded signed entries by sequence number.
@@ -67,8 +68,17 @@ pub trait Store: Send + Sync {
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError>;
     /// Every stored signed tree head, by size.
     fn heads(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Applies `batch` atomically: readable at once, durable after the next [`Store::sync`].
+    /// A crash before that loses this batch and every one applied after it, never part of
+    /// one and never an earlier one without a later.
+    fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Makes every batch applied so far durable; returns once it is.
+    fn sync(&self) -> Result<(), StoreError>;
     /// Applies `batch` atomically; returns once it is durable.
-    fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.apply(batch)?;
+        self.sync()
+    }
 
     /// Overwrites (`Some`) or deletes (`None`) a stored entry, bypassing every check: only for
     /// tests that prove tampering is detected.
@@ -225,7 +235,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (seq, bytes) in batch.entries {
             b.insert(&entry_key(seq), bytes);
@@ -242,7 +252,10 @@ impl Store for SledStore {
         if let Some(owner) = batch.owner {
             b.insert(META_OWNER, &owner);
         }
-        self.db.apply_batch(b).map_err(backend)?;
+        self.db.apply_batch(b).map_err(backend)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
         // sled only promises durability for what a flush has written: wait for it.
         self.flush()
     }
@@ -317,7 +330,7 @@ impl Store for MemoryStore {
         Ok(self.lock().heads.iter().map(|(k, v)| (*k, v.clone())).collect())
     }
 
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.entries.extend(batch.entries);
         inner.nodes.extend(batch.nodes.into_iter().map(|n| ((n.level, n.index), n.hash)));
@@ -329,6 +342,10 @@ impl Store for MemoryStore {
             inner.owner = batch.owner;
         }
         Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(()) // nothing survives the process anyway
     }
 
     #[cfg(any(test, feature = "test-utils"))]

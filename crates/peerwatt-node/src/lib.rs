@@ -141,8 +141,11 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
     let community = community_file::load_community(&cfg.resolve(&section.file))?;
     let cert = community_file::load_certificate(&cfg.resolve(&section.certificate))?;
     community.check_cert(&cert, &key.public(), clock.now())?;
-    let ledger =
-        Ledger::open_dir(&cfg.resolve(&cfg.node.ledger_dir), NodeKey::from_seed(&key.secret_seed()), clock.clone())?;
+    let ledger = Arc::new(Ledger::open_dir(
+        &cfg.resolve(&cfg.node.ledger_dir),
+        NodeKey::from_seed(&key.secret_seed()),
+        clock.clone(),
+    )?);
     let state = State::open(&cfg.state_dir())?;
 
     // The meter: its interval is the community's.

@@ -26,7 +26,7 @@ use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
 use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::commit::{Batch, PendingAnswer, Slot, Window};
+use crate::commit::{Batch, Flushes, PendingAnswer, Slot, Window};
 use crate::config::MarketSection;
 use crate::state::State;
 use crate::status::{Counters, LedgerStatus, OrderStatus, Status, TradeStatus};
@@ -67,6 +67,8 @@ pub(crate) enum Completion {
     Answer { maker: PeerId, digests: Vec<Hash>, reply: Result<Vec<u8>, String> },
     /// The answer to a query about requests with unknown outcome.
     Query { maker: PublicKey, asked: Vec<Hash>, reply: Result<Vec<u8>, String> },
+    /// A flush of the ledger and the state database finished (see [`crate::commit`]).
+    Flushed(Result<(), String>),
 }
 
 /// What can be asked of a running node.
@@ -123,7 +125,8 @@ pub(crate) struct Parts {
     pub clock: Arc<dyn Clock>,
     pub community: Community,
     pub cert: Signed<MembershipCert>,
-    pub ledger: Ledger<SledStore>,
+    /// Shared with the thread that flushes it (see [`crate::commit`]).
+    pub ledger: Arc<Ledger<SledStore>>,
     pub state: State,
     pub forecaster: Forecaster,
     pub market: MarketSection,
@@ -155,7 +158,7 @@ pub(crate) struct Node {
     pub topics: Topics,
     pub counters: Counters,
     /// Calls to makers in flight, polled by the actor itself (no task per call).
-    calls: FuturesUnordered<Call>,
+    pub calls: FuturesUnordered<Call>,
     traded: HashMap<(IntervalId, u8), Wh>,
     /// Per request this node sent and has no final answer to: the own order its energy was
     /// held from, the order it was sent against, and the energy.
@@ -190,6 +193,8 @@ pub(crate) struct Node {
     pub batch: Batch,
     /// Requests sent and waiting to be sent, per maker.
     pub window: Window,
+    /// Turns applied and waiting for a flush.
+    pub flushes: Flushes,
     /// Stopping: no new trades (see [`Node::begin_drain`]).
     draining: bool,
 }
@@ -272,6 +277,7 @@ impl Node {
             last_status: Timestamp(0),
             batch: Batch::default(),
             window: Window::default(),
+            flushes: Flushes::default(),
             draining: false,
         })
     }
@@ -426,17 +432,15 @@ impl Node {
 
     /// Whether every request this node sent is answered (or was never sent).
     fn drained(&self) -> bool {
-        self.taker.pending_count() == 0 && self.window.is_empty()
+        self.taker.pending_count() == 0 && self.window.is_empty() && self.flushes.is_idle()
     }
 
     async fn stop(&mut self) {
         let phase = self.head_phase(self.parts.clock.now());
         self.record_witnessed(phase);
+        self.finish_flushes().await;
         // Answers already given reach their takers before the connections close.
         self.parts.net.shutdown(Duration::from_secs(2)).await;
-        if let Err(e) = self.parts.state.flush() {
-            tracing::error!(error = %e, "cannot flush the node state at shutdown");
-        }
         self.write_status(false);
         tracing::info!("stopped");
     }
@@ -726,6 +730,7 @@ impl Node {
     async fn on_completion(&mut self, completion: Completion) {
         match completion {
             Completion::Answer { maker, digests, reply } => self.on_requests_answered(maker, digests, reply).await,
+            Completion::Flushed(result) => self.on_flushed(result).await,
             Completion::Query { maker, asked, reply } => {
                 let known = match reply.map(|bytes| TradeReply::from_bytes(&bytes)) {
                     Ok(Ok(TradeReply::Known(trades))) => trades,
@@ -1130,7 +1135,7 @@ impl Node {
         self.parts.community.interval.interval_at(Timestamp(now.0.saturating_add(self.head_offset)))
     }
 
-    /// Records the heads of other members due in `interval`, in one ledger commit.
+    /// Records the heads of other members due in `interval`, in one ledger batch.
     fn record_witnessed(&mut self, interval: IntervalId) {
         let due = self.witness.due(interval);
         if due.is_empty() {
@@ -1138,7 +1143,8 @@ impl Node {
         }
         let items: Vec<_> = due.iter().map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
-        match crate::commit::blocking(|| self.parts.ledger.append_batch(items)) {
+        // Durable with the next flush: nothing leaves the node on the strength of them.
+        match self.parts.ledger.append_unsynced(items) {
             Ok(_) => self.counters.add("heads_witnessed", n),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record witnessed heads");

@@ -1,6 +1,8 @@
 //! The node's own durable state besides the ledger: the taker's trade requests in flight and
 //! its next request number. A request is persisted (flushed) before it is sent, so a node
-//! killed right after sending still knows to ask the maker about it when it restarts.
+//! killed right after sending still knows to ask the maker about it when it restarts. The
+//! node writes with [`State::stage_requests`] and flushes off its actor (see
+//! `crate::commit`), sending only after the flush.
 
 use std::path::Path;
 
@@ -18,8 +20,9 @@ pub enum StateError {
 const NEXT_SEQ: &[u8] = b"next-request-seq";
 const PENDING: u8 = b'r';
 
-/// The state database (sled, in `<data dir>/state`).
-#[derive(Debug)]
+/// The state database (sled, in `<data dir>/state`). Clones share the database, so one can
+/// flush on another thread.
+#[derive(Debug, Clone)]
 pub struct State {
     db: sled::Db,
 }
@@ -41,9 +44,9 @@ impl State {
         Ok(self.db.get(NEXT_SEQ)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes))
     }
 
-    /// Persists requests about to be sent, and the next request number after the last of
-    /// them, in one batch with one flush.
-    pub fn save_requests(&self, requests: &[(&Signed<TradeRequest>, Timestamp)]) -> Result<(), StateError> {
+    /// Writes requests about to be sent, and the next request number after the last of them,
+    /// in one batch, durable after the next [`State::flush`].
+    pub fn stage_requests(&self, requests: &[(&Signed<TradeRequest>, Timestamp)]) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
         let mut next = None;
         for (request, sent_at) in requests {
@@ -56,7 +59,6 @@ impl State {
             batch.insert(NEXT_SEQ, &next.to_be_bytes());
         }
         self.db.apply_batch(batch)?;
-        self.db.flush()?;
         Ok(())
     }
 
@@ -95,7 +97,7 @@ impl State {
         (out, bad)
     }
 
-    /// Writes everything to disk (at shutdown).
+    /// Writes everything to disk; returns once it is durable.
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush()?;
         Ok(())
