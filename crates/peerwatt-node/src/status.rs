@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
-const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
+pub const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
 
 /// The counter for a gossiped order that arrived `real_ms` after its maker signed it.
 pub fn order_age_counter(real_ms: u64) -> String {

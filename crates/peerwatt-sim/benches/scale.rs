@@ -43,10 +43,7 @@ fn main() {
         ..Scenario::default()
     };
     let out = tempfile::tempdir().unwrap();
-    // The nodes' data stays in the temporary directory until the end: their status files
-    // tell how old gossiped orders were on arrival.
-    let nodes = out.path().join("nodes");
-    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: Some(nodes.clone()) };
+    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(8).enable_all().build().unwrap();
     let started = Instant::now();
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();
@@ -82,26 +79,26 @@ fn main() {
         "  meter intervals      {} of {} measured, largest difference {} Wh",
         report.meters.intervals_measured, report.meters.intervals_expected, report.meters.max_interval_diff_wh
     );
-    println!("  order age on arrival {}", order_ages(&nodes));
+    println!("  order age on arrival {}", order_ages(&report.delivery));
+    println!(
+        "  kept up              {} (median order arrival within {} ms; {} gossip messages dropped, {} meter readings refused)",
+        if report.delivery.kept_up { "yes" } else { "no" },
+        report.delivery.median_order_age_ms.map_or("over 5000".to_owned(), |ms| ms.to_string()),
+        report.delivery.gossip_dropped,
+        report.delivery.meter_readings_rejected
+    );
 }
 
-/// How old gossiped orders were when they arrived (real time), summed over every node's
-/// status counters: the share of arrivals in each bucket.
-fn order_ages(nodes: &std::path::Path) -> String {
-    let names = peerwatt_node::status::order_age_counters();
-    let mut counts = vec![0u64; names.len()];
-    for dir in std::fs::read_dir(nodes).unwrap().flatten() {
-        let Ok(status) = peerwatt_node::Status::read(&dir.path().join("status.json")) else { continue };
-        for (count, name) in counts.iter_mut().zip(&names) {
-            *count += status.counters.get(name);
-        }
-    }
-    let total: u64 = counts.iter().sum();
-    names
+/// How old gossiped orders were when they arrived (real time), over every node: the share of
+/// arrivals in each bucket.
+fn order_ages(delivery: &peerwatt_sim::delivery::DeliveryCheck) -> String {
+    let total: u64 = delivery.order_ages.iter().map(|(_, n)| n).sum();
+    let last = delivery.order_ages.iter().rev().find_map(|(bound, _)| *bound).unwrap_or(0);
+    delivery
+        .order_ages
         .iter()
-        .zip(&counts)
-        .map(|(name, n)| {
-            let bucket = name.trim_start_matches("gossip_order_age_").replace('_', " ");
+        .map(|(bound, n)| {
+            let bucket = bound.map_or(format!("over {last}ms"), |ms| format!("le {ms}ms"));
             format!("{bucket} {:.0} %", 100.0 * *n as f64 / total.max(1) as f64)
         })
         .collect::<Vec<_>>()

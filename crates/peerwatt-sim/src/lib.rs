@@ -8,11 +8,13 @@
 //! - [`meters`] and [`broker`]: simulated meter readers publishing over MQTT;
 //! - [`clock`]: the accelerated clock;
 //! - [`run`]: one node per household, the live view, shutdown and read-back;
-//! - [`kpi`] (pure), [`report`] and [`chart`]: what the day earned, and how good the market was.
+//! - [`kpi`] (pure), [`report`] and [`chart`]: what the day earned, and how good the market was;
+//! - [`delivery`]: whether this machine kept up with the clock, so the market figures mean what they say.
 
 pub mod broker;
 pub mod chart;
 pub mod clock;
+pub mod delivery;
 pub mod household;
 pub mod kpi;
 pub mod ledgers;

@@ -8,6 +8,7 @@ use peerwatt_core::{IntervalId, Price, Side, Timestamp, Wh};
 use peerwatt_meter::IntervalTotals;
 use serde::Serialize;
 
+use crate::delivery::DeliveryCheck;
 use crate::household::{Flows, Household, STEP_SECS};
 use crate::kpi::{
     self, CommunityReport, HouseholdReport, Inputs, IntervalReport, KpiError, OrderRecord, Tariffs, TradeRecord,
@@ -152,6 +153,8 @@ pub struct Report {
     pub ledgers: LedgerCheck,
     /// The meters.
     pub meters: MeterCheck,
+    /// Whether the network kept up with the clock.
+    pub delivery: DeliveryCheck,
     /// Timings.
     pub timing: Timing,
     /// Where the nodes' data was kept (`--data-dir`), if it was.
@@ -177,6 +180,8 @@ pub struct Parts<'a> {
     pub measured: &'a [Vec<IntervalTotals>],
     /// Meter messages published.
     pub meter_messages: u64,
+    /// Every node's status counters, summed.
+    pub node_counters: &'a peerwatt_node::Counters,
     /// Seconds the run took.
     pub wall_secs: f64,
     /// Seconds until trading ended.
@@ -237,6 +242,7 @@ impl Report {
                 .collect(),
             ledgers,
             meters: meter_check(&p, first),
+            delivery: DeliveryCheck::from_counters(p.node_counters, s),
             timing: Timing { wall_secs: p.wall_secs, trading_secs: p.trading_secs },
             data_dir: p.data_dir.clone(),
             files: Vec::new(),
@@ -347,6 +353,7 @@ impl Report {
             "  meters: {} MQTT messages; nodes measured {} of {} household intervals, largest difference from the simulated meter {} Wh",
             m.messages, m.intervals_measured, m.intervals_expected, m.max_interval_diff_wh
         );
+        out.push_str(&self.delivery.render(&self.scenario));
         let _ = writeln!(
             out,
             "  wall time {:.1} s ({:.1} s to the end of trading)",

@@ -220,6 +220,7 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
         ledgers: &summary,
         measured: &measured,
         meter_messages: published,
+        node_counters: &summed_counters(&configs),
         wall_secs: wall.elapsed().as_secs_f64(),
         trading_secs,
         data_dir: options.data_dir.clone(),
@@ -227,6 +228,19 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     report.write(&options.out).map_err(io(format!("writing the report to {}", options.out.display())))?;
     drop(temp);
     Ok(report)
+}
+
+/// Every node's status counters (written when it stopped), summed. A node whose status file
+/// cannot be read is left out, with a warning: the counters only judge the run.
+fn summed_counters(configs: &[&NodeConfig]) -> peerwatt_node::Counters {
+    let mut sum = peerwatt_node::Counters::default();
+    for config in configs {
+        match peerwatt_node::Status::read(&config.status_file()) {
+            Ok(status) => status.counters.iter().for_each(|(name, n)| sum.add(name, n)),
+            Err(e) => tracing::warn!(node = %config.node.name, error = %e, "cannot read the node's status file"),
+        }
+    }
+    sum
 }
 
 /// Where the nodes' data goes: `--data-dir`, or a temporary directory (returned too, so that

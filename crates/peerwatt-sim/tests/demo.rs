@@ -111,6 +111,15 @@ async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
     assert!(c.welfare_trades <= c.welfare_optimal && c.efficiency_bp <= 10_000);
     assert_eq!(report.intervals.iter().map(|i| i.figures.trades).sum::<u64>(), c.trades);
     assert_eq!(report.meters.intervals_measured, report.meters.intervals_expected);
+    // The network figures come from the nodes' counters: the orders the ledgers hold reached
+    // the other two members (each arrival counted once per receiving node, replays aside).
+    let arrivals: u64 = report.delivery.order_ages.iter().map(|(_, n)| n).sum();
+    assert!(arrivals > 0 && report.delivery.median_order_age_ms.is_some(), "{:?}", report.delivery);
+    assert!(
+        arrivals <= 2 * report.ledgers.orders_published,
+        "{arrivals} arrivals of {} orders",
+        report.ledgers.orders_published
+    );
 
     // The files the terminal names.
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
