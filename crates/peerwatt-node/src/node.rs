@@ -853,7 +853,7 @@ impl Node {
         });
         let terms = trade.body().request.body();
         let as_maker = *trade.signer() == self.me;
-        let side = if as_maker { terms.maker_side } else { terms.maker_side.opposite() };
+        let side = crate::commit::own_side(&self.me, trade);
         let counterparty = if as_maker { *trade.body().request.signer() } else { *trade.signer() };
         let t = self.traded.entry((terms.interval, side_key(side))).or_insert(Wh::ZERO);
         *t = Wh(t.0 + terms.energy.0);
@@ -920,8 +920,10 @@ impl Node {
         if self.maker.current(interval, side.opposite()).is_some() {
             self.publish_order(interval, side.opposite(), Wh::ZERO, None, now);
         }
-        let committed = self.traded.get(&(interval, side_key(side))).copied().unwrap_or(Wh::ZERO);
-        let committed = Wh(committed.0 + self.taker.outstanding(interval).0);
+        // Traded (durable), agreed and waiting for the flush, and requested: all spoken for.
+        let traded = self.traded.get(&(interval, side_key(side))).copied().unwrap_or(Wh::ZERO);
+        let agreed = self.flushes.unrecorded(&self.me, interval, side);
+        let committed = Wh(traded.0 + agreed.0 + self.taker.outstanding(interval).0);
         let wanted = if self.stale {
             None // a stale meter: stop offering and bidding, say so in the status
         } else {
