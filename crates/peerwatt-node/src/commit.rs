@@ -187,7 +187,8 @@ struct Dirty {
 }
 
 impl Dirty {
-    /// Both stores: at shutdown, and for writes made outside a turn's batch.
+    /// Both stores: at shutdown, which also covers writes made outside a turn's batch
+    /// (witnessed heads).
     const ALL: Dirty = Dirty { ledger: true, state: true };
 }
 

@@ -1145,7 +1145,8 @@ impl Node {
         }
         let items: Vec<_> = due.iter().map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
-        // Durable with the next flush: nothing leaves the node on the strength of them.
+        // Durable with the next flush of the ledger (a later turn's, or the one at shutdown):
+        // nothing leaves the node on the strength of them.
         match self.parts.ledger.append_unsynced(items) {
             Ok(_) => self.counters.add("heads_witnessed", n),
             Err(e) => {

@@ -4,7 +4,7 @@
 //! can say when its market figures are limited by this machine rather than by the market.
 
 use peerwatt_node::Counters;
-use peerwatt_node::status::{ORDER_AGE_BUCKETS_MS, order_age_counter};
+use peerwatt_node::status::{ORDER_AGE_BUCKETS_MS, order_age_counters};
 use serde::Serialize;
 
 use crate::household::STEP_SECS;
@@ -42,12 +42,8 @@ impl DeliveryCheck {
     /// Judges the run from the nodes' summed counters.
     pub fn from_counters(counters: &Counters, s: &Scenario) -> DeliveryCheck {
         let bounds = ORDER_AGE_BUCKETS_MS.iter().copied().map(Some).chain([None]);
-        let order_ages: Vec<(Option<u64>, u64)> = bounds
-            .map(|bound| {
-                let over = ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0) + 1;
-                (bound, counters.get(&order_age_counter(bound.unwrap_or(over))))
-            })
-            .collect();
+        let order_ages: Vec<(Option<u64>, u64)> =
+            bounds.zip(order_age_counters()).map(|(bound, name)| (bound, counters.get(&name))).collect();
         let median_order_age_ms = median_bucket(&order_ages);
         let window_ms =
             (u64::from(s.horizon_intervals) * STEP_SECS).saturating_sub(s.gate_closure_secs).saturating_mul(1_000);
@@ -120,6 +116,7 @@ fn median_bucket(buckets: &[(Option<u64>, u64)]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use peerwatt_node::status::order_age_counter;
 
     fn counters(ages: &[(u64, u64)]) -> Counters {
         let mut c = Counters::default();
