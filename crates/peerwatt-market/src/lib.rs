@@ -6,12 +6,13 @@
 //! - [`memo`]: verified signatures shared by the nodes of one process (the simulator's);
 //! - [`taker`]: the taker's requests and exactly-once recording of its trades;
 //! - [`strategy`]: forecast, price curves and bounds of the default strategy;
+//! - [`trader`]: the trading core, sans-IO: all of the above as one state machine a node drives;
 //! - [`settlement`]: delivery of trades against the meters, exact to the Wh.
 //!
 //! The handshake (see `docs/market.md`): the taker signs a request against a maker's order; the
 //! maker checks it, reserves the energy, countersigns, appends the trade to its ledger
-//! (flushed) and only then answers; the taker verifies both signatures and records it; both
-//! announce it. No trade exists without both signatures.
+//! (flushed) and only then answers; the taker verifies both signatures and records it; the
+//! maker announces it. No trade exists without both signatures.
 
 pub mod book;
 pub mod gossip;
@@ -20,6 +21,7 @@ pub mod memo;
 pub mod settlement;
 pub mod strategy;
 pub mod taker;
+pub mod trader;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject, TAKING_SIDE, taking_order};
 pub use gossip::{GossipReject, GossipValidator, Penalty};
@@ -27,3 +29,4 @@ pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use memo::VerifiedMemo;
 pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};
+pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Topic, Trader, TraderConfig, Writes};

@@ -1,7 +1,7 @@
 //! The taker's side of the trade handshake.
 //!
 //! ```text
-//! request() ──(caller persists the request, then sends it)──> Sent
+//! request() ──> Persisting ──(caller persists the request, then sends it: sent())──> Sent
 //! Sent ──answer: valid trade──> Record (append to ledger, announce)
 //! Sent ──answer: refusal────────> Refused (energy released)
 //! Sent ──no answer in time──────> Unknown ──ask the maker / see the trades topic──> Record | Refused
@@ -20,6 +20,9 @@ use crate::book::BookOrder;
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestState {
+    /// Signed and being persisted; not sent yet, so not timed out either (a slow disk must
+    /// not make the taker ask a maker about a request it never received).
+    Persisting,
     /// Sent; waiting for the maker's answer.
     Sent,
     /// No answer in time: the maker may or may not have agreed; ask it.
@@ -70,8 +73,8 @@ impl Taker {
         self.next_seq
     }
 
-    /// Builds and signs a request for `energy` of `order`; it becomes `Sent`. The caller must
-    /// persist it before sending, so a restart can reconcile it.
+    /// Builds and signs a request for `energy` of `order`; it is `Persisting` until the caller
+    /// has persisted it (so a restart can reconcile it) and sent it ([`Taker::sent`]).
     pub fn request(&mut self, key: &NodeKey, order: &BookOrder, energy: Wh, now: Timestamp) -> Signed<TradeRequest> {
         let request = Signed::sign(
             key,
@@ -88,9 +91,25 @@ impl Taker {
             },
         );
         self.next_seq += 1;
-        self.pending
-            .insert(request.digest(), Pending { request: request.clone(), sent_at: now, state: RequestState::Sent });
+        self.pending.insert(
+            request.digest(),
+            Pending { request: request.clone(), sent_at: now, state: RequestState::Persisting },
+        );
         request
+    }
+
+    /// A request is persisted and sent at `now`: its answer is awaited from now on.
+    pub fn sent(&mut self, digest: &Hash, now: Timestamp) {
+        if let Some(p) = self.pending.get_mut(digest).filter(|p| p.state == RequestState::Persisting) {
+            p.state = RequestState::Sent;
+            p.sent_at = now;
+        }
+    }
+
+    /// Drops a request that never left this node (it could not be persisted): nobody else
+    /// knows it. Returns whether it was pending.
+    pub fn withdraw(&mut self, digest: &Hash) -> bool {
+        self.pending.remove(digest).is_some()
     }
 
     /// Re-registers a request persisted before a restart; its outcome is unknown.

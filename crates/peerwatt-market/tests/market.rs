@@ -238,6 +238,8 @@ fn the_handshake_gives_both_parties_the_same_two_signature_trade() {
     let (mk, mut maker, tk, mut taker, offer) = setup(1000);
     let t = now(20);
     let req = taker.request(&tk, &offer, Wh(400), t);
+    assert_eq!(taker.state(&req.digest()), Some(RequestState::Persisting));
+    taker.sent(&req.digest(), t);
     assert_eq!(taker.state(&req.digest()), Some(RequestState::Sent));
     assert_eq!(taker.outstanding(I), Wh(400));
     let trade = agree(&mut maker, &mk, &req, t);

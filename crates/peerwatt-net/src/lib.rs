@@ -1,9 +1,10 @@
 //! peerwatt-net: the libp2p network of a peerwatt node, with no trading logic.
 //!
-//! One task owns the swarm: TCP with noise and yamux, gossipsub (every message validated by
-//! the node before it is forwarded), request-response for trade requests (`/peerwatt/trade/1`),
-//! identify, Kademlia for peer discovery from one bootstrap peer, and optional mDNS for LAN
-//! communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
+//! One task owns the swarm: TCP (with noise and yamux) and QUIC, gossipsub (every message
+//! validated by the node before it is forwarded), request-response for trade requests
+//! (`/peerwatt/trade/1`), identify, peer discovery through an address book and peer exchange
+//! (`/peerwatt/peers/1`, see [`peers`]) starting from the bootstrap list, and optional mDNS for
+//! LAN communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
 
 pub mod codec;
 pub mod peers;
@@ -12,7 +13,7 @@ pub mod service;
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
-pub use service::{Event, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
+pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
 
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.
 /// Never substitutes another key: an error here means the node must not start.

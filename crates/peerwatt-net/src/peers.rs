@@ -9,12 +9,18 @@
 //! with 100 nodes on one machine: every node connected to every other within 10 s, and the
 //! lookups and handshakes alone kept both cores busy (docs/architecture.md).
 //!
+//! How often a node looks is [`Schedule`]'s business: every [`FAST_ROUND`] while it is short of
+//! peers, so that a member who joins sees the community's gossip within seconds, and at the
+//! configured interval once it has them.
+//!
 //! The exchange is one request (empty) and one answer: up to [`MAX_EXCHANGED`] lines, each a
 //! multiaddress ending in `/p2p/<peer id>`, in UTF-8. An answer is hostile input: lines that
 //! do not parse, lack a peer id or are too long are skipped and counted, never trusted further
 //! than an address to try.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -25,6 +31,10 @@ pub const MAX_EXCHANGED: usize = 32;
 pub const MAX_KNOWN: usize = 2_048;
 /// Longest line of an exchange answer.
 const MAX_LINE: usize = 256;
+/// Wait between discovery rounds while a node is short of peers and finding some.
+pub const FAST_ROUND: Duration = Duration::from_secs(1);
+/// Shortest discovery interval honoured: a zero or tiny one would make discovery spin.
+const MIN_ROUND: Duration = Duration::from_millis(100);
 
 /// Known addresses of other members' nodes, one per peer.
 #[derive(Debug)]
@@ -113,6 +123,70 @@ impl AddressBook {
             .take(MAX_EXCHANGED)
             .filter_map(|p| self.address(&p))
             .collect()
+    }
+}
+
+/// When a node looks for peers next, and whom it may ask for addresses now.
+///
+/// While the node is short of peers a round comes every [`FAST_ROUND`], as long as something
+/// changes ([`Schedule::hurry`]: a connection gained or lost, addresses learned); rounds that
+/// change nothing double the wait, up to the configured interval, so a community smaller than
+/// the target (every member connected, still "short") is not asked every second for good.
+/// Once the node has its peers it looks at the configured interval. Whatever the pace, each
+/// peer is asked at most once per fast round, however often it reconnects.
+#[derive(Debug)]
+pub struct Schedule {
+    fast: Duration,
+    slow: Duration,
+    /// The wait after the next round, if the node is still short of peers then.
+    backoff: Duration,
+    /// When each peer was last asked for addresses (kept for one fast round).
+    asked: HashMap<PeerId, Instant>,
+}
+
+impl Schedule {
+    /// A schedule that looks at most every `interval` once the node has its peers.
+    pub fn new(interval: Duration) -> Schedule {
+        let slow = interval.max(MIN_ROUND);
+        // A test configuration may look more often than FAST_ROUND: short of peers is never slower.
+        let fast = FAST_ROUND.min(slow);
+        Schedule { fast, slow, backoff: fast, asked: HashMap::new() }
+    }
+
+    /// The wait until the next round, after a round in which the node was `short` of peers or not.
+    pub fn after_round(&mut self, short: bool) -> Duration {
+        if !short {
+            // If the node loses peers later, it starts looking fast again.
+            self.backoff = self.fast;
+            return self.slow;
+        }
+        let wait = self.backoff;
+        self.backoff = wait.saturating_mul(2).min(self.slow);
+        wait
+    }
+
+    /// Something changed while the node is short of peers: the longest the next round may
+    /// wait (the caller moves it no later than this), and the backoff starts over. Rounds
+    /// never come closer than a fast round apart, since the caller only ever brings the next
+    /// one forward to this far after now.
+    pub fn hurry(&mut self) -> Duration {
+        self.backoff = self.fast;
+        self.fast
+    }
+
+    /// Whether `peer` may be asked for addresses at `now` (if so, it counts as asked): not if
+    /// it was asked less than a fast round ago.
+    pub fn may_ask(&mut self, peer: PeerId, now: Instant) -> bool {
+        let fast = self.fast;
+        // Only the last fast round matters: the map holds the peers asked in it, no more.
+        self.asked.retain(|_, at| now.saturating_duration_since(*at) < fast);
+        match self.asked.entry(peer) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(now);
+                true
+            }
+        }
     }
 }
 
@@ -206,6 +280,44 @@ mod tests {
         assert!(read.peers.iter().all(|(p, a)| *p != peer(1) && book.address(p).as_ref() == Some(a)));
         let next = book.answer_for(&peer(1));
         assert_ne!(next.first(), answer.first(), "the next answer starts elsewhere in the book");
+    }
+
+    #[test]
+    fn discovery_is_fast_while_short_of_peers_and_backs_off_when_nothing_changes() {
+        let slow = Duration::from_secs(30);
+        let mut schedule = Schedule::new(slow);
+        // Short of peers and finding some: a round every second.
+        assert_eq!(schedule.after_round(true), FAST_ROUND);
+        assert_eq!(schedule.hurry(), FAST_ROUND, "a new connection: the next round within a second");
+        assert_eq!(schedule.after_round(true), FAST_ROUND);
+        // Short, but rounds change nothing (a community smaller than the target): doubling, up to the interval.
+        let waits: Vec<u64> = (0..7).map(|_| schedule.after_round(true).as_secs()).collect();
+        assert_eq!(waits, [2u64, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(schedule.hurry(), FAST_ROUND, "addresses learned: fast again");
+        assert_eq!(schedule.after_round(true), FAST_ROUND);
+        // Enough peers: the configured interval; short again later: fast from the start.
+        assert_eq!(schedule.after_round(false), slow);
+        assert_eq!(schedule.after_round(false), slow);
+        assert_eq!(schedule.after_round(true), FAST_ROUND);
+        // A test interval below a second is never slowed down, a zero one never spins.
+        let mut quick = Schedule::new(Duration::from_millis(300));
+        assert_eq!(quick.after_round(true), Duration::from_millis(300));
+        assert_eq!(quick.after_round(false), Duration::from_millis(300));
+        assert_eq!(Schedule::new(Duration::ZERO).after_round(true), MIN_ROUND);
+    }
+
+    #[test]
+    fn each_peer_is_asked_at_most_once_per_fast_round() {
+        let mut schedule = Schedule::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        assert!(schedule.may_ask(peer(1), t0));
+        assert!(!schedule.may_ask(peer(1), t0), "not again at once (a reconnect, a round right after)");
+        assert!(!schedule.may_ask(peer(1), t0 + FAST_ROUND / 2));
+        assert!(schedule.may_ask(peer(2), t0 + FAST_ROUND / 2), "another peer may be asked");
+        assert!(schedule.may_ask(peer(1), t0 + FAST_ROUND), "a fast round later, again");
+        assert!(!schedule.may_ask(peer(2), t0 + FAST_ROUND));
+        assert!(schedule.may_ask(peer(2), t0 + FAST_ROUND * 2));
+        assert_eq!(schedule.asked.len(), 1, "peers asked long ago are forgotten");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! Every gossip message is handed out as [`Event::Gossip`] *before* it is forwarded
 //! (`validate_messages`), and must be judged with [`NetHandle::report`]: accepted messages
-//! are forwarded, rejected ones lower the sender's peer score.
+//! are forwarded; rejected and ignored ones are dropped and not forwarded. Gossipsub peer
+//! scoring is off, so a rejection costs the sender nothing here: the node keeps its own count
+//! of invalid messages per peer and bans a peer with [`NetHandle::ban`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -13,13 +15,14 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, mdns, noise, tcp, yamux};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{BytesCodec, MAX_FRAME, PEERS_PROTOCOL, TRADE_PROTOCOL};
-use crate::peers::{self, AddressBook};
+use crate::peers::{self, AddressBook, Schedule};
 
 /// A network operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -45,6 +48,9 @@ pub enum NetError {
 /// allows 512.
 pub const MAX_TRADE_STREAMS: usize = 256;
 
+/// Fewest peers a node keeps in its gossip mesh of a topic (once it has that many subscribed).
+pub const MESH_LOW: usize = 3;
+
 /// How the network behaves. The timers are settable so tests can shorten them.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -60,12 +66,15 @@ pub struct NetConfig {
     pub heartbeat: Duration,
     /// How long a request may take.
     pub request_timeout: Duration,
-    /// How often to look for peers: dial one from the address book while short of them, and
-    /// ask a connected peer for addresses it knows (see [`crate::peers`]).
+    /// How often to look for peers once `target_peers` are connected: ask a connected peer for
+    /// addresses it knows (see [`crate::peers`]). While short of peers the node looks every
+    /// second (dialling one known peer each time), backing off to this while that finds
+    /// nothing ([`crate::peers::Schedule`]).
     pub discovery_interval: Duration,
     /// How many events may wait for the owner before the network stops reading from peers.
     pub event_queue: usize,
-    /// Discovered peers are dialled while fewer than this many are connected.
+    /// Discovered peers are dialled, and discovery runs at its fast pace, while fewer than this
+    /// many are connected.
     pub target_peers: usize,
 }
 
@@ -90,9 +99,11 @@ impl Default for NetConfig {
 pub enum Verdict {
     /// Valid: forward it.
     Accept,
-    /// Invalid: drop it and penalise the peer that sent it.
+    /// Invalid: drop it and do not forward it. Peer scoring is off, so gossipsub does not
+    /// penalise the peer that sent it; the node counts it against that peer itself.
     Reject,
-    /// Not invalid but not wanted (e.g. a duplicate): drop it without penalty.
+    /// Not invalid but not wanted (e.g. a duplicate): drop it and do not forward it. To
+    /// gossipsub this is the same as [`Verdict::Reject`]; the node counts nothing against the peer.
     Ignore,
 }
 
@@ -124,8 +135,8 @@ pub enum Event {
         error: NetError,
     },
     /// Gossip messages to `peer` were dropped since the last heartbeat: its send queue was
-    /// full, or they waited in it longer than gossipsub allows (1 s to forward, 5 s to
-    /// publish). The peer, or this host, cannot keep up.
+    /// full, or they waited in it longer than gossipsub allows (3 s to forward, see
+    /// `forward_queue_duration`; 5 s to publish). The peer, or this host, cannot keep up.
     SendDropped {
         /// The slow peer.
         peer: PeerId,
@@ -180,6 +191,10 @@ enum Command {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
     Peers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    MeshPeers {
+        topic: String,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
     Ban {
@@ -257,6 +272,12 @@ impl NetHandle {
         self.call(|reply| Command::Peers { reply }).await
     }
 
+    /// The peers in this node's gossip mesh of `topic`: those it forwards messages to at once
+    /// (a connected peer outside the mesh only hears of them in lazy gossip, a heartbeat later).
+    pub async fn mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::MeshPeers { topic: topic.to_owned(), reply }).await
+    }
+
     /// Closes every connection to `peer` and refuses new ones (a peer that keeps sending
     /// invalid messages). Lasts until the node restarts.
     pub async fn ban(&self, peer: PeerId) -> Result<(), NetError> {
@@ -299,8 +320,8 @@ fn gossipsub_config(cfg: &NetConfig) -> Result<gossipsub::Config, NetError> {
         // At least 3 mesh peers: with 2, the meshes of a community settle into long rings
         // (every node grafts until it has 2), and a message crosses a community of 100 one
         // heartbeat per hop through lazy gossip instead of in milliseconds through the mesh.
-        .mesh_n_low(3)
-        .mesh_n(3)
+        .mesh_n_low(MESH_LOW)
+        .mesh_n(MESH_LOW)
         .mesh_n_high(6)
         .mesh_outbound_min(1)
         // Lazy gossip (IHAVE) repairs what the mesh missed. Every IHAVE lists the ids of all
@@ -365,8 +386,9 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
             let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
-            // Streams beyond the limit are dropped, not queued. A taker keeps at most 64
-            // requests open per maker, so two nodes trading both ways, plus queries, fit.
+            // Streams beyond the limit are dropped, not queued. A taker keeps at most 256
+            // requests to one maker unanswered (`MAX_IN_FLIGHT_PER_MAKER`), sent in calls of up to
+            // 64, one stream per call: four streams per maker when the calls are full.
             let trades = bytes_protocol(TRADE_PROTOCOL, request_timeout, MAX_TRADE_STREAMS);
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
             let peers = bytes_protocol(PEERS_PROTOCOL, EXCHANGE_TIMEOUT, EXCHANGE_STREAMS);
@@ -407,6 +429,9 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         outbox: VecDeque::new(),
         connected: HashSet::new(),
         book,
+        schedule: Schedule::new(cfg.discovery_interval),
+        // The first round at once, as before: it retries a bootstrap peer that refused the dial.
+        discovery_due: tokio::time::Instant::now(),
         exchange_turn: 0,
         quiet_exchanges: 0,
         cfg,
@@ -429,6 +454,10 @@ struct Task {
     connected: HashSet<PeerId>,
     /// Addresses of other members' nodes (see [`crate::peers`]).
     book: AddressBook,
+    /// The pace of discovery rounds, and whom an exchange may ask now.
+    schedule: Schedule,
+    /// When the next discovery round is due (moved by [`Task::discover`] and [`Task::soon`]).
+    discovery_due: tokio::time::Instant,
     /// Picks a different connected peer to ask at each exchange.
     exchange_turn: usize,
     /// Exchanges in a row that taught nothing new (see [`Task::discover`]).
@@ -438,7 +467,9 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        let mut discovery = tokio::time::interval(self.cfg.discovery_interval);
+        // One timer for discovery rounds, moved to `discovery_due` whenever that changes.
+        let round = tokio::time::sleep_until(self.discovery_due);
+        tokio::pin!(round);
         loop {
             while let Some(event) = self.outbox.pop_front() {
                 self.emit(event).await;
@@ -449,13 +480,16 @@ impl Task {
                 }
                 break; // the swarm, and with it every connection, is dropped
             }
+            if round.deadline() != self.discovery_due {
+                round.as_mut().reset(self.discovery_due);
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => break, // every handle dropped: shut down
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
-                _ = discovery.tick() => self.discover(),
+                () = &mut round => self.discover(),
             }
         }
     }
@@ -530,6 +564,9 @@ impl Task {
             Command::Peers { reply } => {
                 let _ = reply.send(self.connected.iter().copied().collect());
             }
+            Command::MeshPeers { topic, reply } => {
+                let _ = reply.send(b.gossipsub.mesh_peers(&IdentTopic::new(topic).hash()).copied().collect());
+            }
             Command::Ban { peer } => {
                 // Blocking closes the peer's connections and refuses new ones, both ways.
                 b.blocked.block_peer(peer);
@@ -539,20 +576,23 @@ impl Task {
         }
     }
 
-    /// Each discovery tick: while short of peers, dials one known peer not connected yet; and
+    /// Each discovery round: while short of peers, dials one known peer not connected yet; and
     /// asks one connected peer for addresses it knows, while that still teaches something (or
     /// while short of peers), and now and then anyway to hear of newcomers. One dial and one
-    /// small request per tick, not one per peer heard of: enough peers for a gossip mesh and
-    /// some spares, and in time an address for every member a taker may need to reach.
+    /// small request per round, not one per peer heard of: enough peers for a gossip mesh and
+    /// some spares, and in time an address for every member a taker may need to reach. The
+    /// next round comes when [`Schedule`] says: soon while short of peers, else at the
+    /// configured interval.
     ///
     /// A node with no peer at all keeps dialling the peers it knows (its bootstrap list at
-    /// first), one per tick: a bootstrap peer that was not up yet when the node started is
+    /// first), one per round: a bootstrap peer that was not up yet when the node started is
     /// tried again.
     fn discover(&mut self) {
-        let short = self.connected.len() < self.cfg.target_peers;
+        let short = self.short();
         if short && let Some(addr) = self.book.next_unconnected(&self.connected) {
-            let _ = self.swarm.dial(addr);
+            self.dial_known(addr);
         }
+        self.discovery_due = tokio::time::Instant::now() + self.schedule.after_round(short);
         if self.connected.is_empty() {
             return;
         }
@@ -562,7 +602,52 @@ impl Task {
             let mut connected: Vec<PeerId> = self.connected.iter().copied().collect();
             connected.sort_unstable();
             let asked = connected[self.exchange_turn % connected.len()];
-            self.swarm.behaviour_mut().peers.send_request(&asked, Vec::new());
+            self.ask(asked);
+        }
+    }
+
+    /// Whether fewer peers than the target are connected.
+    fn short(&self) -> bool {
+        self.connected.len() < self.cfg.target_peers
+    }
+
+    /// Brings the next discovery round forward to within a fast round (see [`Schedule::hurry`]):
+    /// something changed while the node is short of peers, so looking again may find more.
+    fn soon(&mut self) {
+        let wait = self.schedule.hurry();
+        self.discovery_due = self.discovery_due.min(tokio::time::Instant::now() + wait);
+    }
+
+    /// Asks `peer` for the addresses it knows, unless it was asked a moment ago (a peer that
+    /// reconnects over and over must not be asked each time).
+    fn ask(&mut self, peer: PeerId) {
+        if self.schedule.may_ask(peer, std::time::Instant::now()) {
+            self.swarm.behaviour_mut().peers.send_request(&peer, Vec::new());
+        }
+    }
+
+    /// Dials a peer from the address book unless it is connected or being dialled already:
+    /// rounds come every second while short of peers, and a handshake on a busy host may take
+    /// longer. (A refused dial does not fail trade requests waiting for the same peer.)
+    fn dial_known(&mut self, addr: Multiaddr) {
+        let opts = match peers::peer_in(&addr) {
+            Some(peer) => DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(vec![addr])
+                .build(),
+            None => DialOpts::from(addr),
+        };
+        let _ = self.swarm.dial(opts);
+    }
+
+    /// A first connection to `peer`. While still short of peers the node asks it for addresses
+    /// at once, rather than at the next round: a newcomer whose only peer is its bootstrap
+    /// node would otherwise know nobody else for a whole round, and with a backed-off schedule
+    /// that is up to the configured interval (30 s by default).
+    fn on_new_peer(&mut self, peer: PeerId) {
+        if self.short() {
+            self.ask(peer);
+            self.soon();
         }
     }
 
@@ -588,6 +673,9 @@ impl Task {
                 }
                 let learned = answer.peers.iter().filter(|(p, a)| self.book.learn(*p, a)).count();
                 self.quiet_exchanges = if learned > 0 { 0 } else { self.quiet_exchanges.saturating_add(1) };
+                if learned > 0 && self.short() {
+                    self.soon(); // new addresses to dial
+                }
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "peer exchange failed");
@@ -602,9 +690,13 @@ impl Task {
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                 if num_established.get() == 1 && self.connected.insert(peer_id) =>
             {
+                self.on_new_peer(peer_id);
                 self.emit(Event::PeerConnected(peer_id)).await;
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if self.connected.remove(&peer_id) => {
+                if self.short() {
+                    self.soon(); // a peer to replace
+                }
                 self.emit(Event::PeerDisconnected(peer_id)).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {

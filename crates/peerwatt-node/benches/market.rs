@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, SystemClock, Wh};
-use peerwatt_net::{Event, NetConfig, Verdict, keypair_of};
+use peerwatt_net::{Event, MESH_LOW, NetConfig, NetHandle, Verdict, keypair_of};
 use peerwatt_node::{NodeEvent, RunningNode, testing::community_of};
 use tokio::sync::broadcast;
 
@@ -160,6 +160,46 @@ async fn throughput(n: usize, window: usize) {
     }
 }
 
+/// The address `h` listens on, with its `/p2p/` suffix, once it listens.
+async fn listen_address(h: &NetHandle) -> peerwatt_net::Multiaddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(addr) = h.listen_addrs().await.unwrap().into_iter().next() {
+            return format!("{addr}/p2p/{}", h.peer_id()).parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "node {} not listening after 10 s", h.peer_id());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every node has `peers` peers and at least [`MESH_LOW`] of them in its gossip
+/// mesh of `topic` (so a message reaches it through the mesh, not a heartbeat later through
+/// lazy gossip); returns how long that took. Panics naming the nodes still short after `limit`.
+async fn until_meshed(handles: &[NetHandle], topic: &str, peers: usize, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let mut short = Vec::new();
+        for (i, h) in handles.iter().enumerate() {
+            let have = h.peers().await.unwrap().len();
+            let mesh = h.mesh_peers(topic).await.unwrap().len();
+            if have < peers || mesh < MESH_LOW {
+                short.push(format!("node {i}: {have} peers, mesh {mesh}"));
+            }
+        }
+        if short.is_empty() {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "after {limit:?}, {} of {} nodes lack {peers} peers or a mesh of {MESH_LOW}: {}",
+            short.len(),
+            handles.len(),
+            short.join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// 50 network nodes (node 0 the bootstrap peer); each of `messages` gossip messages from a
 /// different node; the time until the last of the other 49 has it.
 async fn propagation(nodes: usize, messages: usize) {
@@ -167,13 +207,15 @@ async fn propagation(nodes: usize, messages: usize) {
     let mut handles = Vec::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<u8>, Instant)>();
     let mut first: Option<peerwatt_net::Multiaddr> = None;
+    let target = NetConfig::default().target_peers;
     for i in 0..nodes {
         let key = peerwatt_core::NodeKey::generate().unwrap();
         let cfg = NetConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: first.iter().cloned().collect(),
             topics: vec![TOPIC.into()],
-            // The daemon's own defaults: heartbeat 1 s, discovery every 30 s.
+            // The daemon's own defaults: heartbeat 1 s, discovery every 30 s once a node has its
+            // target of peers (every second while it is short and finding some).
             heartbeat: Duration::from_secs(1),
             discovery_interval: Duration::from_secs(30),
             ..NetConfig::default()
@@ -190,16 +232,19 @@ async fn propagation(nodes: usize, messages: usize) {
             }
         });
         if first.is_none() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let addr = net.listen_addrs().await.unwrap().into_iter().next().unwrap();
-            first = Some(format!("{addr}/p2p/{}", net.peer_id()).parse().unwrap());
+            first = Some(listen_address(&net).await);
         }
         handles.push(net);
     }
     eprintln!("{nodes} nodes started; waiting for discovery and the mesh");
-    tokio::time::sleep(Duration::from_secs(15)).await; // discovery and mesh
+    // Measure a settled community: every node at its target of peers (discovery done) with a
+    // full gossip mesh. A fixed sleep here once ended with every node but the bootstrap
+    // holding one peer, and message 0 reaching 6 of 49 nodes.
+    let settled = until_meshed(&handles, TOPIC, target.min(nodes - 1), Duration::from_secs(60)).await;
+    eprintln!("discovery and mesh settled in {:.1} s", settled.as_secs_f64());
     for (i, h) in handles.iter().enumerate().step_by(10) {
-        eprintln!("node {i}: {} peers", h.peers().await.unwrap().len());
+        let mesh = h.mesh_peers(TOPIC).await.unwrap().len();
+        eprintln!("node {i}: {} peers, mesh {mesh}", h.peers().await.unwrap().len());
     }
     let mut samples = Vec::new();
     for m in 0..messages {

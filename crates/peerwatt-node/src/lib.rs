@@ -2,36 +2,40 @@
 //! network (libp2p) and the ledger (sled) together, and is the only crate that knows them all.
 //!
 //! [`start`] brings a node up from its `node.toml` and returns a [`RunningNode`] to
-//! [`RunningNode::shutdown`] (or wait on). One task owns the market state and the ledger
-//! ([`node`]); the network and the meter client run as their own tasks and talk to it through
-//! channels.
+//! [`RunningNode::shutdown`] (or wait on). The decisions are the trading core's
+//! ([`peerwatt_market::Trader`], sans-IO); one task, the actor (`actor`), drives it, hands each
+//! turn's writes to the committer (`committer`, which owns the ledger and the state database),
+//! signs and records tree heads (`heads`) and writes the status (`status`). The network and
+//! the meter client run as their own tasks and talk to it through channels.
 
-mod commit;
+mod actor;
+mod committer;
 pub mod community_file;
 pub mod config;
-mod node;
+mod heads;
 pub mod provision;
 pub mod state;
 pub mod status;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
-mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use peerwatt_core::keys::KeyError;
 use peerwatt_core::{CertError, Clock, NodeKey};
-use peerwatt_ledger::{Ledger, LedgerError};
-use peerwatt_market::{Forecaster, VerifiedMemo};
+use peerwatt_ledger::{LedgerError, SledStore};
+
+type Ledger = peerwatt_ledger::Ledger<SledStore>;
+use peerwatt_market::{Forecaster, Trader, TraderConfig, VerifiedMemo};
 use peerwatt_meter::{History, MeterHandle};
 use peerwatt_net::{Multiaddr, NetConfig, NetError};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use actor::{NodeCommand, NodeEvent, Topics};
 pub use config::{FileError, NodeConfig};
-pub use node::{NodeCommand, NodeEvent, Topics};
 pub use state::{State, StateError};
 pub use status::{Counters, Status};
 
@@ -156,7 +160,7 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
             let mut m = m.clone();
             m.interval_secs = community.interval.secs();
             let history = History::open(&cfg.meter_history_file(), m.history_intervals);
-            observed = history.items().map(node::observed).collect();
+            observed = history.items().map(actor::observed).collect();
             Some(peerwatt_meter::spawn(&m, m.pipeline()?, m.accountant()?, history, clock.clone(), meter_tx)?)
         }
         None => None,
@@ -180,30 +184,78 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
     let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;
 
+    let peer_id = key.public().to_string();
+    let rate = clock.rate().max(1);
+    let trader_cfg = TraderConfig {
+        enabled: cfg.market.enabled,
+        limits: cfg.market.limits(),
+        reprice_ms: cfg.market.reprice_ms,
+        // The timeout is real time; the core compares it with times of the node's clock.
+        request_timeout_ms: cfg.market.request_timeout_ms.saturating_mul(u64::from(rate)),
+        clock_rate: rate,
+    };
+    let next_request = state.next_request_seq()?;
+    let mut trader =
+        Trader::new(key, community.clone(), cert.clone(), forecaster, trader_cfg, next_request, shared.verified);
+    let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
+
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
-    let peer_id = key.public().to_string();
-    let mut node = node::Node::new(node::Parts {
-        key,
+    let mut reporter = status::Reporter::new(cfg.status_file());
+    if meter.is_some() {
+        reporter.meter("connecting".into());
+    }
+    let mut node = actor::Node::new(actor::Parts {
+        trader,
+        committer: committer::Committer::new(ledger, state),
         clock,
         community,
         cert,
-        ledger,
-        state,
-        forecaster,
         market: cfg.market.clone(),
         net,
-        status_path: cfg.status_file(),
+        reporter,
         ban_after: cfg.network.ban_after_rejects,
         events: events.clone(),
-        shared,
-    })?;
-    node.restore()?;
-    let meter_events = meter.as_ref().map(|_| meter_rx);
-    if meter.is_some() {
-        node.meter_configured();
+    });
+    if damaged > 0 {
+        node.count("state_records_damaged", damaged as u64);
     }
+    let meter_events = meter.as_ref().map(|_| meter_rx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(node.run(net_events, meter_events, command_rx, shutdown_rx));
     Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events })
+}
+
+/// Rebuilds the core's state from the ledger (own orders, agreed trades) and the state
+/// database (requests whose outcome is unknown), after a restart or a crash. Returns how many
+/// persisted requests could not be read.
+fn restore(
+    trader: &mut Trader,
+    ledger: &Ledger,
+    state: &State,
+    now: peerwatt_core::Timestamp,
+) -> Result<usize, StartError> {
+    let len = ledger.len()?;
+    let mut entries = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    for seq in 0..len {
+        let entry = ledger.entry(seq)?;
+        entries.push((entry.body().kind, entry.body().payload.clone()));
+    }
+    let (pending, damaged) = state.pending_requests();
+    if damaged > 0 {
+        tracing::warn!(damaged, "unreadable pending requests in the node state were skipped");
+    }
+    let settled = trader.restore(entries.iter().map(|(k, p)| (*k, p.as_slice())), pending, now);
+    if let Err(e) = state.forget_requests(&settled) {
+        tracing::warn!(error = %e, "cannot forget requests recorded before the restart");
+    }
+    // The restored trades' effects (status, events) are carried out with the actor's first turn.
+    let recorded = entries.iter().filter(|(k, _)| *k == peerwatt_core::EntryKind::TradeAgreed).count();
+    tracing::info!(
+        entries = len,
+        trades = recorded,
+        pending_requests = trader.pending_requests(),
+        "state restored from the ledger"
+    );
+    Ok(damaged)
 }

@@ -2,25 +2,24 @@
 //! rewrites every second (atomically) and `peerwatt status` reads.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use peerwatt_core::{Community, IntervalLength, Side, Timestamp};
+use peerwatt_ledger::{Ledger, SledStore};
+use peerwatt_market::{Recorded, Trader};
 use serde::{Deserialize, Serialize};
 
-/// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
-pub const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
+pub use peerwatt_market::trader::metrics::ORDER_AGE_BUCKETS_MS;
+use peerwatt_market::trader::metrics::{order_age_bucket, order_age_name};
 
 /// The counter for a gossiped order that arrived `real_ms` after its maker signed it.
 pub fn order_age_counter(real_ms: u64) -> String {
-    match ORDER_AGE_BUCKETS_MS.iter().find(|&&limit| real_ms <= limit) {
-        Some(limit) => format!("gossip_order_age_le_{limit}ms"),
-        None => format!("gossip_order_age_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
-    }
+    order_age_name(order_age_bucket(real_ms))
 }
 
 /// Every order-age counter, youngest bucket first.
 pub fn order_age_counters() -> Vec<String> {
-    let over = ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0) + 1;
-    ORDER_AGE_BUCKETS_MS.iter().copied().chain([over]).map(order_age_counter).collect()
+    (0..=ORDER_AGE_BUCKETS_MS.len()).map(order_age_name).collect()
 }
 
 /// Named event counters (messages accepted and rejected by reason, orders, trades, …).
@@ -147,6 +146,133 @@ impl Status {
     pub fn read(path: &Path) -> std::io::Result<Status> {
         let bytes = std::fs::read(path)?;
         serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// What the node reports about itself between writes of `status.json`, and when it wrote
+/// last.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    path: PathBuf,
+    last: Option<Timestamp>,
+    listen: Vec<String>,
+    meter: String,
+    trades: Vec<Recorded>,
+}
+
+/// The parts of a running node a status is made of.
+pub(crate) struct NodeView<'a> {
+    /// The trading core.
+    pub trader: &'a Trader,
+    /// The ledger.
+    pub ledger: &'a Ledger<SledStore>,
+    /// The community.
+    pub community: &'a Community,
+    /// Connected peers.
+    pub peers: Vec<String>,
+    /// The node's own counters (the core's are added).
+    pub counters: &'a Counters,
+}
+
+impl Reporter {
+    /// A reporter writing to `path`; the meter is "not configured" until said otherwise.
+    pub fn new(path: PathBuf) -> Reporter {
+        Reporter { path, last: None, listen: Vec::new(), meter: "not configured".into(), trades: Vec::new() }
+    }
+
+    /// The node listens at `addr`.
+    pub fn listening(&mut self, addr: String) {
+        self.listen.push(addr);
+    }
+
+    /// The meter's state, in words.
+    pub fn meter(&mut self, state: String) {
+        self.meter = state;
+    }
+
+    /// One of the node's trades is durable.
+    pub fn trade(&mut self, trade: Recorded) {
+        self.trades.push(trade);
+    }
+
+    /// Whether a write is due at `now`: once per `period` of the node's clock.
+    pub fn due(&self, now: Timestamp, period_ms: u64) -> bool {
+        self.last.is_none_or(|last| now.0.saturating_sub(last.0) >= period_ms)
+    }
+
+    /// Writes `status.json` (a failure is logged: the status is not worth stopping for).
+    pub fn write(&mut self, now: Timestamp, running: bool, node: NodeView<'_>) {
+        self.last = Some(now);
+        let day_start = now.0 - now.0 % 86_400_000;
+        self.trades.retain(|t| t.accepted_at.0 >= day_start);
+        let status = Status {
+            updated_at: now.0,
+            running,
+            pid: std::process::id(),
+            peer_id: node.trader.me().to_string(),
+            community: node.community.name.clone(),
+            listen: self.listen.clone(),
+            peers: node.peers,
+            meter: self.meter.clone(),
+            orders: orders(node.trader, node.community, now),
+            trades_today: self.trades.iter().map(|t| trade_status(t, node.community.interval)).collect(),
+            ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
+            requests_pending: node.trader.pending_requests() as u64,
+            counters: with_core(node.counters, node.trader),
+        };
+        if let Err(e) = status.write(&self.path) {
+            tracing::warn!(error = %e, path = %self.path.display(), "cannot write the status file");
+        }
+    }
+}
+
+/// The node's counters and the trading core's, by name.
+fn with_core(counters: &Counters, trader: &Trader) -> Counters {
+    let mut all = counters.clone();
+    trader.metrics().each(|name, n| {
+        if n > 0 {
+            all.add(name, n);
+        }
+    });
+    all
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Sell => "sell",
+        Side::Buy => "buy",
+    }
+}
+
+/// The node's open orders at `now`.
+fn orders(trader: &Trader, community: &Community, now: Timestamp) -> Vec<OrderStatus> {
+    trader
+        .open_intervals(now)
+        .into_iter()
+        .flat_map(|i| [(i, Side::Sell), (i, Side::Buy)])
+        .filter_map(|(i, side)| {
+            let (o, available) = trader.own_order(i, side)?;
+            Some(OrderStatus {
+                interval_start: community.interval.start(i).0,
+                side: side_name(side).into(),
+                energy_wh: o.body().energy.0,
+                available_wh: available.0,
+                price: o.body().price_at(now).0,
+                limit_price: o.body().limit_price.0,
+            })
+        })
+        .collect()
+}
+
+fn trade_status(t: &Recorded, length: IntervalLength) -> TradeStatus {
+    TradeStatus {
+        interval_start: length.start(t.interval).0,
+        direction: if t.side == Side::Sell { "sold" } else { "bought" }.into(),
+        energy_wh: t.energy.0,
+        price: t.price.0,
+        counterparty: t.counterparty.to_string(),
+        role: if t.as_maker { "maker" } else { "taker" }.into(),
+        accepted_at: t.accepted_at.0,
     }
 }
 

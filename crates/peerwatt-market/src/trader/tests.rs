@@ -1,0 +1,205 @@
+//! Deterministic tests of the trading core on a simulated street ([`super::testkit`]): whole
+//! handshakes, slow flushes, crashes and restarts, one event at a time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use peerwatt_core::{Decode, EntryKind, GossipFrame, Order, Side, Signed, Wh};
+
+use super::testkit::{I, Msg, Street};
+use super::{Effect, Input, Stage, Topic};
+
+/// Delivers every message in the queue that `pick` chooses, in order, until none is left.
+fn deliver_where(street: &mut Street, pick: impl Fn(&Msg) -> bool) {
+    while let Some(k) = street.queue.iter().position(&pick) {
+        street.deliver(k, false);
+    }
+}
+
+fn is_call(m: &Msg) -> bool {
+    matches!(m, Msg::Call { .. })
+}
+
+fn is_answer(m: &Msg) -> bool {
+    matches!(m, Msg::Answer { .. })
+}
+
+fn is_gossip(m: &Msg) -> bool {
+    matches!(m, Msg::Gossip { .. })
+}
+
+/// The orders in the gossip frames waiting in the queue.
+fn gossiped_orders(street: &Street) -> Vec<Signed<Order>> {
+    street
+        .queue
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Gossip { topic: Topic::Orders, frame, to: 0 | 1 } => GossipFrame::from_bytes(frame).ok(),
+            _ => None,
+        })
+        .flat_map(|f| f.messages.into_iter().filter_map(|m| Signed::<Order>::from_bytes(&m).ok()))
+        .collect()
+}
+
+/// A street of one seller (house 0, `surplus` Wh per interval) and buyers, where the seller's
+/// offers are in every buyer's book and every buyer's requests are in the seller's hands,
+/// none answered yet.
+fn requests_at_the_seller(surplus: i64, buyers: &[i64]) -> Street {
+    let mut net = vec![surplus];
+    net.extend(buyers.iter().map(|b| -b));
+    let mut street = Street::new(&net);
+    street.tick(0);
+    street.flush(0);
+    deliver_where(&mut street, is_gossip);
+    for b in 1..=buyers.len() {
+        street.tick(b);
+        street.flush(b);
+    }
+    street
+}
+
+#[test]
+fn a_whole_handshake_records_each_trade_once_on_both_sides() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    assert!(street.settle(60), "the street did not settle");
+    for interval in Street::crossing() {
+        assert_eq!(street.traded(0, interval, Side::Sell), Wh(32), "sold in {interval:?}");
+        assert_eq!(street.traded(1, interval, Side::Buy), Wh(32), "bought in {interval:?}");
+    }
+    let (sold, bought) = (street.trades(0), street.trades(1));
+    assert_eq!(sold.len(), 2);
+    let mut digests: Vec<_> = bought.iter().map(Signed::digest).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    assert_eq!(digests.len(), bought.len(), "a trade recorded twice by the taker");
+    assert!(sold.iter().all(|t| bought.contains(t)), "the taker misses a trade of its maker");
+}
+
+#[test]
+fn nothing_a_turn_decided_leaves_before_its_writes_are_durable() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    // The buyer's requests are durable and called; the seller agrees in this turn.
+    deliver_where(&mut street, is_call);
+    assert!(street.houses[0].unsynced.iter().any(|w| !w.entries.is_empty()), "the trades are applied");
+    assert!(!street.queue.iter().any(is_answer), "an answer left before the trade was durable");
+    assert_eq!(street.traded(0, I, Side::Sell), Wh::ZERO, "not durable yet");
+    street.flush(0);
+    assert!(street.queue.iter().any(is_answer), "the answer leaves once durable");
+    assert_eq!(street.traded(0, I, Side::Sell), Wh(32));
+}
+
+/// The double sale fixed in 4c4f3ab: a tick between agreeing a trade and its flush saw the
+/// energy as neither traded nor held, and offered it again (a seller sold 64 Wh on a
+/// forecast of 32).
+#[test]
+fn a_tick_while_a_trade_waits_for_its_flush_offers_nothing_again() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    deliver_where(&mut street, is_call);
+    let seller = street.houses[0].trader.as_ref().unwrap();
+    assert_eq!(seller.position().committed(I, Side::Sell), Wh(32));
+    assert_eq!(seller.position().count(Stage::Agreed), 2);
+    // A new re-pricing period starts while the trades wait.
+    street.advance(60_000);
+    street.tick(0);
+    street.flush(0);
+    let seller = street.key_of(0);
+    let offers: Vec<_> =
+        gossiped_orders(&street).into_iter().filter(|o| *o.signer() == seller && o.body().energy > Wh::ZERO).collect();
+    assert!(offers.is_empty(), "energy offered again: {offers:?}");
+    assert!(street.settle(60));
+    for interval in Street::crossing() {
+        assert_eq!(street.traded(0, interval, Side::Sell), Wh(32));
+    }
+}
+
+#[test]
+fn a_slow_flush_never_lets_a_seller_oversell() {
+    // Two buyers want the seller's 32 Wh each; the seller's flush is slow.
+    let mut street = requests_at_the_seller(32, &[32, 32]);
+    deliver_where(&mut street, is_call);
+    street.advance(60_000);
+    street.tick(0);
+    assert!(street.settle(80), "the street did not settle");
+    for interval in Street::crossing() {
+        let sold = street.traded(0, interval, Side::Sell);
+        let bought = street.traded(1, interval, Side::Buy).0 + street.traded(2, interval, Side::Buy).0;
+        assert_eq!(sold, Wh(32), "sold in {interval:?}");
+        assert_eq!(bought, 32, "bought in {interval:?}");
+    }
+}
+
+#[test]
+fn a_taker_restarted_before_its_answer_asks_its_maker_and_records_once() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    deliver_where(&mut street, is_call);
+    street.flush(0);
+    // The answers are on their way when the buyer dies.
+    street.crash(1, false);
+    deliver_where(&mut street, is_answer);
+    street.start(1);
+    let buyer = street.houses[1].trader.as_ref().unwrap();
+    assert_eq!(buyer.pending_requests(), 2, "the persisted requests are pending again");
+    assert_eq!(buyer.position().committed(I, Side::Buy), Wh(32), "and spoken for");
+    assert!(street.settle(60));
+    for interval in Street::crossing() {
+        assert_eq!(street.traded(1, interval, Side::Buy), Wh(32), "bought in {interval:?}");
+        assert_eq!(street.traded(0, interval, Side::Sell), Wh(32));
+    }
+    assert_eq!(street.trades(1).len(), 2, "each trade once");
+}
+
+#[test]
+fn a_taker_whose_requests_were_lost_in_a_crash_is_told_not_agreed_and_its_energy_is_free() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    // The calls never reach the seller: the buyer crashes with them in flight.
+    street.crash(1, false);
+    street.queue.retain(|m| !is_call(m));
+    street.start(1);
+    assert_eq!(street.houses[1].trader.as_ref().unwrap().position().committed(I, Side::Buy), Wh(32));
+    assert!(street.settle(60));
+    let buyer = street.houses[1].trader.as_ref().unwrap();
+    assert_eq!(buyer.pending_requests(), 0);
+    assert_eq!(buyer.position().committed(I, Side::Buy), Wh::ZERO, "refused as final: the energy is free");
+    assert_eq!(buyer.metrics().trade_requests_refused_by_maker, 2);
+    assert!(street.houses[1].requests.is_empty(), "every persisted request is settled and forgotten");
+    assert!(street.trades(0).is_empty() && street.trades(1).is_empty());
+}
+
+#[test]
+fn a_maker_that_crashes_before_its_flush_agreed_nothing() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    deliver_where(&mut street, is_call);
+    street.crash(0, false);
+    street.start(0);
+    assert_eq!(street.traded(0, I, Side::Sell), Wh::ZERO);
+    assert!(street.settle(80));
+    for interval in Street::crossing() {
+        assert_eq!(street.traded(0, interval, Side::Sell), street.traded(1, interval, Side::Buy));
+        assert!(street.traded(0, interval, Side::Sell) <= Wh(32));
+    }
+}
+
+#[test]
+fn a_failed_write_refuses_the_call_and_frees_the_energy() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    deliver_where(&mut street, is_call);
+    let turn = street.houses[0].unsynced.pop_front().unwrap().turn;
+    let now = street.now;
+    let seller = street.houses[0].trader.as_mut().unwrap();
+    seller.failed(turn, now);
+    assert_eq!(seller.position().committed(I, Side::Sell), Wh::ZERO, "the energy is free again");
+    let refusals = seller.take_effects().into_iter().filter(|e| matches!(e, Effect::Respond { .. })).count();
+    assert_eq!(refusals, 1, "the call is answered: refused");
+    assert_eq!(seller.metrics().turns_refused, 1);
+}
+
+#[test]
+fn a_draining_node_cancels_its_orders_and_refuses_requests() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    street.input(0, Input::Drain);
+    street.flush(0);
+    let cancels = gossiped_orders(&street).into_iter().filter(|o| o.body().energy == Wh::ZERO).count();
+    assert_eq!(cancels, 4, "one cancellation per open interval");
+    assert!(street.settle(60));
+    assert!(street.trades(0).is_empty(), "a stopping maker agrees nothing");
+    assert!(street.houses[0].ledger.iter().any(|(k, _)| *k == EntryKind::OrderPublished));
+}

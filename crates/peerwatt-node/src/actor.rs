@@ -1,0 +1,566 @@
+//! The node actor: one task around the trading core ([`peerwatt_market::Trader`]). It turns
+//! what arrives (network events, meter events, answers to the node's calls, commands, the
+//! timer) into the core's inputs, carries out the core's effects, and hands each turn's
+//! writes to the [`Committer`]. Each turn handles the event it woke for and whatever else was
+//! already waiting, so one flush covers them all. A shutdown is only seen between turns, so it
+//! never leaves anything half-written. The decisions are the core's; this file only connects.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
+use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, IntervalId, MembershipCert, Price, Side, Signed, Wh};
+use peerwatt_market::{CallId, CommandId, Effect, Input, Penalty, ReplyTo, Topic, Trader};
+use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
+use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::committer::{Applied, Committer};
+use crate::config::MarketSection;
+use crate::heads::Heads;
+use crate::status::{Counters, NodeView, Reporter};
+
+/// The gossip topics of one community: `peerwatt/<community id>/<name>/1`.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Orders (offers and bids).
+    pub orders: String,
+    /// Agreed trades, announced by their maker.
+    pub trades: String,
+    /// Signed ledger tree heads.
+    pub heads: String,
+}
+
+impl Topics {
+    /// The topics of `community`.
+    pub fn of(community: &Community) -> Topics {
+        let id = community.id.0.to_hex();
+        let name = |t: Topic| format!("peerwatt/{id}/{}/1", t.name());
+        Topics { orders: name(Topic::Orders), trades: name(Topic::Trades), heads: name(Topic::Heads) }
+    }
+
+    /// All three.
+    pub fn all(&self) -> Vec<String> {
+        Topic::ALL.iter().map(|t| self.name(*t).to_owned()).collect()
+    }
+
+    /// The name of `topic`.
+    pub fn name(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Orders => &self.orders,
+            Topic::Trades => &self.trades,
+            Topic::Heads => &self.heads,
+        }
+    }
+
+    /// The topic named `name`, if it is one of these.
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| self.name(*t) == name)
+    }
+}
+
+/// What can be asked of a running node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Place an order by hand (outside the strategy), and take what it crosses at once.
+    PlaceOrder {
+        /// The delivery interval.
+        interval: IntervalId,
+        /// Sell or buy.
+        side: Side,
+        /// Energy (0 cancels the node's order there).
+        energy: Wh,
+        /// Limit price.
+        price: Price,
+        /// The order's id, or why it was not placed.
+        reply: oneshot::Sender<Result<Hash, String>>,
+    },
+}
+
+/// What a running node tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A trade is in this node's ledger (durably).
+    TradeRecorded {
+        /// The trade's digest.
+        digest: Hash,
+        /// Whether this node was the maker.
+        as_maker: bool,
+        /// The delivery interval.
+        interval: IntervalId,
+        /// The energy.
+        energy: Wh,
+        /// The price.
+        price: Price,
+    },
+}
+
+/// What finishes outside the actor and comes back to it.
+enum Completion {
+    /// The answer to one of the core's calls.
+    Answered(CallId, Result<Vec<u8>, String>),
+    /// The committer's flush in progress finished.
+    Flushed(Result<(), String>),
+}
+
+type Pending = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// What a node actor is built from (see [`crate::start`]).
+pub(crate) struct Parts {
+    pub trader: Trader,
+    pub committer: Committer,
+    pub clock: Arc<dyn Clock>,
+    pub community: Community,
+    pub cert: Signed<MembershipCert>,
+    pub market: MarketSection,
+    pub net: NetHandle,
+    pub reporter: Reporter,
+    pub ban_after: u32,
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
+/// At most this many waiting events are handled in one turn before its writes are committed
+/// (bounds the latency a busy turn adds to its first event).
+const MAX_EVENTS_PER_TURN: usize = 256;
+
+/// The node actor; see the module documentation.
+pub(crate) struct Node {
+    trader: Trader,
+    committer: Committer,
+    clock: Arc<dyn Clock>,
+    community: Community,
+    cert: Signed<MembershipCert>,
+    market: MarketSection,
+    net: NetHandle,
+    topics: Topics,
+    heads: Heads,
+    reporter: Reporter,
+    events: broadcast::Sender<NodeEvent>,
+    counters: Counters,
+    /// Calls of the core in flight and the flush in progress, polled by the actor itself.
+    pending: FuturesUnordered<Pending>,
+    /// Takers' calls waiting for the core's answer, and the peer each came from.
+    replies: HashMap<u64, (Responder, PeerId)>,
+    next_reply: u64,
+    commands: HashMap<u64, oneshot::Sender<Result<Hash, String>>>,
+    next_command: u64,
+    peers: HashSet<PeerId>,
+    meter_stale: bool,
+    strikes: HashMap<PeerId, u32>,
+    banned: HashSet<PeerId>,
+    ban_after: u32,
+}
+
+impl Node {
+    /// The actor over its parts.
+    pub fn new(parts: Parts) -> Node {
+        let signed_size = parts.committer.ledger().latest_head().ok().flatten().map_or(0, |h| h.body().size);
+        Node {
+            heads: Heads::new(parts.trader.me(), &parts.community, signed_size),
+            topics: Topics::of(&parts.community),
+            trader: parts.trader,
+            committer: parts.committer,
+            clock: parts.clock,
+            community: parts.community,
+            cert: parts.cert,
+            market: parts.market,
+            net: parts.net,
+            reporter: parts.reporter,
+            events: parts.events,
+            counters: Counters::default(),
+            pending: FuturesUnordered::new(),
+            replies: HashMap::new(),
+            next_reply: 0,
+            commands: HashMap::new(),
+            next_command: 0,
+            peers: HashSet::new(),
+            meter_stale: false,
+            strikes: HashMap::new(),
+            banned: HashSet::new(),
+            ban_after: parts.ban_after.max(1),
+        }
+    }
+
+    /// Counts records that could not be read at start.
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.counters.add(name, n);
+    }
+
+    /// Handles events until `shutdown` says stop, then drains and stops: no new trades, and
+    /// every request of this node answered (a request timeout at most).
+    pub async fn run(
+        mut self,
+        mut net_events: mpsc::Receiver<Event>,
+        mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
+        mut commands: mpsc::Receiver<crate::NodeCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed(), if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + self.drain_grace());
+                    self.input(Input::Drain);
+                }
+                Some(c) = self.pending.next(), if !self.pending.is_empty() => self.on_completion(c),
+                Some(c) = commands.recv() => self.on_command(c),
+                event = net_events.recv() => match event {
+                    Some(e) => self.on_net(e).await,
+                    None => { tracing::error!("the network service stopped"); break; }
+                },
+                e = next_meter(&mut meter_events) => match e {
+                    Some(e) => self.on_meter(e),
+                    None => meter_events = None, // the meter client stopped
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+            // Group commit: whatever else is already waiting joins this turn.
+            for _ in 0..MAX_EVENTS_PER_TURN {
+                if let Some(Some(c)) = self.pending.next().now_or_never() {
+                    self.on_completion(c);
+                } else if let Ok(c) = commands.try_recv() {
+                    self.on_command(c);
+                } else if let Ok(e) = net_events.try_recv() {
+                    self.on_net(e).await;
+                } else {
+                    break;
+                }
+            }
+            self.end_turn().await;
+            if let Some(until) = drain_until {
+                if self.trader.drained() {
+                    tracing::info!("drained: every request of this node is answered");
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    tracing::warn!(
+                        pending_requests = self.trader.pending_requests(),
+                        "stopping with requests whose outcome is unknown; they are resolved at the next start"
+                    );
+                    break;
+                }
+            }
+        }
+        // Requests nobody will answer now are refused by dropping their channels.
+        drop(net_events);
+        self.stop().await;
+    }
+
+    /// How long a stopping node waits for the answers to its own requests: long enough for a
+    /// request to time out and its maker to be asked about it once.
+    fn drain_grace(&self) -> Duration {
+        Duration::from_millis(self.market.request_timeout_ms + self.market.tick_ms + 1_000)
+    }
+
+    async fn stop(&mut self) {
+        let now = self.clock.now();
+        self.heads.record_due(now, &mut self.committer, &mut self.counters);
+        let (turns, result) = self.committer.flush_now();
+        self.on_flushed(turns, result);
+        self.carry_out().await;
+        // Answers already given reach their takers before the connections close.
+        self.net.shutdown(Duration::from_secs(2)).await;
+        self.write_status(false);
+        tracing::info!("stopped");
+    }
+
+    /// Hands one input to the core.
+    fn input(&mut self, input: Input) {
+        self.trader.handle(input, self.clock.now());
+    }
+
+    /// Ends the turn: the core's writes go to the committer, a flush starts if none runs, and
+    /// the effects are carried out.
+    async fn end_turn(&mut self) {
+        let now = self.clock.now();
+        if let Some(writes) = self.trader.end_turn(now) {
+            let entries = !writes.entries.is_empty();
+            match self.committer.apply(&writes) {
+                Applied::Ok => {
+                    if entries {
+                        self.counters.inc("ledger_group_commits");
+                    }
+                }
+                Applied::LedgerFailed(e) => {
+                    tracing::error!(error = %e, "cannot write the ledger; refusing this turn's orders and trades");
+                    self.counters.inc("ledger_errors");
+                    self.trader.failed(writes.turn, now);
+                }
+                Applied::RequestsNotPersisted(e) => {
+                    self.counters.inc("ledger_group_commits");
+                    tracing::error!(error = %e, requests = writes.requests.len(), "cannot persist trade requests; not sending them");
+                    self.counters.inc("state_errors");
+                    self.trader.requests_not_persisted(writes.turn);
+                }
+            }
+        }
+        if let Some(flush) = self.committer.start_flush() {
+            self.pending.push(Box::pin(flush.map(Completion::Flushed)));
+        }
+        self.carry_out().await;
+    }
+
+    /// A flush finished: the turns it covered are durable (or, if it failed, refused; their
+    /// entries stay applied, as they did when a flush failed inside an append, and nothing of
+    /// them leaves the node).
+    fn on_flushed(&mut self, turns: Vec<u64>, result: Result<(), String>) {
+        let now = self.clock.now();
+        match result {
+            Ok(()) => {
+                if let Some(last) = turns.last() {
+                    self.trader.durable(*last, now);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, turns = turns.len(), "cannot flush; refusing the orders and trades waiting for it");
+                self.counters.inc("ledger_errors");
+                for turn in turns {
+                    self.trader.failed(turn, now);
+                }
+            }
+        }
+    }
+
+    fn on_completion(&mut self, completion: Completion) {
+        match completion {
+            Completion::Answered(call, reply) => self.input(Input::Answered { call, reply }),
+            Completion::Flushed(result) => {
+                let turns = self.committer.flushed();
+                self.on_flushed(turns, result);
+            }
+        }
+    }
+
+    /// Carries out the core's effects, in order.
+    async fn carry_out(&mut self) {
+        for effect in self.trader.take_effects() {
+            match effect {
+                Effect::Publish { topic, frame } => self.publish(topic, frame).await,
+                Effect::Call { call, maker, data } => {
+                    let net = self.net.clone();
+                    let peer = maker.peer_id().parse::<PeerId>();
+                    self.pending.push(Box::pin(async move {
+                        let reply = match peer {
+                            Ok(peer) => net.request(peer, data).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(format!("the maker's key names no peer: {e}")),
+                        };
+                        Completion::Answered(call, reply)
+                    }));
+                }
+                Effect::Respond { reply, data } => {
+                    if let Some((channel, _)) = self.replies.remove(&reply.0) {
+                        let _ = self.net.respond(channel, data).await;
+                    }
+                }
+                Effect::Strike(reply) => {
+                    if let Some(peer) = self.replies.get(&reply.0).map(|(_, p)| *p) {
+                        self.strike(peer).await;
+                    }
+                }
+                Effect::Forget(digests) => self.committer.forget_requests(&digests),
+                Effect::Recorded(trade) => {
+                    let _ = self.events.send(NodeEvent::TradeRecorded {
+                        digest: trade.digest,
+                        as_maker: trade.as_maker,
+                        interval: trade.interval,
+                        energy: trade.energy,
+                        price: trade.price,
+                    });
+                    self.reporter.trade(trade);
+                }
+                Effect::Placed { command, result } => {
+                    if let Some(reply) = self.commands.remove(&command.0) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Effect::Head(head) => self.heads.offer(*head),
+            }
+        }
+    }
+
+    /// Gossips a frame; the actor does not wait for the network (a failure comes back as an
+    /// event, [`Event::PublishFailed`]).
+    fn publish(&self, topic: Topic, frame: Vec<u8>) -> impl Future<Output = ()> + Send + 'static {
+        let (net, topic) = (self.net.clone(), self.topics.name(topic).to_owned());
+        // Fails only when the network has stopped, which the event loop notices.
+        async move {
+            let _ = net.publish_nowait(&topic, frame).await;
+        }
+    }
+
+    fn on_command(&mut self, command: crate::NodeCommand) {
+        match command {
+            crate::NodeCommand::PlaceOrder { interval, side, energy, price, reply } => {
+                let command = CommandId(self.next_command);
+                self.next_command += 1;
+                self.commands.insert(command.0, reply);
+                self.input(Input::Place { command, interval, side, energy, price });
+            }
+        }
+    }
+
+    async fn on_net(&mut self, event: Event) {
+        match event {
+            Event::Listening(addr) => {
+                tracing::info!(address = %format!("{addr}/p2p/{}", self.net.peer_id()), "listening");
+                self.reporter.listening(addr.to_string());
+            }
+            Event::PeerConnected(peer) => {
+                if self.banned.contains(&peer) {
+                    let _ = self.net.ban(peer).await;
+                } else {
+                    tracing::debug!(%peer, "peer connected");
+                    self.peers.insert(peer);
+                }
+            }
+            Event::PeerDisconnected(peer) => {
+                tracing::debug!(%peer, "peer disconnected");
+                self.peers.remove(&peer);
+            }
+            Event::Gossip { topic, id, source, data } => {
+                let verdict = self.on_gossip(&topic, &data, source).await;
+                let _ = self.net.report(id, source, verdict).await;
+            }
+            Event::Request { peer, data, channel } => {
+                let reply = ReplyTo(self.next_reply);
+                self.next_reply += 1;
+                self.replies.insert(reply.0, (channel, peer));
+                self.input(Input::Call { reply, data });
+            }
+            Event::PublishFailed { topic, error } => {
+                let counter = match self.topics.topic(&topic) {
+                    Some(Topic::Orders) => "orders_not_gossiped",
+                    Some(Topic::Trades) => "announcements_failed",
+                    _ => "heads_not_gossiped",
+                };
+                tracing::debug!(%error, topic, "not gossiped (no peers yet?)");
+                self.counters.inc(counter);
+            }
+            Event::SendDropped { peer, messages } => {
+                tracing::warn!(%peer, messages, "gossip to a slow peer dropped (its send queue was full or too slow)");
+                self.counters.add("gossip_send_dropped", messages as u64);
+            }
+        }
+    }
+
+    /// Judges one gossip message through the core and counts it either way; a refusal with
+    /// a penalty is a strike against the peer that relayed it.
+    async fn on_gossip(&mut self, topic: &str, data: &[u8], source: PeerId) -> Verdict {
+        let now = self.clock.now();
+        let result = match self.topics.topic(topic) {
+            Some(t) => self.trader.judge_gossip(t, data, now),
+            None => Err(peerwatt_market::GossipReject::Malformed(format!("unknown topic {topic}"))),
+        };
+        match result {
+            Ok(t) => {
+                self.counters.inc(match t {
+                    Topic::Orders => "gossip_accepted_orders",
+                    Topic::Trades => "gossip_accepted_trades",
+                    Topic::Heads => "gossip_accepted_heads",
+                });
+                Verdict::Accept
+            }
+            Err(reject) => {
+                self.counters.inc(&format!("gossip_rejected_{}", reject.name()));
+                match reject.penalty() {
+                    Penalty::Ignore => {
+                        tracing::debug!(%source, reason = reject.name(), "gossip ignored: {reject}");
+                        Verdict::Ignore
+                    }
+                    Penalty::Reject => {
+                        tracing::info!(%source, reason = reject.name(), "gossip rejected: {reject}");
+                        self.strike(source).await;
+                        Verdict::Reject
+                    }
+                }
+            }
+        }
+    }
+
+    /// One more invalid message from `peer`; too many and it is banned.
+    async fn strike(&mut self, peer: PeerId) {
+        let strikes = self.strikes.entry(peer).or_insert(0);
+        *strikes += 1;
+        if *strikes >= self.ban_after && self.banned.insert(peer) {
+            tracing::warn!(%peer, strikes = *strikes, "banning a peer that keeps sending invalid messages");
+            self.counters.inc("peers_banned");
+            self.peers.remove(&peer);
+            let _ = self.net.ban(peer).await;
+        }
+    }
+
+    /// The timer: the core's tick, this node's heads when due, the status every second (of
+    /// real time).
+    async fn on_tick(&mut self) {
+        self.input(Input::Tick);
+        let now = self.clock.now();
+        if let Some(head) = self.heads.on_tick(now, &mut self.committer, &mut self.counters) {
+            let frame = GossipFrame { cert: self.cert.clone(), messages: vec![head.to_bytes()] }.to_bytes();
+            self.publish(Topic::Heads, frame).await;
+        }
+        if self.reporter.due(now, 1_000 * u64::from(self.clock.rate().max(1))) {
+            self.write_status(true);
+        }
+    }
+
+    fn on_meter(&mut self, event: MeterEvent) {
+        match event {
+            MeterEvent::Interval(t) => self.input(Input::Meter(observed(&t))),
+            MeterEvent::Stale(reason) => {
+                if !self.meter_stale {
+                    tracing::warn!(%reason, "the meter is stale: not trading until it reports again");
+                }
+                self.meter_stale = true;
+                self.input(Input::MeterStale(true));
+                self.reporter.meter(format!("stale: {reason}"));
+            }
+            MeterEvent::Running(_) => {
+                if self.meter_stale {
+                    tracing::info!("the meter reports again");
+                }
+                self.meter_stale = false;
+                self.input(Input::MeterStale(false));
+                self.reporter.meter("connected".into());
+            }
+            MeterEvent::Message { outcome, .. } => self.counters.inc(match outcome {
+                Outcome::Rejected(_) => "meter_readings_rejected",
+                Outcome::Reading(..) | Outcome::Pending => "meter_readings",
+            }),
+            MeterEvent::Connection(c) => self.reporter.meter(match c {
+                Connection::Connecting => "connecting".into(),
+                Connection::Connected => "connected".into(),
+                Connection::Down { error, .. } => format!("down: {error}"),
+            }),
+        }
+    }
+
+    fn write_status(&mut self, running: bool) {
+        let view = NodeView {
+            trader: &self.trader,
+            ledger: self.committer.ledger(),
+            community: &self.community,
+            peers: self.peers.iter().map(ToString::to_string).collect(),
+            counters: &self.counters,
+        };
+        self.reporter.write(self.clock.now(), running, view);
+    }
+}
+
+/// A closed meter interval as the forecaster sees it.
+pub(crate) fn observed(t: &IntervalTotals) -> peerwatt_market::Observed {
+    peerwatt_market::Observed { interval: t.interval, imported: t.imported, exported: t.exported, complete: t.complete }
+}
+
+async fn next_meter(events: &mut Option<mpsc::Receiver<MeterEvent>>) -> Option<MeterEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
