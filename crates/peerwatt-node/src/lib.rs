@@ -18,6 +18,7 @@ pub mod state;
 pub mod status;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +35,10 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use actor::{NodeCommand, NodeEvent, Topics};
 pub use config::{FileError, NodeConfig};
 pub use state::{State, StateError};
 pub use status::{Counters, Status};
+pub use topics::{NodeCommand, NodeEvent, Topics};
 
 /// Why a node did not start.
 #[derive(Debug, Error)]
