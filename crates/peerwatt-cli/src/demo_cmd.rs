@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use peerwatt_sim::{LiveLine, Observer, RunOptions, Scenario};
+use peerwatt_sim::{LiveLine, NetworkChoice, Observer, RunOptions, Scenario};
 
 use crate::failure::{Failure, Hint};
 
@@ -29,6 +29,10 @@ pub struct DemoArgs {
     /// Seed of the households' variety and the noise [default: 1, or the scenario's].
     #[arg(long)]
     seed: Option<u64>,
+    /// The network between the nodes: auto (libp2p on loopback up to 20 households,
+    /// in-process above), libp2p, or in-process [default: auto, or the scenario's].
+    #[arg(long, value_parser = parse_network)]
+    network: Option<NetworkChoice>,
     /// A scenario file (TOML; see config/demo-scenario.toml); flags override it.
     #[arg(long)]
     scenario: Option<PathBuf>,
@@ -43,6 +47,16 @@ pub struct DemoArgs {
     quiet: bool,
 }
 
+/// `--network`: as the scenario file spells it.
+fn parse_network(text: &str) -> Result<NetworkChoice, String> {
+    match text {
+        "auto" => Ok(NetworkChoice::Auto),
+        "libp2p" => Ok(NetworkChoice::Libp2p),
+        "in-process" => Ok(NetworkChoice::InProcess),
+        other => Err(format!("{other:?} is not a network: auto, libp2p or in-process")),
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<ExitCode, Failure> {
     let mut scenario = match &args.scenario {
@@ -53,6 +67,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, Failure> {
     scenario.days = args.days.unwrap_or(scenario.days);
     scenario.speed = args.speed.unwrap_or(scenario.speed);
     scenario.seed = args.seed.unwrap_or(scenario.seed);
+    scenario.network = args.network.unwrap_or(scenario.network);
     scenario.check().hint("see `peerwatt demo --help`")?;
     if let Some(dir) = &args.data_dir
         && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())

@@ -73,6 +73,7 @@ fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
     let topics = peerwatt_node::Topics::of(&community);
     let honest = hood.households[0].address();
     let honest_peer: peerwatt_net::PeerId = hood.households[0].id.parse().unwrap();
+    let honest_status = &hood.households[0];
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let banned = runtime.block_on(async {
@@ -103,8 +104,8 @@ fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
             }
             false
         });
-        // Wait for trading to be under way: the honest nodes see each other and the meters.
-        tokio::time::sleep(Duration::from_secs(25)).await;
+        // Wait for trading to be under way: the honest nodes see each other and trade.
+        honest_status.wait_for_status("a trade", Duration::from_secs(60), |st| !st.trades_today.is_empty());
         let now = Timestamp(now_ms());
         let open = IntervalId(community.interval.interval_at(now).0 + 2);
         let o = &topics.orders;
@@ -137,7 +138,9 @@ fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
     assert!(banned, "the hostile peer was never disconnected");
     let flood_ended = now_ms();
     // Honest trading goes on.
-    std::thread::sleep(Duration::from_secs(20));
+    hood.households[0].wait_for_status("a trade after the attack", Duration::from_secs(60), |st| {
+        st.trades_today.iter().any(|t| t.accepted_at > flood_ended)
+    });
     hood.stop_all();
 
     let st = hood.households[0].status();

@@ -39,7 +39,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Why peerwatt does not batch-verify (docs/architecture.md, decision 8): batching is fast, but
+/// Why peerwatt does not batch-verify (docs/decisions/0014-no-batch-signature-verification.md): batching is fast, but
 /// only equivalent to `verify_strict` if every R is also checked to be torsion-free, and that
 /// check alone costs about as much as a strict verification.
 fn compare_batch_verification(n: u64) {

@@ -5,11 +5,16 @@
 //! (`/peerwatt/trade/1`), identify, peer discovery through an address book and peer exchange
 //! (`/peerwatt/peers/1`, see [`peers`]) starting from the bootstrap list, and optional mDNS for
 //! LAN communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
+//!
+//! [`inproc`] serves the same handle and events between the nodes of one process (the
+//! simulator's large streets), with configurable latency and loss.
 
 pub mod codec;
+pub mod inproc;
 pub mod peers;
 pub mod service;
 
+pub use inproc::{Hub, InProcessConfig, spawn_in_process};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};

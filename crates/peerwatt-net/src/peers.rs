@@ -7,7 +7,7 @@
 //! in networks that small every Kademlia bootstrap (which libp2p also starts by itself while
 //! the routing table holds fewer than 20 peers) connects to most of the community. Measured
 //! with 100 nodes on one machine: every node connected to every other within 10 s, and the
-//! lookups and handshakes alone kept both cores busy (docs/architecture.md).
+//! lookups and handshakes alone kept both cores busy (docs/decisions/0006-discovery-without-kademlia.md).
 //!
 //! How often a node looks is [`Schedule`]'s business: every [`FAST_ROUND`] while it is short of
 //! peers, so that a member who joins sees the community's gossip within seconds, and at the

@@ -158,11 +158,32 @@ pub enum Event {
 /// unanswered tells the requester there is no answer.
 #[derive(Debug)]
 pub struct Responder {
-    id: InboundRequestId,
-    channel: ResponseChannel<Vec<u8>>,
+    reply: Reply,
 }
 
-enum Command {
+/// Where an answer goes, by network.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A libp2p request-response stream.
+    Swarm { id: InboundRequestId, channel: ResponseChannel<Vec<u8>> },
+    /// A caller in the same process (see [`crate::inproc`]).
+    InProcess(oneshot::Sender<Vec<u8>>),
+}
+
+impl Responder {
+    /// The answer to a call from a node of the same process.
+    pub(crate) fn in_process(tx: oneshot::Sender<Vec<u8>>) -> Responder {
+        Responder { reply: Reply::InProcess(tx) }
+    }
+
+    /// Where the answer goes.
+    pub(crate) fn into_reply(self) -> Reply {
+        self.reply
+    }
+}
+
+/// What the node asks of its network service (libp2p's or the in-process one).
+pub(crate) enum Command {
     /// Without `reply`, a failure is reported as [`Event::PublishFailed`].
     Publish {
         topic: String,
@@ -219,6 +240,11 @@ impl std::fmt::Debug for Command {
 }
 
 impl NetHandle {
+    /// A handle on the service task reading `commands`.
+    pub(crate) fn new(commands: mpsc::Sender<Command>, peer_id: PeerId) -> NetHandle {
+        NetHandle { commands, peer_id }
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
@@ -537,13 +563,18 @@ impl Task {
                     b.trades.send_request_with_addresses(&peer, data, self.book.address(&peer).into_iter().collect());
                 self.pending.insert(id, reply);
             }
-            Command::Respond { channel: Responder { id, channel }, data } => {
-                if b.trades.send_response(channel, data).is_ok() {
-                    self.responding.insert(id);
-                } else {
-                    tracing::debug!("response not sent: the requester is gone");
+            Command::Respond { channel, data } => match channel.into_reply() {
+                Reply::Swarm { id, channel } => {
+                    if b.trades.send_response(channel, data).is_ok() {
+                        self.responding.insert(id);
+                    } else {
+                        tracing::debug!("response not sent: the requester is gone");
+                    }
                 }
-            }
+                Reply::InProcess(tx) => {
+                    let _ = tx.send(data);
+                }
+            },
             Command::Report { id, source, verdict } => {
                 let acceptance = match verdict {
                     Verdict::Accept => MessageAcceptance::Accept,
@@ -719,7 +750,7 @@ impl Task {
                 peer, message, ..
             })) => match message {
                 request_response::Message::Request { request, channel, request_id } => {
-                    let channel = Responder { id: request_id, channel };
+                    let channel = Responder { reply: Reply::Swarm { id: request_id, channel } };
                     self.emit(Event::Request { peer, data: request, channel }).await;
                 }
                 request_response::Message::Response { request_id, response } => {

@@ -186,8 +186,10 @@ pub struct NetworkSection {
     pub mdns: bool,
     /// Gossipsub heartbeat, milliseconds.
     pub heartbeat_ms: u64,
-    /// How often to look for more peers (dial a known one, ask a connected one for the
-    /// addresses it knows: peer exchange, see `peerwatt_net::peers`), milliseconds.
+    /// How often to look for more peers once `target_peers` are connected (dial a known one,
+    /// ask a connected one for the addresses it knows: peer exchange, see
+    /// `peerwatt_net::peers`), milliseconds. While short of peers a node looks every second,
+    /// backing off to this.
     pub discovery_ms: u64,
     /// Ban a peer after this many messages that no honest node sends.
     pub ban_after_rejects: u32,

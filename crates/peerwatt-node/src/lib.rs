@@ -132,6 +132,9 @@ pub struct Shared {
     /// Signatures of gossiped messages verified by any node of the process, each checked
     /// once for all of them (see [`peerwatt_market::memo`]).
     pub verified: Option<Arc<VerifiedMemo>>,
+    /// The in-process network the nodes of the process trade over instead of libp2p (see
+    /// [`peerwatt_net::inproc`]).
+    pub network: Option<Arc<peerwatt_net::Hub>>,
 }
 
 /// Starts a node from its configuration, with `clock` as its only source of time.
@@ -183,7 +186,10 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
         ..NetConfig::default()
     };
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
-    let (net, net_events) = peerwatt_net::spawn(keypair, net_cfg).await?;
+    let (net, net_events) = match &shared.network {
+        Some(hub) => peerwatt_net::spawn_in_process(hub, keypair.public().to_peer_id(), topics.all()),
+        None => peerwatt_net::spawn(keypair, net_cfg).await?,
+    };
 
     let peer_id = key.public().to_string();
     let rate = clock.rate().max(1);

@@ -2,7 +2,7 @@
 //! its next request number. A request is persisted (flushed) before it is sent, so a node
 //! killed right after sending still knows to ask the maker about it when it restarts. The
 //! node writes with [`State::stage_requests`] and flushes off its actor (see
-//! `crate::commit`), sending only after the flush.
+//! `crate::committer`), sending only after the flush.
 
 use std::path::Path;
 

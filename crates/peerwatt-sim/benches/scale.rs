@@ -1,7 +1,8 @@
 //! The scale benchmark: N households × D simulated days on the real parts, one process.
 //!
 //! `cargo bench -p peerwatt-sim --bench scale -- 100` (or `500`, and optionally a number of
-//! days): prints wall time, peak memory (total and per node), trades, efficiency and whether
+//! days and a speed; `libp2p` or `in-process` picks the network, else the scenario's `auto`,
+//! which is in-process at these sizes): prints wall time, peak memory (total and per node), trades, efficiency and whether
 //! the nodes kept pace with the accelerated clock. One size per run, so that the peak memory
 //! is that size's. Results and commands are in `docs/benchmarks.md`.
 
@@ -9,7 +10,7 @@
 
 use std::time::Instant;
 
-use peerwatt_sim::{Quiet, RunOptions, Scenario};
+use peerwatt_sim::{NetworkChoice, Quiet, RunOptions, Scenario};
 
 /// Peak resident memory of this process, kB (Linux `VmHWM`).
 fn peak_rss_kb() -> u64 {
@@ -23,7 +24,13 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<u64> = words.iter().filter_map(|a| a.parse().ok()).collect();
+    let network = match words.iter().find(|w| w.parse::<u64>().is_err() && !w.starts_with('-')).map(String::as_str) {
+        Some("libp2p") => NetworkChoice::Libp2p,
+        Some("in-process") => NetworkChoice::InProcess,
+        _ => NetworkChoice::Auto,
+    };
     let households = usize::try_from(args.first().copied().unwrap_or(100)).unwrap();
     let days = u32::try_from(args.get(1).copied().unwrap_or(1)).unwrap();
     // A day in a minute for 100, in five minutes for 500: the targets' wall times.
@@ -40,6 +47,7 @@ fn main() {
         tick_ms: 100,
         heartbeat_ms: 1_000,
         meter_period_secs: 300,
+        network,
         ..Scenario::default()
     };
     let out = tempfile::tempdir().unwrap();
@@ -52,6 +60,7 @@ fn main() {
     let c = &report.community;
     let simulated = f64::from(days) * 86_400.0 / f64::from(speed);
     println!("scale: {households} households x {days} day(s), speed {speed}");
+    println!("  network              {}", report.network);
     println!(
         "  wall time            {wall:.1} s (trading {:.1} s; the clock alone needs {simulated:.1} s)",
         report.timing.trading_secs

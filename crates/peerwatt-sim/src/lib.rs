@@ -27,4 +27,4 @@ pub mod scenario;
 
 pub use report::{LiveLine, Report};
 pub use run::{Observer, Quiet, RunError, RunOptions, run};
-pub use scenario::Scenario;
+pub use scenario::{NetworkChoice, Scenario};

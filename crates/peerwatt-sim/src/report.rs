@@ -157,6 +157,8 @@ pub struct Report {
     pub delivery: DeliveryCheck,
     /// Timings.
     pub timing: Timing,
+    /// The network the nodes traded over.
+    pub network: String,
     /// Where the nodes' data was kept (`--data-dir`), if it was.
     pub data_dir: Option<PathBuf>,
     /// Files written.
@@ -244,6 +246,7 @@ impl Report {
             meters: meter_check(&p, first),
             delivery: DeliveryCheck::from_counters(p.node_counters, s),
             timing: Timing { wall_secs: p.wall_secs, trading_secs: p.trading_secs },
+            network: s.network_used(),
             data_dir: p.data_dir.clone(),
             files: Vec::new(),
         })
@@ -359,6 +362,7 @@ impl Report {
             "  wall time {:.1} s ({:.1} s to the end of trading)",
             self.timing.wall_secs, self.timing.trading_secs
         );
+        let _ = writeln!(out, "  transport: {}", self.network);
         for f in &self.files {
             let _ = writeln!(out, "  wrote {}", f.display());
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 use peerwatt_market::VerifiedMemo;
 use peerwatt_meter::{History, IntervalTotals};
+use peerwatt_net::{Hub, InProcessConfig};
 use peerwatt_node::provision::{self, MemberSpec, Provisioned};
 use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Shared};
 use thiserror::Error;
@@ -23,7 +24,7 @@ use crate::ledgers::{self, LedgerSummary};
 use crate::meters::{self, SimMeter};
 use crate::report::{LiveLine, Report};
 use crate::rng::Rng;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{NetworkChoice, Scenario, ScenarioError};
 
 /// Days of meter history each node starts with (its forecaster looks back a week).
 const HISTORY_DAYS: u64 = 7;
@@ -167,11 +168,13 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     observer.phase("setting up the households (keys, certificates, a week of meter history)");
     let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr)?;
 
-    observer.phase("starting one node per household (real libp2p on loopback, real ledgers)");
+    observer.phase(&format!("starting one node per household (real ledgers; network: {})", s.network_used()));
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
-    let (nodes, trades) = start_nodes(&members, &clock, s.share_verified_signatures).await?;
-    // Let the nodes find each other and form the gossip mesh before the clock runs.
-    tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
+    let (nodes, trades) = start_nodes(&members, &clock, &shared_of(s)).await?;
+    if s.network.resolve(s.households) == NetworkChoice::Libp2p {
+        // Let the nodes find each other and form the gossip mesh before the clock runs.
+        tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
+    }
 
     observer.phase("trading");
     clock.start();
@@ -323,15 +326,28 @@ fn meters_of(members: &[Member], timeline: &Timeline) -> Arc<[SimMeter]> {
 /// Trades as the live view sees them: interval, energy, price.
 type TradeFeed = mpsc::UnboundedReceiver<(u64, u64, u64)>;
 
+/// What the nodes of the run share: verified signatures (if the scenario says so) and the
+/// in-process network (if the run uses it).
+fn shared_of(s: &Scenario) -> Shared {
+    let network = (s.network.resolve(s.households) == NetworkChoice::InProcess).then(|| {
+        Hub::new(InProcessConfig {
+            latency: Duration::from_millis(s.network_latency_ms),
+            loss_per_million: s.network_loss_per_million,
+            seed: s.seed,
+            ..InProcessConfig::default()
+        })
+    });
+    Shared { verified: s.share_verified_signatures.then(|| Arc::new(VerifiedMemo::default())), network }
+}
+
 /// Starts one node per household on `clock`, and a feed of the trades they record.
 async fn start_nodes(
     members: &[Member],
     clock: &Arc<AcceleratedClock>,
-    share_verified: bool,
+    shared: &Shared,
 ) -> Result<(Vec<RunningNode>, TradeFeed), RunError> {
     let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
     let (trade_tx, trade_rx) = mpsc::unbounded_channel();
-    let shared = Shared { verified: share_verified.then(|| Arc::new(VerifiedMemo::default())) };
     for m in members {
         let node = peerwatt_node::start_shared(&m.provisioned.config, clock.clone(), shared.clone())
             .await

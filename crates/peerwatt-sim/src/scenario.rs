@@ -75,6 +75,40 @@ pub struct Scenario {
     /// The nodes (all in this one process) share the signatures they verified, so each
     /// gossiped message is checked once, not once per node (see `docs/benchmarks.md`).
     pub share_verified_signatures: bool,
+    /// The network between the nodes (see [`NetworkChoice`]).
+    pub network: NetworkChoice,
+    /// The in-process network's delivery latency, real milliseconds.
+    pub network_latency_ms: u64,
+    /// The in-process network's losses: deliveries lost per million.
+    pub network_loss_per_million: u32,
+}
+
+/// The network the simulated nodes trade over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkChoice {
+    /// Real libp2p on loopback up to [`LIBP2P_UP_TO`] households, in-process above.
+    Auto,
+    /// Real libp2p on loopback (TCP, noise, yamux, gossipsub, request-response).
+    Libp2p,
+    /// The same signed frames through a hub in this process, with the configured latency
+    /// and loss (`peerwatt_net::inproc`).
+    InProcess,
+}
+
+/// The most households `auto` runs on real libp2p: beyond, a 2-core machine spends more on
+/// the co-located libp2p stacks than on the market they carry (docs/benchmarks.md).
+pub const LIBP2P_UP_TO: usize = 20;
+
+impl NetworkChoice {
+    /// The network a street of `households` runs on: never `Auto`.
+    pub fn resolve(self, households: usize) -> NetworkChoice {
+        match self {
+            NetworkChoice::Auto if households <= LIBP2P_UP_TO => NetworkChoice::Libp2p,
+            NetworkChoice::Auto => NetworkChoice::InProcess,
+            other => other,
+        }
+    }
 }
 
 impl Default for Scenario {
@@ -99,6 +133,9 @@ impl Default for Scenario {
             meter_period_secs: 60,
             heartbeat_ms: 200,
             share_verified_signatures: true,
+            network: NetworkChoice::Auto,
+            network_latency_ms: 5,
+            network_loss_per_million: 0,
         }
     }
 }
@@ -142,6 +179,9 @@ impl Scenario {
         if !(10..=900).contains(&self.meter_period_secs) {
             return bad("meter_period_secs must be 10 to 900");
         }
+        if self.network_loss_per_million > 1_000_000 {
+            return bad("network_loss_per_million must be at most 1,000,000");
+        }
         if self.gate_closure_secs >= 900 || self.horizon_intervals == 0 {
             return bad("gate closure must be under 900 s and the horizon at least 1 interval");
         }
@@ -162,6 +202,17 @@ impl Scenario {
             )));
         }
         Ok(days_from_civil(y, m, d))
+    }
+
+    /// The network the run uses, in words (the report says it).
+    pub fn network_used(&self) -> String {
+        match self.network.resolve(self.households) {
+            NetworkChoice::InProcess => format!(
+                "in-process ({} ms latency, {} per million lost; same signed frames and validators)",
+                self.network_latency_ms, self.network_loss_per_million
+            ),
+            _ => "libp2p on loopback (TCP, noise, yamux, gossipsub)".to_owned(),
+        }
     }
 
     /// Intervals the run reports on.

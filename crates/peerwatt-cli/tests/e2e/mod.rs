@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peerwatt_core::{Community, Decode, EntryKind, Hash, IntervalId, Order, PublicKey, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
+use peerwatt_meter::History;
+use peerwatt_meter::interval::{IntervalTotals, Source};
 use peerwatt_meter::testing::{Mosquitto, free_port};
 use rumqttc::{Client, MqttOptions, QoS};
 
@@ -110,11 +112,86 @@ impl Household {
         child.wait().unwrap();
     }
 
+    /// SIGSTOP: the process is frozen (its connections stay open, nothing is answered).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: a frozen process goes on.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().unwrap();
+        let status = Command::new("kill").args([which, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {which} {}", self.name);
+    }
+
+    /// The status once it satisfies `ready` (read every 100 ms, up to `within`).
+    pub fn wait_for_status(
+        &self,
+        what: &str,
+        within: Duration,
+        ready: impl Fn(&peerwatt_node::Status) -> bool,
+    ) -> peerwatt_node::Status {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(st) = peerwatt_node::Status::read(&self.dir.join("status.json"))
+                && ready(&st)
+            {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {what} not within {within:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Writes the meter history of the `intervals` intervals before now, as the meter would
+    /// have measured them at this household's fixed power: the forecaster has a history from
+    /// the start, and the node trades in the first interval it can.
+    pub fn seed_history(&self, intervals: u64) {
+        let cfg = peerwatt_node::NodeConfig::load(&self.dir.join("node.toml")).unwrap();
+        let length = INTERVAL_SECS * 1_000;
+        let current = now_ms() / length;
+        let wh = self.power_w.unsigned_abs() * INTERVAL_SECS / 3_600;
+        let (imported, exported) = if self.power_w > 0 { (wh, 0) } else { (0, wh) };
+        let totals: Vec<IntervalTotals> = (current - intervals..current)
+            .map(|i| IntervalTotals {
+                interval: IntervalId(i),
+                start: peerwatt_core::Timestamp(i * length),
+                imported: Wh(imported),
+                exported: Wh(exported),
+                complete: true,
+                covered_ms: length,
+                counter_reset: false,
+                source: Source::Counters,
+            })
+            .collect();
+        History::open(&cfg.meter_history_file(), 64).extend(&totals).unwrap();
+    }
+
+    /// SIGTERM, without waiting (see [`Household::stop`]).
+    pub fn terminate(&self) {
+        if self.child.is_some() {
+            self.signal("-TERM");
+        }
+    }
+
     /// SIGTERM, and waits for a clean exit.
     pub fn stop(&mut self) {
+        self.terminate();
+        self.wait_exit();
+    }
+
+    /// Waits for a clean exit after [`Household::terminate`].
+    pub fn wait_exit(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -308,15 +385,22 @@ discovery_ms = 1000
         }));
     }
 
+    /// Seeds every household's meter history (see [`Household::seed_history`]) and starts
+    /// every node.
     pub fn start_all(&mut self) {
         for h in &mut self.households {
+            h.seed_history(2);
             h.start();
         }
     }
 
+    /// Stops every node (SIGTERM), all at once, and the meters.
     pub fn stop_all(&mut self) {
+        for h in &self.households {
+            h.terminate();
+        }
         for h in &mut self.households {
-            h.stop();
+            h.wait_exit();
         }
         self.feeding.store(false, Ordering::Relaxed);
         if let Some(f) = self.feeder.take() {
