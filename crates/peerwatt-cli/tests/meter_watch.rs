@@ -8,18 +8,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use peerwatt_meter::testing::Mosquitto;
+use peerwatt_meter::{Format, MeterConfig, RoleConfig};
 use rumqttc::{Client, MqttOptions, QoS};
 
 /// A node.toml with a meter section pointing at `port`.
-fn node_toml(dir: &std::path::Path, port: u16, grid: &str) -> std::path::PathBuf {
+fn node_toml(dir: &std::path::Path, port: u16, grid: RoleConfig) -> std::path::PathBuf {
     let path = dir.join("node.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[node]\nname = \"test\"\n\n[meter]\nhost = \"127.0.0.1\"\nport = {port}\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n\n[meter.grid]\n{grid}\n"
-        ),
-    )
-    .unwrap();
+    let mut meter = MeterConfig::new("127.0.0.1", port);
+    meter.reconnect_min_ms = 50;
+    meter.reconnect_max_ms = 500;
+    meter.grid = Some(grid);
+    peerwatt_node::NodeConfig::builder("test").meter(meter).build().save(&path).unwrap();
     path
 }
 
@@ -103,7 +102,8 @@ fn publish(port: u16, messages: &[(&str, &str)]) {
 fn watch_prints_readings_refusals_and_running_totals() {
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = node_toml(dir.path(), broker.port(), "format = \"tasmota\"\ntopics = [\"tele/meter/SENSOR\"]");
+    let config =
+        node_toml(dir.path(), broker.port(), RoleConfig::new(Format::Tasmota, vec!["tele/meter/SENSOR".into()]));
     let mut watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--count", "3"]);
     assert!(watch.expect("watching").contains("grid: tasmota on tele/meter/SENSOR"));
     watch.expect("connected");
@@ -139,7 +139,7 @@ fn watch_prints_readings_refusals_and_running_totals() {
 fn detect_names_the_recognised_format() {
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = node_toml(dir.path(), broker.port(), "format = \"auto\"\ntopics = [\"dsmr/json\"]");
+    let config = node_toml(dir.path(), broker.port(), RoleConfig::new(Format::Auto, vec!["dsmr/json".into()]));
     let mut watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--detect"]);
     watch.expect("connected");
     let telegram = r#"{"electricity_delivered_1":1.0,"electricity_delivered_2":2.0,"electricity_returned_1":0,"electricity_returned_2":0,"electricity_currently_delivered":0.1,"electricity_currently_returned":0}"#;

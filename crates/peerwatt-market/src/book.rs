@@ -10,7 +10,7 @@
 //! (Per interval and side, not per maker: a maker publishes orders for several intervals in
 //! one go, and gossip may deliver them in any order.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use peerwatt_core::{Community, Hash, IntervalId, Order, Price, PublicKey, Side, Signed, Timestamp, Wh};
 use thiserror::Error;
@@ -127,6 +127,13 @@ pub struct Books {
     current: HashMap<(IntervalId, SideKey, PublicKey), Hash>,
     /// The highest sequence number seen per maker, interval and side.
     last_seq: HashMap<(IntervalId, SideKey, PublicKey), u64>,
+    /// The orders of each interval and side: what [`Books::side`] looks at. Every tick asks
+    /// for every open interval's crossing orders; scanning every order of the community for
+    /// each made the books a 500-household street's largest cost.
+    slots: HashMap<(IntervalId, SideKey), HashSet<Hash>>,
+    /// The earliest moment an order in the books expires or its interval closes: pruning
+    /// before it finds nothing, so it does not look (every node prunes every tick).
+    next_expiry: Option<Timestamp>,
     /// Clock-time tolerance for skew and transport delay ([`MAX_CLOCK_SKEW_MS`] × clock rate).
     skew_ms: u64,
 }
@@ -149,8 +156,28 @@ impl Books {
             orders: HashMap::new(),
             current: HashMap::new(),
             last_seq: HashMap::new(),
+            slots: HashMap::new(),
+            next_expiry: None,
             skew_ms: MAX_CLOCK_SKEW_MS,
         }
+    }
+
+    /// When `o` leaves the books: at its expiry or when its interval closes, whichever is first.
+    fn expiry_of(&self, o: &Order) -> Timestamp {
+        o.expires_at.min(self.community.trading_window(o.interval).1)
+    }
+
+    /// Removes order `id` from the books (not from `current`: the caller knows whether it is).
+    fn remove(&mut self, id: &Hash) -> Option<BookOrder> {
+        let order = self.orders.remove(id)?;
+        let slot = (order.order.interval, SideKey::from(order.order.side));
+        if let Some(ids) = self.slots.get_mut(&slot) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.slots.remove(&slot);
+            }
+        }
+        Some(order)
     }
 
     /// Scales the skew tolerance for a clock running `rate` times faster than real time (the
@@ -222,12 +249,15 @@ impl Books {
         self.last_seq.insert(key, o.seq);
         let previous = self.current.remove(&key);
         if let Some(prev) = previous {
-            self.orders.remove(&prev);
+            self.remove(&prev);
         }
         if o.energy == Wh::ZERO {
             return Ok(Inserted::Cancelled(previous));
         }
         let id = signed.digest();
+        let expiry = self.expiry_of(o);
+        self.next_expiry = Some(self.next_expiry.map_or(expiry, |e| e.min(expiry)));
+        self.slots.entry((o.interval, SideKey::from(o.side))).or_default().insert(id);
         self.orders.insert(id, BookOrder { id, maker, order: o.clone(), remaining: o.energy, requested: Wh::ZERO });
         self.current.insert(key, id);
         Ok(previous.map_or(Inserted::New, Inserted::Replaced))
@@ -282,19 +312,18 @@ impl Books {
 
     /// Drops orders that expired or whose interval closed, as of `now`. Returns how many.
     pub fn prune(&mut self, now: Timestamp) -> usize {
-        let community = self.community.clone();
-        let dead: Vec<Hash> = self
-            .orders
-            .values()
-            .filter(|o| o.order.expires_at <= now || !community.is_open(o.order.interval, now))
-            .map(|o| o.id)
-            .collect();
+        if self.next_expiry.is_none_or(|e| now < e) {
+            return 0;
+        }
+        let dead: Vec<Hash> = self.orders.values().filter(|o| self.expiry_of(&o.order) <= now).map(|o| o.id).collect();
         for id in &dead {
-            if let Some(o) = self.orders.remove(id) {
+            if let Some(o) = self.remove(id) {
                 self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker));
             }
         }
+        self.next_expiry = self.orders.values().map(|o| self.expiry_of(&o.order)).min();
         // Sequence numbers of closed intervals are not needed: their orders are refused anyway.
+        let community = &self.community;
         let margin = community.interval.millis() + self.skew_ms;
         self.last_seq
             .retain(|(interval, _, _), _| now.0 < community.trading_window(*interval).1.0.saturating_add(margin));
@@ -303,15 +332,11 @@ impl Books {
 
     /// The live orders of one interval and side, best first.
     pub fn side(&self, interval: IntervalId, side: Side, now: Timestamp) -> Vec<&BookOrder> {
-        let mut v: Vec<&BookOrder> = self
-            .orders
-            .values()
-            .filter(|o| {
-                o.order.interval == interval
-                    && o.order.side == side
-                    && o.order.expires_at > now
-                    && o.remaining > Wh::ZERO
-            })
+        let Some(ids) = self.slots.get(&(interval, SideKey::from(side))) else { return Vec::new() };
+        let mut v: Vec<&BookOrder> = ids
+            .iter()
+            .filter_map(|id| self.orders.get(id))
+            .filter(|o| o.order.expires_at > now && o.remaining > Wh::ZERO)
             .collect();
         v.sort_by_cached_key(|o| o.rank(now));
         v

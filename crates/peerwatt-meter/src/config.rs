@@ -53,6 +53,13 @@ pub struct RoleConfig {
     pub json: Option<GenericJsonConfig>,
 }
 
+impl RoleConfig {
+    /// A meter of `format` on `topics`, with no further decoder settings.
+    pub fn new(format: Format, topics: Vec<String>) -> RoleConfig {
+        RoleConfig { format, topics, sml: TasmotaSmlKeys::default(), json: None }
+    }
+}
+
 fn default_host() -> String {
     "127.0.0.1".into()
 }
@@ -141,6 +148,34 @@ pub struct MeterConfig {
     pub pv: Option<RoleConfig>,
     /// The home battery.
     pub battery: Option<RoleConfig>,
+}
+
+impl MeterConfig {
+    /// The broker at `host`:`port`, every other setting at its default, and no meter yet
+    /// (set [`MeterConfig::grid`] and the others).
+    pub fn new(host: &str, port: u16) -> MeterConfig {
+        MeterConfig {
+            host: host.to_owned(),
+            port,
+            client_id: None,
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: None,
+            keep_alive_secs: default_keep_alive(),
+            reconnect_min_ms: default_reconnect_min(),
+            reconnect_max_ms: default_reconnect_max(),
+            max_power_w: default_max_power(),
+            stale_after_secs: default_stale(),
+            max_payload_bytes: default_max_payload(),
+            max_gap_secs: default_max_gap(),
+            interval_secs: default_interval(),
+            history_intervals: default_history(),
+            grid: None,
+            pv: None,
+            battery: None,
+        }
+    }
 }
 
 impl MeterConfig {

@@ -59,7 +59,7 @@ fn walk(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
 }
 
 async fn two_nodes(dir: &std::path::Path) -> (RunningNode, RunningNode, IntervalId) {
-    let (community, configs) = community_of(dir, 2, "").unwrap();
+    let (community, configs) = community_of(dir, 2).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let a = peerwatt_node::start(&configs[0], clock.clone()).await.unwrap();
     let b = peerwatt_node::start(&configs[1], clock.clone()).await.unwrap();

@@ -1,5 +1,6 @@
 //! `node.toml`: the node's configuration. Unknown keys are errors, so a typo never silently
-//! falls back to a default.
+//! falls back to a default. The configuration is data: programs build it
+//! ([`NodeConfig::builder`]) and write it ([`NodeConfig::save`]) rather than format TOML.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use peerwatt_core::{Price, Wh};
 use peerwatt_market::{ForecastMethod, UserLimits};
 use peerwatt_meter::MeterConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A configuration or community file could not be used.
@@ -31,6 +32,14 @@ pub enum FileError {
         /// Where and why parsing failed.
         source: Box<toml::de::Error>,
     },
+    /// The file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file parses but its content is refused.
     #[error("{}: {why}", path.display())]
     Invalid {
@@ -42,7 +51,7 @@ pub enum FileError {
 }
 
 /// The whole of `node.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// `[node]`.
@@ -66,7 +75,7 @@ pub struct NodeConfig {
 }
 
 /// `[node]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Display name.
@@ -80,7 +89,7 @@ pub struct NodeSection {
 }
 
 /// `[community]` of `node.toml`: where the community file and this node's certificate are.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommunitySection {
     /// The community file from the admin (`community.toml`).
@@ -90,7 +99,7 @@ pub struct CommunitySection {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// A tracing filter (RUST_LOG wins).
@@ -98,7 +107,7 @@ pub struct LogSection {
 }
 
 /// How the strategy forecasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Forecast {
     /// The same time of day over the last `forecast_days` days.
@@ -108,7 +117,7 @@ pub enum Forecast {
 }
 
 /// `[market]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketSection {
     /// Trade automatically (false: the node only relays and records).
@@ -175,7 +184,7 @@ impl MarketSection {
 }
 
 /// `[network]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSection {
     /// Multiaddresses to listen on.
@@ -226,7 +235,83 @@ fn default_ledger_dir() -> PathBuf {
     "ledger".into()
 }
 
+/// Builds a [`NodeConfig`]: defaults everywhere, then what the caller sets.
+#[derive(Debug, Clone)]
+pub struct NodeConfigBuilder {
+    config: NodeConfig,
+}
+
+impl NodeConfigBuilder {
+    /// A tracing filter for the node's log.
+    pub fn log_filter(mut self, filter: &str) -> NodeConfigBuilder {
+        self.config.log.filter = Some(filter.to_owned());
+        self
+    }
+
+    /// The meter.
+    pub fn meter(mut self, meter: MeterConfig) -> NodeConfigBuilder {
+        self.config.meter = Some(meter);
+        self
+    }
+
+    /// The community file and the membership certificate (relative to the file's directory).
+    pub fn community(mut self, file: impl Into<PathBuf>, certificate: impl Into<PathBuf>) -> NodeConfigBuilder {
+        self.config.community = Some(CommunitySection { file: file.into(), certificate: certificate.into() });
+        self
+    }
+
+    /// `[market]`.
+    pub fn market(mut self, market: MarketSection) -> NodeConfigBuilder {
+        self.config.market = market;
+        self
+    }
+
+    /// `[network]`.
+    pub fn network(mut self, network: NetworkSection) -> NodeConfigBuilder {
+        self.config.network = network;
+        self
+    }
+
+    /// The configuration.
+    pub fn build(self) -> NodeConfig {
+        self.config
+    }
+}
+
 impl NodeConfig {
+    /// A builder for the node named `name` (its key in `node.key`, its ledger in `ledger/`).
+    pub fn builder(name: &str) -> NodeConfigBuilder {
+        NodeConfigBuilder {
+            config: NodeConfig {
+                node: NodeSection {
+                    name: name.to_owned(),
+                    key_file: default_key_file(),
+                    ledger_dir: default_ledger_dir(),
+                },
+                log: LogSection::default(),
+                meter: None,
+                community: None,
+                market: MarketSection::default(),
+                network: NetworkSection::default(),
+                dir: PathBuf::new(),
+            },
+        }
+    }
+
+    /// The configuration as `node.toml` says it.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+
+    /// Writes the configuration to `path` (relative paths in it are relative to the file's
+    /// directory, which becomes [`NodeConfig::dir`]).
+    pub fn save(&mut self, path: &Path) -> Result<(), FileError> {
+        let text = self.to_toml().map_err(|e| FileError::Invalid { path: path.to_owned(), why: e.to_string() })?;
+        std::fs::write(path, text).map_err(|source| FileError::Write { path: path.to_owned(), source })?;
+        self.dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(())
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<NodeConfig, FileError> {
         let text = std::fs::read_to_string(path).map_err(|source| FileError::Read { path: path.to_owned(), source })?;
@@ -257,5 +342,38 @@ impl NodeConfig {
     /// The persisted meter history.
     pub fn meter_history_file(&self) -> PathBuf {
         self.dir.join("meter-history.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test panics to fail
+
+    use peerwatt_meter::{Format, RoleConfig};
+
+    use super::*;
+
+    #[test]
+    fn a_built_configuration_is_written_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut meter = MeterConfig::new("127.0.0.1", 1884);
+        meter.grid = Some(RoleConfig::new(Format::Tasmota, vec!["tele/house/SENSOR".into()]));
+        let market =
+            MarketSection { forecast: Forecast::Recent, min_sell_price: Some(90_000), ..MarketSection::default() };
+        let network = NetworkSection { listen: vec!["/ip4/127.0.0.1/tcp/4001".into()], ..NetworkSection::default() };
+        let mut built = NodeConfig::builder("Ann's roof")
+            .log_filter("info")
+            .meter(meter)
+            .community("community.toml", "membership.cert")
+            .market(market)
+            .network(network)
+            .build();
+        let path = dir.path().join("node.toml");
+        built.save(&path).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        assert_eq!(loaded.to_toml().unwrap(), built.to_toml().unwrap());
+        assert_eq!(loaded.market.min_sell_price, Some(90_000));
+        assert_eq!(loaded.meter.unwrap().grid.unwrap().format, Format::Tasmota);
+        assert_eq!(loaded.dir, dir.path());
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use peerwatt_core::{Community, MembershipCert, NodeKey, Signed, Timestamp};
 
 use crate::community_file::{certificate_text, community_toml};
-use crate::config::{FileError, NodeConfig};
+use crate::config::{CommunitySection, FileError, NodeConfig};
 
 /// A member directory that is ready for [`crate::start`].
 #[derive(Debug, Clone)]
@@ -21,19 +21,15 @@ pub struct Provisioned {
 }
 
 /// What differs between members.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MemberSpec<'a> {
-    /// Display name (also the certificate's name).
-    pub name: &'a str,
     /// The loopback TCP port to listen on.
     pub port: u16,
     /// Addresses of members to connect to first.
     pub bootstrap: &'a [String],
-    /// More `node.toml` sections (`[market]`, `[meter]`, the rest of `[network]`'s keys
-    /// must come through `network_extra`).
-    pub sections: &'a str,
-    /// More keys for the `[network]` section (e.g. `heartbeat_ms = 100`).
-    pub network_extra: &'a str,
+    /// Its configuration (the node's name is also the certificate's); the community, the
+    /// listen address and the bootstrap peers are set here.
+    pub config: NodeConfig,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
@@ -61,7 +57,7 @@ pub fn member(
         MembershipCert {
             community: community.id,
             member: key.public(),
-            name: spec.name.to_owned(),
+            name: spec.config.node.name.clone(),
             zone: "z".into(),
             valid_from: Timestamp(0),
             valid_until: Timestamp(u64::MAX),
@@ -69,22 +65,11 @@ pub fn member(
     );
     std::fs::write(dir.join("community.toml"), community_toml(community)).map_err(io(dir))?;
     std::fs::write(dir.join("membership.cert"), certificate_text(&cert, community)).map_err(io(dir))?;
-    let bootstrap = spec.bootstrap.iter().map(|b| toml::Value::String(b.clone()).to_string()).collect::<Vec<_>>();
-    let toml = format!(
-        "[node]\nname = {name}\n\n[community]\nfile = \"community.toml\"\ncertificate = \"membership.cert\"\n\n\
-         [network]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\n{network}\n\n{sections}",
-        name = toml::Value::String(spec.name.to_owned()),
-        port = spec.port,
-        bootstrap = bootstrap.join(", "),
-        network = spec.network_extra,
-        sections = spec.sections,
-    );
-    let path = dir.join("node.toml");
-    std::fs::write(&path, toml).map_err(io(&path))?;
+    let mut config = spec.config;
+    config.community = Some(CommunitySection { file: "community.toml".into(), certificate: "membership.cert".into() });
+    config.network.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", spec.port)];
+    config.network.bootstrap = spec.bootstrap.to_vec();
+    config.save(&dir.join("node.toml"))?;
     let peer_id = key.public().to_string();
-    Ok(Provisioned {
-        config: NodeConfig::load(&path)?,
-        address: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", spec.port),
-        peer_id,
-    })
+    Ok(Provisioned { config, address: format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", spec.port), peer_id })
 }

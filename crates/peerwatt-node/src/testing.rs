@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use peerwatt_core::{Community, IntervalLength, NodeKey, Price};
 
-use crate::config::{FileError, NodeConfig};
+use crate::config::{FileError, MarketSection, NetworkSection, NodeConfig};
 use crate::provision::{self, MemberSpec};
 
 pub use peerwatt_meter::testing::free_port;
 
 /// Creates a community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
 /// 0.30) and `n` member nodes under `dir`, all on loopback TCP, node 0 the bootstrap peer of
-/// the others, with the strategy off (orders are placed by hand). `extra` is appended to every
-/// node.toml's `[market]` section (and may open sections of its own). Returns the community and each node's configuration.
-pub fn community_of(dir: &Path, n: usize, extra: &str) -> Result<(Community, Vec<NodeConfig>), FileError> {
+/// the others, with the strategy off (orders are placed by hand). Returns the community and
+/// each node's configuration.
+pub fn community_of(dir: &Path, n: usize) -> Result<(Community, Vec<NodeConfig>), FileError> {
     let admin = NodeKey::from_seed(&[200; 32]);
     let community = Community {
         name: "Bench".into(),
@@ -31,18 +31,13 @@ pub fn community_of(dir: &Path, n: usize, extra: &str) -> Result<(Community, Vec
     };
     let mut configs: Vec<NodeConfig> = Vec::new();
     let mut first = Vec::new();
-    let sections = format!("[market]\nenabled = false\ntick_ms = 100\n{extra}");
+    let market = MarketSection { enabled: false, tick_ms: 100, ..MarketSection::default() };
+    let network = NetworkSection { heartbeat_ms: 100, discovery_ms: 500, ..NetworkSection::default() };
     for i in 0..n {
         let node_dir = dir.join(format!("node-{i}"));
         let port = free_port().map_err(|source| FileError::Read { path: node_dir.clone(), source })?;
-        let name = format!("node-{i}");
-        let spec = MemberSpec {
-            name: &name,
-            port,
-            bootstrap: &first,
-            sections: &sections,
-            network_extra: "heartbeat_ms = 100\ndiscovery_ms = 500",
-        };
+        let config = NodeConfig::builder(&format!("node-{i}")).market(market.clone()).network(network.clone()).build();
+        let spec = MemberSpec { port, bootstrap: &first, config };
         let member = provision::member(&node_dir, &community, &admin, spec)?;
         if i == 0 {
             first.push(member.address);

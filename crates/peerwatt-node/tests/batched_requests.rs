@@ -21,7 +21,7 @@ fn key_of(cfg: &NodeConfig) -> NodeKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_of_a_batch_is_judged_on_its_own_and_answered_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (community, configs) = community_of(dir.path(), 2, "").unwrap();
+    let (community, configs) = community_of(dir.path(), 2).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let maker = peerwatt_node::start(&configs[0], clock.clone()).await.unwrap();
     let interval = IntervalId(community.interval.interval_at(clock.now()).0 + 3);

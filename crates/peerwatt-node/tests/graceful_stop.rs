@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 /// A maker with a large offer and a taker, connected, and an interval open for trading.
 async fn maker_and_taker(dir: &std::path::Path) -> (RunningNode, RunningNode, Vec<NodeConfig>, IntervalId) {
-    let (community, configs) = community_of(dir, 2, "").unwrap();
+    let (community, configs) = community_of(dir, 2).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let maker = peerwatt_node::start(&configs[0], clock.clone()).await.unwrap();
     let taker = peerwatt_node::start(&configs[1], clock.clone()).await.unwrap();

@@ -144,12 +144,12 @@ pub fn topics(kind: MeterKind, name: &str) -> Vec<String> {
     }
 }
 
-/// The `format` name of `kind` in `[meter.grid]`.
-pub fn format_name(kind: MeterKind) -> &'static str {
+/// The payload format of `kind` for `[meter.grid]`.
+pub fn format_of(kind: MeterKind) -> peerwatt_meter::Format {
     match kind {
-        MeterKind::Tasmota => "tasmota",
-        MeterKind::Shelly => "shelly-gen2",
-        MeterKind::Dsmr => "dsmr-reader",
+        MeterKind::Tasmota => peerwatt_meter::Format::Tasmota,
+        MeterKind::Shelly => peerwatt_meter::Format::ShellyGen2,
+        MeterKind::Dsmr => peerwatt_meter::Format::DsmrReader,
     }
 }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 use peerwatt_market::VerifiedMemo;
 use peerwatt_meter::{History, IntervalTotals};
+use peerwatt_meter::{MeterConfig, RoleConfig};
 use peerwatt_net::{Hub, InProcessConfig};
+use peerwatt_node::config::{Forecast, MarketSection, NetworkSection};
 use peerwatt_node::provision::{self, MemberSpec, Provisioned};
 use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Shared};
 use thiserror::Error;
@@ -281,23 +283,14 @@ fn set_up_households(
     let first_step = (timeline.history_start.0 - PROFILE_YEAR_START_MS) / STEP_MS;
     let admin = NodeKey::from_seed(&seed_bytes(s.seed));
     let community = community_of(s, &admin)?;
-    // Each node looks for a few peers, enough for a gossip mesh, not the whole street: on one
-    // machine every connection of every node costs the same two cores.
-    let network_extra = format!("heartbeat_ms = {}\ndiscovery_ms = 2000\ntarget_peers = 8", s.heartbeat_ms);
     let mut members: Vec<Member> = Vec::with_capacity(s.households);
     for i in 0..s.households {
         let household = Household::draw(s.seed, i, &variety);
         let flows = simulate(&household, profiles, s.seed, first_step, steps);
-        let sections = node_sections(s, &household, broker);
+        let config = node_config(s, &household, broker);
         let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
         let bootstrap = bootstrap_of(&members, s.seed, i);
-        let spec = MemberSpec {
-            name: &household.name,
-            port,
-            bootstrap: &bootstrap,
-            sections: &sections,
-            network_extra: &network_extra,
-        };
+        let spec = MemberSpec { port, bootstrap: &bootstrap, config };
         let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;
         write_history(&provisioned.config, timeline, &flows)?;
         members.push(Member { household, provisioned, flows });
@@ -430,30 +423,35 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
     out
 }
 
-/// The `[market]` and `[meter]` sections of a household's `node.toml`.
-fn node_sections(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> String {
-    let limit = |key: &str, v: Option<u64>| v.map(|p| format!("{key} = {p}\n")).unwrap_or_default();
-    let topics = meters::topics(h.meter, &h.name).iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
-    let period = s.meter_period_secs;
-    format!(
-        "[market]\nenabled = true\ntick_ms = {tick}\nreprice_ms = {reprice}\nrequest_timeout_ms = 2000\n\
-         forecast = \"same-time-of-day\"\nforecast_days = {days}\n{min}{max}\n\
-         [meter]\nhost = \"{host}\"\nport = {port}\nclient_id = \"{name}\"\n\
-         stale_after_secs = {stale}\nmax_gap_secs = {gap}\nhistory_intervals = {history}\n\n\
-         [meter.grid]\nformat = \"{format}\"\ntopics = [{topics}]\n",
-        tick = s.tick_ms,
-        reprice = s.reprice_secs * 1_000,
-        days = HISTORY_DAYS,
-        min = limit("min_sell_price", h.min_sell_price),
-        max = limit("max_buy_price", h.max_buy_price),
-        host = broker.ip(),
-        port = broker.port(),
-        name = h.name,
-        stale = 2 * STEP_SECS,
-        gap = 2 * period + 30,
-        history = (HISTORY_DAYS + 1) * STEPS_PER_DAY,
-        format = meters::format_name(h.meter),
-    )
+/// A household's node configuration: its strategy's timing and limits, and its meter on the
+/// embedded broker.
+fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> NodeConfig {
+    let market = MarketSection {
+        enabled: true,
+        tick_ms: s.tick_ms,
+        reprice_ms: s.reprice_secs * 1_000,
+        request_timeout_ms: 2_000,
+        forecast: Forecast::SameTimeOfDay,
+        forecast_days: HISTORY_DAYS,
+        min_sell_price: h.min_sell_price,
+        max_buy_price: h.max_buy_price,
+        ..MarketSection::default()
+    };
+    let mut meter = MeterConfig::new(&broker.ip().to_string(), broker.port());
+    meter.client_id = Some(h.name.clone());
+    meter.stale_after_secs = 2 * STEP_SECS;
+    meter.max_gap_secs = 2 * s.meter_period_secs + 30;
+    meter.history_intervals = usize::try_from((HISTORY_DAYS + 1) * STEPS_PER_DAY).unwrap_or(usize::MAX);
+    meter.grid = Some(RoleConfig::new(meters::format_of(h.meter), meters::topics(h.meter, &h.name)));
+    // Each node looks for a few peers, enough for a gossip mesh, not the whole street: on one
+    // machine every connection of every node costs the same two cores.
+    let network = NetworkSection {
+        heartbeat_ms: s.heartbeat_ms,
+        discovery_ms: 2_000,
+        target_peers: 8,
+        ..NetworkSection::default()
+    };
+    NodeConfig::builder(&h.name).market(market).meter(meter).network(network).build()
 }
 
 /// Writes the week before the clock's origin into the node's meter history, as a meter that

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peerwatt_core::{Community, Decode, EntryKind, Hash, IntervalId, Order, PublicKey, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
-use peerwatt_meter::History;
 use peerwatt_meter::interval::{IntervalTotals, Source};
 use peerwatt_meter::testing::{Mosquitto, free_port};
+use peerwatt_meter::{Format, History, MeterConfig, RoleConfig};
+use peerwatt_node::NodeConfig;
+use peerwatt_node::config::{Forecast, MarketSection, NetworkSection};
 use rumqttc::{Client, MqttOptions, QoS};
 
 /// The settlement interval of the test communities, seconds.
@@ -288,60 +290,47 @@ impl Neighbourhood {
             std::fs::copy(admin.join("community.toml"), dir.join("community.toml")).unwrap();
             let port = free_port().unwrap();
             let bootstrap = match households.first() {
-                None => String::new(),
-                Some(first) if i % 2 == 1 => format!("\"{}\"", first.quic_address()),
-                Some(first) => format!("\"{}\"", first.address()),
+                None => Vec::new(),
+                Some(first) if i % 2 == 1 => vec![first.quic_address()],
+                Some(first) => vec![first.address()],
             };
-            let listen = if i == 0 {
-                format!("\"/ip4/127.0.0.1/tcp/{port}\", \"/ip4/127.0.0.1/udp/{port}/quic-v1\"")
-            } else if i % 2 == 1 {
-                format!("\"/ip4/127.0.0.1/udp/{port}/quic-v1\"")
-            } else {
-                format!("\"/ip4/127.0.0.1/tcp/{port}\"")
+            let (tcp, quic) = (format!("/ip4/127.0.0.1/tcp/{port}"), format!("/ip4/127.0.0.1/udp/{port}/quic-v1"));
+            let listen = match i {
+                0 => vec![tcp, quic],
+                _ if i % 2 == 1 => vec![quic],
+                _ => vec![tcp],
             };
-            std::fs::write(
-                dir.join("node.toml"),
-                format!(
-                    r#"[node]
-name = "{name}"
-
-[log]
-filter = "info"
-
-[meter]
-host = "127.0.0.1"
-port = {mqtt}
-reconnect_min_ms = 50
-reconnect_max_ms = 500
-max_power_w = 100000
-max_gap_secs = 3
-stale_after_secs = 5
-
-[meter.grid]
-format = "tasmota"
-topics = ["tele/{name}/SENSOR"]
-
-[community]
-file = "community.toml"
-certificate = "membership.cert"
-
-[market]
-forecast = "recent"
-forecast_intervals = 2
-tick_ms = 200
-reprice_ms = 1000
-request_timeout_ms = 1500
-
-[network]
-listen = [{listen}]
-bootstrap = [{bootstrap}]
-heartbeat_ms = 200
-discovery_ms = 1000
-"#,
-                    mqtt = broker.port(),
-                ),
-            )
-            .unwrap();
+            let mut meter = MeterConfig::new("127.0.0.1", broker.port());
+            meter.reconnect_min_ms = 50;
+            meter.reconnect_max_ms = 500;
+            meter.max_power_w = 100_000;
+            meter.max_gap_secs = 3;
+            meter.stale_after_secs = 5;
+            meter.grid = Some(RoleConfig::new(Format::Tasmota, vec![format!("tele/{name}/SENSOR")]));
+            let market = MarketSection {
+                forecast: Forecast::Recent,
+                forecast_intervals: 2,
+                tick_ms: 200,
+                reprice_ms: 1_000,
+                request_timeout_ms: 1_500,
+                ..MarketSection::default()
+            };
+            let network = NetworkSection {
+                listen,
+                bootstrap,
+                heartbeat_ms: 200,
+                discovery_ms: 1_000,
+                ..NetworkSection::default()
+            };
+            NodeConfig::builder(&name)
+                .log_filter("info")
+                .meter(meter)
+                .community("community.toml", "membership.cert")
+                .market(market)
+                .network(network)
+                .build()
+                .save(&dir.join("node.toml"))
+                .unwrap();
             households.push(Household { name, dir, id, power_w, port, child: None, log: Arc::default(), lines: None });
         }
         Neighbourhood {
