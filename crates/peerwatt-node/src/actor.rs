@@ -46,6 +46,7 @@ pub(crate) struct Parts {
     pub net: NetHandle,
     pub reporter: Reporter,
     pub ban_after: u32,
+    pub status_every_ms: u64,
     pub events: broadcast::Sender<NodeEvent>,
 }
 
@@ -74,11 +75,15 @@ pub(crate) struct Node {
     next_reply: u64,
     commands: HashMap<u64, oneshot::Sender<Result<Hash, String>>>,
     next_command: u64,
-    peers: HashSet<PeerId>,
+    /// Connected peers, with their public ids as the status shows them (encoded once: a
+    /// status lists every peer every second, and base58 is not free).
+    peers: HashMap<PeerId, String>,
     meter_stale: bool,
     strikes: HashMap<PeerId, u32>,
     banned: HashSet<PeerId>,
     ban_after: u32,
+    /// How often the status is written, real ms.
+    status_every_ms: u64,
 }
 
 impl Node {
@@ -103,11 +108,12 @@ impl Node {
             next_reply: 0,
             commands: HashMap::new(),
             next_command: 0,
-            peers: HashSet::new(),
+            peers: HashMap::new(),
             meter_stale: false,
             strikes: HashMap::new(),
             banned: HashSet::new(),
             ban_after: parts.ban_after.max(1),
+            status_every_ms: parts.status_every_ms.max(100),
         }
     }
 
@@ -299,7 +305,7 @@ impl Node {
                         energy: trade.energy,
                         price: trade.price,
                     });
-                    self.reporter.trade(trade);
+                    self.reporter.trade(&trade, self.community.interval);
                 }
                 Effect::Placed { command, result } => {
                     if let Some(reply) = self.commands.remove(&command.0) {
@@ -343,7 +349,7 @@ impl Node {
                     let _ = self.net.ban(peer).await;
                 } else {
                     tracing::debug!(%peer, "peer connected");
-                    self.peers.insert(peer);
+                    self.peers.insert(peer, peer.to_string());
                 }
             }
             Event::PeerDisconnected(peer) => {
@@ -431,7 +437,7 @@ impl Node {
             let frame = GossipFrame { cert: self.cert.clone(), messages: vec![head.to_bytes()] }.to_bytes();
             self.publish(Topic::Heads, frame).await;
         }
-        if self.reporter.due(now, 1_000 * u64::from(self.clock.rate().max(1))) {
+        if self.reporter.due(now, self.status_every_ms * u64::from(self.clock.rate().max(1))) {
             self.write_status(true);
         }
     }
@@ -472,7 +478,7 @@ impl Node {
             trader: &self.trader,
             ledger: self.committer.ledger(),
             community: &self.community,
-            peers: self.peers.iter().map(ToString::to_string).collect(),
+            peers: self.peers.values().cloned().collect(),
             counters: &self.counters,
         };
         self.reporter.write(self.clock.now(), running, view);

@@ -86,6 +86,9 @@ pub struct NodeSection {
     /// The ledger directory.
     #[serde(default = "default_ledger_dir")]
     pub ledger_dir: PathBuf,
+    /// How often the node rewrites `status.json`, milliseconds (real time).
+    #[serde(default = "default_status_every")]
+    pub status_every_ms: u64,
 }
 
 /// `[community]` of `node.toml`: where the community file and this node's certificate are.
@@ -235,6 +238,10 @@ fn default_ledger_dir() -> PathBuf {
     "ledger".into()
 }
 
+const fn default_status_every() -> u64 {
+    1_000
+}
+
 /// Builds a [`NodeConfig`]: defaults everywhere, then what the caller sets.
 #[derive(Debug, Clone)]
 pub struct NodeConfigBuilder {
@@ -257,6 +264,12 @@ impl NodeConfigBuilder {
     /// The community file and the membership certificate (relative to the file's directory).
     pub fn community(mut self, file: impl Into<PathBuf>, certificate: impl Into<PathBuf>) -> NodeConfigBuilder {
         self.config.community = Some(CommunitySection { file: file.into(), certificate: certificate.into() });
+        self
+    }
+
+    /// How often the node rewrites `status.json`, real ms.
+    pub fn status_every_ms(mut self, ms: u64) -> NodeConfigBuilder {
+        self.config.node.status_every_ms = ms;
         self
     }
 
@@ -287,6 +300,7 @@ impl NodeConfig {
                     name: name.to_owned(),
                     key_file: default_key_file(),
                     ledger_dir: default_ledger_dir(),
+                    status_every_ms: default_status_every(),
                 },
                 log: LogSection::default(),
                 meter: None,

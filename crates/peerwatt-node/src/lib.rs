@@ -222,6 +222,7 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
         net,
         reporter,
         ban_after: cfg.network.ban_after_rejects,
+        status_every_ms: cfg.node.status_every_ms,
         events: events.clone(),
     });
     if damaged > 0 {

@@ -157,7 +157,8 @@ pub(crate) struct Reporter {
     last: Option<Timestamp>,
     listen: Vec<String>,
     meter: String,
-    trades: Vec<Recorded>,
+    /// This node's trades since midnight (as shown: public ids encoded once).
+    trades: Vec<(Timestamp, TradeStatus)>,
 }
 
 /// The parts of a running node a status is made of.
@@ -191,8 +192,8 @@ impl Reporter {
     }
 
     /// One of the node's trades is durable.
-    pub fn trade(&mut self, trade: Recorded) {
-        self.trades.push(trade);
+    pub fn trade(&mut self, trade: &Recorded, length: IntervalLength) {
+        self.trades.push((trade.accepted_at, trade_status(trade, length)));
     }
 
     /// Whether a write is due at `now`: once per `period` of the node's clock.
@@ -204,7 +205,7 @@ impl Reporter {
     pub fn write(&mut self, now: Timestamp, running: bool, node: NodeView<'_>) {
         self.last = Some(now);
         let day_start = now.0 - now.0 % 86_400_000;
-        self.trades.retain(|t| t.accepted_at.0 >= day_start);
+        self.trades.retain(|(accepted_at, _)| accepted_at.0 >= day_start);
         let status = Status {
             updated_at: now.0,
             running,
@@ -215,7 +216,7 @@ impl Reporter {
             peers: node.peers,
             meter: self.meter.clone(),
             orders: orders(node.trader, node.community, now),
-            trades_today: self.trades.iter().map(|t| trade_status(t, node.community.interval)).collect(),
+            trades_today: self.trades.iter().map(|(_, t)| t.clone()).collect(),
             ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
             requests_pending: node.trader.pending_requests() as u64,
             counters: with_core(node.counters, node.trader),

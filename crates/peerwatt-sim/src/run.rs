@@ -26,7 +26,7 @@ use crate::ledgers::{self, LedgerSummary};
 use crate::meters::{self, SimMeter};
 use crate::report::{LiveLine, Report};
 use crate::rng::Rng;
-use crate::scenario::{NetworkChoice, Scenario, ScenarioError};
+use crate::scenario::{LIBP2P_UP_TO, NetworkChoice, Scenario, ScenarioError};
 
 /// Days of meter history each node starts with (its forecaster looks back a week).
 const HISTORY_DAYS: u64 = 7;
@@ -451,7 +451,10 @@ fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> Nod
         target_peers: 8,
         ..NetworkSection::default()
     };
-    NodeConfig::builder(&h.name).market(market).meter(meter).network(network).build()
+    // Nobody watches a large street's status files while it runs (the report reads them at the
+    // end), and each lists every peer: written every 5 s instead of every second.
+    let status_every_ms = if s.households > LIBP2P_UP_TO { 5_000 } else { 1_000 };
+    NodeConfig::builder(&h.name).status_every_ms(status_every_ms).market(market).meter(meter).network(network).build()
 }
 
 /// Writes the week before the clock's origin into the node's meter history, as a meter that
