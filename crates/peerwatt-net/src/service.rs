@@ -9,8 +9,10 @@
 //! of invalid messages per peer and bans a peer with [`NetHandle::ban`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
@@ -119,13 +121,13 @@ pub enum Event {
     /// A gossip message awaiting a verdict ([`NetHandle::report`]).
     Gossip {
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// Its id (for the verdict).
         id: MessageId,
         /// The peer it came from (for the verdict).
         source: PeerId,
-        /// The payload.
-        data: Vec<u8>,
+        /// The payload (shared: the in-process network hands one frame to every receiver).
+        data: Bytes,
     },
     /// A message given to [`NetHandle::publish_nowait`] could not be published.
     PublishFailed {
@@ -735,9 +737,9 @@ impl Task {
                 message_id,
                 message,
             })) => {
-                let topic = message.topic.to_string();
-                self.emit(Event::Gossip { topic, id: message_id, source: propagation_source, data: message.data })
-                    .await;
+                let topic = Arc::from(message.topic.as_str());
+                let data = Bytes::from(message.data);
+                self.emit(Event::Gossip { topic, id: message_id, source: propagation_source, data }).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,

@@ -47,7 +47,7 @@ async fn gossip_reaches_every_other_subscriber_after_the_latency() {
     for events in [&mut b_events, &mut c_events] {
         match next_message(events).await {
             Some(Event::Gossip { topic, source, data, .. }) => {
-                assert_eq!((topic.as_str(), source, data.as_slice()), (TOPIC, peer(1), &b"frame"[..]));
+                assert_eq!((&*topic, source, &*data), (TOPIC, peer(1), &b"frame"[..]));
             }
             other => panic!("expected the frame, got {other:?}"),
         }

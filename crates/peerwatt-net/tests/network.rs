@@ -83,7 +83,7 @@ async fn publish(h: &NetHandle, data: &[u8]) {
 async fn gossip(events: &mut mpsc::Receiver<Event>) -> (peerwatt_net::MessageId, PeerId, Vec<u8>) {
     loop {
         if let Event::Gossip { id, source, data, .. } = next(events).await {
-            return (id, source, data);
+            return (id, source, data.to_vec());
         }
     }
 }

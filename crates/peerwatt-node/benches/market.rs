@@ -226,7 +226,7 @@ async fn propagation(nodes: usize, messages: usize) {
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
                 if let Event::Gossip { id, source, data, .. } = e {
-                    let _ = tx.send((i, data, Instant::now()));
+                    let _ = tx.send((i, data.to_vec(), Instant::now()));
                     let _ = judge.report(id, source, Verdict::Accept).await;
                 }
             }
