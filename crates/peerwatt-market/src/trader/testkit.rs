@@ -21,13 +21,18 @@ pub const START: u64 = 1_717_243_200_000;
 /// An interval open for trading at the street's first moment.
 pub const I: IntervalId = IntervalId(START / 900_000);
 
-/// The street's community: 15-minute intervals, horizon 4, gate closure 60 s, feed-in
-/// 0.080/kWh, retail 0.300/kWh.
+/// The street's community.
 pub fn community() -> Community {
-    let admin = admin().public();
+    community_named(&admin(), "Street")
+}
+
+/// A test community named `name` of `admin`: 15-minute intervals, horizon 4, gate closure
+/// 60 s, feed-in 0.080/kWh, retail 0.300/kWh.
+pub fn community_named(admin: &NodeKey, name: &str) -> Community {
+    let admin = admin.public();
     Community {
-        name: "Street".into(),
-        id: Community::derive_id(&admin, "Street"),
+        name: name.into(),
+        id: Community::derive_id(&admin, name),
         admin,
         interval: IntervalLength::DEFAULT,
         gate_closure: Duration::from_secs(60),
