@@ -22,7 +22,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::committer::{Applied, Committer};
 use crate::config::MarketSection;
 use crate::heads::Heads;
-use crate::status::{Counters, NodeView, Reporter};
+use crate::metrics::NodeMetrics;
+use crate::status::{NodeView, Reporter};
 use crate::topics::{NodeEvent, Topics};
 
 /// What finishes outside the actor and comes back to it.
@@ -67,7 +68,7 @@ pub(crate) struct Node {
     heads: Heads,
     reporter: Reporter,
     events: broadcast::Sender<NodeEvent>,
-    counters: Counters,
+    metrics: NodeMetrics,
     /// Calls of the core in flight and the flush in progress, polled by the actor itself.
     pending: FuturesUnordered<Pending>,
     /// Takers' calls waiting for the core's answer, and the peer each came from.
@@ -102,7 +103,7 @@ impl Node {
             net: parts.net,
             reporter: parts.reporter,
             events: parts.events,
-            counters: Counters::default(),
+            metrics: NodeMetrics::default(),
             pending: FuturesUnordered::new(),
             replies: HashMap::new(),
             next_reply: 0,
@@ -117,9 +118,9 @@ impl Node {
         }
     }
 
-    /// Counts records that could not be read at start.
-    pub fn count(&mut self, name: &str, n: u64) {
-        self.counters.add(name, n);
+    /// Counts persisted requests that could not be read at start.
+    pub fn damaged_records(&mut self, n: u64) {
+        self.metrics.state_records_damaged += n;
     }
 
     /// Handles events until `shutdown` says stop, then drains and stops: no new trades, and
@@ -193,7 +194,7 @@ impl Node {
 
     async fn stop(&mut self) {
         let now = self.clock.now();
-        self.heads.record_due(now, &mut self.committer, &mut self.counters);
+        self.heads.record_due(now, &mut self.committer, &mut self.metrics);
         let (turns, result) = self.committer.flush_now();
         self.on_flushed(turns, result);
         self.carry_out().await;
@@ -217,18 +218,18 @@ impl Node {
             match self.committer.apply(&writes) {
                 Applied::Ok => {
                     if entries {
-                        self.counters.inc("ledger_group_commits");
+                        self.metrics.ledger_group_commits += 1;
                     }
                 }
                 Applied::LedgerFailed(e) => {
                     tracing::error!(error = %e, "cannot write the ledger; refusing this turn's orders and trades");
-                    self.counters.inc("ledger_errors");
+                    self.metrics.ledger_errors += 1;
                     self.trader.failed(writes.turn, now);
                 }
                 Applied::RequestsNotPersisted(e) => {
-                    self.counters.inc("ledger_group_commits");
+                    self.metrics.ledger_group_commits += 1;
                     tracing::error!(error = %e, requests = writes.requests.len(), "cannot persist trade requests; not sending them");
-                    self.counters.inc("state_errors");
+                    self.metrics.state_errors += 1;
                     self.trader.requests_not_persisted(writes.turn);
                 }
             }
@@ -252,7 +253,7 @@ impl Node {
             }
             Err(error) => {
                 tracing::error!(%error, turns = turns.len(), "cannot flush; refusing the orders and trades waiting for it");
-                self.counters.inc("ledger_errors");
+                self.metrics.ledger_errors += 1;
                 for turn in turns {
                     self.trader.failed(turn, now);
                 }
@@ -368,16 +369,16 @@ impl Node {
             }
             Event::PublishFailed { topic, error } => {
                 let counter = match self.topics.topic(&topic) {
-                    Some(Topic::Orders) => "orders_not_gossiped",
-                    Some(Topic::Trades) => "announcements_failed",
-                    _ => "heads_not_gossiped",
+                    Some(Topic::Orders) => &mut self.metrics.orders_not_gossiped,
+                    Some(Topic::Trades) => &mut self.metrics.announcements_failed,
+                    _ => &mut self.metrics.heads_not_gossiped,
                 };
+                *counter += 1;
                 tracing::debug!(%error, topic, "not gossiped (no peers yet?)");
-                self.counters.inc(counter);
             }
             Event::SendDropped { peer, messages } => {
                 tracing::warn!(%peer, messages, "gossip to a slow peer dropped (its send queue was full or too slow)");
-                self.counters.add("gossip_send_dropped", messages as u64);
+                self.metrics.gossip_send_dropped += messages as u64;
             }
         }
     }
@@ -392,15 +393,11 @@ impl Node {
         };
         match result {
             Ok(t) => {
-                self.counters.inc(match t {
-                    Topic::Orders => "gossip_accepted_orders",
-                    Topic::Trades => "gossip_accepted_trades",
-                    Topic::Heads => "gossip_accepted_heads",
-                });
+                self.metrics.accepted(t);
                 Verdict::Accept
             }
             Err(reject) => {
-                self.counters.inc(&format!("gossip_rejected_{}", reject.name()));
+                self.metrics.rejected(reject.name());
                 match reject.penalty() {
                     Penalty::Ignore => {
                         tracing::debug!(%source, reason = reject.name(), "gossip ignored: {reject}");
@@ -422,7 +419,7 @@ impl Node {
         *strikes += 1;
         if *strikes >= self.ban_after && self.banned.insert(peer) {
             tracing::warn!(%peer, strikes = *strikes, "banning a peer that keeps sending invalid messages");
-            self.counters.inc("peers_banned");
+            self.metrics.peers_banned += 1;
             self.peers.remove(&peer);
             let _ = self.net.ban(peer).await;
         }
@@ -433,7 +430,7 @@ impl Node {
     async fn on_tick(&mut self) {
         self.input(Input::Tick);
         let now = self.clock.now();
-        if let Some(head) = self.heads.on_tick(now, &mut self.committer, &mut self.counters) {
+        if let Some(head) = self.heads.on_tick(now, &mut self.committer, &mut self.metrics) {
             let frame = GossipFrame { cert: self.cert.clone(), messages: vec![head.to_bytes()] }.to_bytes();
             self.publish(Topic::Heads, frame).await;
         }
@@ -461,10 +458,10 @@ impl Node {
                 self.input(Input::MeterStale(false));
                 self.reporter.meter("connected".into());
             }
-            MeterEvent::Message { outcome, .. } => self.counters.inc(match outcome {
-                Outcome::Rejected(_) => "meter_readings_rejected",
-                Outcome::Reading(..) | Outcome::Pending => "meter_readings",
-            }),
+            MeterEvent::Message { outcome, .. } => match outcome {
+                Outcome::Rejected(_) => self.metrics.meter_readings_rejected += 1,
+                Outcome::Reading(..) | Outcome::Pending => self.metrics.meter_readings += 1,
+            },
             MeterEvent::Connection(c) => self.reporter.meter(match c {
                 Connection::Connecting => "connecting".into(),
                 Connection::Connected => "connected".into(),
@@ -479,7 +476,7 @@ impl Node {
             ledger: self.committer.ledger(),
             community: &self.community,
             peers: self.peers.values().cloned().collect(),
-            counters: &self.counters,
+            metrics: &self.metrics,
         };
         self.reporter.write(self.clock.now(), running, view);
     }

@@ -20,7 +20,7 @@ use peerwatt_core::{Community, Encode, EntryKind, IntervalId, IntervalLength, Pu
 use peerwatt_market::trader::phase_offset;
 
 use crate::committer::{Committer, blocking};
-use crate::status::Counters;
+use crate::metrics::NodeMetrics;
 
 /// Intervals between two records of one member's head, and between two heads of a node (an
 /// hour of 15-minute intervals).
@@ -148,14 +148,14 @@ impl Heads {
         &mut self,
         now: Timestamp,
         committer: &mut Committer,
-        counters: &mut Counters,
+        metrics: &mut NodeMetrics,
     ) -> Option<Signed<TreeHead>> {
         let phase = self.phase(now);
         if self.phase_seen == Some(phase) {
             return None;
         }
         self.phase_seen = Some(phase);
-        self.record_due(now, committer, counters);
+        self.record_due(now, committer, metrics);
         let size = committer.ledger().len().unwrap_or(0);
         if !self.schedule.due(size, phase) {
             return None;
@@ -163,12 +163,12 @@ impl Heads {
         match blocking(|| committer.ledger().sign_head()) {
             Ok(head) => {
                 self.schedule.signed(head.body().size, phase);
-                counters.inc("heads_signed");
+                metrics.heads_signed += 1;
                 Some(head)
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a tree head");
-                counters.inc("ledger_errors");
+                metrics.ledger_errors += 1;
                 None
             }
         }
@@ -176,7 +176,7 @@ impl Heads {
 
     /// Records the heads of other members due now, in one ledger batch, durable with the next
     /// flush (nothing leaves the node on the strength of them).
-    pub fn record_due(&mut self, now: Timestamp, committer: &mut Committer, counters: &mut Counters) {
+    pub fn record_due(&mut self, now: Timestamp, committer: &mut Committer, metrics: &mut NodeMetrics) {
         let due = self.witness.due(self.phase(now));
         if due.is_empty() {
             return;
@@ -184,10 +184,10 @@ impl Heads {
         let items: Vec<_> = due.iter().map(|h| (EntryKind::WitnessedHead, h.to_bytes())).collect();
         let n = items.len() as u64;
         match committer.append_unsynced(items) {
-            Ok(()) => counters.add("heads_witnessed", n),
+            Ok(()) => metrics.heads_witnessed += n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record witnessed heads");
-                counters.inc("ledger_errors");
+                metrics.ledger_errors += 1;
             }
         }
     }

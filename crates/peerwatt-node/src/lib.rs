@@ -13,6 +13,7 @@ mod committer;
 pub mod community_file;
 pub mod config;
 mod heads;
+pub mod metrics;
 pub mod provision;
 pub mod state;
 pub mod status;
@@ -226,7 +227,7 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
         events: events.clone(),
     });
     if damaged > 0 {
-        node.count("state_records_damaged", damaged as u64);
+        node.damaged_records(damaged as u64);
     }
     let meter_events = meter.as_ref().map(|_| meter_rx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

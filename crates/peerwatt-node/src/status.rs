@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use peerwatt_core::{Community, IntervalLength, Side, Timestamp};
 use peerwatt_ledger::{Ledger, SledStore};
 use peerwatt_market::{Recorded, Trader};
+
+use crate::metrics::NodeMetrics;
 use serde::{Deserialize, Serialize};
 
 pub use peerwatt_market::trader::metrics::ORDER_AGE_BUCKETS_MS;
@@ -172,7 +174,7 @@ pub(crate) struct NodeView<'a> {
     /// Connected peers.
     pub peers: Vec<String>,
     /// The node's own counters (the core's are added).
-    pub counters: &'a Counters,
+    pub metrics: &'a NodeMetrics,
 }
 
 impl Reporter {
@@ -219,7 +221,7 @@ impl Reporter {
             trades_today: self.trades.iter().map(|(_, t)| t.clone()).collect(),
             ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
             requests_pending: node.trader.pending_requests() as u64,
-            counters: with_core(node.counters, node.trader),
+            counters: counters_of(node.metrics, node.trader),
         };
         if let Err(e) = status.write(&self.path) {
             tracing::warn!(error = %e, path = %self.path.display(), "cannot write the status file");
@@ -227,14 +229,16 @@ impl Reporter {
     }
 }
 
-/// The node's counters and the trading core's, by name.
-fn with_core(counters: &Counters, trader: &Trader) -> Counters {
-    let mut all = counters.clone();
-    trader.metrics().each(|name, n| {
+/// The node's counters and the trading core's, by name (those never counted left out).
+fn counters_of(metrics: &NodeMetrics, trader: &Trader) -> Counters {
+    let mut all = Counters::default();
+    let mut add = |name: &str, n: u64| {
         if n > 0 {
             all.add(name, n);
         }
-    });
+    };
+    metrics.each(&mut add);
+    trader.metrics().each(&mut add);
     all
 }
 
