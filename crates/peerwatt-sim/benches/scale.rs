@@ -89,6 +89,7 @@ fn main() {
         report.meters.intervals_measured, report.meters.intervals_expected, report.meters.max_interval_diff_wh
     );
     println!("  order age on arrival {}", order_ages(&report.delivery));
+    println!("  of which the maker's {}", shares(&report.delivery.own_order_waits, last_bound(&report.delivery)));
     println!(
         "  kept up              {} (median order arrival within {} ms; {} gossip messages dropped, {} meter readings refused)",
         if report.delivery.kept_up { "yes" } else { "no" },
@@ -104,10 +105,13 @@ fn main() {
 /// How old gossiped orders were when they arrived (real time), over every node: the share of
 /// arrivals in each bucket.
 fn order_ages(delivery: &peerwatt_sim::delivery::DeliveryCheck) -> String {
-    let total: u64 = delivery.order_ages.iter().map(|(_, n)| n).sum();
-    let last = last_bound(delivery);
-    delivery
-        .order_ages
+    shares(&delivery.order_ages, last_bound(delivery))
+}
+
+/// Each bucket's share of `buckets`, in words.
+fn shares(buckets: &[(Option<u64>, u64)], last: u64) -> String {
+    let total: u64 = buckets.iter().map(|(_, n)| n).sum();
+    buckets
         .iter()
         .map(|(bound, n)| {
             let bucket = bound.map_or(format!("over {last}ms"), |ms| format!("le {ms}ms"));

@@ -3,6 +3,7 @@
 //! fast. Summed from every node's status counters after the run, and judged so that the report
 //! can say when its market figures are limited by this machine rather than by the market.
 
+use peerwatt_market::trader::metrics::own_order_wait_name;
 use peerwatt_node::Counters;
 use peerwatt_node::status::{ORDER_AGE_BUCKETS_MS, order_age_counters};
 use serde::Serialize;
@@ -25,6 +26,9 @@ pub struct DeliveryCheck {
     /// Gossiped orders by real time from their maker's signature to their arrival, summed
     /// over every node: the bucket's upper bound in ms (`None`: over the last bound), count.
     pub order_ages: Vec<(Option<u64>, u64)>,
+    /// The makers' own share of that: how long their orders waited from signing until durable
+    /// and handed to the network, summed over every node, by the same buckets.
+    pub own_order_waits: Vec<(Option<u64>, u64)>,
     /// The upper bound of the bucket holding the median arrival, real ms (`None`: no orders
     /// arrived, or the median is over the last bound).
     pub median_order_age_ms: Option<u64>,
@@ -52,8 +56,12 @@ impl DeliveryCheck {
             // No gossiped orders at all (nobody had anything to trade) is not a late network.
             None => order_ages.iter().all(|(_, n)| *n == 0),
         };
+        let waits = ORDER_AGE_BUCKETS_MS.iter().copied().map(Some).chain([None]);
+        let own_order_waits =
+            waits.enumerate().map(|(i, bound)| (bound, counters.get(&own_order_wait_name(i)))).collect();
         DeliveryCheck {
             order_ages,
+            own_order_waits,
             median_order_age_ms,
             trading_window_ms: window_ms,
             gossip_dropped: counters.get("gossip_send_dropped"),

@@ -2,7 +2,8 @@
 //! handshake, and queries about earlier requests).
 
 use peerwatt_core::{
-    Answer, Decode, Encode, IntervalId, MembershipCert, Signed, Timestamp, TradeCall, TradeReply, TradeRequest,
+    Answer, Decode, Encode, IntervalId, MembershipCert, Order, Signed, Timestamp, TradeCall, TradeReply, TradeRequest,
+    Wh,
 };
 
 use super::turns::{PendingAnswer, Slot};
@@ -13,17 +14,22 @@ use crate::maker::Acceptance;
 use crate::trader::metrics::order_age_bucket;
 
 impl Trader {
-    /// A frame from the orders topic: checked and put in the books. A new offer may cross
-    /// this node's bid: it takes at once rather than at the next tick. (Bids are never taken,
-    /// so a new bid changes nothing for this node's requests.)
+    /// A frame from the orders topic: checked and put in the books. A new offer that crosses
+    /// this node's bid is taken at once rather than at the next tick. (Bids are never taken,
+    /// so a new bid changes nothing for this node's requests; and an offer that does not
+    /// cross the bid now changes nothing either: looking through the interval's book for
+    /// every offer that arrived was most of what a buyer did in a 500-household street.)
     pub(super) fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<(), GossipReject> {
         let accepted = self.validator.accept_orders(&mut self.books, data, now)?;
         if let Some((o, _)) = accepted.first() {
             self.count_order_age(o.body().created_at, now);
         }
         if self.cfg.enabled {
-            let mut intervals: Vec<IntervalId> =
-                accepted.iter().filter(|(o, _)| o.body().side != TAKING_SIDE).map(|(o, _)| o.body().interval).collect();
+            let mut intervals: Vec<IntervalId> = accepted
+                .iter()
+                .filter(|(o, _)| o.body().side != TAKING_SIDE && self.crosses_own_bid(o.body(), now))
+                .map(|(o, _)| o.body().interval)
+                .collect();
             intervals.sort_unstable();
             intervals.dedup();
             for interval in intervals {
@@ -31,6 +37,13 @@ impl Trader {
             }
         }
         Ok(())
+    }
+
+    /// Whether `offer` crosses this node's bid in its interval at `now`.
+    fn crosses_own_bid(&self, offer: &Order, now: Timestamp) -> bool {
+        self.maker
+            .current(offer.interval, TAKING_SIDE)
+            .is_some_and(|bid| offer.energy > Wh::ZERO && offer.price_at(now) <= bid.body().price_at(now))
     }
 
     /// Counts how old a gossiped frame's first order was on arrival, in real milliseconds

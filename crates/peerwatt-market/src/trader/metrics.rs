@@ -13,6 +13,15 @@ pub fn order_age_name(index: usize) -> String {
     }
 }
 
+/// The name of bucket `index` of the time this node's own orders waited from signing to
+/// being durable and handed to the network (same bounds as [`ORDER_AGE_BUCKETS_MS`]).
+pub fn own_order_wait_name(index: usize) -> String {
+    match ORDER_AGE_BUCKETS_MS.get(index) {
+        Some(limit) => format!("own_order_wait_le_{limit}ms"),
+        None => format!("own_order_wait_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
+    }
+}
+
 /// The bucket of an order that arrived `real_ms` after it was signed.
 pub fn order_age_bucket(real_ms: u64) -> usize {
     ORDER_AGE_BUCKETS_MS.iter().position(|&limit| real_ms <= limit).unwrap_or(ORDER_AGE_BUCKETS_MS.len())
@@ -29,6 +38,10 @@ macro_rules! counters {
             /// Gossiped order frames by the age of their first order on arrival (see
             /// [`ORDER_AGE_BUCKETS_MS`]).
             pub order_age: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
+            /// This node's own orders by how long they waited from signing until durable and
+            /// handed to the network (the part of an order's age on arrival that is the
+            /// maker's own).
+            pub own_order_wait: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
         }
 
         impl $name {
@@ -37,6 +50,9 @@ macro_rules! counters {
                 $(f(stringify!($field), self.$field);)*
                 for (i, n) in self.order_age.iter().enumerate() {
                     f(&order_age_name(i), *n);
+                }
+                for (i, n) in self.own_order_wait.iter().enumerate() {
+                    f(&own_order_wait_name(i), *n);
                 }
             }
         }

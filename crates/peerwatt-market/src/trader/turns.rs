@@ -14,6 +14,7 @@ use peerwatt_core::{
     Answer, Encode, EntryKind, GossipFrame, Hash, Order, Signed, Timestamp, Trade, TradeReply, TradeRequest,
 };
 
+use super::metrics::order_age_bucket;
 use super::{CommandId, Effect, ReplyTo, Stage, Topic, Trader};
 use crate::maker::Reserved;
 
@@ -191,6 +192,10 @@ impl Trader {
         self.taken_recorded(taken);
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
         self.send_requests(requests, now);
+        for order in &orders {
+            let real_ms = now.0.saturating_sub(order.body().created_at.0) / u64::from(self.cfg.clock_rate.max(1));
+            self.metrics.own_order_wait[order_age_bucket(real_ms)] += 1;
+        }
         self.gossip_in_frames(Topic::Orders, &orders);
         // Only the maker announces: its announcement is all that every book, and a taker that
         // missed its answer, need; a second copy cost every member a message per trade.
