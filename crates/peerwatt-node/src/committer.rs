@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use peerwatt_core::{Hash, Signed, Timestamp, TradeRequest};
-use peerwatt_ledger::{Ledger, LedgerError, SledStore};
+use peerwatt_ledger::{Ledger, LedgerError, SledStore, Store};
 use peerwatt_market::Writes;
 
 use crate::state::State;
@@ -41,9 +41,10 @@ impl Dirty {
     const ALL: Dirty = Dirty { ledger: true, state: true };
 }
 
-/// The stores, and the turns waiting for a flush.
-pub(crate) struct Committer {
-    ledger: Arc<Ledger<SledStore>>,
+/// The stores, and the turns waiting for a flush. Generic over the ledger's store: sled in
+/// the daemon, memory in tests.
+pub(crate) struct Committer<S: Store + 'static = SledStore> {
+    ledger: Arc<Ledger<S>>,
     state: State,
     /// Turns applied since the flush in progress started (or with none in progress).
     waiting: Vec<u64>,
@@ -54,7 +55,7 @@ pub(crate) struct Committer {
 }
 
 /// Makes everything applied to the stores in `dirty` durable.
-fn flush(ledger: &Ledger<SledStore>, state: &State, dirty: Dirty) -> Result<(), String> {
+fn flush<S: Store>(ledger: &Ledger<S>, state: &State, dirty: Dirty) -> Result<(), String> {
     if dirty.ledger {
         ledger.sync().map_err(|e| format!("ledger: {e}"))?;
     }
@@ -76,14 +77,14 @@ pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-impl Committer {
+impl<S: Store + 'static> Committer<S> {
     /// A committer over the node's stores.
-    pub fn new(ledger: Arc<Ledger<SledStore>>, state: State) -> Committer {
+    pub fn new(ledger: Arc<Ledger<S>>, state: State) -> Committer<S> {
         Committer { ledger, state, waiting: Vec::new(), dirty: Dirty::default(), in_progress: None }
     }
 
     /// The ledger (for reading, heads and witnessed heads).
-    pub fn ledger(&self) -> &Ledger<SledStore> {
+    pub fn ledger(&self) -> &Ledger<S> {
         &self.ledger
     }
 
@@ -153,5 +154,45 @@ impl Committer {
         turns.append(&mut self.waiting);
         let result = blocking(|| flush(&self.ledger, &self.state, Dirty::ALL));
         (turns, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test panics to fail
+
+    use peerwatt_core::{EntryKind, ManualClock, NodeKey, Timestamp};
+    use peerwatt_ledger::MemoryStore;
+
+    use super::*;
+
+    fn committer(dir: &std::path::Path) -> Committer<MemoryStore> {
+        let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
+        let ledger = Ledger::open(MemoryStore::default(), NodeKey::from_seed(&[1; 32]), clock).unwrap();
+        Committer::new(Arc::new(ledger), State::open(dir).unwrap())
+    }
+
+    fn writes(turn: u64, entries: usize) -> Writes {
+        Writes { turn, entries: vec![(EntryKind::ConfigChange, b"note".to_vec()); entries], requests: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn one_flush_at_a_time_covers_every_turn_applied_before_it_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = committer(dir.path());
+        assert!(c.start_flush().is_none(), "nothing applied, nothing to flush");
+        assert!(matches!(c.apply(&writes(0, 2)), Applied::Ok));
+        let first = c.start_flush().unwrap();
+        // Turns applied while a flush runs wait for the next one.
+        assert!(matches!(c.apply(&writes(1, 1)), Applied::Ok));
+        assert!(matches!(c.apply(&writes(2, 0)), Applied::Ok));
+        assert!(c.start_flush().is_none(), "at most one flush in progress");
+        assert_eq!(c.ledger().len().unwrap(), 3, "applied at once, readable before the flush");
+        first.await.unwrap();
+        assert_eq!(c.flushed(), vec![0]);
+        let second = c.start_flush().unwrap();
+        second.await.unwrap();
+        assert_eq!(c.flushed(), vec![1, 2], "the next flush covers both, oldest first");
+        assert!(c.start_flush().is_none());
     }
 }
