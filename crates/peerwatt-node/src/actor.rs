@@ -214,20 +214,18 @@ impl Node {
     async fn end_turn(&mut self) {
         let now = self.clock.now();
         if let Some(writes) = self.trader.end_turn(now) {
-            let entries = !writes.entries.is_empty();
-            match self.committer.apply(&writes) {
-                Applied::Ok => {
-                    if entries {
-                        self.metrics.ledger_group_commits += 1;
-                    }
-                }
+            let applied = self.committer.apply(&writes);
+            if !writes.entries.is_empty() && !matches!(applied, Applied::LedgerFailed(_)) {
+                self.metrics.ledger_group_commits += 1;
+            }
+            match applied {
+                Applied::Ok => {}
                 Applied::LedgerFailed(e) => {
                     tracing::error!(error = %e, "cannot write the ledger; refusing this turn's orders and trades");
                     self.metrics.ledger_errors += 1;
                     self.trader.failed(writes.turn, now);
                 }
                 Applied::RequestsNotPersisted(e) => {
-                    self.metrics.ledger_group_commits += 1;
                     tracing::error!(error = %e, requests = writes.requests.len(), "cannot persist trade requests; not sending them");
                     self.metrics.state_errors += 1;
                     self.trader.requests_not_persisted(writes.turn);

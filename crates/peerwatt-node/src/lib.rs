@@ -245,21 +245,27 @@ fn restore(
     now: peerwatt_core::Timestamp,
 ) -> Result<usize, StartError> {
     let len = ledger.len()?;
-    let mut entries = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    for seq in 0..len {
-        let entry = ledger.entry(seq)?;
-        entries.push((entry.body().kind, entry.body().payload.clone()));
-    }
     let (pending, damaged) = state.pending_requests();
     if damaged > 0 {
         tracing::warn!(damaged, "unreadable pending requests in the node state were skipped");
     }
-    let settled = trader.restore(entries.iter().map(|(k, p)| (*k, p.as_slice())), pending, now);
+    // The entries are read one at a time, in one pass: a ledger of years is not held whole.
+    let (mut unreadable, mut recorded) = (None, 0usize);
+    let entries = (0..len).map_while(|seq| ledger.entry(seq).map_err(|e| unreadable = Some(e)).ok()).map(|entry| {
+        let body = entry.body();
+        if body.kind == peerwatt_core::EntryKind::TradeAgreed {
+            recorded += 1;
+        }
+        (body.kind, body.payload.clone())
+    });
+    let settled = trader.restore(entries, pending, now);
+    if let Some(e) = unreadable {
+        return Err(e.into());
+    }
     if let Err(e) = state.forget_requests(&settled) {
         tracing::warn!(error = %e, "cannot forget requests recorded before the restart");
     }
     // The restored trades' effects (status, events) are carried out with the actor's first turn.
-    let recorded = entries.iter().filter(|(k, _)| *k == peerwatt_core::EntryKind::TradeAgreed).count();
     tracing::info!(
         entries = len,
         trades = recorded,

@@ -173,7 +173,7 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     observer.phase(&format!("starting one node per household (real ledgers; network: {})", s.network_used()));
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
     let (nodes, trades) = start_nodes(&members, &clock, &shared_of(s)).await?;
-    if s.network.resolve(s.households) == NetworkChoice::Libp2p {
+    if s.network_in_use() == NetworkChoice::Libp2p {
         // Let the nodes find each other and form the gossip mesh before the clock runs.
         tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
     }
@@ -322,7 +322,7 @@ type TradeFeed = mpsc::UnboundedReceiver<(u64, u64, u64)>;
 /// What the nodes of the run share: verified signatures (if the scenario says so) and the
 /// in-process network (if the run uses it).
 fn shared_of(s: &Scenario) -> Shared {
-    let network = (s.network.resolve(s.households) == NetworkChoice::InProcess).then(|| {
+    let network = (s.network_in_use() == NetworkChoice::InProcess).then(|| {
         Hub::new(InProcessConfig {
             latency: Duration::from_millis(s.network_latency_ms),
             loss_per_million: s.network_loss_per_million,

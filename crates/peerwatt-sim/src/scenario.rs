@@ -204,9 +204,14 @@ impl Scenario {
         Ok(days_from_civil(y, m, d))
     }
 
+    /// The network the run uses (never `Auto`).
+    pub fn network_in_use(&self) -> NetworkChoice {
+        self.network.resolve(self.households)
+    }
+
     /// The network the run uses, in words (the report says it).
     pub fn network_used(&self) -> String {
-        match self.network.resolve(self.households) {
+        match self.network_in_use() {
             NetworkChoice::InProcess => format!(
                 "in-process ({} ms latency, {} per million lost; same signed frames and validators)",
                 self.network_latency_ms, self.network_loss_per_million

@@ -50,8 +50,7 @@ impl Trader {
     /// (clock time divided by the clock's rate): signing, the maker's ledger commit and every
     /// hop of the gossip. The operator's view of the network's latency (docs/operations.md).
     fn count_order_age(&mut self, created: Timestamp, now: Timestamp) {
-        let real_ms = now.0.saturating_sub(created.0) / u64::from(self.cfg.clock_rate.max(1));
-        self.metrics.order_age[order_age_bucket(real_ms)] += 1;
+        self.metrics.order_age[order_age_bucket(self.real_ms_since(created, now))] += 1;
     }
 
     /// A frame from the trades topic: applied to the books, and recorded if it is a trade of

@@ -4,22 +4,24 @@
 /// Upper bounds of the buckets that count the age of gossiped orders on arrival, real ms.
 pub const ORDER_AGE_BUCKETS_MS: [u64; 5] = [50, 200, 1_000, 2_000, 5_000];
 
-/// The name of the order-age bucket `index` (0 ..= [`ORDER_AGE_BUCKETS_MS`]`.len()`; the last
-/// one counts everything older than the last bound).
-pub fn order_age_name(index: usize) -> String {
+/// The name of bucket `index` (0 ..= [`ORDER_AGE_BUCKETS_MS`]`.len()`; the last one counts
+/// everything over the last bound) of the age counters called `prefix`.
+fn age_bucket_name(prefix: &str, index: usize) -> String {
     match ORDER_AGE_BUCKETS_MS.get(index) {
-        Some(limit) => format!("gossip_order_age_le_{limit}ms"),
-        None => format!("gossip_order_age_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
+        Some(limit) => format!("{prefix}_le_{limit}ms"),
+        None => format!("{prefix}_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
     }
+}
+
+/// The name of the order-age bucket `index`: gossiped orders by their age on arrival.
+pub fn order_age_name(index: usize) -> String {
+    age_bucket_name("gossip_order_age", index)
 }
 
 /// The name of bucket `index` of the time this node's own orders waited from signing to
 /// being durable and handed to the network (same bounds as [`ORDER_AGE_BUCKETS_MS`]).
 pub fn own_order_wait_name(index: usize) -> String {
-    match ORDER_AGE_BUCKETS_MS.get(index) {
-        Some(limit) => format!("own_order_wait_le_{limit}ms"),
-        None => format!("own_order_wait_over_{}ms", ORDER_AGE_BUCKETS_MS.last().copied().unwrap_or(0)),
-    }
+    age_bucket_name("own_order_wait", index)
 }
 
 /// The bucket of an order that arrived `real_ms` after it was signed.

@@ -304,13 +304,14 @@ impl Trader {
     /// Rebuilds the state from this node's ledger entries (own orders, agreed trades) and the
     /// requests persisted without a final answer, after a restart or a crash. Returns the
     /// persisted requests that are settled already (recorded before the crash): forget them.
-    pub fn restore<'a>(
+    pub fn restore<P: AsRef<[u8]>>(
         &mut self,
-        entries: impl IntoIterator<Item = (EntryKind, &'a [u8])>,
+        entries: impl IntoIterator<Item = (EntryKind, P)>,
         pending: Vec<(Signed<TradeRequest>, Timestamp)>,
         now: Timestamp,
     ) -> Vec<Hash> {
         for (kind, payload) in entries {
+            let payload = payload.as_ref();
             match kind {
                 EntryKind::OrderPublished => {
                     let Ok(order) = Signed::<Order>::from_bytes(payload) else { continue };
@@ -457,6 +458,12 @@ impl Trader {
             .map(IntervalId)
             .filter(|i| self.community.is_open(*i, now))
             .collect()
+    }
+
+    /// Real milliseconds from `then` to `now` on this node's clock (clock time divided by its
+    /// rate: the simulator's clock runs faster than real time).
+    fn real_ms_since(&self, then: Timestamp, now: Timestamp) -> u64 {
+        now.0.saturating_sub(then.0) / u64::from(self.cfg.clock_rate.max(1))
     }
 
     /// A trade of this node, as the status and subscribers see it.

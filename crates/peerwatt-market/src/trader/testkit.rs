@@ -417,9 +417,9 @@ impl Street {
 }
 
 impl Trader {
-    /// Whether nothing of this node waits: no request without a final answer, no call out,
-    /// no turn's writes outstanding.
+    /// Whether nothing of this node waits: [`Trader::drained`], and no call of its out either
+    /// (a query counts no request as pending).
     pub fn drained_or_idle(&self) -> bool {
-        self.taker.pending_count() == 0 && self.window.is_empty() && self.pipeline.is_idle() && self.calls.is_empty()
+        self.drained() && self.calls.is_empty()
     }
 }

@@ -193,8 +193,7 @@ impl Trader {
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
         self.send_requests(requests, now);
         for order in &orders {
-            let real_ms = now.0.saturating_sub(order.body().created_at.0) / u64::from(self.cfg.clock_rate.max(1));
-            self.metrics.own_order_wait[order_age_bucket(real_ms)] += 1;
+            self.metrics.own_order_wait[order_age_bucket(self.real_ms_since(order.body().created_at, now))] += 1;
         }
         self.gossip_in_frames(Topic::Orders, &orders);
         // Only the maker announces: its announcement is all that every book, and a taker that
