@@ -148,6 +148,62 @@ impl From<Side> for SideKey {
     }
 }
 
+/// Checks an order against every market rule that needs no books (all but replay): the
+/// community, its clock (`skew_ms` ahead at most), its interval's trading window, expiry, the
+/// tariffs and a price curve that concedes. Stateless, so a screening worker can run it.
+pub fn check_order_terms(
+    community: &Community,
+    skew_ms: u64,
+    signed: &Signed<Order>,
+    now: Timestamp,
+) -> Result<(), OrderReject> {
+    let o = signed.body();
+    let c = community;
+    if o.community != c.id {
+        return Err(OrderReject::WrongCommunity);
+    }
+    if o.created_at.0 > now.0.saturating_add(skew_ms) {
+        return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
+    }
+    if !c.is_open(o.interval, now) {
+        return Err(not_open(c, skew_ms, o.interval, o.created_at, now));
+    }
+    if o.expires_at <= now {
+        return Err(OrderReject::Expired);
+    }
+    if o.energy > Wh::ZERO {
+        for price in [o.start_price, o.limit_price] {
+            if price < c.feed_in || price > c.retail {
+                return Err(OrderReject::PriceOutOfRange { price, feed_in: c.feed_in, retail: c.retail });
+            }
+        }
+        if !o.curve_concedes() {
+            return Err(OrderReject::CurveBackwards);
+        }
+    }
+    Ok(())
+}
+
+/// Why `interval` is not open at `now` for an order made at `created`: near its window
+/// (clock skew), or made near its window and delivered late (lateness is not malice: a
+/// relay cannot make an order older, only the maker can date it), or far.
+fn not_open(
+    community: &Community,
+    skew_ms: u64,
+    interval: IntervalId,
+    created: Timestamp,
+    now: Timestamp,
+) -> OrderReject {
+    let (opens, closes) = community.trading_window(interval);
+    let margin = community.interval.millis() + skew_ms;
+    let near = |t: Timestamp| t.0.saturating_add(margin) >= opens.0 && t.0 < closes.0.saturating_add(margin);
+    if near(now) || (created <= now && near(created)) {
+        OrderReject::NotOpen(interval)
+    } else {
+        OrderReject::OutOfWindow(interval)
+    }
+}
+
 impl Books {
     /// Empty books for `community`.
     pub fn new(community: Community) -> Books {
@@ -192,56 +248,34 @@ impl Books {
     }
 
     /// Checks an order against the market rules at `now` (signature and membership are
-    /// checked before, by whoever received it).
+    /// checked before, by whoever received it): [`check_order_terms`], then replay.
     pub fn check(&self, signed: &Signed<Order>, now: Timestamp) -> Result<(), OrderReject> {
-        let o = signed.body();
-        let c = &self.community;
-        if o.community != c.id {
-            return Err(OrderReject::WrongCommunity);
-        }
-        if o.created_at.0 > now.0.saturating_add(self.skew_ms) {
-            return Err(OrderReject::FromTheFuture(o.created_at.0 - now.0));
-        }
-        if !c.is_open(o.interval, now) {
-            return Err(self.not_open(o.interval, o.created_at, now));
-        }
-        if o.expires_at <= now {
-            return Err(OrderReject::Expired);
-        }
-        if o.energy > Wh::ZERO {
-            for price in [o.start_price, o.limit_price] {
-                if price < c.feed_in || price > c.retail {
-                    return Err(OrderReject::PriceOutOfRange { price, feed_in: c.feed_in, retail: c.retail });
-                }
-            }
-            if !o.curve_concedes() {
-                return Err(OrderReject::CurveBackwards);
-            }
-        }
-        if let Some(&last) =
-            self.last_seq.get(&(o.interval, SideKey::from(o.side), *signed.signer())).filter(|&&last| o.seq <= last)
-        {
-            return Err(OrderReject::Replay { seq: o.seq, last });
-        }
-        Ok(())
+        check_order_terms(&self.community, self.skew_ms, signed, now)?;
+        self.check_replay(signed)
     }
 
-    /// Why `interval` is not open at `now` for an order made at `created`: near its window
-    /// (clock skew), or made near its window and delivered late (lateness is not malice: a
-    /// relay cannot make an order older, only the maker can date it), or far.
-    fn not_open(&self, interval: IntervalId, created: Timestamp, now: Timestamp) -> OrderReject {
-        let (opens, closes) = self.community.trading_window(interval);
-        let margin = self.community.interval.millis() + self.skew_ms;
-        let near = |t: Timestamp| t.0.saturating_add(margin) >= opens.0 && t.0 < closes.0.saturating_add(margin);
-        if near(now) || (created <= now && near(created)) {
-            OrderReject::NotOpen(interval)
-        } else {
-            OrderReject::OutOfWindow(interval)
+    /// The one rule that needs the books: a maker's order must be newer than the last one
+    /// seen from it for the same interval and side.
+    pub fn check_replay(&self, signed: &Signed<Order>) -> Result<(), OrderReject> {
+        let o = signed.body();
+        match self.last_seq.get(&(o.interval, SideKey::from(o.side), *signed.signer())) {
+            Some(&last) if o.seq <= last => Err(OrderReject::Replay { seq: o.seq, last }),
+            _ => Ok(()),
         }
     }
 
     /// Checks and inserts an order.
     pub fn insert(&mut self, signed: &Signed<Order>, now: Timestamp) -> Result<Inserted, OrderReject> {
+        self.insert_with_id(signed, signed.digest(), now)
+    }
+
+    /// Checks and inserts an order whose digest the caller computed already (`id`).
+    pub fn insert_with_id(
+        &mut self,
+        signed: &Signed<Order>,
+        id: Hash,
+        now: Timestamp,
+    ) -> Result<Inserted, OrderReject> {
         self.check(signed, now)?;
         let o = signed.body();
         let maker = *signed.signer();
@@ -254,7 +288,6 @@ impl Books {
         if o.energy == Wh::ZERO {
             return Ok(Inserted::Cancelled(previous));
         }
-        let id = signed.digest();
         let expiry = self.expiry_of(o);
         self.next_expiry = Some(self.next_expiry.map_or(expiry, |e| e.min(expiry)));
         self.slots.entry((o.interval, SideKey::from(o.side))).or_default().insert(id);

@@ -1,12 +1,20 @@
 //! Validation of gossip (orders, trades, tree heads), before it is accepted and forwarded.
 //!
-//! Checks run cheapest first, so a flood of garbage costs little: size, framing, the
-//! certificate's community, admin, member and validity window, the market rules (read-only),
-//! and only then the signature verifications (certificate and order). Verified
-//! certificates are cached by digest. Nothing is changed unless every check passes. An order
-//! frame may carry a batch of one member's orders: each is checked and taken on its own, and
-//! one refused with a penalty refuses the frame (see [`GossipValidator::accept_orders`]). A
-//! trade frame may carry a batch of trades its announcer agreed: one bad trade refuses it.
+//! Two stages, so that the expensive one runs off the node's actor (Lighthouse's shape):
+//! [`GossipValidator::screen`] makes every check that needs no state of the node's (size,
+//! framing, the certificate's community, admin, member and validity window, the market rules
+//! but replay, and last the signatures), on any thread, and its verdict goes straight to the
+//! network, so a relay hop never waits for the node's turn. What passes is [`Screened`]; the
+//! trading core then applies it ([`insert_screened`] for orders), where the one rule that
+//! needs the books, replay, is checked (a replay is ignored without penalty, so forwarding
+//! it costs an honest neighbour nothing but one more screen).
+//!
+//! Checks run cheapest first, so a flood of garbage costs little. Verified certificates are
+//! cached by digest, and verified signed messages in a [`VerifiedMemo`] (the node's own, or
+//! the one the nodes of a process share). An order frame may carry a batch of one member's
+//! orders: late ones are skipped without penalty, and one refused with a penalty refuses the
+//! frame. A trade frame may carry a batch of trades its announcer agreed: one bad trade
+//! refuses it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,9 +25,33 @@ use peerwatt_core::{
 };
 use thiserror::Error;
 
-use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject};
+use crate::book::{Books, Inserted, MAX_CLOCK_SKEW_MS, OrderReject, check_order_terms, skew_for_rate};
 use crate::memo::VerifiedMemo;
 
+/// A gossip topic of the community.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Orders (offers and bids).
+    Orders,
+    /// Agreed trades, announced by their maker.
+    Trades,
+    /// Signed ledger tree heads.
+    Heads,
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 3] = [Topic::Orders, Topic::Trades, Topic::Heads];
+
+    /// The topic's name, as in `peerwatt/<community>/<name>/1`, counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Orders => "orders",
+            Topic::Trades => "trades",
+            Topic::Heads => "heads",
+        }
+    }
+}
 /// The largest gossip frame accepted on the orders topic (a batch of up to 16 orders).
 pub const MAX_ORDER_FRAME: usize = 4096;
 /// The largest gossip frame accepted on the trades topic (a batch of up to 16 trades).
@@ -110,55 +142,113 @@ impl GossipReject {
     }
 }
 
-/// Validates gossip frames (orders, trades, tree heads), caching verified certificates.
-#[derive(Debug, Default)]
+/// Gossip that passed every check needing no state of the node's: what a screening worker
+/// hands the trading core, each signed message with its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screened {
+    /// One member's orders, in the frame's order; `late` is why the first order of the frame
+    /// that was skipped without penalty was skipped, if one was.
+    Orders {
+        /// The orders and their digests.
+        orders: Vec<(Signed<Order>, Hash)>,
+        /// The first late order's reason.
+        late: Option<GossipReject>,
+    },
+    /// Trades announced by a party to each, with both signatures verified.
+    Trades(Vec<(Signed<Trade>, Hash)>),
+    /// A member's signed ledger tree head.
+    Head(Box<Signed<TreeHead>>),
+}
+
+impl Screened {
+    /// The topic it came on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Screened::Orders { .. } => Topic::Orders,
+            Screened::Trades(_) => Topic::Trades,
+            Screened::Head(_) => Topic::Heads,
+        }
+    }
+}
+
+/// How many verified digests a node keeps when it shares no memo with other nodes (enough for
+/// the copies of one message arriving on several paths, well under a megabyte).
+const OWN_MEMO_CAPACITY: usize = 4096;
+
+/// Screens gossip frames (orders, trades, tree heads) of one community, caching verified
+/// certificates and signatures; see the module documentation.
+#[derive(Debug)]
 pub struct GossipValidator {
+    community: Community,
+    /// How far ahead of this clock a message may be dated (see [`skew_for_rate`]).
+    skew_ms: u64,
     /// Digests of certificates whose signature verified.
     verified_certs: HashSet<Hash>,
-    /// Signatures verified by the other nodes of this process, if they share them.
-    shared: Option<Arc<VerifiedMemo>>,
+    /// Signed messages whose signatures verified.
+    memo: Arc<VerifiedMemo>,
 }
 
 impl GossipValidator {
-    /// A validator with an empty certificate cache.
-    pub fn new() -> GossipValidator {
-        GossipValidator::default()
-    }
-
-    /// A validator that shares verified signatures with the other nodes of the process
-    /// through `memo` (see [`crate::memo`]).
-    pub fn sharing(memo: Arc<VerifiedMemo>) -> GossipValidator {
-        GossipValidator { shared: Some(memo), ..GossipValidator::default() }
-    }
-
-    /// Verifies a message's signatures (through the shared memo, if there is one; `digest`
-    /// is only computed for the memo, and callers that hold it already pass it on).
-    fn verify_signed<T: Message>(&self, signed: &Signed<T>, digest: impl FnOnce() -> Hash) -> Result<(), GossipReject> {
-        let verify = || signed.verify().map_err(|_| GossipReject::BadSignature);
-        match &self.shared {
-            Some(memo) => memo.check(digest(), verify),
-            None => verify(),
+    /// A validator for `community` with empty caches, for a clock running at real time.
+    pub fn new(community: Community) -> GossipValidator {
+        GossipValidator {
+            community,
+            skew_ms: MAX_CLOCK_SKEW_MS,
+            verified_certs: HashSet::new(),
+            memo: Arc::new(VerifiedMemo::with_capacity(OWN_MEMO_CAPACITY)),
         }
     }
 
-    /// The frame, with its certificate checked against `community` at `now` (all but its
+    /// The same validator for a clock running `rate` times faster than real time.
+    pub fn with_clock_rate(mut self, rate: u32) -> GossipValidator {
+        self.skew_ms = skew_for_rate(rate);
+        self
+    }
+
+    /// The same validator sharing verified signatures with the other nodes of the process
+    /// through `memo` (see [`crate::memo`]).
+    pub fn sharing(mut self, memo: Arc<VerifiedMemo>) -> GossipValidator {
+        self.memo = memo;
+        self
+    }
+
+    /// A validator for a screening worker: the same community, clock and memo, its own
+    /// certificate cache.
+    pub fn worker(&self) -> GossipValidator {
+        GossipValidator {
+            community: self.community.clone(),
+            skew_ms: self.skew_ms,
+            verified_certs: HashSet::new(),
+            memo: self.memo.clone(),
+        }
+    }
+
+    /// Screens one frame that arrived on `topic` at `now`.
+    pub fn screen(&mut self, topic: Topic, data: &[u8], now: Timestamp) -> Result<Screened, GossipReject> {
+        match topic {
+            Topic::Orders => self.screen_orders(data, now),
+            Topic::Trades => self.screen_trades(data, now).map(Screened::Trades),
+            Topic::Heads => self.screen_head(data, now).map(|h| Screened::Head(Box::new(h))),
+        }
+    }
+
+    /// Verifies a message's signatures through the memo: `digest` is its digest.
+    fn verify_signed<T: Message>(&self, signed: &Signed<T>, digest: Hash) -> Result<(), GossipReject> {
+        self.memo.check(digest, || signed.verify().map_err(|_| GossipReject::BadSignature))
+    }
+
+    /// The frame, with its certificate checked against the community at `now` (all but its
     /// signature: that comes last, see [`GossipValidator::verify_cert`]).
-    fn open_frame(
-        &self,
-        community: &Community,
-        data: &[u8],
-        max: usize,
-        now: Timestamp,
-    ) -> Result<GossipFrame, GossipReject> {
+    fn open_frame(&self, data: &[u8], max: usize, now: Timestamp) -> Result<GossipFrame, GossipReject> {
         if data.len() > max {
             return Err(GossipReject::Oversized(data.len()));
         }
         let frame = GossipFrame::from_bytes(data).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         let cert = frame.cert.body();
-        if cert.community != community.id {
+        if cert.community != self.community.id {
             return Err(GossipReject::WrongCommunity);
         }
-        if *frame.cert.signer() != community.admin {
+        if *frame.cert.signer() != self.community.admin {
             return Err(GossipReject::NotAdmitted);
         }
         if !cert.is_valid_at(now) {
@@ -167,20 +257,13 @@ impl GossipValidator {
         Ok(frame)
     }
 
-    /// A frame of exactly one signed message (heads travel one per frame).
-    fn open<T: Message>(
-        &self,
-        community: &Community,
-        data: &[u8],
-        max: usize,
-        now: Timestamp,
-    ) -> Result<(GossipFrame, Signed<T>), GossipReject> {
-        let frame = self.open_frame(community, data, max, now)?;
-        let [message] = frame.messages.as_slice() else {
-            return Err(GossipReject::Malformed("a batch on a topic of single messages".into()));
-        };
-        let message = Signed::<T>::from_bytes(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        Ok((frame, message))
+    /// The frame's messages, decoded.
+    fn decode_all<T: Message>(frame: &GossipFrame) -> Result<Vec<Signed<T>>, GossipReject> {
+        frame
+            .messages
+            .iter()
+            .map(|m| Signed::<T>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
+            .collect()
     }
 
     /// Whether a certificate's signature verifies, checked once per certificate.
@@ -205,120 +288,125 @@ impl GossipValidator {
     /// [`Community::check_cert`], verifying the signature once per certificate.
     pub fn check_cert(
         &mut self,
-        community: &Community,
         cert: &Signed<MembershipCert>,
         member: &PublicKey,
         now: Timestamp,
     ) -> Result<(), CertError> {
-        community.check_cert_terms(cert, member, now)?;
+        self.community.check_cert_terms(cert, member, now)?;
         self.cert_signature_ok(cert).then_some(()).ok_or(CertError::BadSignature)
     }
 
-    /// Checks a frame from the orders topic and inserts its orders, in the frame's order.
-    ///
-    /// Every order must be signed by the certificate's member. An order refused without
-    /// penalty (late: [`Penalty::Ignore`]) is skipped; one refused with a penalty refuses the
-    /// frame, and orders before it in the frame (valid, and the same member's) stay in the
-    /// books. A frame of late orders only is refused with the first one's reason, so it is
-    /// neither forwarded nor penalised.
-    pub fn accept_orders(
-        &mut self,
-        books: &mut Books,
-        data: &[u8],
-        now: Timestamp,
-    ) -> Result<Vec<(Signed<Order>, Inserted)>, GossipReject> {
-        let frame = self.open_frame(books.community(), data, MAX_ORDER_FRAME, now)?;
+    /// Screens a frame from the orders topic. Every order must be signed by the
+    /// certificate's member and keep the market rules (but replay: that needs the books). An
+    /// order refused without penalty (late: [`Penalty::Ignore`]) is skipped; one refused with
+    /// a penalty refuses the frame. A frame of late orders only is refused with the first
+    /// one's reason, so it is neither forwarded nor penalised.
+    pub fn screen_orders(&mut self, data: &[u8], now: Timestamp) -> Result<Screened, GossipReject> {
+        let frame = self.open_frame(data, MAX_ORDER_FRAME, now)?;
         let member = frame.cert.body().member;
-        let orders = frame
-            .messages
-            .iter()
-            .map(|m| Signed::<Order>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let orders = Self::decode_all::<Order>(&frame)?;
         if orders.iter().any(|o| *o.signer() != member) {
             return Err(GossipReject::NotMember);
         }
         let mut late = None;
-        let mut accepted = Vec::with_capacity(orders.len());
+        let mut on_time = Vec::with_capacity(orders.len());
         for order in orders {
-            match self.accept_one_order(books, &frame, order, now) {
-                Ok(taken) => accepted.push(taken),
+            match check_order_terms(&self.community, self.skew_ms, &order, now).map_err(GossipReject::Rule) {
+                Ok(()) => on_time.push(order),
                 Err(reject) if reject.penalty() == Penalty::Ignore => {
                     late.get_or_insert(reject);
                 }
                 Err(reject) => return Err(reject),
             }
         }
-        match late {
-            Some(reject) if accepted.is_empty() => Err(reject),
-            _ => Ok(accepted),
-        }
-    }
-
-    /// The market rules, the certificate's signature (cached) and the order's, then the book.
-    fn accept_one_order(
-        &mut self,
-        books: &mut Books,
-        frame: &GossipFrame,
-        order: Signed<Order>,
-        now: Timestamp,
-    ) -> Result<(Signed<Order>, Inserted), GossipReject> {
-        books.check(&order, now).map_err(GossipReject::Rule)?;
-        self.verify_cert(frame)?;
-        self.verify_signed(&order, || order.digest())?;
-        let inserted = books.insert(&order, now).map_err(GossipReject::Rule)?;
-        Ok((order, inserted))
-    }
-
-    /// Checks a frame from the trades topic: 1 to 16 trades announced by a party to each of
-    /// them, with both signatures, for this community, within the tariffs. `verified` holds
-    /// the digests of trades whose signatures were checked before (a digest covers the
-    /// signatures, so an identical copy needs no second check). One bad trade refuses the
-    /// frame: an honest node announces only trades it agreed.
-    pub fn accept_trades(
-        &mut self,
-        community: &Community,
-        data: &[u8],
-        now: Timestamp,
-        verified: &HashSet<Hash>,
-    ) -> Result<Vec<Signed<Trade>>, GossipReject> {
-        let frame = self.open_frame(community, data, MAX_TRADE_FRAME, now)?;
-        let trades = frame
-            .messages
-            .iter()
-            .map(|m| Signed::<Trade>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let announcer = frame.cert.body().member;
-        for trade in &trades {
-            check_trade_terms(community, trade, &announcer)?;
+        if on_time.is_empty() {
+            return Err(late.unwrap_or_else(|| GossipReject::Malformed("a frame without orders".into())));
         }
         self.verify_cert(&frame)?;
-        for trade in &trades {
-            // Both signatures: the maker's on the trade, the taker's on the request inside.
-            let digest = trade.digest();
-            if !verified.contains(&digest) {
-                self.verify_signed(trade, || digest)?;
-            }
+        let mut orders = Vec::with_capacity(on_time.len());
+        for order in on_time {
+            let digest = order.digest();
+            self.verify_signed(&order, digest)?;
+            orders.push((order, digest));
         }
-        Ok(trades)
+        Ok(Screened::Orders { orders, late })
     }
 
-    /// Checks a frame from the heads topic: a member's signed ledger tree head.
-    pub fn accept_head(
+    /// Screens a frame from the orders topic and inserts its orders into `books` (the two
+    /// stages of a node, in one call).
+    pub fn accept_orders(
         &mut self,
-        community: &Community,
+        books: &mut Books,
         data: &[u8],
         now: Timestamp,
-    ) -> Result<Signed<TreeHead>, GossipReject> {
-        let (frame, head) = self.open::<TreeHead>(community, data, MAX_HEAD_FRAME, now)?;
+    ) -> Result<Vec<(Signed<Order>, Inserted)>, GossipReject> {
+        match self.screen_orders(data, now)? {
+            Screened::Orders { orders, late } => insert_screened(books, orders, late, now),
+            _ => Err(GossipReject::Malformed("not orders".into())),
+        }
+    }
+
+    /// Screens a frame from the trades topic: 1 to 16 trades announced by a party to each of
+    /// them, with both signatures, for this community, within the tariffs. One bad trade
+    /// refuses the frame: an honest node announces only trades it agreed.
+    pub fn screen_trades(&mut self, data: &[u8], now: Timestamp) -> Result<Vec<(Signed<Trade>, Hash)>, GossipReject> {
+        let frame = self.open_frame(data, MAX_TRADE_FRAME, now)?;
+        let trades = Self::decode_all::<Trade>(&frame)?;
+        let announcer = frame.cert.body().member;
+        for trade in &trades {
+            check_trade_terms(&self.community, trade, &announcer)?;
+        }
+        self.verify_cert(&frame)?;
+        let mut verified = Vec::with_capacity(trades.len());
+        for trade in trades {
+            // Both signatures: the maker's on the trade, the taker's on the request inside.
+            let digest = trade.digest();
+            self.verify_signed(&trade, digest)?;
+            verified.push((trade, digest));
+        }
+        Ok(verified)
+    }
+
+    /// Screens a frame from the heads topic: a member's signed ledger tree head.
+    pub fn screen_head(&mut self, data: &[u8], now: Timestamp) -> Result<Signed<TreeHead>, GossipReject> {
+        let frame = self.open_frame(data, MAX_HEAD_FRAME, now)?;
+        let [message] = frame.messages.as_slice() else {
+            return Err(GossipReject::Malformed("a batch on a topic of single messages".into()));
+        };
+        let head = Signed::<TreeHead>::from_bytes(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         if frame.cert.body().member != *head.signer() {
             return Err(GossipReject::NotMember);
         }
-        if head.body().time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+        if head.body().time.0 > now.0.saturating_add(self.skew_ms) {
             return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
         }
         self.verify_cert(&frame)?;
-        self.verify_signed(&head, || head.digest())?;
+        self.verify_signed(&head, head.digest())?;
         Ok(head)
+    }
+}
+
+/// Inserts screened orders into `books`, in the frame's order. A replay (the maker's newer
+/// order for the interval came first) is skipped like a late order; a frame whose every order
+/// was skipped is refused with the first reason, without penalty.
+pub fn insert_screened(
+    books: &mut Books,
+    orders: Vec<(Signed<Order>, Hash)>,
+    mut late: Option<GossipReject>,
+    now: Timestamp,
+) -> Result<Vec<(Signed<Order>, Inserted)>, GossipReject> {
+    let mut inserted = Vec::with_capacity(orders.len());
+    for (order, digest) in orders {
+        match books.insert_with_id(&order, digest, now) {
+            Ok(i) => inserted.push((order, i)),
+            Err(reject) => {
+                late.get_or_insert(GossipReject::Rule(reject));
+            }
+        }
+    }
+    match late {
+        Some(reject) if inserted.is_empty() => Err(reject),
+        _ => Ok(inserted),
     }
 }
 

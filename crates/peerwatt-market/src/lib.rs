@@ -1,7 +1,8 @@
 //! peerwatt's market, pure and driven by an injected clock: no network, no disk.
 //!
 //! - [`book`]: order books per open interval, price-time priority, replacement and cancellation;
-//! - [`gossip`]: validation of gossiped orders (certificate, rules, signatures), cheapest first;
+//! - [`gossip`]: validation of gossip in two stages: a stateless screen (certificate, rules,
+//!   signatures, cheapest first) for a worker, and what the core applies;
 //! - [`maker`]: the maker's authority over its orders (reserve, commit after the ledger, abort);
 //! - [`memo`]: verified signatures shared by the nodes of one process (the simulator's);
 //! - [`taker`]: the taker's requests and exactly-once recording of its trades;
@@ -24,9 +25,9 @@ pub mod taker;
 pub mod trader;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject, TAKING_SIDE, taking_order};
-pub use gossip::{GossipReject, GossipValidator, Penalty};
+pub use gossip::{GossipReject, GossipValidator, Penalty, Screened, Topic, insert_screened};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use memo::VerifiedMemo;
 pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};
-pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Topic, Trader, TraderConfig, Writes};
+pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Trader, TraderConfig, Writes};

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::collections::HashSet;
-
 use peerwatt_core::*;
 use peerwatt_market::*;
 
@@ -58,7 +56,7 @@ fn hostile_frames_are_refused_by_name_and_change_nothing() {
     let outsider = NodeKey::from_seed(&[66; 32]);
     let rogue_admin = NodeKey::from_seed(&[77; 32]);
     let mut books = Books::new(community());
-    let mut validator = GossipValidator::new();
+    let mut validator = GossipValidator::new(community());
 
     let good = offer(&member, 10, I, 150_000);
     let accepted = validator.accept_orders(&mut books, &frame(cert(&member), &good), NOW).unwrap();
@@ -166,7 +164,7 @@ fn a_batch_of_orders_is_checked_order_by_order() {
     let member = NodeKey::from_seed(&[31; 32]);
     let other = NodeKey::from_seed(&[32; 32]);
     let mut books = Books::new(community());
-    let mut validator = GossipValidator::new();
+    let mut validator = GossipValidator::new(community());
     let next = IntervalId(I.0 + 1);
 
     let a = offer(&member, 1, I, 150_000);
@@ -191,7 +189,7 @@ fn a_batch_of_orders_is_checked_order_by_order() {
     assert_eq!((err.name(), err.penalty()), ("price_out_of_range", Penalty::Reject));
 
     let trade_batch = batch(cert(&member), &[&a, &b]);
-    let err = validator.accept_trades(&community(), &trade_batch, NOW, &HashSet::new()).unwrap_err();
+    let err = validator.screen_trades(&trade_batch, NOW).unwrap_err();
     assert_eq!(err.name(), "malformed", "orders on the trades topic");
 }
 
@@ -201,7 +199,7 @@ fn a_batch_of_orders_is_checked_order_by_order() {
 #[test]
 fn an_honest_order_delivered_hours_late_is_ignored_not_penalised() {
     let member = NodeKey::from_seed(&[21; 32]);
-    let mut validator = GossipValidator::new();
+    let mut validator = GossipValidator::new(community());
     let mut books = Books::new(community());
     let hours_later = Timestamp(START + 3 * 3_600_000);
     let late = frame(cert(&member), &offer(&member, 1, I, 150_000));
@@ -242,16 +240,13 @@ fn trade_frame(cert: Signed<MembershipCert>, trade: &Signed<Trade>) -> Vec<u8> {
 fn trades_are_accepted_only_from_a_party_with_both_signatures() {
     let (maker, taker, outsider) =
         (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]), NodeKey::from_seed(&[5; 32]));
-    let c = community();
-    let mut v = GossipValidator::new();
+    let mut v = GossipValidator::new(community());
     let trade = trade_between(&maker, &taker, 150_000);
-    let none = HashSet::new();
     for announcer in [&maker, &taker] {
-        let got = v.accept_trades(&c, &trade_frame(cert(announcer), &trade), NOW, &none).unwrap();
-        assert_eq!(got, vec![trade.clone()]);
+        let got = v.screen_trades(&trade_frame(cert(announcer), &trade), NOW).unwrap();
+        assert_eq!(got, vec![(trade.clone(), trade.digest())]);
     }
-    let refused =
-        |v: &mut GossipValidator, data: Vec<u8>| v.accept_trades(&c, &data, NOW, &HashSet::new()).unwrap_err().name();
+    let refused = |v: &mut GossipValidator, data: Vec<u8>| v.screen_trades(&data, NOW).unwrap_err().name();
     assert_eq!(refused(&mut v, trade_frame(cert(&outsider), &trade)), "not_party");
     // The maker's signature replaced: the trade no longer verifies.
     let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
@@ -270,55 +265,78 @@ fn trades_are_accepted_only_from_a_party_with_both_signatures() {
 #[test]
 fn a_frame_of_trades_is_accepted_whole_or_not_at_all() {
     let (maker, a, b) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]), NodeKey::from_seed(&[3; 32]));
-    let c = community();
-    let mut v = GossipValidator::new();
-    let none = HashSet::new();
+    let mut v = GossipValidator::new(community());
     let (with_a, with_b) = (trade_between(&maker, &a, 150_000), trade_between(&maker, &b, 160_000));
     let framed = |cert: Signed<MembershipCert>, trades: &[&Signed<Trade>]| {
         GossipFrame { cert, messages: trades.iter().map(|t| t.to_bytes()).collect() }.to_bytes()
     };
-    let got = v.accept_trades(&c, &framed(cert(&maker), &[&with_a, &with_b]), NOW, &none).unwrap();
-    assert_eq!(got, vec![with_a.clone(), with_b.clone()]);
+    let got = v.screen_trades(&framed(cert(&maker), &[&with_a, &with_b]), NOW).unwrap();
+    assert_eq!(got, vec![(with_a.clone(), with_a.digest()), (with_b.clone(), with_b.digest())]);
     // The taker of one trade cannot announce the other.
-    let err = v.accept_trades(&c, &framed(cert(&a), &[&with_a, &with_b]), NOW, &none).unwrap_err();
+    let err = v.screen_trades(&framed(cert(&a), &[&with_a, &with_b]), NOW).unwrap_err();
     assert_eq!((err.name(), err.penalty()), ("not_party", Penalty::Reject));
     let forged = with_b.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
-    let err = v.accept_trades(&c, &framed(cert(&maker), &[&with_a, &forged]), NOW, &none).unwrap_err();
+    let err = v.screen_trades(&framed(cert(&maker), &[&with_a, &forged]), NOW).unwrap_err();
     assert_eq!((err.name(), err.penalty()), ("bad_signature", Penalty::Reject));
 }
 
 #[test]
 fn a_trade_verified_before_is_accepted_and_a_forged_copy_still_refused() {
     let (maker, taker) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
-    let c = community();
-    let mut v = GossipValidator::new();
+    let memo = std::sync::Arc::new(VerifiedMemo::default());
+    let mut v = GossipValidator::new(community()).sharing(memo.clone());
     let trade = trade_between(&maker, &taker, 150_000);
-    let verified: HashSet<Hash> = [trade.digest()].into();
-    assert_eq!(v.accept_trades(&c, &trade_frame(cert(&taker), &trade), NOW, &verified).unwrap(), vec![trade.clone()]);
-    // Another signature makes another digest: the cache does not cover it.
-    let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
     assert_eq!(
-        v.accept_trades(&c, &trade_frame(cert(&maker), &forged), NOW, &verified).unwrap_err().name(),
-        "bad_signature"
+        v.screen_trades(&trade_frame(cert(&maker), &trade), NOW).unwrap(),
+        vec![(trade.clone(), trade.digest())]
     );
+    assert!(memo.contains(&trade.digest()), "a verified trade is remembered");
+    // A worker of the same node (or another node of the process) finds it there.
+    let mut worker = v.worker();
+    assert_eq!(worker.screen_trades(&trade_frame(cert(&taker), &trade), NOW).unwrap().len(), 1);
+    // Another signature makes another digest: the memo does not cover it.
+    let forged = trade.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]));
+    assert_eq!(worker.screen_trades(&trade_frame(cert(&maker), &forged), NOW).unwrap_err().name(), "bad_signature");
     // The party rule still holds for a known trade.
     let outsider = NodeKey::from_seed(&[5; 32]);
-    assert_eq!(
-        v.accept_trades(&c, &trade_frame(cert(&outsider), &trade), NOW, &verified).unwrap_err().name(),
-        "not_party"
-    );
+    assert_eq!(worker.screen_trades(&trade_frame(cert(&outsider), &trade), NOW).unwrap_err().name(), "not_party");
+}
+
+/// The screen needs no books: it passes a replay (a worker cannot know the maker's last
+/// order), and inserting what it passed refuses the replay then, without penalty.
+#[test]
+fn a_replay_passes_the_screen_and_is_ignored_at_the_books() {
+    let member = NodeKey::from_seed(&[41; 32]);
+    let mut worker = GossipValidator::new(community());
+    let mut books = Books::new(community());
+    let (older, newer) = (offer(&member, 1, I, 150_000), offer(&member, 2, I, 140_000));
+    for order in [&newer, &older] {
+        let Screened::Orders { orders, late } =
+            worker.screen(Topic::Orders, &frame(cert(&member), order), NOW).unwrap()
+        else {
+            panic!("orders screen as orders");
+        };
+        assert_eq!(late, None);
+        let result = insert_screened(&mut books, orders, late, NOW);
+        if order == &newer {
+            assert_eq!(result, Ok(vec![(newer.clone(), Inserted::New)]));
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!((err.name(), err.penalty()), ("replay", Penalty::Ignore));
+        }
+    }
+    assert_eq!(books.side(I, Side::Sell, NOW)[0].id, newer.digest(), "the newer order stays");
 }
 
 #[test]
 fn heads_are_accepted_from_their_signer_only() {
     let (member, other) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
-    let c = community();
-    let mut v = GossipValidator::new();
+    let mut v = GossipValidator::new(community());
     let head = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: NOW });
     let framed =
         |cert: Signed<MembershipCert>, head: &Signed<TreeHead>| GossipFrame::single(cert, head.to_bytes()).to_bytes();
-    assert_eq!(v.accept_head(&c, &framed(cert(&member), &head), NOW).unwrap(), head);
-    assert_eq!(v.accept_head(&c, &framed(cert(&other), &head), NOW).unwrap_err().name(), "not_member");
+    assert_eq!(v.screen_head(&framed(cert(&member), &head), NOW).unwrap(), head);
+    assert_eq!(v.screen_head(&framed(cert(&other), &head), NOW).unwrap_err().name(), "not_member");
     let future = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: Timestamp(NOW.0 + 60_000) });
-    assert_eq!(v.accept_head(&c, &framed(cert(&member), &future), NOW).unwrap_err().name(), "from_the_future");
+    assert_eq!(v.screen_head(&framed(cert(&member), &future), NOW).unwrap_err().name(), "from_the_future");
 }

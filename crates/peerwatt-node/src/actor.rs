@@ -14,15 +14,16 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, Signed};
-use peerwatt_market::{CallId, CommandId, Effect, Input, Penalty, ReplyTo, Topic, Trader};
+use peerwatt_market::{CallId, CommandId, Effect, GossipReject, Input, Penalty, ReplyTo, Screened, Topic, Trader};
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
-use peerwatt_net::{Event, NetHandle, PeerId, Responder, Verdict};
+use peerwatt_net::{Event, NetHandle, PeerId, Responder};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::committer::{Applied, Committer};
 use crate::config::MarketSection;
 use crate::heads::Heads;
 use crate::metrics::NodeMetrics;
+use crate::screen::Inbound;
 use crate::status::{NodeView, Reporter};
 use crate::topics::{NodeEvent, Topics};
 
@@ -127,7 +128,7 @@ impl Node {
     /// every request of this node answered (a request timeout at most).
     pub async fn run(
         mut self,
-        mut net_events: mpsc::Receiver<Event>,
+        mut net_events: mpsc::Receiver<Inbound>,
         mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
         mut commands: mpsc::Receiver<crate::NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
@@ -145,7 +146,7 @@ impl Node {
                 Some(c) = self.pending.next(), if !self.pending.is_empty() => self.on_completion(c),
                 Some(c) = commands.recv() => self.on_command(c),
                 event = net_events.recv() => match event {
-                    Some(e) => self.on_net(e).await,
+                    Some(e) => self.on_inbound(e).await,
                     None => { tracing::error!("the network service stopped"); break; }
                 },
                 e = next_meter(&mut meter_events) => match e {
@@ -161,7 +162,7 @@ impl Node {
                 } else if let Ok(c) = commands.try_recv() {
                     self.on_command(c);
                 } else if let Ok(e) = net_events.try_recv() {
-                    self.on_net(e).await;
+                    self.on_inbound(e).await;
                 } else {
                     break;
                 }
@@ -337,6 +338,13 @@ impl Node {
         }
     }
 
+    async fn on_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Net(event) => self.on_net(event).await,
+            Inbound::Gossip { source, result } => self.on_gossip(source, result).await,
+        }
+    }
+
     async fn on_net(&mut self, event: Event) {
         match event {
             Event::Listening(addr) => {
@@ -355,10 +363,8 @@ impl Node {
                 tracing::debug!(%peer, "peer disconnected");
                 self.peers.remove(&peer);
             }
-            Event::Gossip { topic, id, source, data } => {
-                let verdict = self.on_gossip(&topic, &data, source).await;
-                let _ = self.net.report(id, source, verdict).await;
-            }
+            // Screened before it gets here (see crate::screen), never passed on raw.
+            Event::Gossip { .. } => {}
             Event::Request { peer, data, channel } => {
                 let reply = ReplyTo(self.next_reply);
                 self.next_reply += 1;
@@ -381,30 +387,20 @@ impl Node {
         }
     }
 
-    /// Judges one gossip message through the core and counts it either way; a refusal with
-    /// a penalty is a strike against the peer that relayed it.
-    async fn on_gossip(&mut self, topic: &str, data: &[u8], source: PeerId) -> Verdict {
+    /// Applies one screened gossip message to the core and counts it either way; a refusal
+    /// with a penalty is a strike against the peer that relayed it. (Its verdict went to the
+    /// network from the screen already.)
+    async fn on_gossip(&mut self, source: PeerId, result: Result<Screened, GossipReject>) {
         let now = self.clock.now();
-        let result = match self.topics.topic(topic) {
-            Some(t) => self.trader.judge_gossip(t, data, now),
-            None => Err(peerwatt_market::GossipReject::Malformed(format!("unknown topic {topic}"))),
-        };
-        match result {
-            Ok(t) => {
-                self.metrics.accepted(t);
-                Verdict::Accept
-            }
+        match result.and_then(|screened| self.trader.apply_gossip(screened, now)) {
+            Ok(t) => self.metrics.accepted(t),
             Err(reject) => {
                 self.metrics.rejected(reject.name());
                 match reject.penalty() {
-                    Penalty::Ignore => {
-                        tracing::debug!(%source, reason = reject.name(), "gossip ignored: {reject}");
-                        Verdict::Ignore
-                    }
+                    Penalty::Ignore => tracing::debug!(%source, reason = reject.name(), "gossip ignored: {reject}"),
                     Penalty::Reject => {
                         tracing::info!(%source, reason = reject.name(), "gossip rejected: {reject}");
                         self.strike(source).await;
-                        Verdict::Reject
                     }
                 }
             }

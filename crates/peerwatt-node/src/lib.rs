@@ -6,7 +6,8 @@
 //! ([`peerwatt_market::Trader`], sans-IO); one task, the actor (`actor`), drives it, hands each
 //! turn's writes to the committer (`committer`, which owns the ledger and the state database),
 //! signs and records tree heads (`heads`) and writes the status (`status`). The network and
-//! the meter client run as their own tasks and talk to it through channels.
+//! the meter client run as their own tasks and talk to it through channels; gossip passes a
+//! screening worker (`screen`) on its way, which checks signatures and reports the verdict.
 
 mod actor;
 mod committer;
@@ -15,6 +16,7 @@ pub mod config;
 mod heads;
 pub mod metrics;
 pub mod provision;
+mod screen;
 pub mod state;
 pub mod status;
 #[cfg(any(test, feature = "test-utils"))]
@@ -206,6 +208,9 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
     let mut trader =
         Trader::new(key, community.clone(), cert.clone(), forecaster, trader_cfg, next_request, shared.verified);
     let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
+    let screen =
+        screen::Screen { validator: trader.screener(), topics: topics.clone(), clock: clock.clone(), net: net.clone() };
+    let inbound = screen::spawn(screen, net_events, NetConfig::default().event_queue);
 
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
@@ -231,7 +236,7 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
     }
     let meter_events = meter.as_ref().map(|_| meter_rx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(node.run(net_events, meter_events, command_rx, shutdown_rx));
+    let task = tokio::spawn(node.run(inbound, meter_events, command_rx, shutdown_rx));
     Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events })
 }
 

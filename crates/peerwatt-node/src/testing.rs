@@ -11,24 +11,30 @@ use crate::provision::{self, MemberSpec};
 
 pub use peerwatt_meter::testing::free_port;
 
-/// Creates a community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
-/// 0.30) and `n` member nodes under `dir`, all on loopback TCP, node 0 the bootstrap peer of
-/// the others, with the strategy off (orders are placed by hand). Returns the community and
-/// each node's configuration.
-pub fn community_of(dir: &Path, n: usize) -> Result<(Community, Vec<NodeConfig>), FileError> {
+/// The test community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
+/// 0.30) and its admin's key.
+pub fn bench_community() -> (Community, NodeKey) {
     let admin = NodeKey::from_seed(&[200; 32]);
     let community = Community {
         name: "Bench".into(),
         id: Community::derive_id(&admin.public(), "Bench"),
         admin: admin.public(),
-        interval: IntervalLength::from_secs(60)
-            .map_err(|e| FileError::Invalid { path: dir.into(), why: e.to_string() })?,
+        interval: IntervalLength::from_secs(60).unwrap_or_else(|_| unreachable!("60 s is a valid interval")),
         gate_closure: Duration::from_secs(5),
         horizon: 4,
         feed_in: Price(80_000),
         retail: Price(300_000),
         bootstrap: Vec::new(),
     };
+    (community, admin)
+}
+
+/// Creates a community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
+/// 0.30) and `n` member nodes under `dir`, all on loopback TCP, node 0 the bootstrap peer of
+/// the others, with the strategy off (orders are placed by hand). Returns the community and
+/// each node's configuration.
+pub fn community_of(dir: &Path, n: usize) -> Result<(Community, Vec<NodeConfig>), FileError> {
+    let (community, admin) = bench_community();
     let mut configs: Vec<NodeConfig> = Vec::new();
     let mut first = Vec::new();
     let market = MarketSection { enabled: false, tick_ms: 100, ..MarketSection::default() };

@@ -2,25 +2,30 @@
 //! handshake, and queries about earlier requests).
 
 use peerwatt_core::{
-    Answer, Decode, Encode, IntervalId, MembershipCert, Order, Signed, Timestamp, TradeCall, TradeReply, TradeRequest,
-    Wh,
+    Answer, Decode, Encode, Hash, IntervalId, MembershipCert, Order, Signed, Timestamp, Trade, TradeCall, TradeReply,
+    TradeRequest, Wh,
 };
 
 use super::turns::{PendingAnswer, Slot};
 use super::{Effect, ReplyTo, Stage, Trader};
 use crate::book::TAKING_SIDE;
-use crate::gossip::GossipReject;
+use crate::gossip::{GossipReject, insert_screened};
 use crate::maker::Acceptance;
 use crate::trader::metrics::order_age_bucket;
 
 impl Trader {
-    /// A frame from the orders topic: checked and put in the books. A new offer that crosses
-    /// this node's bid is taken at once rather than at the next tick. (Bids are never taken,
-    /// so a new bid changes nothing for this node's requests; and an offer that does not
-    /// cross the bid now changes nothing either: looking through the interval's book for
-    /// every offer that arrived was most of what a buyer did in a 500-household street.)
-    pub(super) fn on_order_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<(), GossipReject> {
-        let accepted = self.validator.accept_orders(&mut self.books, data, now)?;
+    /// Screened orders, put in the books. A new offer that crosses this node's bid is taken
+    /// at once rather than at the next tick. (Bids are never taken, so a new bid changes
+    /// nothing for this node's requests; and an offer that does not cross the bid now changes
+    /// nothing either: looking through the interval's book for every offer that arrived was
+    /// most of what a buyer did in a 500-household street.)
+    pub(super) fn on_orders(
+        &mut self,
+        orders: Vec<(Signed<Order>, Hash)>,
+        late: Option<GossipReject>,
+        now: Timestamp,
+    ) -> Result<(), GossipReject> {
+        let accepted = insert_screened(&mut self.books, orders, late, now)?;
         if let Some((o, _)) = accepted.first() {
             self.count_order_age(o.body().created_at, now);
         }
@@ -53,20 +58,18 @@ impl Trader {
         self.metrics.order_age[order_age_bucket(self.real_ms_since(created, now))] += 1;
     }
 
-    /// A frame from the trades topic: applied to the books, and recorded if it is a trade of
-    /// this node whose answer it missed (a timeout, a crash).
-    pub(super) fn on_trade_gossip(&mut self, data: &[u8], now: Timestamp) -> Result<(), GossipReject> {
-        let trades = self.validator.accept_trades(&self.community, data, now, &self.seen_trades)?;
-        for trade in trades {
+    /// Screened trades: applied to the books, and recorded if one is a trade of this node
+    /// whose answer it missed (a timeout, a crash).
+    pub(super) fn on_trades(&mut self, trades: Vec<(Signed<Trade>, Hash)>, now: Timestamp) {
+        for (trade, digest) in trades {
             let ours = *trade.signer() == self.me || *trade.body().request.signer() == self.me;
             // This node's own requests filled the book when they were sent.
-            if self.seen_trades.insert(trade.digest()) && !ours {
+            if self.seen_trades.insert(digest) && !ours {
                 self.books.apply_trade(&trade);
             }
             let action = self.taker.on_trade(&trade);
             self.on_taker_action(trade.body().request.digest(), action, now);
         }
-        Ok(())
     }
 
     /// A direct call from a taker: trade requests, or a query about earlier requests.
@@ -111,7 +114,7 @@ impl Trader {
             Some("the maker is stopping".to_owned())
         } else {
             let signer = requests.first().map(|r| *r.signer());
-            match signer.map(|s| self.validator.check_cert(&self.community, cert, &s, now)) {
+            match signer.map(|s| self.validator.check_cert(cert, &s, now)) {
                 Some(Err(e)) => Some(format!("not a member: {e}")),
                 _ => None,
             }

@@ -1,6 +1,6 @@
 //! The trading core: one state machine that owns a node's books, its maker and taker sides,
 //! the energy it has spoken for and the strategy's decisions. Sans-IO (the shape of
-//! quinn-proto): inputs go in with the time ([`Trader::handle`], [`Trader::judge_gossip`]),
+//! quinn-proto): inputs go in with the time ([`Trader::handle`], [`Trader::apply_gossip`]),
 //! effects come out ([`Trader::take_effects`]), and the writes of a turn are handed to whoever
 //! owns the stores ([`Trader::end_turn`]), who reports back when they are durable
 //! ([`Trader::durable`]) or refused ([`Trader::failed`]). No clock, socket, disk or task in
@@ -27,7 +27,8 @@ use peerwatt_core::{
 };
 
 use crate::book::Books;
-use crate::gossip::{GossipReject, GossipValidator};
+pub use crate::gossip::Topic;
+use crate::gossip::{GossipReject, GossipValidator, Screened};
 use crate::maker::Maker;
 use crate::memo::VerifiedMemo;
 use crate::strategy::{Forecaster, Observed, UserLimits};
@@ -36,31 +37,6 @@ pub use metrics::TraderMetrics;
 pub use position::{Position, Stage};
 pub use turns::Writes;
 use turns::{Pipeline, Turn};
-
-/// A gossip topic of the community.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Topic {
-    /// Orders (offers and bids).
-    Orders,
-    /// Agreed trades, announced by their maker.
-    Trades,
-    /// Signed ledger tree heads.
-    Heads,
-}
-
-impl Topic {
-    /// Every topic.
-    pub const ALL: [Topic; 3] = [Topic::Orders, Topic::Trades, Topic::Heads];
-
-    /// The topic's name, as in `peerwatt/<community>/<name>/1`, counters and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Topic::Orders => "orders",
-            Topic::Trades => "trades",
-            Topic::Heads => "heads",
-        }
-    }
-}
 
 /// Names a taker's call that waits for an answer (the caller keeps the channel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -266,6 +242,7 @@ impl Trader {
         memo: Option<Arc<VerifiedMemo>>,
     ) -> Trader {
         let me = key.public();
+        let validator = GossipValidator::new(community.clone()).with_clock_rate(cfg.clock_rate);
         let mut books = Books::new(community.clone());
         books.set_clock_rate(cfg.clock_rate);
         let mut maker = Maker::new(community.clone(), me);
@@ -273,7 +250,10 @@ impl Trader {
         Trader {
             me,
             books,
-            validator: memo.map_or_else(GossipValidator::new, GossipValidator::sharing),
+            validator: match memo {
+                Some(memo) => validator.sharing(memo),
+                None => validator,
+            },
             maker,
             taker: Taker::new(me, community.id, next_request),
             forecaster,
@@ -391,17 +371,30 @@ impl Trader {
         }
     }
 
-    /// Judges one gossip frame: `Ok` with its topic if valid (and acts on it), else why not.
+    /// Judges one gossip frame: screens it ([`GossipValidator::screen`]) and applies it
+    /// ([`Trader::apply_gossip`]). A node screens on a worker instead, off its actor; tests
+    /// and the simulated street use this.
     pub fn judge_gossip(&mut self, topic: Topic, data: &[u8], now: Timestamp) -> Result<Topic, GossipReject> {
-        match topic {
-            Topic::Orders => self.on_order_gossip(data, now)?,
-            Topic::Trades => self.on_trade_gossip(data, now)?,
-            Topic::Heads => {
-                let head = self.validator.accept_head(&self.community, data, now)?;
-                self.effects.push(Effect::Head(Box::new(head)));
-            }
+        let screened = self.validator.screen(topic, data, now)?;
+        self.apply_gossip(screened, now)
+    }
+
+    /// Applies gossip that a screening worker passed: `Ok` with its topic if it changed
+    /// something (and acts on it), else why it was dropped (a replay, or lateness since it was
+    /// screened: never a penalty, the network has forwarded it already).
+    pub fn apply_gossip(&mut self, screened: Screened, now: Timestamp) -> Result<Topic, GossipReject> {
+        let topic = screened.topic();
+        match screened {
+            Screened::Orders { orders, late } => self.on_orders(orders, late, now)?,
+            Screened::Trades(trades) => self.on_trades(trades, now),
+            Screened::Head(head) => self.effects.push(Effect::Head(head)),
         }
         Ok(topic)
+    }
+
+    /// A validator for a screening worker of this node (see [`GossipValidator::worker`]).
+    pub fn screener(&self) -> GossipValidator {
+        self.validator.worker()
     }
 
     /// The effects of everything handled since the last call, in order.

@@ -1,0 +1,209 @@
+//! Gossip screening off the actor (Lighthouse's shape: validate on a worker, report the
+//! verdict). Every network event passes through one task per node. Gossip is screened there
+//! ([`GossipValidator::screen`]: framing, certificate, market rules but replay, signatures),
+//! its verdict goes straight to the network, so a relay hop forwards a valid message without
+//! waiting for the actor's turn, and what it found goes on to the actor, which applies it to
+//! the trading core and counts it. Every other event is passed on as it came.
+//!
+//! One worker per node is enough: a verification costs tens of microseconds, and a
+//! community of a thousand members gossips a few hundred frames a second at its busiest. The
+//! worker runs on the runtime's other threads while the actor works.
+
+use std::sync::Arc;
+
+use peerwatt_core::Clock;
+use peerwatt_market::{GossipReject, GossipValidator, Penalty, Screened};
+use peerwatt_net::{Event, NetHandle, PeerId, Verdict};
+use tokio::sync::mpsc;
+
+use crate::topics::Topics;
+
+/// What reaches the actor from the network.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A network event other than gossip.
+    Net(Event),
+    /// A gossip message, screened (its verdict already reported to the network).
+    Gossip {
+        /// The peer it came from.
+        source: PeerId,
+        /// What the screen found: the checked messages, or why it was refused.
+        result: Result<Screened, GossipReject>,
+    },
+}
+
+/// The worker's parts.
+pub(crate) struct Screen {
+    /// The validator, with its own certificate cache (see [`peerwatt_market::Trader::screener`]).
+    pub validator: GossipValidator,
+    /// The community's topic names.
+    pub topics: Topics,
+    /// The node's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where the verdicts go.
+    pub net: NetHandle,
+}
+
+/// Starts the worker between the network's events and the actor; returns what the actor
+/// reads. It stops when either side has gone.
+pub(crate) fn spawn(screen: Screen, events: mpsc::Receiver<Event>, queue: usize) -> mpsc::Receiver<Inbound> {
+    let (tx, rx) = mpsc::channel(queue.max(1));
+    tokio::spawn(screen.run(events, tx));
+    rx
+}
+
+impl Screen {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>, actor: mpsc::Sender<Inbound>) {
+        while let Some(event) = events.recv().await {
+            let inbound = match event {
+                Event::Gossip { topic, id, source, data } => {
+                    let result = self.screen(&topic, &data);
+                    // Fails only when the network has stopped, which the actor notices.
+                    let _ = self.net.report(id, source, verdict_of(&result)).await;
+                    Inbound::Gossip { source, result }
+                }
+                other => Inbound::Net(other),
+            };
+            if actor.send(inbound).await.is_err() {
+                return; // the actor has stopped
+            }
+        }
+    }
+
+    fn screen(&mut self, topic: &str, data: &[u8]) -> Result<Screened, GossipReject> {
+        let topic =
+            self.topics.topic(topic).ok_or_else(|| GossipReject::Malformed(format!("unknown topic {topic}")))?;
+        self.validator.screen(topic, data, self.clock.now())
+    }
+}
+
+/// What the network does with a screened message: forward it, or drop it with or without
+/// penalty (see [`GossipReject::penalty`]).
+fn verdict_of(result: &Result<Screened, GossipReject>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Accept,
+        Err(reject) => match reject.penalty() {
+            Penalty::Ignore => Verdict::Ignore,
+            Penalty::Reject => Verdict::Reject,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+    use std::time::Duration;
+
+    use peerwatt_core::{
+        Encode, GossipFrame, IntervalId, ManualClock, MembershipCert, NodeKey, Order, Price, Side, Signature, Signed,
+        Timestamp, Wh,
+    };
+    use peerwatt_net::{Multiaddr, NetConfig, keypair_of};
+
+    use super::*;
+    use crate::testing::bench_community;
+
+    async fn net(seed: u8, bootstrap: Vec<Multiaddr>, topics: &Topics) -> (NetHandle, mpsc::Receiver<Event>) {
+        let cfg = NetConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap,
+            topics: topics.all(),
+            heartbeat: Duration::from_millis(100),
+            discovery_interval: Duration::from_millis(300),
+            // The ends of the line do not look for more peers: the middle must relay.
+            target_peers: 1,
+            ..NetConfig::default()
+        };
+        peerwatt_net::spawn(keypair_of(&NodeKey::from_seed(&[seed; 32])).unwrap(), cfg).await.unwrap()
+    }
+
+    async fn address_of(h: &NetHandle) -> Multiaddr {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(addr) = h.listen_addrs().await.unwrap().into_iter().next() {
+                return format!("{addr}/p2p/{}", h.peer_id()).parse().unwrap();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The next gossip message on `events`, within 20 s.
+    async fn next_gossip(events: &mut mpsc::Receiver<Event>) -> Vec<u8> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(Event::Gossip { data, .. }) = events.recv().await {
+                    return data.to_vec();
+                }
+            }
+        })
+        .await
+        .expect("no gossip arrived")
+    }
+
+    /// A line of three real libp2p nodes, A - B - C: B's actor never reads anything, and
+    /// still a valid order from A reaches C (B's screen gave the verdict), while a forged one
+    /// is not forwarded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_forwards_valid_gossip_while_its_actor_is_stalled() {
+        let (community, admin) = bench_community();
+        let topics = Topics::of(&community);
+        let orders = topics.name(peerwatt_market::Topic::Orders).to_owned();
+        let (b, b_events) = net(2, vec![], &topics).await;
+        let b_addr = address_of(&b).await;
+        let (a, _a_events) = net(1, vec![b_addr.clone()], &topics).await;
+        let (_c, mut c_events) = net(3, vec![b_addr], &topics).await;
+
+        let interval = IntervalId(29_000_000);
+        let now = Timestamp(community.interval.start(interval).0 - 60_000);
+        assert!(community.is_open(interval, now));
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+        let validator = GossipValidator::new(community.clone());
+        let screen = Screen { validator, topics: topics.clone(), clock, net: b.clone() };
+        // The actor's queue is never read.
+        let _stalled_actor = spawn(screen, b_events, 64);
+
+        // Wait for the mesh: B must have both ends in it before A publishes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while b.mesh_peers(&orders).await.unwrap().len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "the mesh never formed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let member = NodeKey::from_seed(&[1; 32]);
+        let cert = Signed::sign(
+            &admin,
+            MembershipCert {
+                community: community.id,
+                member: member.public(),
+                name: "a".into(),
+                zone: "z".into(),
+                valid_from: Timestamp(0),
+                valid_until: Timestamp(u64::MAX),
+            },
+        );
+        let order = |seq| {
+            Signed::sign(
+                &member,
+                Order {
+                    community: community.id,
+                    side: Side::Sell,
+                    interval,
+                    energy: Wh(500),
+                    start_price: Price(150_000),
+                    limit_price: Price(150_000),
+                    seq,
+                    created_at: now,
+                    expires_at: community.interval.start(interval),
+                },
+            )
+        };
+        let framed = |o: &Signed<Order>| GossipFrame::single(cert.clone(), o.to_bytes()).to_bytes();
+        let forged = framed(&order(1).with_signature_for_tests(Signature::from_bytes(&[9; 64])));
+        let valid = framed(&order(2));
+        a.publish(&orders, forged).await.unwrap();
+        a.publish(&orders, valid.clone()).await.unwrap();
+        assert_eq!(&next_gossip(&mut c_events).await[..], &valid[..], "only the valid order is forwarded");
+    }
+}
