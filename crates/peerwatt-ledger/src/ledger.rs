@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use peerwatt_core::{
-    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, NodeKey, PublicKey, Signed, Timestamp, TreeHead,
+    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TreeHead,
     messages::MAX_ENTRY_PAYLOAD,
 };
 use thiserror::Error;
@@ -219,6 +219,42 @@ impl<S: Store> LedgerReader<S> {
     /// The entry at `seq`, decoded (not verified: see [`LedgerReader::verify`]).
     pub fn entry(&self, seq: u64) -> Result<Signed<LedgerEntry>, LedgerError> {
         Signed::from_bytes(&self.entry_bytes(seq)?).map_err(|e| LedgerError::Damaged(format!("entry {seq}: {e}")))
+    }
+
+    /// The payloads of every entry of `kind`, in order, with their sequence numbers.
+    fn payloads_of(&self, kind: EntryKind) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
+        let mut found = Vec::new();
+        for seq in 0..self.len()? {
+            let entry = self.entry(seq)?;
+            if entry.body().kind == kind {
+                found.push((seq, entry.body().payload.clone()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The trades the ledger records, in order, each decoded with both its signatures
+    /// verified; one that does not decode or verify is damage.
+    pub fn trades(&self) -> Result<Vec<Signed<Trade>>, LedgerError> {
+        self.payloads_of(EntryKind::TradeAgreed)?
+            .into_iter()
+            .map(|(seq, payload)| {
+                Signed::<Trade>::from_bytes_verified(&payload)
+                    .map_err(|e| LedgerError::Damaged(format!("trade in entry {seq}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The orders the ledger records (this node's own), in order, decoded with their
+    /// signatures verified; one that does not decode or verify is damage.
+    pub fn orders(&self) -> Result<Vec<Signed<Order>>, LedgerError> {
+        self.payloads_of(EntryKind::OrderPublished)?
+            .into_iter()
+            .map(|(seq, payload)| {
+                Signed::<Order>::from_bytes_verified(&payload)
+                    .map_err(|e| LedgerError::Damaged(format!("order in entry {seq}: {e}")))
+            })
+            .collect()
     }
 
     /// Every stored signed tree head, oldest (smallest) first.

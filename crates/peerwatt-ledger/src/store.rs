@@ -89,6 +89,43 @@ pub trait Store: Send + Sync {
     fn tamper_size(&self, size: u64) -> Result<(), StoreError>;
 }
 
+/// A shared store is a store: a node can write a ledger while a test (or a tool in the same
+/// process) keeps a handle to read it.
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn owner(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        (**self).owner()
+    }
+    fn recorded_size(&self) -> Result<u64, StoreError> {
+        (**self).recorded_size()
+    }
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).entry(seq)
+    }
+    fn entries_from(&self, from: u64) -> EntryIter<'_> {
+        (**self).entries_from(from)
+    }
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        (**self).node(level, index)
+    }
+    fn heads(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        (**self).heads()
+    }
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        (**self).apply(batch)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+    #[cfg(any(test, feature = "test-utils"))]
+    fn tamper_entry(&self, seq: u64, bytes: Option<Vec<u8>>) -> Result<(), StoreError> {
+        (**self).tamper_entry(seq, bytes)
+    }
+    #[cfg(any(test, feature = "test-utils"))]
+    fn tamper_size(&self, size: u64) -> Result<(), StoreError> {
+        (**self).tamper_size(size)
+    }
+}
+
 // Key layout of the sled tree. One tree keeps every batch a single atomic `apply_batch`.
 const ENTRY: u8 = b'e';
 const NODE: u8 = b'n';

@@ -138,7 +138,7 @@ pub fn spawn_in_process(hub: &Arc<Hub>, me: PeerId, topics: Vec<String>) -> (Net
         members.insert(me, member);
     }
     tokio::spawn(run(Arc::clone(hub), me, cmd_rx));
-    (NetHandle::new(cmd_tx, me), event_rx)
+    (NetHandle::new(cmd_tx, me, false), event_rx)
 }
 
 /// The node's service task: carries out its commands on the hub until it shuts down.
@@ -166,7 +166,7 @@ async fn run(hub: Arc<Hub>, me: PeerId, mut commands: mpsc::Receiver<Command>) {
                     let _ = tx.send(data);
                 }
             }
-            Command::Report { .. } => {} // nothing is relayed: the verdict has nothing to hold up
+            Command::Report { .. } => {} // not sent by an in-process handle: nothing is relayed
             Command::Dial { reply, .. } => {
                 let _ = reply.send(Ok(()));
             }

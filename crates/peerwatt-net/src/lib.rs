@@ -7,10 +7,12 @@
 //! LAN communities. The node drives it through [`NetHandle`] and reads [`Event`]s.
 //!
 //! [`inproc`] serves the same handle and events between the nodes of one process (the
-//! simulator's large streets), with configurable latency and loss.
+//! simulator's large streets), with configurable latency and loss. [`Network`] is the seam a
+//! node is generic over.
 
 pub mod codec;
 pub mod inproc;
+pub mod network;
 pub mod peers;
 pub mod service;
 
@@ -18,6 +20,7 @@ pub use inproc::{Hub, InProcessConfig, spawn_in_process};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
+pub use network::Network;
 pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
 
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.

@@ -14,9 +14,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, Signed};
+use peerwatt_ledger::Store;
 use peerwatt_market::{CallId, CommandId, Effect, GossipReject, Input, Penalty, ReplyTo, Screened, Topic, Trader};
 use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
-use peerwatt_net::{Event, NetHandle, PeerId, Responder};
+use peerwatt_net::{Event, Network, PeerId, Responder};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::committer::{Applied, Committer};
@@ -38,14 +39,14 @@ enum Completion {
 type Pending = Pin<Box<dyn Future<Output = Completion> + Send>>;
 
 /// What a node actor is built from (see [`crate::start`]).
-pub(crate) struct Parts {
+pub(crate) struct Parts<S: Store + 'static, N: Network> {
     pub trader: Trader,
-    pub committer: Committer,
+    pub committer: Committer<S>,
     pub clock: Arc<dyn Clock>,
     pub community: Community,
     pub cert: Signed<MembershipCert>,
     pub market: MarketSection,
-    pub net: NetHandle,
+    pub net: N,
     pub reporter: Reporter,
     pub ban_after: u32,
     pub status_every_ms: u64,
@@ -56,15 +57,17 @@ pub(crate) struct Parts {
 /// (bounds the latency a busy turn adds to its first event).
 const MAX_EVENTS_PER_TURN: usize = 256;
 
-/// The node actor; see the module documentation.
-pub(crate) struct Node {
+/// The node actor; see the module documentation. Generic over the ledger's store and the
+/// network (the seams: sled and libp2p in the daemon; memory and in-process in tests and the
+/// simulator).
+pub(crate) struct Node<S: Store + 'static, N: Network> {
     trader: Trader,
-    committer: Committer,
+    committer: Committer<S>,
     clock: Arc<dyn Clock>,
     community: Community,
     cert: Signed<MembershipCert>,
     market: MarketSection,
-    net: NetHandle,
+    net: N,
     topics: Topics,
     heads: Heads,
     reporter: Reporter,
@@ -88,9 +91,9 @@ pub(crate) struct Node {
     status_every_ms: u64,
 }
 
-impl Node {
+impl<S: Store + 'static, N: Network> Node<S, N> {
     /// The actor over its parts.
-    pub fn new(parts: Parts) -> Node {
+    pub fn new(parts: Parts<S, N>) -> Node<S, N> {
         let signed_size = parts.committer.ledger().latest_head().ok().flatten().map_or(0, |h| h.body().size);
         Node {
             heads: Heads::new(parts.trader.me(), &parts.community, signed_size),

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use peerwatt_core::{Community, Encode, EntryKind, IntervalId, IntervalLength, PublicKey, Signed, Timestamp, TreeHead};
 use peerwatt_market::trader::phase_offset;
 
+use peerwatt_ledger::Store;
+
 use crate::committer::{Committer, blocking};
 use crate::metrics::NodeMetrics;
 
@@ -144,10 +146,10 @@ impl Heads {
 
     /// Once per phase interval: records the heads due and returns this node's own head if
     /// one is due (signed; to gossip).
-    pub fn on_tick(
+    pub fn on_tick<S: Store + 'static>(
         &mut self,
         now: Timestamp,
-        committer: &mut Committer,
+        committer: &mut Committer<S>,
         metrics: &mut NodeMetrics,
     ) -> Option<Signed<TreeHead>> {
         let phase = self.phase(now);
@@ -176,7 +178,12 @@ impl Heads {
 
     /// Records the heads of other members due now, in one ledger batch, durable with the next
     /// flush (nothing leaves the node on the strength of them).
-    pub fn record_due(&mut self, now: Timestamp, committer: &mut Committer, metrics: &mut NodeMetrics) {
+    pub fn record_due<S: Store + 'static>(
+        &mut self,
+        now: Timestamp,
+        committer: &mut Committer<S>,
+        metrics: &mut NodeMetrics,
+    ) {
         let due = self.witness.due(self.phase(now));
         if due.is_empty() {
             return;

@@ -28,9 +28,7 @@ use std::time::Duration;
 
 use peerwatt_core::keys::KeyError;
 use peerwatt_core::{CertError, Clock, NodeKey};
-use peerwatt_ledger::{LedgerError, SledStore};
-
-type Ledger = peerwatt_ledger::Ledger<SledStore>;
+use peerwatt_ledger::{Ledger, LedgerError, SledStore, Store};
 use peerwatt_market::{Forecaster, Trader, TraderConfig, VerifiedMemo};
 use peerwatt_meter::{History, MeterHandle};
 use peerwatt_net::{Multiaddr, NetConfig, NetError};
@@ -147,16 +145,25 @@ pub async fn start(cfg: &NodeConfig, clock: Arc<dyn Clock>) -> Result<RunningNod
 
 /// Starts a node like [`start`], sharing `shared` with the other nodes of the process.
 pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Shared) -> Result<RunningNode, StartError> {
+    let store = SledStore::open(&cfg.resolve(&cfg.node.ledger_dir)).map_err(LedgerError::from)?;
+    start_with_store(cfg, clock, shared, store).await
+}
+
+/// Starts a node like [`start_shared`] with its ledger in `store` (the daemon's is sled in
+/// the data directory; a test may pass a memory store, and keep a handle to it by passing an
+/// `Arc`).
+pub async fn start_with_store<S: Store + 'static>(
+    cfg: &NodeConfig,
+    clock: Arc<dyn Clock>,
+    shared: Shared,
+    store: S,
+) -> Result<RunningNode, StartError> {
     let section = cfg.community.as_ref().ok_or(StartError::NoCommunity)?;
     let key = NodeKey::load(&cfg.resolve(&cfg.node.key_file))?;
     let community = community_file::load_community(&cfg.resolve(&section.file))?;
     let cert = community_file::load_certificate(&cfg.resolve(&section.certificate))?;
     community.check_cert(&cert, &key.public(), clock.now())?;
-    let ledger = Arc::new(Ledger::open_dir(
-        &cfg.resolve(&cfg.node.ledger_dir),
-        NodeKey::from_seed(&key.secret_seed()),
-        clock.clone(),
-    )?);
+    let ledger = Arc::new(Ledger::open(store, NodeKey::from_seed(&key.secret_seed()), clock.clone())?);
     let state = State::open(&cfg.state_dir())?;
 
     // The meter: its interval is the community's.
@@ -243,9 +250,9 @@ pub async fn start_shared(cfg: &NodeConfig, clock: Arc<dyn Clock>, shared: Share
 /// Rebuilds the core's state from the ledger (own orders, agreed trades) and the state
 /// database (requests whose outcome is unknown), after a restart or a crash. Returns how many
 /// persisted requests could not be read.
-fn restore(
+fn restore<S: Store>(
     trader: &mut Trader,
-    ledger: &Ledger,
+    ledger: &Ledger<S>,
     state: &State,
     now: peerwatt_core::Timestamp,
 ) -> Result<usize, StartError> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use peerwatt_core::Clock;
 use peerwatt_market::{GossipReject, GossipValidator, Penalty, Screened};
-use peerwatt_net::{Event, NetHandle, PeerId, Verdict};
+use peerwatt_net::{Event, Network, PeerId, Verdict};
 use tokio::sync::mpsc;
 
 use crate::topics::Topics;
@@ -33,7 +33,7 @@ pub(crate) enum Inbound {
 }
 
 /// The worker's parts.
-pub(crate) struct Screen {
+pub(crate) struct Screen<N: Network> {
     /// The validator, with its own certificate cache (see [`peerwatt_market::Trader::screener`]).
     pub validator: GossipValidator,
     /// The community's topic names.
@@ -41,18 +41,22 @@ pub(crate) struct Screen {
     /// The node's clock.
     pub clock: Arc<dyn Clock>,
     /// Where the verdicts go.
-    pub net: NetHandle,
+    pub net: N,
 }
 
 /// Starts the worker between the network's events and the actor; returns what the actor
 /// reads. It stops when either side has gone.
-pub(crate) fn spawn(screen: Screen, events: mpsc::Receiver<Event>, queue: usize) -> mpsc::Receiver<Inbound> {
+pub(crate) fn spawn<N: Network>(
+    screen: Screen<N>,
+    events: mpsc::Receiver<Event>,
+    queue: usize,
+) -> mpsc::Receiver<Inbound> {
     let (tx, rx) = mpsc::channel(queue.max(1));
     tokio::spawn(screen.run(events, tx));
     rx
 }
 
-impl Screen {
+impl<N: Network> Screen<N> {
     async fn run(mut self, mut events: mpsc::Receiver<Event>, actor: mpsc::Sender<Inbound>) {
         while let Some(event) = events.recv().await {
             let inbound = match event {
@@ -99,7 +103,7 @@ mod tests {
         Encode, GossipFrame, IntervalId, ManualClock, MembershipCert, NodeKey, Order, Price, Side, Signature, Signed,
         Timestamp, Wh,
     };
-    use peerwatt_net::{Multiaddr, NetConfig, keypair_of};
+    use peerwatt_net::{Multiaddr, NetConfig, NetHandle, keypair_of};
 
     use super::*;
     use crate::testing::bench_community;

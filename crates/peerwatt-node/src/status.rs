@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use peerwatt_core::{Community, IntervalLength, Side, Timestamp};
-use peerwatt_ledger::{Ledger, SledStore};
+use peerwatt_ledger::{Ledger, Store};
 use peerwatt_market::{Recorded, Trader};
 
 use crate::metrics::NodeMetrics;
@@ -164,11 +164,11 @@ pub(crate) struct Reporter {
 }
 
 /// The parts of a running node a status is made of.
-pub(crate) struct NodeView<'a> {
+pub(crate) struct NodeView<'a, S: Store> {
     /// The trading core.
     pub trader: &'a Trader,
     /// The ledger.
-    pub ledger: &'a Ledger<SledStore>,
+    pub ledger: &'a Ledger<S>,
     /// The community.
     pub community: &'a Community,
     /// Connected peers.
@@ -204,7 +204,7 @@ impl Reporter {
     }
 
     /// Writes `status.json` (a failure is logged: the status is not worth stopping for).
-    pub fn write(&mut self, now: Timestamp, running: bool, node: NodeView<'_>) {
+    pub fn write<S: Store>(&mut self, now: Timestamp, running: bool, node: NodeView<'_, S>) {
         self.last = Some(now);
         let day_start = now.0 - now.0 % 86_400_000;
         self.trades.retain(|(accepted_at, _)| accepted_at.0 >= day_start);

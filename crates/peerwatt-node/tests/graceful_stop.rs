@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerwatt_core::{Clock, EntryKind, Hash, IntervalId, Price, Side, Signed, SystemClock, Trade, Wh};
+use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, Signed, SystemClock, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_node::testing::community_of;
 use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Status};
@@ -52,11 +52,7 @@ fn bids(taker: &Arc<RunningNode>, interval: IntervalId, n: usize) -> JoinSet<()>
 /// The trades in a node's ledger, by digest.
 fn trades_in(cfg: &NodeConfig) -> BTreeSet<Hash> {
     let reader = LedgerReader::open_dir(&cfg.resolve(&cfg.node.ledger_dir)).unwrap();
-    (0..reader.len().unwrap())
-        .map(|seq| reader.entry(seq).unwrap())
-        .filter(|e| e.body().kind == EntryKind::TradeAgreed)
-        .map(|e| Signed::<Trade>::from_bytes_verified(&e.body().payload).unwrap().digest())
-        .collect()
+    reader.trades().unwrap().iter().map(Signed::digest).collect()
 }
 
 async fn stop(node: Arc<RunningNode>) {

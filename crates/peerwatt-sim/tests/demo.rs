@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use peerwatt_core::{Decode, EntryKind, Hash, Order, Price, Side, Signed, Trade, Wh};
+use peerwatt_core::{Hash, Price, Side, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_meter::History;
 use peerwatt_sim::{Quiet, RunOptions, Scenario};
@@ -39,20 +39,14 @@ async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
     for (i, name) in names.iter().enumerate() {
         let reader = LedgerReader::open_dir(&data.join(name).join("ledger")).unwrap();
         peer_of.insert(reader.owner().unwrap().to_string(), i);
-        for seq in 0..reader.len().unwrap() {
-            let entry = reader.entry(seq).unwrap();
-            if entry.body().kind == EntryKind::OrderPublished {
-                let order = Signed::<Order>::from_bytes(&entry.body().payload).unwrap();
-                let o = order.body();
-                let most = largest_order.entry((i, o.interval.0, o.side as u8)).or_insert(0);
-                *most = (*most).max(o.energy.0);
-            }
-            if entry.body().kind == EntryKind::TradeAgreed {
-                let trade = Signed::<Trade>::from_bytes(&entry.body().payload).unwrap();
-                trade.verify().unwrap();
-                let holders = trades.entry(trade.digest()).or_insert((0, trade.body().clone()));
-                holders.0 += 1;
-            }
+        for order in reader.orders().unwrap() {
+            let o = order.body();
+            let most = largest_order.entry((i, o.interval.0, o.side as u8)).or_insert(0);
+            *most = (*most).max(o.energy.0);
+        }
+        for trade in reader.trades().unwrap() {
+            let holders = trades.entry(trade.digest()).or_insert((0, trade.body().clone()));
+            holders.0 += 1;
         }
     }
     let mut sold = vec![0u64; names.len()];

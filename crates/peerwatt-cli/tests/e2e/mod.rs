@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peerwatt_core::{Community, Decode, EntryKind, Hash, IntervalId, Order, PublicKey, Side, Signed, Trade, Wh};
+use peerwatt_core::{Community, Encode, Hash, IntervalId, PublicKey, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_meter::interval::{IntervalTotals, Source};
 use peerwatt_meter::testing::{Mosquitto, free_port};
@@ -431,33 +431,23 @@ pub fn check_ledgers(households: &[Household]) -> Outcome {
         let reader = LedgerReader::open_dir(&h.dir.join("ledger")).unwrap();
         let owner = reader.owner().unwrap();
         let mut in_this = HashSet::new();
-        for seq in 0..reader.len().unwrap() {
-            let entry = reader.entry(seq).unwrap();
-            let e = entry.body();
-            match e.kind {
-                EntryKind::OrderPublished => {
-                    let order = Signed::<Order>::from_bytes(&e.payload).unwrap();
-                    assert_eq!(*order.signer(), owner, "{}: an order of another node in its ledger", h.name);
-                    let o = order.body();
-                    order_energy.insert(order.digest(), o.energy);
-                    if o.energy > Wh::ZERO {
-                        let sides = out.orders.entry(o.interval).or_default();
-                        let list = if o.side == Side::Sell { &mut sides.0 } else { &mut sides.1 };
-                        match list.iter_mut().find(|(k, _)| *k == owner) {
-                            Some((_, first)) => *first = (*first).min(o.created_at.0),
-                            None => list.push((owner, o.created_at.0)),
-                        }
-                    }
+        for order in reader.orders().unwrap() {
+            assert_eq!(*order.signer(), owner, "{}: an order of another node in its ledger", h.name);
+            let o = order.body();
+            order_energy.insert(order.digest(), o.energy);
+            if o.energy > Wh::ZERO {
+                let sides = out.orders.entry(o.interval).or_default();
+                let list = if o.side == Side::Sell { &mut sides.0 } else { &mut sides.1 };
+                match list.iter_mut().find(|(k, _)| *k == owner) {
+                    Some((_, first)) => *first = (*first).min(o.created_at.0),
+                    None => list.push((owner, o.created_at.0)),
                 }
-                EntryKind::TradeAgreed => {
-                    let trade = Signed::<Trade>::from_bytes(&e.payload).unwrap();
-                    trade.verify().unwrap();
-                    assert!(in_this.insert(trade.digest()), "{}: trade recorded twice", h.name);
-                    holders.entry(trade.digest()).or_default().push((owner, e.payload.clone()));
-                    out.trades.insert(trade.digest(), trade);
-                }
-                _ => {}
             }
+        }
+        for trade in reader.trades().unwrap() {
+            assert!(in_this.insert(trade.digest()), "{}: trade recorded twice", h.name);
+            holders.entry(trade.digest()).or_default().push((owner, trade.to_bytes()));
+            out.trades.insert(trade.digest(), trade);
         }
     }
     let mut sold_per_order: HashMap<Hash, u64> = HashMap::new();
