@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod community_cmd;
 pub mod datadir;
+#[cfg(feature = "demo")]
 pub mod demo_cmd;
 pub mod failure;
 pub mod init;
@@ -34,6 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Simulate a neighbourhood trading for a day on real nodes, and report what it earned.
+    #[cfg(feature = "demo")]
     Demo(demo_cmd::DemoArgs),
     /// Create a node: its key, a commented node.toml and its ledger.
     Init(init::InitArgs),
@@ -57,11 +59,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Run(_) => {} // with the node's own filter
         // The nodes' info lines would drown the live view; libp2p and the broker are chatty.
+        #[cfg(feature = "demo")]
         Command::Demo(_) if cli.verbose == 0 => init_logging_with("error,rumqttd=off"),
+        #[cfg(feature = "demo")]
         Command::Demo(_) => init_logging_with("info,libp2p=warn,libp2p_gossipsub=error,rumqttd=off"),
         _ => init_logging(cli.verbose),
     }
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo_cmd::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Ledger(cmd) => ledger_cmd::run(cmd),

@@ -228,3 +228,28 @@ fn a_ledger_in_use_is_reported_as_such() {
     assert_one_line_with_hint(&out);
     assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
 }
+
+/// What the `peerwatt` binary links, as cargo resolves it (offline, from the lock file): no
+/// test harness in any build, and without the default `demo` feature neither the simulator
+/// nor its embedded broker.
+#[test]
+fn the_binary_links_no_test_harness_and_the_demo_is_a_feature() {
+    let tree = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-p", "peerwatt-cli", "-e", "normal,features", "--prefix", "none"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo tree failed: {}", stderr(&out));
+        stdout(&out)
+    };
+    let (full, daemon) = (tree(&[]), tree(&["--no-default-features"]));
+    assert!(full.contains("peerwatt-sim"), "the default build has the demo:\n{full}");
+    for harness in ["test-utils", "peerwatt-testkit"] {
+        assert!(!full.contains(harness), "the binary links {harness}:\n{full}");
+    }
+    for demo_only in ["peerwatt-sim", "rumqttd", "tempfile"] {
+        assert!(!daemon.contains(demo_only), "the daemon links {demo_only}:\n{daemon}");
+    }
+}

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-mod e2e;
-
 use std::time::Duration;
 
-use e2e::*;
 use peerwatt_core::*;
 use peerwatt_net::{Event, NetConfig, NetHandle, keypair_of};
+use peerwatt_testkit::households::*;
 
 fn frame(cert: &Signed<MembershipCert>, message: Vec<u8>) -> Vec<u8> {
     GossipFrame::single(cert.clone(), message).to_bytes()
@@ -59,7 +57,7 @@ async fn publish(net: &NetHandle, topic: &str, data: Vec<u8>) {
 
 #[test]
 fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
-    let mut hood = Neighbourhood::new(&[-36_000, 18_000]);
+    let mut hood = Neighbourhood::new(env!("CARGO_BIN_EXE_peerwatt"), &[-36_000, 18_000]);
     hood.start_meters();
     hood.start_all();
     let community = hood.community.clone();

@@ -6,21 +6,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-mod e2e;
-
 use std::time::Duration;
 
-use e2e::*;
+use peerwatt_testkit::households::*;
 
 #[test]
 fn five_households_trade_every_interval_with_surplus_and_deficit() {
     // Two households export (surplus), three import (deficit).
-    let mut hood = Neighbourhood::new(&[-36_000, 18_000, -24_000, 30_000, 12_000]);
+    let mut hood = Neighbourhood::new(env!("CARGO_BIN_EXE_peerwatt"), &[-36_000, 18_000, -24_000, 30_000, 12_000]);
     hood.start_meters();
     hood.start_all();
     // Three closed intervals with trades after the first (where both sides may have come too
     // late for the check below to count it).
-    wait_until(Duration::from_secs(120), "four closed intervals with trades", || {
+    peerwatt_testkit::wait::until("four closed intervals with trades", Duration::from_secs(120), || {
         closed_intervals_with_trades(&hood) >= 4
     });
     let until = now_ms();
@@ -52,13 +50,13 @@ fn five_households_trade_every_interval_with_surplus_and_deficit() {
         assert!(st.trades_today.iter().all(|t| t.direction == want), "{}: {:?}", h.name, st.trades_today);
     }
     // `peerwatt status` reads what a stopped node left.
-    let text = peerwatt(&["status", "--data-dir", s(&hood.households[0].dir)]);
+    let text = hood.cli(&["status", "--data-dir", s(&hood.households[0].dir)]);
     assert!(text.contains("NOT running") && text.contains("ledger:"), "{text}");
 }
 
 #[test]
 fn a_taker_killed_after_requesting_ends_with_exactly_its_makers_trades() {
-    let mut hood = Neighbourhood::new(&[-36_000, 18_000, 30_000]);
+    let mut hood = Neighbourhood::new(env!("CARGO_BIN_EXE_peerwatt"), &[-36_000, 18_000, 30_000]);
     hood.start_meters();
     hood.start_all();
     // The only seller's offers reach both buyers; then the seller freezes, so the next request
@@ -96,14 +94,6 @@ fn a_taker_killed_after_requesting_ends_with_exactly_its_makers_trades() {
 }
 
 /// Waits until `done` holds, checking every 100 ms, for at most `within`.
-fn wait_until(within: Duration, what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + within;
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Intervals whose trading has closed with at least one trade, by the nodes' statuses.
 fn closed_intervals_with_trades(hood: &Neighbourhood) -> usize {
     let closed_before = now_ms() + hood.community.gate_closure.as_millis() as u64;

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use peerwatt_meter::testing::Mosquitto;
 use peerwatt_meter::{Format, MeterConfig, RoleConfig};
+use peerwatt_testkit::Mosquitto;
 use rumqttc::{Client, MqttOptions, QoS};
 
 /// A node.toml with a meter section pointing at `port`.

@@ -15,8 +15,6 @@ pub mod decode;
 pub mod interval;
 pub mod pipeline;
 pub mod reading;
-#[cfg(any(test, feature = "test-utils"))]
-pub mod testing;
 
 pub use client::{Connection, MeterEvent, MeterHandle, spawn};
 pub use config::{ConfigError, MeterConfig, RoleConfig};

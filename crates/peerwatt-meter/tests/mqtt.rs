@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use common::*;
 use peerwatt_core::{IntervalId, ManualClock, Timestamp, W, Wh};
-use peerwatt_meter::testing::Mosquitto;
 use peerwatt_meter::{
     Connection, Format, History, MeterConfig, MeterEvent, MeterHandle, Outcome, Reading, Reason, RoleConfig,
 };
+use peerwatt_testkit::Mosquitto;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
@@ -409,7 +409,7 @@ async fn first_connection_error(cfg: &MeterConfig) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_login_is_used_and_a_wrong_password_is_reported() {
-    use peerwatt_meter::testing::BrokerOptions;
+    use peerwatt_testkit::BrokerOptions;
     let broker =
         Mosquitto::start_with(BrokerOptions { login: Some(("meter".into(), "s3cret".into())), tls: false }).unwrap();
 
@@ -434,7 +434,7 @@ async fn a_broker_login_is_used_and_a_wrong_password_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connects_with_the_brokers_ca_and_refuses_an_unknown_one() {
-    use peerwatt_meter::testing::BrokerOptions;
+    use peerwatt_testkit::BrokerOptions;
     let broker = Mosquitto::start_with(BrokerOptions { login: None, tls: true }).unwrap();
 
     let mut cfg = config(broker.port());

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod inproc;
 pub mod network;
 pub mod peers;
+pub mod ports;
 pub mod service;
 
 pub use inproc::{Hub, InProcessConfig, spawn_in_process};
@@ -21,6 +22,7 @@ pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::Network;
+pub use ports::free_port;
 pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
 
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.

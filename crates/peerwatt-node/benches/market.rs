@@ -1,4 +1,4 @@
-//! Market benchmarks over real nodes on loopback (`cargo bench -p peerwatt-node --features test-utils`):
+//! Market benchmarks over real nodes on loopback (`cargo bench -p peerwatt-node`):
 //!
 //! 1. latency from placing a crossing order to the trade being durable in both ledgers;
 //! 2. trades per second between two nodes (requests pipelined);
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, SystemClock, Wh};
 use peerwatt_net::{Event, NetConfig, NetHandle, Verdict, keypair_of};
-use peerwatt_node::{NodeEvent, RunningNode, testing::community_of};
+use peerwatt_node::{NodeEvent, RunningNode};
+use peerwatt_testkit::community_of;
 use tokio::sync::broadcast;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -282,7 +283,7 @@ async fn propagation(nodes: usize, messages: usize) {
     );
 }
 
-/// `cargo bench -p peerwatt-node --features test-utils [-- latency|throughput|propagation]`:
+/// `cargo bench -p peerwatt-node [-- latency|throughput|propagation]`:
 /// the parts named (all without a name).
 fn main() {
     let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

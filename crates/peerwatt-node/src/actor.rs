@@ -131,7 +131,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
     /// every request of this node answered (a request timeout at most).
     pub async fn run(
         mut self,
-        mut net_events: mpsc::Receiver<Inbound>,
+        mut net_events: mpsc::Receiver<Vec<Inbound>>,
         mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
         mut commands: mpsc::Receiver<crate::NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
@@ -148,8 +148,8 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 }
                 Some(c) = self.pending.next(), if !self.pending.is_empty() => self.on_completion(c),
                 Some(c) = commands.recv() => self.on_command(c),
-                event = net_events.recv() => match event {
-                    Some(e) => self.on_inbound(e).await,
+                batch = net_events.recv() => match batch {
+                    Some(batch) => self.on_inbound(batch).await,
                     None => { tracing::error!("the network service stopped"); break; }
                 },
                 e = next_meter(&mut meter_events) => match e {
@@ -159,13 +159,17 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 _ = tick.tick() => self.on_tick().await,
             }
             // Group commit: whatever else is already waiting joins this turn.
-            for _ in 0..MAX_EVENTS_PER_TURN {
+            let mut handled = 0;
+            while handled < MAX_EVENTS_PER_TURN {
                 if let Some(Some(c)) = self.pending.next().now_or_never() {
                     self.on_completion(c);
+                    handled += 1;
                 } else if let Ok(c) = commands.try_recv() {
                     self.on_command(c);
-                } else if let Ok(e) = net_events.try_recv() {
-                    self.on_inbound(e).await;
+                    handled += 1;
+                } else if let Ok(batch) = net_events.try_recv() {
+                    handled += batch.len();
+                    self.on_inbound(batch).await;
                 } else {
                     break;
                 }
@@ -341,10 +345,12 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
         }
     }
 
-    async fn on_inbound(&mut self, inbound: Inbound) {
-        match inbound {
-            Inbound::Net(event) => self.on_net(event).await,
-            Inbound::Gossip { source, result } => self.on_gossip(source, result).await,
+    async fn on_inbound(&mut self, batch: Vec<Inbound>) {
+        for inbound in batch {
+            match inbound {
+                Inbound::Net(event) => self.on_net(event).await,
+                Inbound::Gossip { source, result } => self.on_gossip(source, result).await,
+            }
         }
     }
 

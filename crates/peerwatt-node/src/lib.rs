@@ -19,8 +19,6 @@ pub mod provision;
 mod screen;
 pub mod state;
 pub mod status;
-#[cfg(any(test, feature = "test-utils"))]
-pub mod testing;
 mod topics;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use peerwatt_core::{
     TradeRequest, Wh,
 };
 use peerwatt_node::community_file::load_certificate;
-use peerwatt_node::testing::community_of;
 use peerwatt_node::{NodeConfig, Status};
+use peerwatt_testkit::community_of;
 
 fn key_of(cfg: &NodeConfig) -> NodeKey {
     NodeKey::load(&cfg.resolve(&cfg.node.key_file)).unwrap()
@@ -40,12 +40,8 @@ async fn each_request_of_a_batch_is_judged_on_its_own_and_answered_in_order() {
     };
     let (net, _events) = peerwatt_net::spawn(peerwatt_net::keypair_of(&taker_key).unwrap(), net_cfg).await.unwrap();
     let maker_peer: peerwatt_net::PeerId = maker_key.peer_id().parse().unwrap();
-    for _ in 0..100 {
-        if net.peers().await.unwrap().contains(&maker_peer) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let connected = || async { net.peers().await.unwrap().contains(&maker_peer) };
+    peerwatt_testkit::wait::until_async("connected to the maker", Duration::from_secs(20), connected).await;
 
     let terms = |seq: u64, energy: u64, price: u64| TradeRequest {
         community: community.id,

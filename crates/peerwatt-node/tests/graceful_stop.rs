@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, Signed, SystemClock, Wh};
 use peerwatt_ledger::LedgerReader;
-use peerwatt_node::testing::community_of;
 use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Status};
+use peerwatt_testkit::community_of;
 use tokio::task::JoinSet;
 
 /// A maker with a large offer and a taker, connected, and an interval open for trading.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use peerwatt_core::{Clock, IntervalId, Price, Side, Signed, SystemClock, Wh};
 use peerwatt_ledger::{LedgerReader, MemoryStore};
 use peerwatt_net::{Hub, InProcessConfig};
-use peerwatt_node::testing::community_of;
 use peerwatt_node::{NodeEvent, Shared, start_with_store};
+use peerwatt_testkit::community_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_trade_on_memory_ledgers_over_the_in_process_network() {

@@ -25,7 +25,7 @@ pub struct EmbeddedBroker {
 
 /// Starts rumqttd on a free loopback port, for up to `max_connections` clients.
 pub fn start(max_connections: usize) -> Result<EmbeddedBroker, BrokerError> {
-    let port = peerwatt_meter::testing::free_port()?;
+    let port = peerwatt_net::free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // Segments hold the messages of one subscription; a simulated day of one meter is well
     // under a megabyte.

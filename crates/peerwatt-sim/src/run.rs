@@ -288,7 +288,7 @@ fn set_up_households(
         let household = Household::draw(s.seed, i, &variety);
         let flows = simulate(&household, profiles, s.seed, first_step, steps);
         let config = node_config(s, &household, broker);
-        let port = peerwatt_meter::testing::free_port().map_err(io("a free port"))?;
+        let port = peerwatt_net::free_port().map_err(io("a free port"))?;
         let bootstrap = bootstrap_of(&members, s.seed, i);
         let spec = MemberSpec { port, bootstrap: &bootstrap, config };
         let provisioned = provision::member(&data_dir.join(&household.name), &community, &admin, spec)?;

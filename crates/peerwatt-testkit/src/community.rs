@@ -1,15 +1,14 @@
-//! Test and benchmark helpers (feature `test-utils`): a community with its admin and node
-//! data directories on loopback, ready for [`crate::start`].
+//! A community with its admin and node data directories on loopback, ready for
+//! [`peerwatt_node::start`].
 
 use std::path::Path;
 use std::time::Duration;
 
 use peerwatt_core::{Community, IntervalLength, NodeKey, Price};
 
-use crate::config::{FileError, MarketSection, NetworkSection, NodeConfig};
-use crate::provision::{self, MemberSpec};
-
-pub use peerwatt_meter::testing::free_port;
+use peerwatt_net::free_port;
+use peerwatt_node::config::{FileError, MarketSection, NetworkSection, NodeConfig};
+use peerwatt_node::provision::{self, MemberSpec};
 
 /// The test community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
 /// 0.30) and its admin's key.

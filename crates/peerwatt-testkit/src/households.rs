@@ -1,8 +1,7 @@
 //! A neighbourhood of real `peerwatt run` processes on loopback: a real mosquitto, a community
 //! made with the CLI, fake meters publishing Tasmota SML payloads, and checks over the
-//! ledgers the nodes leave behind.
-
-#![allow(dead_code)]
+//! ledgers the nodes leave behind. The tests name the `peerwatt` binary
+//! (`env!("CARGO_BIN_EXE_peerwatt")`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -16,11 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use peerwatt_core::{Community, Encode, Hash, IntervalId, PublicKey, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_meter::interval::{IntervalTotals, Source};
-use peerwatt_meter::testing::{Mosquitto, free_port};
 use peerwatt_meter::{Format, History, MeterConfig, RoleConfig};
+use peerwatt_net::free_port;
 use peerwatt_node::NodeConfig;
 use peerwatt_node::config::{Forecast, MarketSection, NetworkSection};
 use rumqttc::{Client, MqttOptions, QoS};
+
+use crate::mosquitto::Mosquitto;
+use crate::wait;
 
 /// The settlement interval of the test communities, seconds.
 pub const INTERVAL_SECS: u64 = 10;
@@ -29,13 +31,9 @@ pub const FEED_IN: u64 = 80_000;
 /// See [`FEED_IN`].
 pub const RETAIL: u64 = 300_000;
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_peerwatt")
-}
-
-/// Runs the CLI to completion; returns stdout. Panics with its stderr on failure.
-pub fn peerwatt(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().unwrap();
+/// Runs the CLI `bin` to completion; returns stdout. Panics with its stderr on failure.
+pub fn peerwatt(bin: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "peerwatt {args:?} failed: {}{}",
@@ -45,18 +43,25 @@ pub fn peerwatt(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The system clock, ms since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// One household: a data directory, a node process, and its meter's grid power.
 pub struct Household {
+    /// Its name (`house-<n>`).
     pub name: String,
+    /// Its data directory.
     pub dir: PathBuf,
+    /// Its public id.
     pub id: String,
     /// Grid power: positive imports (deficit), negative exports (surplus).
     pub power_w: i64,
+    /// Its listening port (TCP and/or QUIC).
     pub port: u16,
+    /// The `peerwatt` binary.
+    bin: PathBuf,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
     lines: Option<mpsc::Receiver<String>>,
@@ -66,7 +71,7 @@ impl Household {
     /// Starts `peerwatt run` (again, after a crash: same data directory).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is running already", self.name);
-        let mut child = Command::new(bin())
+        let mut child = Command::new(&self.bin)
             .args(["run", "--config"])
             .arg(self.dir.join("node.toml"))
             .env_remove("RUST_LOG")
@@ -103,6 +108,7 @@ impl Household {
         }
     }
 
+    /// Everything it logged so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -137,21 +143,9 @@ impl Household {
         within: Duration,
         ready: impl Fn(&peerwatt_node::Status) -> bool,
     ) -> peerwatt_node::Status {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(st) = peerwatt_node::Status::read(&self.dir.join("status.json"))
-                && ready(&st)
-            {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: {what} not within {within:?}; log:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let read = || peerwatt_node::Status::read(&self.dir.join("status.json")).ok().filter(|st| ready(st));
+        let what = format!("{}: {what}", self.name);
+        wait::until_some(&what, within, read, || format!("log:\n{}", self.log_text()))
     }
 
     /// Writes the meter history of the `intervals` intervals before now, as the meter would
@@ -205,14 +199,17 @@ impl Household {
         }
     }
 
+    /// Its TCP multiaddress.
     pub fn address(&self) -> String {
         format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, self.id)
     }
 
+    /// Its QUIC multiaddress.
     pub fn quic_address(&self) -> String {
         format!("/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}", self.port, self.id)
     }
 
+    /// Its status file, read now.
     pub fn status(&self) -> peerwatt_node::Status {
         peerwatt_node::Status::read(&self.dir.join("status.json"))
             .unwrap_or_else(|e| panic!("{}: no status ({e}); log:\n{}", self.name, self.log_text()))
@@ -230,11 +227,17 @@ impl Drop for Household {
 
 /// A community with its broker, admin and households.
 pub struct Neighbourhood {
+    /// Where everything lives.
     pub root: tempfile::TempDir,
+    /// The meters' broker.
     pub broker: Mosquitto,
+    /// The admin's directory.
     pub admin: PathBuf,
+    /// The community.
     pub community: Community,
+    /// The households.
     pub households: Vec<Household>,
+    bin: PathBuf,
     feeding: Arc<AtomicBool>,
     feeder: Option<JoinHandle<()>>,
 }
@@ -243,50 +246,57 @@ impl Neighbourhood {
     /// A community (10 s intervals, gate closure 2 s, horizon 3) and one node per entry of
     /// `powers` (W; + imports, − exports). Node 0 listens on TCP and QUIC and is everyone's
     /// bootstrap peer; odd nodes reach it over QUIC.
-    pub fn new(powers: &[i64]) -> Neighbourhood {
+    pub fn new(bin: impl Into<PathBuf>, powers: &[i64]) -> Neighbourhood {
+        let bin: PathBuf = bin.into();
         let root = tempfile::tempdir().unwrap();
         let broker = Mosquitto::start().unwrap();
         let admin = root.path().join("admin");
-        peerwatt(&[
-            "community",
-            "init",
-            "--dir",
-            admin.to_str().unwrap(),
-            "--name",
-            "Testville",
-            "--interval-secs",
-            &INTERVAL_SECS.to_string(),
-            "--gate-closure-secs",
-            "2",
-            "--horizon",
-            "3",
-            "--feed-in",
-            &FEED_IN.to_string(),
-            "--retail",
-            &RETAIL.to_string(),
-        ]);
+        peerwatt(
+            &bin,
+            &[
+                "community",
+                "init",
+                "--dir",
+                admin.to_str().unwrap(),
+                "--name",
+                "Testville",
+                "--interval-secs",
+                &INTERVAL_SECS.to_string(),
+                "--gate-closure-secs",
+                "2",
+                "--horizon",
+                "3",
+                "--feed-in",
+                &FEED_IN.to_string(),
+                "--retail",
+                &RETAIL.to_string(),
+            ],
+        );
         let community = peerwatt_node::community_file::load_community(&admin.join("community.toml")).unwrap();
         let mut households: Vec<Household> = Vec::new();
         for (i, &power_w) in powers.iter().enumerate() {
             let name = format!("house-{i}");
             let dir = root.path().join(&name);
-            let out = peerwatt(&["init", "--data-dir", dir.to_str().unwrap(), "--name", &name]);
+            let out = peerwatt(&bin, &["init", "--data-dir", dir.to_str().unwrap(), "--name", &name]);
             let id =
                 out.lines().find_map(|l| l.trim().strip_prefix("public id:")).map(|s| s.trim().to_owned()).unwrap();
-            peerwatt(&[
-                "community",
-                "admit",
-                "--dir",
-                admin.to_str().unwrap(),
-                "--node",
-                &id,
-                "--name",
-                &name,
-                "--zone",
-                "feeder-1",
-                "--out",
-                dir.join("membership.cert").to_str().unwrap(),
-            ]);
+            peerwatt(
+                &bin,
+                &[
+                    "community",
+                    "admit",
+                    "--dir",
+                    admin.to_str().unwrap(),
+                    "--node",
+                    &id,
+                    "--name",
+                    &name,
+                    "--zone",
+                    "feeder-1",
+                    "--out",
+                    dir.join("membership.cert").to_str().unwrap(),
+                ],
+            );
             std::fs::copy(admin.join("community.toml"), dir.join("community.toml")).unwrap();
             let port = free_port().unwrap();
             let bootstrap = match households.first() {
@@ -331,9 +341,12 @@ impl Neighbourhood {
                 .build()
                 .save(&dir.join("node.toml"))
                 .unwrap();
-            households.push(Household { name, dir, id, power_w, port, child: None, log: Arc::default(), lines: None });
+            let bin = bin.clone();
+            let log = Arc::default();
+            households.push(Household { name, dir, id, power_w, port, bin, child: None, log, lines: None });
         }
         Neighbourhood {
+            bin,
             root,
             broker,
             admin,
@@ -342,6 +355,11 @@ impl Neighbourhood {
             feeding: Arc::new(AtomicBool::new(true)),
             feeder: None,
         }
+    }
+
+    /// Runs the CLI to completion; returns stdout (see [`peerwatt`]).
+    pub fn cli(&self, args: &[&str]) -> String {
+        peerwatt(&self.bin, args)
     }
 
     /// Starts the fake meters: every 500 ms each household's Tasmota publishes its counters
@@ -421,7 +439,7 @@ pub fn check_ledgers(households: &[Household]) -> Outcome {
     let mut holders: HashMap<Hash, Vec<(PublicKey, Vec<u8>)>> = HashMap::new();
     let mut order_energy: HashMap<Hash, Wh> = HashMap::new();
     for h in households {
-        let verify = Command::new(bin()).args(["ledger", "verify", "--data-dir"]).arg(&h.dir).output().unwrap();
+        let verify = Command::new(&h.bin).args(["ledger", "verify", "--data-dir"]).arg(&h.dir).output().unwrap();
         assert!(
             verify.status.success(),
             "{}: ledger verify failed: {}",

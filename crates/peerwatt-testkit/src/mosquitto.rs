@@ -1,6 +1,6 @@
-//! Test support (feature `test-utils`): a real mosquitto broker on a free loopback port.
+//! A real mosquitto broker on a free loopback port, killed on drop.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,31 +36,6 @@ pub fn mosquitto_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A loopback port, free for TCP and UDP a moment ago, that this process has not handed out
-/// before.
-///
-/// Why not port 0: a port the kernel picked and we released goes back to the ephemeral pool,
-/// where the next outgoing connection of a parallel test (an MQTT client, a libp2p dial) can
-/// take it before our child process binds it. So ports come from below Linux's ephemeral range
-/// (32768–60999), each at most once per process, starting at a place that depends on the
-/// process id so that test binaries running side by side rarely meet.
-pub fn free_port() -> std::io::Result<u16> {
-    const FIRST: u32 = 20_000;
-    const COUNT: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let start = (std::process::id().wrapping_mul(7_919)) % COUNT;
-    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..COUNT {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
-        let tcp = TcpListener::bind(("127.0.0.1", port));
-        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
-        if tcp.is_ok() && udp.is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port left"))
-}
-
 impl Mosquitto {
     /// Starts a plain, anonymous mosquitto on a free port.
     pub fn start() -> std::io::Result<Mosquitto> {
@@ -73,7 +48,7 @@ impl Mosquitto {
         let n = N.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("peerwatt-mosquitto-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let mut m = Mosquitto { child: None, port: free_port()?, dir, options };
+        let mut m = Mosquitto { child: None, port: peerwatt_net::free_port()?, dir, options };
         if let Some((user, password)) = &m.options.login {
             let passwd = m.dir.join("passwd");
             run(Command::new("mosquitto_passwd").arg("-b").arg("-c").arg(passwd).arg(user).arg(password))?;
