@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use peerwatt_meter::{Format, MeterConfig, RoleConfig};
 use peerwatt_testkit::Mosquitto;
+use peerwatt_testkit::wait::Lines;
 use rumqttc::{Client, MqttOptions, QoS};
 
 /// A node.toml with a meter section pointing at `port`.
@@ -25,8 +24,7 @@ fn node_toml(dir: &std::path::Path, port: u16, grid: RoleConfig) -> std::path::P
 /// The binary's stdout, line by line, with a deadline.
 struct Watch {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    lines: Lines,
 }
 
 impl Watch {
@@ -37,33 +35,13 @@ impl Watch {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch { child, lines, seen: Vec::new() }
+        let lines = Lines::of(child.stdout.take().unwrap());
+        Watch { child, lines }
     }
 
     /// Waits for a line starting with `prefix`; returns it.
     fn expect(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line starting with {prefix:?}; output so far:\n{}", self.seen.join("\n")),
-            }
-        }
+        self.lines.wait_for(&format!("starting with {prefix:?}"), Duration::from_secs(20), |l| l.starts_with(prefix))
     }
 
     fn wait(mut self) -> std::process::ExitStatus {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use peerwatt_core::{
-    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, NodeKey, Order, PublicKey, Signed, Timestamp, Trade, TreeHead,
-    messages::MAX_ENTRY_PAYLOAD,
+    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, Message, NodeKey, Order, PublicKey, Signed, Timestamp, Trade,
+    TreeHead, messages::MAX_ENTRY_PAYLOAD,
 };
 use thiserror::Error;
 
@@ -221,13 +221,16 @@ impl<S: Store> LedgerReader<S> {
         Signed::from_bytes(&self.entry_bytes(seq)?).map_err(|e| LedgerError::Damaged(format!("entry {seq}: {e}")))
     }
 
-    /// The payloads of every entry of `kind`, in order, with their sequence numbers.
-    fn payloads_of(&self, kind: EntryKind) -> Result<Vec<(u64, Vec<u8>)>, LedgerError> {
+    /// Every entry of `kind`, in order, its payload decoded as `T` with its signatures
+    /// verified; one that does not decode or verify is damage (named `what`).
+    fn verified_of<T: Message>(&self, kind: EntryKind, what: &str) -> Result<Vec<Signed<T>>, LedgerError> {
         let mut found = Vec::new();
         for seq in 0..self.len()? {
             let entry = self.entry(seq)?;
             if entry.body().kind == kind {
-                found.push((seq, entry.body().payload.clone()));
+                let item = Signed::<T>::from_bytes_verified(&entry.body().payload)
+                    .map_err(|e| LedgerError::Damaged(format!("{what} in entry {seq}: {e}")))?;
+                found.push(item);
             }
         }
         Ok(found)
@@ -236,25 +239,13 @@ impl<S: Store> LedgerReader<S> {
     /// The trades the ledger records, in order, each decoded with both its signatures
     /// verified; one that does not decode or verify is damage.
     pub fn trades(&self) -> Result<Vec<Signed<Trade>>, LedgerError> {
-        self.payloads_of(EntryKind::TradeAgreed)?
-            .into_iter()
-            .map(|(seq, payload)| {
-                Signed::<Trade>::from_bytes_verified(&payload)
-                    .map_err(|e| LedgerError::Damaged(format!("trade in entry {seq}: {e}")))
-            })
-            .collect()
+        self.verified_of(EntryKind::TradeAgreed, "trade")
     }
 
     /// The orders the ledger records (this node's own), in order, decoded with their
     /// signatures verified; one that does not decode or verify is damage.
     pub fn orders(&self) -> Result<Vec<Signed<Order>>, LedgerError> {
-        self.payloads_of(EntryKind::OrderPublished)?
-            .into_iter()
-            .map(|(seq, payload)| {
-                Signed::<Order>::from_bytes_verified(&payload)
-                    .map_err(|e| LedgerError::Damaged(format!("order in entry {seq}: {e}")))
-            })
-            .collect()
+        self.verified_of(EntryKind::OrderPublished, "order")
     }
 
     /// Every stored signed tree head, oldest (smallest) first.

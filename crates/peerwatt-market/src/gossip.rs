@@ -237,6 +237,18 @@ impl GossipValidator {
         self.memo.check(digest, || signed.verify().map_err(|_| GossipReject::BadSignature))
     }
 
+    /// Verifies every message of a frame, each with its digest; the first that does not
+    /// verify refuses them all.
+    fn verify_all<T: Message>(&self, messages: Vec<Signed<T>>) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
+        let mut verified = Vec::with_capacity(messages.len());
+        for message in messages {
+            let digest = message.digest();
+            self.verify_signed(&message, digest)?;
+            verified.push((message, digest));
+        }
+        Ok(verified)
+    }
+
     /// The frame, with its certificate checked against the community at `now` (all but its
     /// signature: that comes last, see [`GossipValidator::verify_cert`]).
     fn open_frame(&self, data: &[u8], max: usize, now: Timestamp) -> Result<GossipFrame, GossipReject> {
@@ -323,13 +335,7 @@ impl GossipValidator {
             return Err(late.unwrap_or_else(|| GossipReject::Malformed("a frame without orders".into())));
         }
         self.verify_cert(&frame)?;
-        let mut orders = Vec::with_capacity(on_time.len());
-        for order in on_time {
-            let digest = order.digest();
-            self.verify_signed(&order, digest)?;
-            orders.push((order, digest));
-        }
-        Ok(Screened::Orders { orders, late })
+        Ok(Screened::Orders { orders: self.verify_all(on_time)?, late })
     }
 
     /// Screens a frame from the orders topic and inserts its orders into `books` (the two
@@ -357,14 +363,8 @@ impl GossipValidator {
             check_trade_terms(&self.community, trade, &announcer)?;
         }
         self.verify_cert(&frame)?;
-        let mut verified = Vec::with_capacity(trades.len());
-        for trade in trades {
-            // Both signatures: the maker's on the trade, the taker's on the request inside.
-            let digest = trade.digest();
-            self.verify_signed(&trade, digest)?;
-            verified.push((trade, digest));
-        }
-        Ok(verified)
+        // Both signatures: the maker's on the trade, the taker's on the request inside.
+        self.verify_all(trades)
     }
 
     /// Screens a frame from the heads topic: a member's signed ledger tree head.

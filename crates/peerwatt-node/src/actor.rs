@@ -148,15 +148,17 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 }
                 Some(c) = self.pending.next(), if !self.pending.is_empty() => self.on_completion(c),
                 Some(c) = commands.recv() => self.on_command(c),
-                batch = net_events.recv() => match batch {
-                    Some(batch) => self.on_inbound(batch).await,
-                    None => { tracing::error!("the network service stopped"); break; }
-                },
+                // The meter and the timer before the network: they are rare and due now, and
+                // under a flood of gossip the network always has something waiting.
                 e = next_meter(&mut meter_events) => match e {
                     Some(e) => self.on_meter(e),
                     None => meter_events = None, // the meter client stopped
                 },
                 _ = tick.tick() => self.on_tick().await,
+                batch = net_events.recv() => match batch {
+                    Some(batch) => self.on_inbound(batch).await,
+                    None => { tracing::error!("the network service stopped"); break; }
+                },
             }
             // Group commit: whatever else is already waiting joins this turn.
             let mut handled = 0;

@@ -4,11 +4,10 @@
 //! (`env!("CARGO_BIN_EXE_peerwatt")`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -64,7 +63,7 @@ pub struct Household {
     bin: PathBuf,
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
-    lines: Option<mpsc::Receiver<String>>,
+    lines: Option<wait::Lines>,
 }
 
 impl Household {
@@ -80,32 +79,14 @@ impl Household {
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        self.lines = Some(wait::Lines::into_log(stderr, self.log.clone()));
         self.child = Some(child);
-        self.lines = Some(rx);
     }
 
     /// Waits (up to `within`) for a log line containing `text`; returns it.
     pub fn wait_for_log(&mut self, text: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let rx = self.lines.as_ref().unwrap();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => {
-                    panic!("{}: no log line with {text:?} within {within:?}; log:\n{}", self.name, self.log_text())
-                }
-            }
-        }
+        let lines = self.lines.as_ref().unwrap();
+        lines.wait_for(&format!("of {} with {text:?}", self.name), within, |line| line.contains(text))
     }
 
     /// Everything it logged so far.
