@@ -424,7 +424,10 @@ pub const TAKING_SIDE: Side = Side::Buy;
 
 /// The order in which the taker `me` asks the crossing `orders` (best first, as
 /// [`Books::crossing`] gives them at `now`): by price band of width `band` from the best price, and
-/// within a band in an order of the taker's own (a hash of its key and the order's id).
+/// within a band in an order of the taker's own: by the XOR distance between the order's id
+/// and the SHA-256 of the taker's key (ids are digests, so each taker starts at another
+/// order of the band; one hash per call, where a hash per order was a tenth of a
+/// 500-household street's CPU).
 ///
 /// Why not strictly best first: every taker sees about the same book, so all of them would
 /// ask the best order at once; it sells out to the first request or two, and the others are
@@ -435,11 +438,13 @@ pub fn taking_order<'a>(me: &PublicKey, orders: Vec<&'a BookOrder>, band: u64, n
     let Some(best) = orders.first().map(|o| o.price(now).0) else {
         return orders;
     };
-    let mut keyed: Vec<((u64, Hash), &BookOrder)> = orders
+    let own = Hash::of(&me.to_bytes());
+    let distance = |id: &Hash| -> [u8; 32] { std::array::from_fn(|i| id.0[i] ^ own.0[i]) };
+    let mut keyed: Vec<((u64, [u8; 32]), &BookOrder)> = orders
         .into_iter()
         .map(|o| {
             let band_index = o.price(now).0.abs_diff(best) / band.max(1);
-            ((band_index, Hash::of_parts(&[&me.to_bytes(), &o.id.0])), o)
+            ((band_index, distance(&o.id)), o)
         })
         .collect();
     keyed.sort_by_key(|(key, _)| *key);

@@ -15,7 +15,9 @@ use crate::trader::metrics::order_age_bucket;
 
 impl Trader {
     /// Screened orders, put in the books. A new offer that crosses this node's bid is taken
-    /// at once rather than at the next tick. (Bids are never taken, so a new bid changes
+    /// at the end of this turn rather than at the next tick (once per interval however many
+    /// frames of the turn brought crossing offers: a busy node handles hundreds of frames a
+    /// turn, and each take sorts the interval's book). (Bids are never taken, so a new bid changes
     /// nothing for this node's requests; and an offer that does not cross the bid now changes
     /// nothing either: looking through the interval's book for every offer that arrived was
     /// most of what a buyer did in a 500-household street.)
@@ -35,11 +37,7 @@ impl Trader {
                 .filter(|(o, _)| o.body().side != TAKING_SIDE && self.crosses_own_bid(o.body(), now))
                 .map(|(o, _)| o.body().interval)
                 .collect();
-            intervals.sort_unstable();
-            intervals.dedup();
-            for interval in intervals {
-                self.take(interval, now);
-            }
+            self.takes_due.extend(intervals);
         }
         Ok(())
     }

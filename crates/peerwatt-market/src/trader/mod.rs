@@ -18,7 +18,7 @@ mod taking;
 mod ticks;
 mod turns;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use peerwatt_core::{
@@ -198,6 +198,8 @@ pub struct Trader {
     refused_by: HashMap<Hash, Timestamp>,
     /// Trades this node has seen (and so applied to its books), by digest.
     seen_trades: HashSet<Hash>,
+    /// Intervals where a new offer crossed this node's bid this turn: taken at its end.
+    takes_due: BTreeSet<IntervalId>,
     next_order_seq: u64,
     last_reprice_slot: u64,
     /// Where this node's re-pricing periods start, ms into the period (from its key).
@@ -261,6 +263,7 @@ impl Trader {
             held: HashMap::new(),
             refused_by: HashMap::new(),
             seen_trades: HashSet::new(),
+            takes_due: BTreeSet::new(),
             next_order_seq: 1,
             last_reprice_slot: 0,
             reprice_offset: phase_offset(&me, cfg.reprice_ms),

@@ -122,6 +122,9 @@ impl Trader {
     /// durable. A turn without writes (refusals only) is acted on at once, unless turns
     /// before it still wait: answers leave in the order they were decided.
     pub fn end_turn(&mut self, now: Timestamp) -> Option<Writes> {
+        for interval in std::mem::take(&mut self.takes_due) {
+            self.take(interval, now);
+        }
         if self.turn.is_empty() {
             return None;
         }
