@@ -32,12 +32,12 @@ impl Trader {
             self.count_order_age(o.body().created_at, now);
         }
         if self.cfg.enabled {
-            let mut intervals: Vec<IntervalId> = accepted
+            let crossing: Vec<IntervalId> = accepted
                 .iter()
                 .filter(|(o, _)| o.body().side != TAKING_SIDE && self.crosses_own_bid(o.body(), now))
                 .map(|(o, _)| o.body().interval)
                 .collect();
-            self.takes_due.extend(intervals);
+            self.takes_due.extend(crossing);
         }
         Ok(())
     }
