@@ -10,7 +10,7 @@
 //! (Per interval and side, not per maker: a maker publishes orders for several intervals in
 //! one go, and gossip may deliver them in any order.)
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use peerwatt_core::{Community, Hash, IntervalId, Order, Price, PublicKey, Side, Signed, Timestamp, Wh};
 use thiserror::Error;
@@ -131,9 +131,13 @@ pub struct Books {
     /// for every open interval's crossing orders; scanning every order of the community for
     /// each made the books a 500-household street's largest cost.
     slots: HashMap<(IntervalId, SideKey), HashSet<Hash>>,
-    /// The earliest moment an order in the books expires or its interval closes: pruning
-    /// before it finds nothing, so it does not look (every node prunes every tick).
-    next_expiry: Option<Timestamp>,
+    /// When each order in the books leaves them (it expires or its interval closes), in
+    /// order: pruning takes what is due off the front instead of scanning every order (every
+    /// node prunes every tick, and orders expire all the time in a large street).
+    expiries: BTreeSet<(Timestamp, Hash)>,
+    /// The first interval whose sequence numbers are still kept (older ones are dropped once
+    /// per interval, not every tick).
+    seq_kept_from: IntervalId,
     /// Clock-time tolerance for skew and transport delay ([`MAX_CLOCK_SKEW_MS`] × clock rate).
     skew_ms: u64,
 }
@@ -213,7 +217,8 @@ impl Books {
             current: HashMap::new(),
             last_seq: HashMap::new(),
             slots: HashMap::new(),
-            next_expiry: None,
+            expiries: BTreeSet::new(),
+            seq_kept_from: IntervalId(0),
             skew_ms: MAX_CLOCK_SKEW_MS,
         }
     }
@@ -226,6 +231,7 @@ impl Books {
     /// Removes order `id` from the books (not from `current`: the caller knows whether it is).
     fn remove(&mut self, id: &Hash) -> Option<BookOrder> {
         let order = self.orders.remove(id)?;
+        self.expiries.remove(&(self.expiry_of(&order.order), *id));
         let slot = (order.order.interval, SideKey::from(order.order.side));
         if let Some(ids) = self.slots.get_mut(&slot) {
             ids.remove(id);
@@ -289,7 +295,7 @@ impl Books {
             return Ok(Inserted::Cancelled(previous));
         }
         let expiry = self.expiry_of(o);
-        self.next_expiry = Some(self.next_expiry.map_or(expiry, |e| e.min(expiry)));
+        self.expiries.insert((expiry, id));
         self.slots.entry((o.interval, SideKey::from(o.side))).or_default().insert(id);
         self.orders.insert(id, BookOrder { id, maker, order: o.clone(), remaining: o.energy, requested: Wh::ZERO });
         self.current.insert(key, id);
@@ -345,22 +351,34 @@ impl Books {
 
     /// Drops orders that expired or whose interval closed, as of `now`. Returns how many.
     pub fn prune(&mut self, now: Timestamp) -> usize {
-        if self.next_expiry.is_none_or(|e| now < e) {
-            return 0;
-        }
-        let dead: Vec<Hash> = self.orders.values().filter(|o| self.expiry_of(&o.order) <= now).map(|o| o.id).collect();
-        for id in &dead {
-            if let Some(o) = self.remove(id) {
+        let mut dead = 0;
+        while let Some(&(expiry, id)) = self.expiries.first()
+            && expiry <= now
+        {
+            // `remove` takes the entry off `expiries` too.
+            if let Some(o) = self.remove(&id) {
                 self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker));
+                dead += 1;
+            } else {
+                self.expiries.pop_first();
             }
         }
-        self.next_expiry = self.orders.values().map(|o| self.expiry_of(&o.order)).min();
-        // Sequence numbers of closed intervals are not needed: their orders are refused anyway.
+        self.forget_closed_sequences(now);
+        dead
+    }
+
+    /// Drops the sequence numbers of intervals closed (with the skew margin) by `now`: their
+    /// orders are refused anyway. Once per interval.
+    fn forget_closed_sequences(&mut self, now: Timestamp) {
         let community = &self.community;
+        let current = community.interval.interval_at(now);
+        if current <= self.seq_kept_from {
+            return;
+        }
+        self.seq_kept_from = current;
         let margin = community.interval.millis() + self.skew_ms;
         self.last_seq
             .retain(|(interval, _, _), _| now.0 < community.trading_window(*interval).1.0.saturating_add(margin));
-        dead.len()
     }
 
     /// The live orders of one interval and side, best first.

@@ -27,8 +27,11 @@ use crate::metrics::NodeMetrics;
 /// Intervals between two records of one member's head, and between two heads of a node (an
 /// hour of 15-minute intervals).
 pub const WITNESS_PERIOD: u64 = 4;
-/// At most this many heads of other members are recorded per interval.
-pub const MAX_RECORDED_PER_INTERVAL: usize = 8;
+/// At most this many heads of other members are recorded per interval: 8 an hour, so in a
+/// community of more than 9 every member's head is held by 8 others every hour (one honest
+/// holder is enough to show a rewrite), and a ledger grows by 192 witnessed heads a day, not
+/// 768 (see docs/decisions/0041-tree-heads-linear-in-community.md).
+pub const MAX_RECORDED_PER_INTERVAL: usize = 2;
 
 /// The heads of other members seen and recorded.
 #[derive(Debug, Default)]
@@ -57,17 +60,22 @@ impl Witness {
     /// count as recorded from now; the others wait.
     pub fn due(&mut self, interval: IntervalId) -> Vec<Signed<TreeHead>> {
         let last = |m: &PublicKey| self.recorded.get(m).map(|(_, at)| *at);
-        let mut eligible: Vec<(Option<IntervalId>, PublicKey)> = self
+        let mut eligible: Vec<(Option<IntervalId>, [u8; 32], PublicKey)> = self
             .candidates
             .keys()
-            .map(|m| (last(m), *m))
-            .filter(|(at, _)| at.is_none_or(|at| interval.0.saturating_sub(at.0) >= WITNESS_PERIOD))
+            .map(|m| (last(m), m.to_bytes(), *m))
+            .filter(|(at, _, _)| at.is_none_or(|at| interval.0.saturating_sub(at.0) >= WITNESS_PERIOD))
             .collect();
-        // Never recorded (None) sorts first, then the oldest; the key breaks ties.
-        eligible.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_bytes().cmp(&b.1.to_bytes())));
-        eligible.truncate(MAX_RECORDED_PER_INTERVAL);
+        // Never recorded (None) sorts first, then the oldest; the key breaks ties. Only the
+        // first few are wanted: select them (linear) before sorting them.
+        let key = |e: &(Option<IntervalId>, [u8; 32], PublicKey)| (e.0, e.1);
+        if eligible.len() > MAX_RECORDED_PER_INTERVAL {
+            eligible.select_nth_unstable_by_key(MAX_RECORDED_PER_INTERVAL, key);
+            eligible.truncate(MAX_RECORDED_PER_INTERVAL);
+        }
+        eligible.sort_unstable_by_key(key);
         let mut due = Vec::with_capacity(eligible.len());
-        for (_, member) in eligible {
+        for (_, _, member) in eligible {
             if let Some(head) = self.candidates.remove(&member) {
                 self.recorded.insert(member, (head.body().size, interval));
                 due.push(head);
@@ -235,7 +243,7 @@ mod tests {
 
     #[test]
     fn at_most_the_cap_is_recorded_per_interval_longest_ago_first() {
-        let k = keys(12);
+        let k = keys(MAX_RECORDED_PER_INTERVAL as u8 + 4);
         let mut w = Witness::default();
         for key in &k {
             w.offer(head(key, 1));
@@ -251,7 +259,7 @@ mod tests {
         assert_eq!(second.len(), MAX_RECORDED_PER_INTERVAL);
         let never: Vec<PublicKey> = k.iter().map(NodeKey::public).filter(|p| !first.contains(p)).collect();
         assert_eq!(never.len(), 4);
-        assert!(never.iter().all(|p| second.contains(p)), "members never recorded come first");
+        assert!(second.iter().all(|p| never.contains(p)), "members never recorded come first");
     }
 
     #[test]
