@@ -170,6 +170,13 @@ impl<T: Message> Signed<T> {
         Hash::of(&self.to_bytes())
     }
 
+    /// Decodes `bytes` and gives its digest without encoding it again: the encoding is
+    /// canonical, so the accepted bytes are the envelope's only encoding (what
+    /// [`Signed::digest`] would hash).
+    pub fn from_bytes_with_digest(bytes: &[u8]) -> Result<(Signed<T>, Hash), DecodeError> {
+        Ok((Signed::<T>::from_bytes(bytes)?, Hash::of(bytes)))
+    }
+
     /// Decodes and verifies in one step.
     pub fn from_bytes_verified(bytes: &[u8]) -> Result<Signed<T>, VerifiedDecodeError> {
         let signed = Signed::<T>::from_bytes(bytes)?;

@@ -19,6 +19,8 @@ fn every_message_round_trips_byte_for_byte_and_verifies() {
         assert_eq!(back.to_bytes(), bytes, "canonical: re-encoding gives the same bytes");
         assert_eq!(back.signer(), &key.public());
         assert_eq!(back.digest(), Hash::of(&bytes));
+        let (decoded, digest) = Signed::<T>::from_bytes_with_digest(&bytes).unwrap();
+        assert_eq!((decoded, digest), (back.clone(), back.digest()), "the digest of the bytes as they came");
     }
     check(&maker(), offer());
     check(&taker(), bid());

@@ -16,7 +16,7 @@
 //! frame. A trade frame may carry a batch of trades its announcer agreed: one bad trade
 //! refuses it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use peerwatt_core::{
@@ -182,8 +182,8 @@ pub struct GossipValidator {
     community: Community,
     /// How far ahead of this clock a message may be dated (see [`skew_for_rate`]).
     skew_ms: u64,
-    /// Digests of certificates whose signature verified.
-    verified_certs: HashSet<Hash>,
+    /// Per member, the last certificate whose signature verified.
+    verified_certs: HashMap<PublicKey, Signed<MembershipCert>>,
     /// Signed messages whose signatures verified.
     memo: Arc<VerifiedMemo>,
 }
@@ -194,7 +194,7 @@ impl GossipValidator {
         GossipValidator {
             community,
             skew_ms: MAX_CLOCK_SKEW_MS,
-            verified_certs: HashSet::new(),
+            verified_certs: HashMap::new(),
             memo: Arc::new(VerifiedMemo::with_capacity(OWN_MEMO_CAPACITY)),
         }
     }
@@ -218,7 +218,7 @@ impl GossipValidator {
         GossipValidator {
             community: self.community.clone(),
             skew_ms: self.skew_ms,
-            verified_certs: HashSet::new(),
+            verified_certs: HashMap::new(),
             memo: self.memo.clone(),
         }
     }
@@ -237,16 +237,13 @@ impl GossipValidator {
         self.memo.check(digest, || signed.verify().map_err(|_| GossipReject::BadSignature))
     }
 
-    /// Verifies every message of a frame, each with its digest; the first that does not
-    /// verify refuses them all.
-    fn verify_all<T: Message>(&self, messages: Vec<Signed<T>>) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
-        let mut verified = Vec::with_capacity(messages.len());
-        for message in messages {
-            let digest = message.digest();
-            self.verify_signed(&message, digest)?;
-            verified.push((message, digest));
+    /// Verifies every message of a frame (with its digest); the first that does not verify
+    /// refuses them all.
+    fn verify_all<T: Message>(&self, messages: Vec<(Signed<T>, Hash)>) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
+        for (message, digest) in &messages {
+            self.verify_signed(message, *digest)?;
         }
-        Ok(verified)
+        Ok(messages)
     }
 
     /// The frame, with its certificate checked against the community at `now` (all but its
@@ -269,24 +266,27 @@ impl GossipValidator {
         Ok(frame)
     }
 
-    /// The frame's messages, decoded.
-    fn decode_all<T: Message>(frame: &GossipFrame) -> Result<Vec<Signed<T>>, GossipReject> {
+    /// The frame's messages, decoded, each with its digest (of the bytes as they came: the
+    /// encoding is canonical, so nothing is encoded again to hash it).
+    fn decode_all<T: Message>(frame: &GossipFrame) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
         frame
             .messages
             .iter()
-            .map(|m| Signed::<T>::from_bytes(m).map_err(|e| GossipReject::Malformed(e.to_string())))
+            .map(|m| Signed::<T>::from_bytes_with_digest(m).map_err(|e| GossipReject::Malformed(e.to_string())))
             .collect()
     }
 
-    /// Whether a certificate's signature verifies, checked once per certificate.
+    /// Whether a certificate's signature verifies, checked once per certificate: the last
+    /// verified certificate of each member is kept, and an identical one needs no check (a
+    /// comparison, where hashing every frame's certificate was a cost of every delivery).
     fn cert_signature_ok(&mut self, cert: &Signed<MembershipCert>) -> bool {
-        let cert_id = cert.digest();
-        if self.verified_certs.contains(&cert_id) {
+        let member = cert.body().member;
+        if self.verified_certs.get(&member) == Some(cert) {
             return true;
         }
         let ok = cert.verify().is_ok();
         if ok {
-            self.verified_certs.insert(cert_id);
+            self.verified_certs.insert(member, cert.clone());
         }
         ok
     }
@@ -317,14 +317,14 @@ impl GossipValidator {
         let frame = self.open_frame(data, MAX_ORDER_FRAME, now)?;
         let member = frame.cert.body().member;
         let orders = Self::decode_all::<Order>(&frame)?;
-        if orders.iter().any(|o| *o.signer() != member) {
+        if orders.iter().any(|(o, _)| *o.signer() != member) {
             return Err(GossipReject::NotMember);
         }
         let mut late = None;
         let mut on_time = Vec::with_capacity(orders.len());
-        for order in orders {
+        for (order, digest) in orders {
             match check_order_terms(&self.community, self.skew_ms, &order, now).map_err(GossipReject::Rule) {
-                Ok(()) => on_time.push(order),
+                Ok(()) => on_time.push((order, digest)),
                 Err(reject) if reject.penalty() == Penalty::Ignore => {
                     late.get_or_insert(reject);
                 }
@@ -359,7 +359,7 @@ impl GossipValidator {
         let frame = self.open_frame(data, MAX_TRADE_FRAME, now)?;
         let trades = Self::decode_all::<Trade>(&frame)?;
         let announcer = frame.cert.body().member;
-        for trade in &trades {
+        for (trade, _) in &trades {
             check_trade_terms(&self.community, trade, &announcer)?;
         }
         self.verify_cert(&frame)?;
@@ -373,7 +373,8 @@ impl GossipValidator {
         let [message] = frame.messages.as_slice() else {
             return Err(GossipReject::Malformed("a batch on a topic of single messages".into()));
         };
-        let head = Signed::<TreeHead>::from_bytes(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
+        let (head, digest) =
+            Signed::<TreeHead>::from_bytes_with_digest(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
         if frame.cert.body().member != *head.signer() {
             return Err(GossipReject::NotMember);
         }
@@ -381,7 +382,7 @@ impl GossipValidator {
             return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
         }
         self.verify_cert(&frame)?;
-        self.verify_signed(&head, head.digest())?;
+        self.verify_signed(&head, digest)?;
         Ok(head)
     }
 }
