@@ -35,8 +35,8 @@ fn main() {
     let days = u32::try_from(args.get(1).copied().unwrap_or(1)).unwrap();
     // The targets are wall times for one day: 60 s for 100 households, 5 min for 500. The
     // clock alone takes 86,400 / speed seconds, so the speed leaves room for start and end
-    // (about 30 s at 500 households): 2,880× is 30 s of clock, 360× is 240 s.
-    let default_speed = if households <= 100 { 2_880 } else { 360 };
+    // (about 30 s at 500 households): 2,880× is 30 s of clock, 330× is 262 s.
+    let default_speed = if households <= 100 { 2_880 } else { 330 };
     let speed = u32::try_from(args.get(2).copied().unwrap_or(default_speed)).unwrap();
     let scenario = Scenario {
         households,
