@@ -1,4 +1,5 @@
-//! The node's own counters, typed: a field per counter, named once in [`NodeMetrics::each`].
+//! The node's own counters, typed: a field per counter, named once (the market's
+//! [`peerwatt_market::counters!`]).
 //! The trading core counts its own ([`peerwatt_market::TraderMetrics`]); the status file (and
 //! an exporter later) takes both under the same names, each a valid Prometheus metric name.
 
@@ -6,39 +7,42 @@ use std::collections::BTreeMap;
 
 use peerwatt_market::Topic;
 
-/// Counters of the node around its trading core.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeMetrics {
-    /// Gossip frames accepted, by topic (in [`Topic::ALL`]'s order).
-    pub gossip_accepted: [u64; 3],
-    /// Gossip frames refused, by reason (`GossipReject::name`).
-    pub gossip_rejected: BTreeMap<&'static str, u64>,
-    /// Ledger writes, flushes or head signatures that failed.
-    pub ledger_errors: u64,
-    /// State database writes that failed.
-    pub state_errors: u64,
-    /// Persisted requests that could not be read at start.
-    pub state_records_damaged: u64,
-    /// Turns whose writes were applied as one group.
-    pub ledger_group_commits: u64,
-    /// Tree heads of this ledger signed.
-    pub heads_signed: u64,
-    /// Tree heads of other members recorded.
-    pub heads_witnessed: u64,
-    /// Peers banned for invalid messages.
-    pub peers_banned: u64,
-    /// Gossip messages dropped for slow peers.
-    pub gossip_send_dropped: u64,
-    /// Order frames that could not be published.
-    pub orders_not_gossiped: u64,
-    /// Trade announcements that could not be published.
-    pub announcements_failed: u64,
-    /// Tree heads that could not be published.
-    pub heads_not_gossiped: u64,
-    /// Meter messages decoded.
-    pub meter_readings: u64,
-    /// Meter messages refused.
-    pub meter_readings_rejected: u64,
+peerwatt_market::counters! {
+    /// Counters of the node around its trading core.
+    pub struct NodeMetrics {
+        /// Ledger writes, flushes or head signatures that failed.
+        ledger_errors,
+        /// State database writes that failed.
+        state_errors,
+        /// Persisted requests that could not be read at start.
+        state_records_damaged,
+        /// Turns whose writes were applied as one group.
+        ledger_group_commits,
+        /// Tree heads of this ledger signed.
+        heads_signed,
+        /// Tree heads of other members recorded.
+        heads_witnessed,
+        /// Peers banned for invalid messages.
+        peers_banned,
+        /// Gossip messages dropped for slow peers.
+        gossip_send_dropped,
+        /// Order frames that could not be published.
+        orders_not_gossiped,
+        /// Trade announcements that could not be published.
+        announcements_failed,
+        /// Tree heads that could not be published.
+        heads_not_gossiped,
+        /// Meter messages decoded.
+        meter_readings,
+        /// Meter messages refused.
+        meter_readings_rejected,
+    }
+    extra {
+        /// Gossip frames accepted, by topic (in [`Topic::ALL`]'s order).
+        gossip_accepted: [u64; 3],
+        /// Gossip frames refused, by reason (`GossipReject::name`).
+        gossip_rejected: BTreeMap<&'static str, u64>,
+    }
 }
 
 impl NodeMetrics {
@@ -62,24 +66,7 @@ impl NodeMetrics {
         for (reason, n) in &self.gossip_rejected {
             f(&format!("gossip_rejected_{reason}"), *n);
         }
-        let plain = [
-            ("ledger_errors", self.ledger_errors),
-            ("state_errors", self.state_errors),
-            ("state_records_damaged", self.state_records_damaged),
-            ("ledger_group_commits", self.ledger_group_commits),
-            ("heads_signed", self.heads_signed),
-            ("heads_witnessed", self.heads_witnessed),
-            ("peers_banned", self.peers_banned),
-            ("gossip_send_dropped", self.gossip_send_dropped),
-            ("orders_not_gossiped", self.orders_not_gossiped),
-            ("announcements_failed", self.announcements_failed),
-            ("heads_not_gossiped", self.heads_not_gossiped),
-            ("meter_readings", self.meter_readings),
-            ("meter_readings_rejected", self.meter_readings_rejected),
-        ];
-        for (name, n) in plain {
-            f(name, n);
-        }
+        self.each_plain(&mut f);
     }
 }
 

@@ -29,33 +29,31 @@ pub fn order_age_bucket(real_ms: u64) -> usize {
     ORDER_AGE_BUCKETS_MS.iter().position(|&limit| real_ms <= limit).unwrap_or(ORDER_AGE_BUCKETS_MS.len())
 }
 
-/// Declares the counter struct and its list of names in one place, so a counter cannot be
-/// added without a name or named twice.
+/// Declares a counter struct and the names of its plain counters in one place, so a counter
+/// cannot be added without a name or named twice: each plain field (a `u64`) is named by its
+/// identifier in `each_plain`; fields after `extra` (buckets, counters by key) are named by
+/// the struct's own `each`. The node's counters use it too.
+#[macro_export]
 macro_rules! counters {
-    ($(#[$doc:meta])* pub struct $name:ident { $($(#[$fdoc:meta])* $field:ident,)* }) => {
+    (
+        $(#[$doc:meta])* pub struct $name:ident {
+            $($(#[$fdoc:meta])* $field:ident,)*
+        }
+        extra {
+            $($(#[$edoc:meta])* $efield:ident: $ety:ty,)*
+        }
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: u64,)*
-            /// Gossiped order frames by the age of their first order on arrival (see
-            /// [`ORDER_AGE_BUCKETS_MS`]).
-            pub order_age: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
-            /// This node's own orders by how long they waited from signing until durable and
-            /// handed to the network (the part of an order's age on arrival that is the
-            /// maker's own).
-            pub own_order_wait: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
+            $($(#[$edoc])* pub $efield: $ety,)*
         }
 
         impl $name {
-            /// Every counter with its name (counters never counted included).
-            pub fn each(&self, mut f: impl FnMut(&str, u64)) {
+            /// Every plain counter with its name (counters never counted included).
+            pub fn each_plain(&self, f: &mut impl FnMut(&str, u64)) {
                 $(f(stringify!($field), self.$field);)*
-                for (i, n) in self.order_age.iter().enumerate() {
-                    f(&order_age_name(i), *n);
-                }
-                for (i, n) in self.own_order_wait.iter().enumerate() {
-                    f(&own_order_wait_name(i), *n);
-                }
             }
         }
     };
@@ -98,6 +96,28 @@ counters! {
         meter_intervals,
         /// Turns whose writes could not be recorded (ledger or state database).
         turns_refused,
+    }
+    extra {
+        /// Gossiped order frames by the age of their first order on arrival (see
+        /// [`ORDER_AGE_BUCKETS_MS`]).
+        order_age: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
+        /// This node's own orders by how long they waited from signing until durable and
+        /// handed to the network (the part of an order's age on arrival that is the maker's
+        /// own).
+        own_order_wait: [u64; ORDER_AGE_BUCKETS_MS.len() + 1],
+    }
+}
+
+impl TraderMetrics {
+    /// Every counter with its name (counters never counted included).
+    pub fn each(&self, mut f: impl FnMut(&str, u64)) {
+        self.each_plain(&mut f);
+        for (i, n) in self.order_age.iter().enumerate() {
+            f(&order_age_name(i), *n);
+        }
+        for (i, n) in self.own_order_wait.iter().enumerate() {
+            f(&own_order_wait_name(i), *n);
+        }
     }
 }
 
