@@ -171,6 +171,9 @@ impl Screened {
     }
 }
 
+/// Screened orders (each with its digest) and why the first late one was skipped, if one was.
+pub type ScreenedOrders = (Vec<(Signed<Order>, Hash)>, Option<GossipReject>);
+
 /// How many verified digests a node keeps when it shares no memo with other nodes (enough for
 /// the copies of one message arriving on several paths, well under a megabyte).
 const OWN_MEMO_CAPACITY: usize = 4096;
@@ -226,7 +229,7 @@ impl GossipValidator {
     /// Screens one frame that arrived on `topic` at `now`.
     pub fn screen(&mut self, topic: Topic, data: &[u8], now: Timestamp) -> Result<Screened, GossipReject> {
         match topic {
-            Topic::Orders => self.screen_orders(data, now),
+            Topic::Orders => self.screen_orders(data, now).map(|(orders, late)| Screened::Orders { orders, late }),
             Topic::Trades => self.screen_trades(data, now).map(Screened::Trades),
             Topic::Heads => self.screen_head(data, now).map(|h| Screened::Head(Box::new(h))),
         }
@@ -313,7 +316,8 @@ impl GossipValidator {
     /// order refused without penalty (late: [`Penalty::Ignore`]) is skipped; one refused with
     /// a penalty refuses the frame. A frame of late orders only is refused with the first
     /// one's reason, so it is neither forwarded nor penalised.
-    pub fn screen_orders(&mut self, data: &[u8], now: Timestamp) -> Result<Screened, GossipReject> {
+    /// Returns the orders on time, each with its digest, and the first late order's reason.
+    pub fn screen_orders(&mut self, data: &[u8], now: Timestamp) -> Result<ScreenedOrders, GossipReject> {
         let frame = self.open_frame(data, MAX_ORDER_FRAME, now)?;
         let member = frame.cert.body().member;
         let orders = Self::decode_all::<Order>(&frame)?;
@@ -335,7 +339,7 @@ impl GossipValidator {
             return Err(late.unwrap_or_else(|| GossipReject::Malformed("a frame without orders".into())));
         }
         self.verify_cert(&frame)?;
-        Ok(Screened::Orders { orders: self.verify_all(on_time)?, late })
+        Ok((self.verify_all(on_time)?, late))
     }
 
     /// Screens a frame from the orders topic and inserts its orders into `books` (the two
@@ -346,10 +350,8 @@ impl GossipValidator {
         data: &[u8],
         now: Timestamp,
     ) -> Result<Vec<(Signed<Order>, Inserted)>, GossipReject> {
-        match self.screen_orders(data, now)? {
-            Screened::Orders { orders, late } => insert_screened(books, orders, late, now),
-            _ => Err(GossipReject::Malformed("not orders".into())),
-        }
+        let (orders, late) = self.screen_orders(data, now)?;
+        insert_screened(books, orders, late, now)
     }
 
     /// Screens a frame from the trades topic: 1 to 16 trades announced by a party to each of

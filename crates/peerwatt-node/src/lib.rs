@@ -182,6 +182,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let topics = Topics::of(&community);
     let mut bootstrap = addresses(&community.bootstrap)?;
     bootstrap.extend(addresses(&cfg.network.bootstrap)?);
+    let event_queue = NetConfig::default().event_queue;
     let net_cfg = NetConfig {
         listen: addresses(&cfg.network.listen)?,
         bootstrap,
@@ -191,7 +192,7 @@ pub async fn start_with_store<S: Store + 'static>(
         request_timeout: Duration::from_millis(cfg.market.request_timeout_ms.max(100)),
         discovery_interval: Duration::from_millis(cfg.network.discovery_ms.max(100)),
         target_peers: cfg.network.target_peers.max(1),
-        ..NetConfig::default()
+        event_queue,
     };
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;
     let (net, net_events) = match &shared.network {
@@ -215,7 +216,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
     let screen =
         screen::Screen { validator: trader.screener(), topics: topics.clone(), clock: clock.clone(), net: net.clone() };
-    let inbound = screen::spawn(screen, net_events, NetConfig::default().event_queue);
+    let inbound = screen::spawn(screen, net_events, event_queue);
 
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
