@@ -24,7 +24,7 @@ use crate::committer::{Applied, Committer};
 use crate::config::MarketSection;
 use crate::heads::Heads;
 use crate::metrics::NodeMetrics;
-use crate::screen::Inbound;
+use crate::screen::{Lanes, ScreenedGossip};
 use crate::status::{NodeView, Reporter};
 use crate::topics::{NodeEvent, Topics};
 
@@ -131,7 +131,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
     /// every request of this node answered (a request timeout at most).
     pub async fn run(
         mut self,
-        mut net_events: mpsc::Receiver<Vec<Inbound>>,
+        net: Lanes,
         mut meter_events: Option<mpsc::Receiver<MeterEvent>>,
         mut commands: mpsc::Receiver<crate::NodeCommand>,
         mut shutdown: watch::Receiver<bool>,
@@ -139,6 +139,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_until: Option<tokio::time::Instant> = None;
+        let Lanes { mut calls, gossip: mut net_events } = net;
         loop {
             tokio::select! {
                 biased;
@@ -155,8 +156,13 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                     None => meter_events = None, // the meter client stopped
                 },
                 _ = tick.tick() => self.on_tick().await,
+                // Calls before gossip: see crate::screen::Lanes.
+                event = calls.recv() => match event {
+                    Some(event) => self.on_net(event).await,
+                    None => { tracing::error!("the network service stopped"); break; }
+                },
                 batch = net_events.recv() => match batch {
-                    Some(batch) => self.on_inbound(batch).await,
+                    Some(batch) => self.on_gossip_batch(batch).await,
                     None => { tracing::error!("the network service stopped"); break; }
                 },
             }
@@ -169,9 +175,12 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 } else if let Ok(c) = commands.try_recv() {
                     self.on_command(c);
                     handled += 1;
+                } else if let Ok(event) = calls.try_recv() {
+                    self.on_net(event).await;
+                    handled += 1;
                 } else if let Ok(batch) = net_events.try_recv() {
                     handled += batch.len();
-                    self.on_inbound(batch).await;
+                    self.on_gossip_batch(batch).await;
                 } else {
                     break;
                 }
@@ -192,7 +201,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             }
         }
         // Requests nobody will answer now are refused by dropping their channels.
-        drop(net_events);
+        drop((calls, net_events));
         self.stop().await;
     }
 
@@ -347,12 +356,9 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
         }
     }
 
-    async fn on_inbound(&mut self, batch: Vec<Inbound>) {
-        for inbound in batch {
-            match inbound {
-                Inbound::Net(event) => self.on_net(event).await,
-                Inbound::Gossip { source, result } => self.on_gossip(source, result).await,
-            }
+    async fn on_gossip_batch(&mut self, batch: Vec<ScreenedGossip>) {
+        for ScreenedGossip { source, result } in batch {
+            self.on_gossip(source, result).await;
         }
     }
 

@@ -3,7 +3,8 @@
 //! ([`GossipValidator::screen`]: framing, certificate, market rules but replay, signatures),
 //! its verdict goes straight to the network, so a relay hop forwards a valid message without
 //! waiting for the actor's turn, and what it found goes on to the actor, which applies it to
-//! the trading core and counts it. Every other event is passed on as it came.
+//! the trading core and counts it. Every other event (trade calls above all) is passed on
+//! as it came, in a lane of its own that the actor reads first ([`Lanes`]).
 //!
 //! One worker per node is enough: a verification costs tens of microseconds, and a
 //! community of a thousand members gossips a few hundred frames a second at its busiest. The
@@ -18,18 +19,26 @@ use tokio::sync::mpsc;
 
 use crate::topics::Topics;
 
-/// What reaches the actor from the network.
+/// A gossip message, screened (its verdict already reported to the network).
 #[derive(Debug)]
-pub(crate) enum Inbound {
-    /// A network event other than gossip.
-    Net(Event),
-    /// A gossip message, screened (its verdict already reported to the network).
-    Gossip {
-        /// The peer it came from.
-        source: PeerId,
-        /// What the screen found: the checked messages, or why it was refused.
-        result: Result<Screened, GossipReject>,
-    },
+pub(crate) struct ScreenedGossip {
+    /// The peer it came from.
+    pub source: PeerId,
+    /// What the screen found: the checked messages, or why it was refused.
+    pub result: Result<Screened, GossipReject>,
+}
+
+/// What reaches the actor from the network, in two lanes: every event but gossip (calls,
+/// answers' channels, peers coming and going) as it came, and screened gossip in batches.
+/// The actor reads the first lane first: a trade call waits for no gossip queued before it
+/// (under a flood, a maker's queue holds seconds of gossip, and a call answered after gate
+/// closure is a trade lost).
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    /// Network events other than gossip.
+    pub calls: mpsc::Receiver<Event>,
+    /// Screened gossip, in batches of what was waiting.
+    pub gossip: mpsc::Receiver<Vec<ScreenedGossip>>,
 }
 
 /// The worker's parts.
@@ -48,36 +57,49 @@ pub(crate) struct Screen<N: Network> {
 const BATCH: usize = 256;
 
 /// Starts the worker between the network's events and the actor; returns what the actor
-/// reads: events in batches of what was waiting (one hand-off, and at most one wake-up of
-/// the actor, for many messages: in a street of 500 nodes on one machine, every frame is
-/// delivered 499 times, and the hand-offs were most of the cost).
-pub(crate) fn spawn<N: Network>(
-    screen: Screen<N>,
-    events: mpsc::Receiver<Event>,
-    queue: usize,
-) -> mpsc::Receiver<Vec<Inbound>> {
-    let (tx, rx) = mpsc::channel(queue.div_ceil(BATCH).max(1));
-    tokio::spawn(screen.run(events, tx));
-    rx
+/// reads (see [`Lanes`]). Gossip goes in batches of what was waiting (one hand-off, and at
+/// most one wake-up of the actor, for many messages: in a street of 500 nodes on one machine,
+/// every frame is delivered 499 times, and the hand-offs were most of the cost).
+pub(crate) fn spawn<N: Network>(screen: Screen<N>, events: mpsc::Receiver<Event>, queue: usize) -> Lanes {
+    let (calls_tx, calls) = mpsc::channel(queue.max(1));
+    let (gossip_tx, gossip) = mpsc::channel(queue.div_ceil(BATCH).max(1));
+    tokio::spawn(screen.run(events, calls_tx, gossip_tx));
+    Lanes { calls, gossip }
 }
 
 impl<N: Network> Screen<N> {
-    async fn run(mut self, mut events: mpsc::Receiver<Event>, actor: mpsc::Sender<Vec<Inbound>>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        calls: mpsc::Sender<Event>,
+        gossip: mpsc::Sender<Vec<ScreenedGossip>>,
+    ) {
         let mut waiting = Vec::with_capacity(BATCH);
         while events.recv_many(&mut waiting, BATCH).await > 0 {
-            let mut batch = Vec::with_capacity(waiting.len());
+            // The calls of this batch go first, before its gossip is screened.
+            let mut frames = Vec::with_capacity(waiting.len());
             for event in waiting.drain(..) {
-                batch.push(match event {
-                    Event::Gossip { topic, id, source, data } => {
-                        let result = self.screen(&topic, &data);
-                        // Fails only when the network has stopped, which the actor notices.
-                        let _ = self.net.report(id, source, verdict_of(&result)).await;
-                        Inbound::Gossip { source, result }
+                match event {
+                    Event::Gossip { topic, id, source, data } => frames.push((topic, id, source, data)),
+                    // Fails only when the actor has stopped.
+                    other => {
+                        if calls.send(other).await.is_err() {
+                            return;
+                        }
                     }
-                    other => Inbound::Net(other),
-                });
+                }
             }
-            if actor.send(batch).await.is_err() {
+            if frames.is_empty() {
+                continue;
+            }
+            let mut batch = Vec::with_capacity(frames.len());
+            for (topic, id, source, data) in frames {
+                let result = self.screen(&topic, &data);
+                // Fails only when the network has stopped, which the actor notices.
+                let _ = self.net.report(id, source, verdict_of(&result)).await;
+                batch.push(ScreenedGossip { source, result });
+            }
+            if gossip.send(batch).await.is_err() {
                 return; // the actor has stopped
             }
         }
@@ -153,6 +175,38 @@ mod tests {
         })
         .await
         .expect("no gossip arrived")
+    }
+
+    /// A call queued behind a backlog of gossip reaches the actor's first lane while none of
+    /// that gossip has been read: a maker answers calls without waiting for its gossip.
+    #[tokio::test]
+    async fn events_other_than_gossip_overtake_the_gossip_queued_before_them() {
+        let (community, _) = bench_community();
+        let topics = Topics::of(&community);
+        let orders = topics.name(peerwatt_market::Topic::Orders).to_owned();
+        let hub = peerwatt_net::Hub::new(peerwatt_net::InProcessConfig::default());
+        let me = keypair_of(&NodeKey::from_seed(&[1; 32])).unwrap().public().to_peer_id();
+        let (net, _) = peerwatt_net::spawn_in_process(&hub, me, topics.all());
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
+        let screen = Screen { validator: GossipValidator::new(community), topics, clock, net };
+        let (events, rx) = mpsc::channel(8 * BATCH);
+        let caller = keypair_of(&NodeKey::from_seed(&[2; 32])).unwrap().public().to_peer_id();
+        for _ in 0..2 * BATCH {
+            let gossip = Event::Gossip {
+                topic: Arc::from(orders.as_str()),
+                id: peerwatt_net::MessageId::new(&[]),
+                source: caller,
+                data: bytes::Bytes::from_static(b"not a frame"),
+            };
+            events.send(gossip).await.unwrap();
+        }
+        events.send(Event::PeerConnected(caller)).await.unwrap();
+        let mut lanes = spawn(screen, rx, 4 * BATCH);
+        let first = tokio::time::timeout(Duration::from_secs(20), lanes.calls.recv()).await.expect("no call");
+        assert!(matches!(first, Some(Event::PeerConnected(p)) if p == caller));
+        // The gossip was screened (refused: not a frame) and waits, unread, in its own lane.
+        let batch = lanes.gossip.recv().await.unwrap();
+        assert!(batch.iter().all(|g| matches!(g.result, Err(GossipReject::Malformed(_)))));
     }
 
     /// A line of three real libp2p nodes, A - B - C: B's actor never reads anything, and
