@@ -118,15 +118,19 @@ pub enum Inserted {
     Cancelled(Option<Hash>),
 }
 
+/// A maker in the books' maps: its 32 key bytes (a `PublicKey` also holds the decompressed
+/// point, 192 bytes in all, and these maps hold an entry per member, interval and side).
+type MakerKey = [u8; 32];
+
 /// The books of every open interval of one community.
 #[derive(Debug, Clone)]
 pub struct Books {
     community: Community,
     orders: HashMap<Hash, BookOrder>,
     /// (interval, side, maker) → the maker's current order there.
-    current: HashMap<(IntervalId, SideKey, PublicKey), Hash>,
+    current: HashMap<(IntervalId, SideKey, MakerKey), Hash>,
     /// The highest sequence number seen per maker, interval and side.
-    last_seq: HashMap<(IntervalId, SideKey, PublicKey), u64>,
+    last_seq: HashMap<(IntervalId, SideKey, MakerKey), u64>,
     /// The orders of each interval and side: what [`Books::side`] looks at. Every tick asks
     /// for every open interval's crossing orders; scanning every order of the community for
     /// each made the books a 500-household street's largest cost.
@@ -264,7 +268,7 @@ impl Books {
     /// seen from it for the same interval and side.
     pub fn check_replay(&self, signed: &Signed<Order>) -> Result<(), OrderReject> {
         let o = signed.body();
-        match self.last_seq.get(&(o.interval, SideKey::from(o.side), *signed.signer())) {
+        match self.last_seq.get(&(o.interval, SideKey::from(o.side), signed.signer().to_bytes())) {
             Some(&last) if o.seq <= last => Err(OrderReject::Replay { seq: o.seq, last }),
             _ => Ok(()),
         }
@@ -285,7 +289,7 @@ impl Books {
         self.check(signed, now)?;
         let o = signed.body();
         let maker = *signed.signer();
-        let key = (o.interval, SideKey::from(o.side), maker);
+        let key = (o.interval, SideKey::from(o.side), maker.to_bytes());
         self.last_seq.insert(key, o.seq);
         let previous = self.current.remove(&key);
         if let Some(prev) = previous {
@@ -323,7 +327,7 @@ impl Books {
         let request = &trade.body().request;
         let terms = request.body();
         self.apply_fill(&terms.order, terms.energy);
-        let key = (terms.interval, SideKey::from(terms.maker_side.opposite()), *request.signer());
+        let key = (terms.interval, SideKey::from(terms.maker_side.opposite()), request.signer().to_bytes());
         if let Some(id) = self.current.get(&key).copied()
             && self.orders.get(&id).is_some_and(|o| o.order.created_at <= terms.created_at)
         {
@@ -357,7 +361,7 @@ impl Books {
         {
             // `remove` takes the entry off `expiries` too.
             if let Some(o) = self.remove(&id) {
-                self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker));
+                self.current.remove(&(o.order.interval, SideKey::from(o.order.side), o.maker.to_bytes()));
                 dead += 1;
             } else {
                 self.expiries.pop_first();
