@@ -139,7 +139,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.market.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_until: Option<tokio::time::Instant> = None;
-        let Lanes { mut calls, gossip: mut net_events } = net;
+        let Lanes { mut calls, mut gossip } = net;
         loop {
             tokio::select! {
                 biased;
@@ -161,7 +161,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                     Some(event) => self.on_net(event).await,
                     None => { tracing::error!("the network service stopped"); break; }
                 },
-                batch = net_events.recv() => match batch {
+                batch = gossip.recv() => match batch {
                     Some(batch) => self.on_gossip_batch(batch).await,
                     None => { tracing::error!("the network service stopped"); break; }
                 },
@@ -178,7 +178,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 } else if let Ok(event) = calls.try_recv() {
                     self.on_net(event).await;
                     handled += 1;
-                } else if let Ok(batch) = net_events.try_recv() {
+                } else if let Ok(batch) = gossip.try_recv() {
                     handled += batch.len();
                     self.on_gossip_batch(batch).await;
                 } else {
@@ -201,7 +201,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             }
         }
         // Requests nobody will answer now are refused by dropping their channels.
-        drop((calls, net_events));
+        drop((calls, gossip));
         self.stop().await;
     }
 

@@ -39,7 +39,7 @@ peerwatt_market::counters! {
     }
     extra {
         /// Gossip frames accepted, by topic (in [`Topic::ALL`]'s order).
-        gossip_accepted: [u64; 3],
+        gossip_accepted: [u64; Topic::ALL.len()],
         /// Gossip frames refused, by reason (`GossipReject::name`).
         gossip_rejected: BTreeMap<&'static str, u64>,
     }
