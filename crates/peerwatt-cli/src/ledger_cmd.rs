@@ -174,11 +174,14 @@ pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
         EntryKind::MeterStatement => Signed::<MeterStatement>::from_bytes(payload).ok().map(|m| {
             let b = m.body();
             format!(
-                "interval {}: imported {}, exported {}{}",
+                "interval {}{}: imported {}, exported {}, {} from {}{}",
                 b.interval,
+                if b.revision > 0 { format!(" (correction {})", b.revision) } else { String::new() },
                 b.imported,
                 b.exported,
-                if b.complete { "" } else { " (incomplete)" }
+                b.method.name(),
+                b.format,
+                if b.complete { String::new() } else { format!(" (incomplete: {} ms covered)", b.covered_ms) }
             )
         }),
         EntryKind::WitnessedHead => Signed::<TreeHead>::from_bytes(payload)

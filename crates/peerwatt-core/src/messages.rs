@@ -281,23 +281,69 @@ impl Message for Trade {
     }
 }
 
-/// What a node's meter measured in one settlement interval, signed by the node.
+/// Longest meter payload format name in a meter statement, in bytes of UTF-8.
+pub const MAX_FORMAT_LEN: usize = 32;
+
+/// How a meter statement's energy was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MeterMethod {
+    /// Differences of the meter's cumulative import and export counters (what a bill uses).
+    Counters = 1,
+    /// The integral of instantaneous power over time (meters without counters).
+    Power = 2,
+}
+
+impl MeterMethod {
+    /// A short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MeterMethod::Counters => "counters",
+            MeterMethod::Power => "power",
+        }
+    }
+}
+
+impl Encode for MeterMethod {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(*self as u8);
+    }
+}
+
+impl Decode for MeterMethod {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("meter method")? {
+            1 => Ok(MeterMethod::Counters),
+            2 => Ok(MeterMethod::Power),
+            tag => Err(DecodeError::UnknownTag { what: "meter method", tag }),
+        }
+    }
+}
+
+/// What a node's meter measured in one settlement interval, signed by the node. A node states
+/// each interval once; a later correction is a new statement with a higher `revision`, which
+/// supersedes the earlier ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeterStatement {
     /// The community.
     pub community: CommunityId,
     /// The interval measured.
     pub interval: IntervalId,
+    /// 0 for the first statement of the interval; each correction counts up.
+    pub revision: u32,
     /// Energy imported from the grid during the interval.
     pub imported: Wh,
     /// Energy exported to the grid during the interval.
     pub exported: Wh,
-    /// The import counter at the end of the interval.
-    pub import_total: Wh,
-    /// The export counter at the end of the interval.
-    pub export_total: Wh,
-    /// False if readings were missing for part of the interval.
+    /// Milliseconds of the interval covered by readings (of the least-covered channel).
+    pub covered_ms: u32,
+    /// True if readings covered the whole interval.
     pub complete: bool,
+    /// How the energy was measured.
+    pub method: MeterMethod,
+    /// The meter payload format the readings came in (e.g. `tasmota`; at most
+    /// [`MAX_FORMAT_LEN`] bytes).
+    pub format: String,
     /// When the statement was made.
     pub created_at: Timestamp,
 }
@@ -306,11 +352,13 @@ impl Encode for MeterStatement {
     fn encode(&self, w: &mut Writer) {
         w.put(&self.community)
             .put(&self.interval)
+            .u32(self.revision)
             .put(&self.imported)
             .put(&self.exported)
-            .put(&self.import_total)
-            .put(&self.export_total)
+            .u32(self.covered_ms)
             .bool(self.complete)
+            .put(&self.method)
+            .str(&self.format)
             .put(&self.created_at);
     }
 }
@@ -320,11 +368,13 @@ impl Decode for MeterStatement {
         Ok(MeterStatement {
             community: r.get()?,
             interval: r.get()?,
+            revision: r.u32("revision")?,
             imported: r.get()?,
             exported: r.get()?,
-            import_total: r.get()?,
-            export_total: r.get()?,
+            covered_ms: r.u32("covered ms")?,
             complete: r.bool("complete")?,
+            method: r.get()?,
+            format: r.str(MAX_FORMAT_LEN, "meter format")?.to_owned(),
             created_at: r.get()?,
         })
     }

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use peerwatt_core::{
-    CertError, Community, Decode, GossipFrame, Hash, MembershipCert, Message, Order, PublicKey, Signed, Timestamp,
-    Trade, TreeHead,
+    CertError, Community, Decode, GossipFrame, Hash, MembershipCert, Message, MeterStatement, Order, PublicKey, Signed,
+    Timestamp, Trade, TreeHead,
 };
 use thiserror::Error;
 
@@ -37,11 +37,13 @@ pub enum Topic {
     Trades,
     /// Signed ledger tree heads.
     Heads,
+    /// Signed meter statements.
+    Statements,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 3] = [Topic::Orders, Topic::Trades, Topic::Heads];
+    pub const ALL: [Topic; 4] = [Topic::Orders, Topic::Trades, Topic::Heads, Topic::Statements];
 
     /// The topic's name, as in `peerwatt/<community>/<name>/1`, counters and logs.
     pub fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Topic {
             Topic::Orders => "orders",
             Topic::Trades => "trades",
             Topic::Heads => "heads",
+            Topic::Statements => "statements",
         }
     }
 }
@@ -58,6 +61,8 @@ pub const MAX_ORDER_FRAME: usize = 4096;
 pub const MAX_TRADE_FRAME: usize = 8192;
 /// The largest gossip frame accepted on the heads topic.
 pub const MAX_HEAD_FRAME: usize = 1024;
+/// The largest gossip frame accepted on the statements topic (a batch of up to 16 statements).
+pub const MAX_STATEMENT_FRAME: usize = 4096;
 
 /// Why a gossiped order was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -92,6 +97,18 @@ pub enum GossipReject {
     /// The order breaks a market rule (window, expiry, price, replay, clock).
     #[error("{0}")]
     Rule(OrderReject),
+    /// A meter statement of a revision already superseded or already held.
+    #[error("meter statement revision {revision} is not newer than the {held} held")]
+    Superseded {
+        /// The statement's revision.
+        revision: u32,
+        /// The revision held.
+        held: u32,
+    },
+    /// A second, different meter statement of a revision already held: its signer
+    /// equivocates (the first is kept).
+    #[error("a different meter statement of revision {0} is held already")]
+    Equivocation(u32),
 }
 
 /// What the network should do with a refused message.
@@ -116,6 +133,8 @@ impl GossipReject {
             GossipReject::BadCertificateSignature => "bad_certificate_signature",
             GossipReject::BadSignature => "bad_signature",
             GossipReject::NotParty => "not_party",
+            GossipReject::Superseded { .. } => "superseded",
+            GossipReject::Equivocation(_) => "equivocation",
             GossipReject::Rule(OrderReject::Replay { .. }) => "replay",
             GossipReject::Rule(OrderReject::NotOpen(_)) => "interval_not_open",
             GossipReject::Rule(OrderReject::OutOfWindow(_)) => "interval_out_of_window",
@@ -137,6 +156,9 @@ impl GossipReject {
             GossipReject::Rule(OrderReject::NotOpen(_) | OrderReject::Expired | OrderReject::Replay { .. }) => {
                 Penalty::Ignore
             }
+            // A relay cannot tell either from a valid statement: it may not have seen the
+            // newer or the first one. The signer's equivocation is counted where it is held.
+            GossipReject::Superseded { .. } | GossipReject::Equivocation(_) => Penalty::Ignore,
             _ => Penalty::Reject,
         }
     }
@@ -158,6 +180,8 @@ pub enum Screened {
     Trades(Vec<(Signed<Trade>, Hash)>),
     /// A member's signed ledger tree head.
     Head(Box<Signed<TreeHead>>),
+    /// One member's meter statements, of intervals that have ended.
+    Statements(Vec<(Signed<MeterStatement>, Hash)>),
 }
 
 impl Screened {
@@ -167,6 +191,7 @@ impl Screened {
             Screened::Orders { .. } => Topic::Orders,
             Screened::Trades(_) => Topic::Trades,
             Screened::Head(_) => Topic::Heads,
+            Screened::Statements(_) => Topic::Statements,
         }
     }
 }
@@ -232,6 +257,7 @@ impl GossipValidator {
             Topic::Orders => self.screen_orders(data, now).map(|(orders, late)| Screened::Orders { orders, late }),
             Topic::Trades => self.screen_trades(data, now).map(Screened::Trades),
             Topic::Heads => self.screen_head(data, now).map(|h| Screened::Head(Box::new(h))),
+            Topic::Statements => self.screen_statements(data, now).map(Screened::Statements),
         }
     }
 
@@ -387,6 +413,28 @@ impl GossipValidator {
         self.verify_signed(&head, digest)?;
         Ok(head)
     }
+
+    /// Screens a frame from the statements topic: 1 to 16 meter statements, each signed by
+    /// the certificate's member, for this community, of an interval that has ended (give or
+    /// take the clock skew) and no older than [`STATEMENT_MAX_AGE_MS`] (an older one is
+    /// ignored without penalty: gossip can be slow), covering no more than the interval.
+    pub fn screen_statements(
+        &mut self,
+        data: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<(Signed<MeterStatement>, Hash)>, GossipReject> {
+        let frame = self.open_frame(data, MAX_STATEMENT_FRAME, now)?;
+        let member = frame.cert.body().member;
+        let statements = Self::decode_all::<MeterStatement>(&frame)?;
+        for (statement, _) in &statements {
+            if *statement.signer() != member {
+                return Err(GossipReject::NotMember);
+            }
+            check_statement_terms(&self.community, self.skew_ms, statement.body(), now)?;
+        }
+        self.verify_cert(&frame)?;
+        self.verify_all(statements)
+    }
 }
 
 /// Inserts screened orders into `books`, in the frame's order. A replay (the maker's newer
@@ -429,6 +477,40 @@ fn check_trade_terms(community: &Community, trade: &Signed<Trade>, announcer: &P
             feed_in: community.feed_in,
             retail: community.retail,
         }));
+    }
+    Ok(())
+}
+
+/// How long after its interval ended a meter statement is still taken from gossip, and kept:
+/// six hours (settlement happens well within it; a correction made later is in its signer's
+/// ledger for the audit, and settlements already made are not redone for it).
+pub const STATEMENT_MAX_AGE_MS: u64 = 6 * 3_600_000;
+
+/// The checks of a meter statement that need no signature: this community, an interval that
+/// has ended (within `skew_ms`), not older than [`STATEMENT_MAX_AGE_MS`] (ignored), and no
+/// more coverage than the interval has.
+pub fn check_statement_terms(
+    community: &Community,
+    skew_ms: u64,
+    statement: &MeterStatement,
+    now: Timestamp,
+) -> Result<(), GossipReject> {
+    if statement.community != community.id {
+        return Err(GossipReject::WrongCommunity);
+    }
+    let end = community.interval.start(statement.interval).0.saturating_add(community.interval.millis());
+    if end > now.0.saturating_add(skew_ms) {
+        return Err(GossipReject::Rule(OrderReject::FromTheFuture(end - now.0)));
+    }
+    if now.0.saturating_sub(end) > STATEMENT_MAX_AGE_MS {
+        return Err(GossipReject::Rule(OrderReject::Expired));
+    }
+    if u64::from(statement.covered_ms) > community.interval.millis() {
+        return Err(GossipReject::Malformed(format!(
+            "{} ms covered in an interval of {} ms",
+            statement.covered_ms,
+            community.interval.millis()
+        )));
     }
     Ok(())
 }

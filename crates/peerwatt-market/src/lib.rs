@@ -20,14 +20,16 @@ pub mod gossip;
 pub mod maker;
 pub mod memo;
 pub mod settlement;
+pub mod statements;
 pub mod strategy;
 pub mod taker;
 pub mod trader;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject, TAKING_SIDE, taking_order};
-pub use gossip::{GossipReject, GossipValidator, Penalty, Screened, Topic, insert_screened};
+pub use gossip::{GossipReject, GossipValidator, Penalty, STATEMENT_MAX_AGE_MS, Screened, Topic, insert_screened};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use memo::VerifiedMemo;
+pub use statements::{Measured, Statements, Taken};
 pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};
 pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Trader, TraderConfig, Writes};

@@ -340,3 +340,61 @@ fn heads_are_accepted_from_their_signer_only() {
     let future = Signed::sign(&member, TreeHead { size: 3, root: Hash([4; 32]), time: Timestamp(NOW.0 + 60_000) });
     assert_eq!(v.screen_head(&framed(cert(&member), &future), NOW).unwrap_err().name(), "from_the_future");
 }
+
+fn statement(k: &NodeKey, interval: IntervalId, revision: u32, covered_ms: u32) -> Signed<MeterStatement> {
+    Signed::sign(
+        k,
+        MeterStatement {
+            community: community().id,
+            interval,
+            revision,
+            imported: Wh(120),
+            exported: Wh(0),
+            covered_ms,
+            complete: true,
+            method: MeterMethod::Counters,
+            format: "tasmota".into(),
+            created_at: NOW,
+        },
+    )
+}
+
+fn statement_frame(cert: Signed<MembershipCert>, statements: &[&Signed<MeterStatement>]) -> Vec<u8> {
+    GossipFrame { cert, messages: statements.iter().map(|s| s.to_bytes()).collect() }.to_bytes()
+}
+
+#[test]
+fn meter_statements_are_screened_by_name_and_penalty() {
+    let (member, other) = (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]));
+    let mut validator = GossipValidator::new(community());
+    let interval_ms = community().interval.millis();
+    // NOW is 30 minutes before START: the interval two before START's has just ended.
+    let ended = IntervalId(START / interval_ms - 3);
+    let running = IntervalId(START / interval_ms - 2);
+    let ancient = IntervalId(ended.0 - STATEMENT_MAX_AGE_MS / interval_ms - 1);
+    let screen = |v: &mut GossipValidator, frame: Vec<u8>| v.screen(Topic::Statements, &frame, NOW);
+
+    let good = statement(&member, ended, 0, 900_000);
+    let screened = screen(&mut validator, statement_frame(cert(&member), &[&good])).unwrap();
+    assert!(matches!(screened, Screened::Statements(ref s) if s.len() == 1 && s[0].0 == good));
+
+    let cases: Vec<(Vec<u8>, &str, Penalty)> = vec![
+        (statement_frame(cert(&member), &[&statement(&member, running, 0, 0)]), "from_the_future", Penalty::Reject),
+        (statement_frame(cert(&member), &[&statement(&member, ancient, 0, 900_000)]), "expired", Penalty::Ignore),
+        (statement_frame(cert(&member), &[&statement(&member, ended, 0, 900_001)]), "malformed", Penalty::Reject),
+        (
+            statement_frame(cert(&member), &[&good, &statement(&other, ended, 0, 900_000)]),
+            "not_member",
+            Penalty::Reject,
+        ),
+        (
+            statement_frame(cert(&member), &[&good.clone().with_signature_for_tests(Signature::from_bytes(&[7; 64]))]),
+            "bad_signature",
+            Penalty::Reject,
+        ),
+    ];
+    for (frame, name, penalty) in cases {
+        let reject = screen(&mut validator, frame).unwrap_err();
+        assert_eq!((reject.name(), reject.penalty()), (name, penalty), "{reject}");
+    }
+}

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, Signed};
+use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, MeterMethod, Signed};
 use peerwatt_ledger::Store;
-use peerwatt_market::{CallId, CommandId, Effect, GossipReject, Input, Penalty, ReplyTo, Screened, Topic, Trader};
-use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome};
+use peerwatt_market::{
+    CallId, CommandId, Effect, GossipReject, Input, Measured, Penalty, ReplyTo, Screened, Topic, Trader,
+};
+use peerwatt_meter::{Connection, IntervalTotals, MeterEvent, Outcome, Source};
 use peerwatt_net::{Event, Network, PeerId, Responder};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -51,6 +53,7 @@ pub(crate) struct Parts<S: Store + 'static, N: Network> {
     pub ban_after: u32,
     pub status_every_ms: u64,
     pub events: broadcast::Sender<NodeEvent>,
+    pub meter_format: String,
 }
 
 /// At most this many waiting events are handled in one turn before its writes are committed
@@ -89,6 +92,8 @@ pub(crate) struct Node<S: Store + 'static, N: Network> {
     ban_after: u32,
     /// How often the status is written, real ms.
     status_every_ms: u64,
+    /// The grid meter's payload format, as its statements name it.
+    meter_format: String,
 }
 
 impl<S: Store + 'static, N: Network> Node<S, N> {
@@ -119,6 +124,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             banned: HashSet::new(),
             ban_after: parts.ban_after.max(1),
             status_every_ms: parts.status_every_ms.max(100),
+            meter_format: parts.meter_format,
         }
     }
 
@@ -392,6 +398,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 let counter = match self.topics.topic(&topic) {
                     Some(Topic::Orders) => &mut self.metrics.orders_not_gossiped,
                     Some(Topic::Trades) => &mut self.metrics.announcements_failed,
+                    Some(Topic::Statements) => &mut self.metrics.statements_not_gossiped,
                     _ => &mut self.metrics.heads_not_gossiped,
                 };
                 *counter += 1;
@@ -452,7 +459,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
 
     fn on_meter(&mut self, event: MeterEvent) {
         match event {
-            MeterEvent::Interval(t) => self.input(Input::Meter(observed(&t))),
+            MeterEvent::Interval(t) => self.input(Input::Meter(measured(&t, &self.meter_format))),
             MeterEvent::Stale(reason) => {
                 if !self.meter_stale {
                     tracing::warn!(%reason, "the meter is stale: not trading until it reports again");
@@ -490,6 +497,23 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             metrics: &self.metrics,
         };
         self.reporter.write(self.clock.now(), running, view);
+    }
+}
+
+/// A closed meter interval as the node states it; `format`: the grid meter's payload format.
+pub(crate) fn measured(t: &IntervalTotals, format: &str) -> Measured {
+    Measured {
+        interval: t.interval,
+        imported: t.imported,
+        exported: t.exported,
+        // An interval is at most a day: 86,400,000 ms fit.
+        covered_ms: u32::try_from(t.covered_ms).unwrap_or(u32::MAX),
+        complete: t.complete,
+        method: match t.source {
+            Source::Counters => MeterMethod::Counters,
+            Source::Power => MeterMethod::Power,
+        },
+        format: format.to_owned(),
     }
 }
 

@@ -236,6 +236,7 @@ pub async fn start_with_store<S: Store + 'static>(
         ban_after: cfg.network.ban_after_rejects,
         status_every_ms: cfg.node.status_every_ms,
         events: events.clone(),
+        meter_format: cfg.meter.as_ref().and_then(|m| m.grid.as_ref()).map_or("none", |g| g.format.name()).to_owned(),
     });
     if damaged > 0 {
         node.damaged_records(damaged as u64);

@@ -32,6 +32,8 @@ peerwatt_market::counters! {
         announcements_failed,
         /// Tree heads that could not be published.
         heads_not_gossiped,
+        /// Frames of meter statements that could not be published.
+        statements_not_gossiped,
         /// Meter messages decoded.
         meter_readings,
         /// Meter messages refused.

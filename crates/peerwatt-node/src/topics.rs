@@ -14,6 +14,8 @@ pub struct Topics {
     pub trades: String,
     /// Signed ledger tree heads.
     pub heads: String,
+    /// Signed meter statements.
+    pub statements: String,
 }
 
 impl Topics {
@@ -21,10 +23,15 @@ impl Topics {
     pub fn of(community: &Community) -> Topics {
         let id = community.id.0.to_hex();
         let name = |t: Topic| format!("peerwatt/{id}/{}/1", t.name());
-        Topics { orders: name(Topic::Orders), trades: name(Topic::Trades), heads: name(Topic::Heads) }
+        Topics {
+            orders: name(Topic::Orders),
+            trades: name(Topic::Trades),
+            heads: name(Topic::Heads),
+            statements: name(Topic::Statements),
+        }
     }
 
-    /// All three.
+    /// All of them.
     pub fn all(&self) -> Vec<String> {
         Topic::ALL.iter().map(|t| self.name(*t).to_owned()).collect()
     }
@@ -35,6 +42,7 @@ impl Topics {
             Topic::Orders => &self.orders,
             Topic::Trades => &self.trades,
             Topic::Heads => &self.heads,
+            Topic::Statements => &self.statements,
         }
     }
 

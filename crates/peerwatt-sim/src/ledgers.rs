@@ -1,10 +1,11 @@
 //! Reading the nodes' ledgers back after a run: each is verified as an auditor would
-//! (`peerwatt ledger verify`), and its own orders and agreed trades are collected. A trade
-//! counts once, however many ledgers hold it; the summary says whether both parties hold it.
+//! (`peerwatt ledger verify`), and its own orders, agreed trades and meter statements are
+//! collected. A trade counts once, however many ledgers hold it; the summary says whether both
+//! parties hold it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use peerwatt_core::{Decode, EntryKind, Hash, IntervalId, Order, Price, Side, Signed, Trade, Wh};
+use peerwatt_core::{Decode, EntryKind, Hash, IntervalId, MeterStatement, Order, Price, Side, Signed, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_node::NodeConfig;
 use serde::Serialize;
@@ -68,6 +69,21 @@ pub struct OrderSeen {
     pub price: Price,
 }
 
+/// A node's signed meter statement of one interval, its latest revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementSeen {
+    /// The interval.
+    pub interval: IntervalId,
+    /// Its revision (0: never corrected).
+    pub revision: u32,
+    /// Imported from the grid.
+    pub imported: Wh,
+    /// Exported to the grid.
+    pub exported: Wh,
+    /// Whether readings covered the whole interval.
+    pub complete: bool,
+}
+
 /// Everything read from the ledgers.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerSummary {
@@ -79,6 +95,9 @@ pub struct LedgerSummary {
     pub orders: Vec<OrderSeen>,
     /// Trades whose signatures do not verify, or whose parties are not households of the run.
     pub bad_trades: u64,
+    /// Per node, in household order: its meter statements, the latest revision of each
+    /// interval, in interval order.
+    pub statements: Vec<Vec<StatementSeen>>,
 }
 
 /// Reads the ledgers of `configs`; `names[i]` is household `i`'s (peer id, name).
@@ -95,6 +114,7 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
             Err(e) => (reader.len().unwrap_or(0), 0, Some(e.to_string())),
         };
         summary.nodes.push(NodeLedger { name: name.clone(), entries, heads, problem });
+        let mut statements: BTreeMap<IntervalId, StatementSeen> = BTreeMap::new();
         for seq in 0..reader.len().map_err(|e| fail(e.to_string()))? {
             let entry = reader.entry(seq).map_err(|e| fail(e.to_string()))?;
             let e = entry.body();
@@ -136,9 +156,25 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
                         _ => summary.bad_trades += 1,
                     }
                 }
+                EntryKind::MeterStatement => {
+                    let Ok(statement) = Signed::<MeterStatement>::from_bytes(&e.payload) else { continue };
+                    let s = statement.body();
+                    let seen = StatementSeen {
+                        interval: s.interval,
+                        revision: s.revision,
+                        imported: s.imported,
+                        exported: s.exported,
+                        complete: s.complete,
+                    };
+                    let latest = statements.entry(s.interval).or_insert(seen);
+                    if seen.revision > latest.revision {
+                        *latest = seen;
+                    }
+                }
                 _ => {}
             }
         }
+        summary.statements.push(statements.into_values().collect());
     }
     summary.trades = trades.into_values().collect();
     summary.trades.sort_by_key(|t| (t.interval, t.digest));

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use peerwatt_core::{IntervalId, Price, Side, Timestamp, Wh};
-use peerwatt_meter::IntervalTotals;
 use serde::Serialize;
 
 use crate::delivery::DeliveryCheck;
@@ -109,7 +108,8 @@ pub struct LedgerCheck {
 pub struct MeterCheck {
     /// MQTT messages the simulated meters published.
     pub messages: u64,
-    /// Household intervals the nodes measured (of those reported).
+    /// Household intervals the nodes stated in signed meter statements in their ledgers (of
+    /// those reported).
     pub intervals_measured: u64,
     /// Household intervals the nodes should have measured.
     pub intervals_expected: u64,
@@ -178,8 +178,6 @@ pub struct Parts<'a> {
     pub flows: &'a [Vec<Flows>],
     /// The ledgers.
     pub ledgers: &'a LedgerSummary,
-    /// What each node measured.
-    pub measured: &'a [Vec<IntervalTotals>],
     /// Meter messages published.
     pub meter_messages: u64,
     /// Every node's status counters, summed.
@@ -353,7 +351,7 @@ impl Report {
         let m = &self.meters;
         let _ = writeln!(
             out,
-            "  meters: {} MQTT messages; nodes measured {} of {} household intervals, largest difference from the simulated meter {} Wh",
+            "  meters: {} MQTT messages; nodes stated {} of {} household intervals in signed meter statements, largest difference from the simulated meter {} Wh",
             m.messages, m.intervals_measured, m.intervals_expected, m.max_interval_diff_wh
         );
         out.push_str(&self.delivery.render(&self.scenario));
@@ -403,7 +401,7 @@ fn order_records(p: &Parts<'_>, index_of: &dyn Fn(IntervalId) -> Option<usize>, 
 /// Compares each node's measured intervals with its simulated meter.
 fn meter_check(p: &Parts<'_>, first: u64) -> MeterCheck {
     let mut m = MeterCheck { messages: p.meter_messages, ..MeterCheck::default() };
-    for (flows, measured) in p.flows.iter().zip(p.measured) {
+    for (flows, measured) in p.flows.iter().zip(&p.ledgers.statements) {
         m.intervals_expected += flows.len() as u64;
         let (mut import, mut export) = (0i128, 0i128);
         for t in measured {

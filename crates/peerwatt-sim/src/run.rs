@@ -215,7 +215,6 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
         members.iter().map(|m| (m.provisioned.peer_id.clone(), m.household.name.clone())).collect();
     let configs: Vec<&NodeConfig> = members.iter().map(|m| &m.provisioned.config).collect();
     let summary: LedgerSummary = ledgers::read(&configs, &names)?;
-    let measured: Vec<Vec<IntervalTotals>> = configs.iter().map(|c| measured_history(c, &timeline)).collect();
     let reported = timeline.steps_to(timeline.start)..timeline.steps_to(timeline.end);
     let mut report = Report::build(crate::report::Parts {
         scenario: s,
@@ -223,7 +222,6 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
         households: &members.iter().map(|m| m.household.clone()).collect::<Vec<_>>(),
         flows: &members.iter().map(|m| m.flows[reported.clone()].to_vec()).collect::<Vec<_>>(),
         ledgers: &summary,
-        measured: &measured,
         meter_messages: published,
         node_counters: &summed_counters(&configs),
         wall_secs: wall.elapsed().as_secs_f64(),
@@ -480,15 +478,6 @@ fn write_history(cfg: &NodeConfig, timeline: &Timeline, flows: &[Flows]) -> Resu
         })
         .collect();
     history.extend(&totals).map_err(io(format!("writing {}", path.display())))
-}
-
-/// What the node measured for the reported intervals (from its meter history).
-fn measured_history(cfg: &NodeConfig, timeline: &Timeline) -> Vec<IntervalTotals> {
-    History::open(&cfg.meter_history_file(), usize::MAX)
-        .items()
-        .filter(|t| t.start >= timeline.start && t.start < timeline.end)
-        .copied()
-        .collect()
 }
 
 /// Forwards each trade a node records as maker (so every trade is counted once): interval,

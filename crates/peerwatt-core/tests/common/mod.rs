@@ -98,11 +98,13 @@ pub fn meter_statement() -> MeterStatement {
     MeterStatement {
         community: community(),
         interval: INTERVAL,
+        revision: 0,
         imported: Wh(120),
         exported: Wh(640),
-        import_total: Wh(34_507_476),
-        export_total: Wh(14_737_142),
+        covered_ms: 900_000,
         complete: true,
+        method: MeterMethod::Counters,
+        format: "tasmota".into(),
         created_at: Timestamp(T0.0 + 905_000),
     }
 }

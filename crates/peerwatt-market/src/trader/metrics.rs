@@ -94,6 +94,14 @@ counters! {
         trade_calls_malformed,
         /// Closed meter intervals seen.
         meter_intervals,
+        /// Meter statements of this node made durable (corrections included).
+        statements_made,
+        /// Corrections among them: an interval stated again with other figures.
+        statements_corrected,
+        /// Members' statements taken that superseded an earlier revision.
+        statements_superseded,
+        /// Members' statements refused as a second, different statement of a revision held.
+        statements_equivocated,
         /// Turns whose writes could not be recorded (ledger or state database).
         turns_refused,
     }

@@ -14,6 +14,7 @@
 mod inbound;
 pub mod metrics;
 pub mod position;
+mod stating;
 mod taking;
 mod ticks;
 mod turns;
@@ -22,8 +23,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use peerwatt_core::{
-    Community, Decode, EntryKind, Hash, IntervalId, MembershipCert, NodeKey, Order, Price, PublicKey, Side, Signed,
-    Timestamp, Trade, TradeRequest, TreeHead, Wh,
+    Community, Decode, EntryKind, Hash, IntervalId, MembershipCert, MeterStatement, NodeKey, Order, Price, PublicKey,
+    Side, Signed, Timestamp, Trade, TradeRequest, TreeHead, Wh,
 };
 
 use crate::book::Books;
@@ -31,10 +32,12 @@ pub use crate::gossip::Topic;
 use crate::gossip::{GossipReject, GossipValidator, Screened};
 use crate::maker::Maker;
 use crate::memo::VerifiedMemo;
-use crate::strategy::{Forecaster, Observed, UserLimits};
+use crate::statements::{Measured, Statements};
+use crate::strategy::{Forecaster, UserLimits};
 use crate::taker::Taker;
 pub use metrics::TraderMetrics;
 pub use position::{Position, Stage};
+pub use stating::STATEMENT_GOSSIP_MS;
 pub use turns::Writes;
 use turns::{Pipeline, Turn};
 
@@ -55,8 +58,8 @@ pub struct CommandId(pub u64);
 pub enum Input {
     /// The strategy's timer: re-price, take, ask about requests without answers.
     Tick,
-    /// A closed meter interval.
-    Meter(Observed),
+    /// A closed meter interval: learnt from, and stated.
+    Meter(Measured),
     /// The meter went stale (`true`: stop trading) or reports again (`false`).
     MeterStale(bool),
     /// A direct call from a taker: trade requests or a query, not decoded yet.
@@ -213,6 +216,10 @@ pub struct Trader {
     window: taking::Window,
     turn: Turn,
     pipeline: Pipeline,
+    /// Members' meter statements (this node's own included).
+    statements: Statements,
+    /// This node's statements on their way out.
+    stating: stating::Stating,
     effects: Vec<Effect>,
     metrics: TraderMetrics,
 }
@@ -275,6 +282,8 @@ impl Trader {
             window: taking::Window::default(),
             turn: Turn::default(),
             pipeline: Pipeline::default(),
+            statements: Statements::new(&community),
+            stating: stating::Stating::default(),
             effects: Vec::new(),
             metrics: TraderMetrics::default(),
             key,
@@ -314,6 +323,10 @@ impl Trader {
                     }
                     self.remember_trade(&trade, Stage::Traded);
                     self.effects.push(Effect::Recorded(self.recorded(&trade)));
+                }
+                EntryKind::MeterStatement => {
+                    let Ok(statement) = Signed::<MeterStatement>::from_bytes(payload) else { continue };
+                    self.restore_statement(statement);
                 }
                 _ => {}
             }
@@ -360,10 +373,7 @@ impl Trader {
     pub fn handle(&mut self, input: Input, now: Timestamp) {
         match input {
             Input::Tick => self.on_tick(now),
-            Input::Meter(observed) => {
-                self.metrics.meter_intervals += 1;
-                self.forecaster.observe(observed);
-            }
+            Input::Meter(measured) => self.on_measured(&measured, now),
             Input::MeterStale(stale) => self.stale = stale,
             Input::Call { reply, data } => self.on_call(reply, &data, now),
             Input::Answered { call, reply } => self.on_answered(call, reply, now),
@@ -391,6 +401,7 @@ impl Trader {
             Screened::Orders { orders, late } => self.on_orders(orders, late, now)?,
             Screened::Trades(trades) => self.on_trades(trades, now),
             Screened::Head(head) => self.effects.push(Effect::Head(head)),
+            Screened::Statements(statements) => self.on_statements(statements)?,
         }
         Ok(topic)
     }

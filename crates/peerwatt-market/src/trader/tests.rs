@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use peerwatt_core::{Decode, EntryKind, GossipFrame, Order, Side, Signed, Wh};
+use peerwatt_core::{Decode, EntryKind, GossipFrame, IntervalId, MeterMethod, MeterStatement, Order, Side, Signed, Wh};
 
 use super::testkit::{I, Msg, Street};
-use super::{Effect, Input, Stage, Topic};
+use super::{Effect, Input, STATEMENT_GOSSIP_MS, Stage, Topic};
+use crate::statements::Measured;
 
 /// Delivers every message in the queue that `pick` chooses, in order, until none is left.
 fn deliver_where(street: &mut Street, pick: impl Fn(&Msg) -> bool) {
@@ -202,4 +203,117 @@ fn a_draining_node_cancels_its_orders_and_refuses_requests() {
     assert!(street.settle(60));
     assert!(street.trades(0).is_empty(), "a stopping maker agrees nothing");
     assert!(street.houses[0].ledger.iter().any(|(k, _)| *k == EntryKind::OrderPublished));
+}
+
+/// House `n`'s meter closes `interval` with `imported` Wh.
+fn meter_closes(street: &mut Street, n: usize, interval: IntervalId, imported: u64) {
+    let measured = Measured {
+        interval,
+        imported: Wh(imported),
+        exported: Wh(0),
+        covered_ms: 900_000,
+        complete: true,
+        method: MeterMethod::Counters,
+        format: "tasmota".into(),
+    };
+    street.input(n, Input::Meter(measured));
+}
+
+/// The statements in the gossip frames waiting in the queue for house `to`.
+fn gossiped_statements(street: &Street, to: usize) -> Vec<Signed<MeterStatement>> {
+    street
+        .queue
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Gossip { topic: Topic::Statements, frame, to: t } if *t == to => GossipFrame::from_bytes(frame).ok(),
+            _ => None,
+        })
+        .flat_map(|f| f.messages.into_iter().filter_map(|m| Signed::<MeterStatement>::from_bytes(&m).ok()))
+        .collect()
+}
+
+fn statements_in_ledger(street: &Street, n: usize) -> Vec<Signed<MeterStatement>> {
+    let ledger = &street.houses[n].ledger;
+    ledger
+        .iter()
+        .filter(|(k, _)| *k == EntryKind::MeterStatement)
+        .filter_map(|(_, p)| Signed::<MeterStatement>::from_bytes(p).ok())
+        .collect()
+}
+
+/// An interval that has ended at the street's first moment.
+const CLOSED: IntervalId = IntervalId(I.0 - 4);
+
+#[test]
+fn a_closed_interval_is_recorded_then_gossiped_in_the_next_statement_slot() {
+    let mut street = Street::new(&[100, -100]);
+    street.tick(0); // the first tick opens this node's statement slot
+    meter_closes(&mut street, 0, CLOSED, 120);
+    let writes = street.houses[0].unsynced.back().expect("the statement is written with the turn");
+    assert!(writes.entries.iter().any(|(k, _)| *k == EntryKind::MeterStatement));
+    street.flush(0);
+    street.tick(0);
+    assert!(gossiped_statements(&street, 1).is_empty(), "durable, but the slot has not come");
+    street.advance(STATEMENT_GOSSIP_MS);
+    street.tick(0);
+    let sent = gossiped_statements(&street, 1);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].body().interval, sent[0].body().revision, sent[0].body().imported), (CLOSED, 0, Wh(120)));
+    assert_eq!(statements_in_ledger(&street, 0), sent, "what is gossiped is what the ledger holds");
+    deliver_where(&mut street, is_gossip);
+    let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).cloned();
+    assert_eq!(held.map(|k| k.statement), Some(sent[0].clone()), "the neighbour keeps it");
+}
+
+#[test]
+fn a_correction_supersedes_and_a_restart_continues_the_revisions() {
+    let mut street = Street::new(&[100, -100]);
+    street.tick(0);
+    meter_closes(&mut street, 0, CLOSED, 120);
+    street.flush(0);
+    meter_closes(&mut street, 0, CLOSED, 120);
+    assert!(street.houses[0].unsynced.is_empty(), "the same figures are not stated twice");
+    meter_closes(&mut street, 0, CLOSED, 130);
+    street.flush(0);
+    street.advance(STATEMENT_GOSSIP_MS);
+    street.tick(0);
+    let sent = gossiped_statements(&street, 1);
+    assert_eq!(sent.iter().map(|s| s.body().revision).collect::<Vec<_>>(), vec![0, 1], "both leave, in order");
+    deliver_where(&mut street, is_gossip);
+    let neighbour = street.houses[1].trader.as_ref().unwrap();
+    assert_eq!(neighbour.statements().get(&street.key_of(0), CLOSED).unwrap().statement.body().imported, Wh(130));
+    assert_eq!(neighbour.metrics().statements_superseded, 1);
+
+    street.crash(0, false);
+    street.start(0);
+    meter_closes(&mut street, 0, CLOSED, 130);
+    assert!(street.houses[0].unsynced.is_empty(), "restored from the ledger: stated already");
+    meter_closes(&mut street, 0, CLOSED, 140);
+    street.flush(0);
+    let revisions: Vec<u32> = statements_in_ledger(&street, 0).iter().map(|s| s.body().revision).collect();
+    assert_eq!(revisions, vec![0, 1, 2]);
+}
+
+#[test]
+fn a_statement_whose_write_failed_is_stated_again_with_the_next_turn() {
+    let mut street = Street::new(&[100, -100]);
+    meter_closes(&mut street, 0, CLOSED, 120);
+    let turn = street.houses[0].unsynced.pop_front().unwrap().turn;
+    let now = street.now;
+    street.houses[0].trader.as_mut().unwrap().failed(turn, now);
+    street.tick(0);
+    street.flush(0);
+    let stated = statements_in_ledger(&street, 0);
+    assert_eq!(stated.len(), 1, "stated again, once");
+    assert_eq!((stated[0].body().revision, stated[0].body().imported), (0, Wh(120)));
+}
+
+#[test]
+fn a_draining_node_sends_its_statements_without_waiting_for_its_slot() {
+    let mut street = Street::new(&[100, -100]);
+    street.tick(0);
+    meter_closes(&mut street, 0, CLOSED, 120);
+    street.flush(0);
+    street.input(0, Input::Drain);
+    assert_eq!(gossiped_statements(&street, 1).len(), 1);
 }

@@ -33,6 +33,7 @@ impl Trader {
             }
         }
         self.ask_about_unknown(now);
+        self.statements_tick(now);
     }
 
     /// Which re-pricing period `now` is in. Periods are `reprice_ms` long and start at an
@@ -188,6 +189,8 @@ impl Trader {
         for (interval, side) in &open {
             self.publish_order(*interval, *side, Wh::ZERO, None, now);
         }
+        // Statements made since the last slot leave now: there may be no next one.
+        self.send_statements();
         tracing::info!(
             orders_cancelled = open.len(),
             pending_requests = self.taker.pending_count(),

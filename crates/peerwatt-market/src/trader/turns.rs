@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 
 use peerwatt_core::messages::MAX_FRAME_MESSAGES;
 use peerwatt_core::{
-    Answer, Encode, EntryKind, GossipFrame, Hash, Order, Signed, Timestamp, Trade, TradeReply, TradeRequest,
+    Answer, Encode, EntryKind, GossipFrame, Hash, MeterStatement, Order, Signed, Timestamp, Trade, TradeReply,
+    TradeRequest,
 };
 
 use super::metrics::order_age_bucket;
@@ -70,6 +71,8 @@ pub(super) struct Turn {
     pub requests: Vec<Signed<TradeRequest>>,
     /// `place_order` commands, answered when their order is durable.
     pub placed: Vec<(CommandId, Result<Hash, String>)>,
+    /// This node's meter statements: recorded, then gossiped with its next statement slot.
+    pub statements: Vec<Signed<MeterStatement>>,
 }
 
 impl Turn {
@@ -80,6 +83,7 @@ impl Turn {
             && self.taken.is_empty()
             && self.requests.is_empty()
             && self.placed.is_empty()
+            && self.statements.is_empty()
     }
 
     /// The ledger entries of the turn, in the order they are appended.
@@ -88,7 +92,8 @@ impl Turn {
         let agreed =
             self.answers.iter().flat_map(PendingAnswer::reserved).map(|r| (EntryKind::TradeAgreed, r.trade.to_bytes()));
         let taken = self.taken.iter().map(|t| (EntryKind::TradeAgreed, t.to_bytes()));
-        orders.chain(agreed).chain(taken).collect()
+        let statements = self.statements.iter().map(|s| (EntryKind::MeterStatement, s.to_bytes()));
+        orders.chain(agreed).chain(taken).chain(statements).collect()
     }
 }
 
@@ -190,7 +195,7 @@ impl Trader {
     }
 
     fn after_durable(&mut self, turn: Turn, now: Timestamp) {
-        let Turn { orders, answers, taken, requests, placed } = turn;
+        let Turn { orders, answers, taken, requests, placed, statements } = turn;
         let agreed = self.answer_takers(answers);
         self.taken_recorded(taken);
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
@@ -205,6 +210,7 @@ impl Trader {
         for (command, result) in placed {
             self.effects.push(Effect::Placed { command, result });
         }
+        self.statements_durable(statements);
     }
 
     /// The trades agreed as maker are durable: answer each taker. Returns the new trades.
@@ -267,7 +273,8 @@ impl Trader {
     /// The turn's writes were refused: withdraw its orders, abort its reservations, refuse
     /// its calls; its taken trades are pending again, to be asked about.
     fn undo(&mut self, turn: Turn, now: Timestamp) {
-        let Turn { orders, answers, taken, requests, placed } = turn;
+        let Turn { orders, answers, taken, requests, placed, statements } = turn;
+        self.statements_failed(statements, now);
         for order in &orders {
             self.maker.withdraw(&order.digest());
         }
@@ -299,7 +306,7 @@ impl Trader {
 
     /// Gossips `messages` on `topic`, up to [`MAX_FRAME_MESSAGES`] per frame: each frame
     /// costs every member a receipt and relays, so a turn's messages share frames.
-    fn gossip_in_frames<M: Encode>(&mut self, topic: Topic, messages: &[M]) {
+    pub(super) fn gossip_in_frames<M: Encode>(&mut self, topic: Topic, messages: &[M]) {
         for chunk in messages.chunks(MAX_FRAME_MESSAGES) {
             let frame = GossipFrame { cert: self.cert.clone(), messages: chunk.iter().map(Encode::to_bytes).collect() };
             self.effects.push(Effect::Publish { topic, frame: frame.to_bytes() });

@@ -1,0 +1,251 @@
+//! Meter statements: this node's own, numbered and corrected, and the latest revision of
+//! every member's statement of each recent interval (what settlement and ex-post sharing are
+//! computed from). Pure bookkeeping: signing, ledger and gossip are the trading core's.
+//!
+//! A node states each interval once, when its meter closes it. If the meter later reports the
+//! interval differently (a late reading), the node signs a correction with the next revision;
+//! every member keeps the highest revision it has seen and counts the ones it superseded. Two
+//! different statements of one revision are an equivocation of their signer: the first is
+//! kept, the second is refused and counted. Statements older than
+//! [`STATEMENT_MAX_AGE_MS`] are dropped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use peerwatt_core::{
+    Community, CommunityId, Hash, IntervalId, MeterMethod, MeterStatement, NodeKey, PublicKey, Signed, Timestamp, Wh,
+};
+
+use crate::gossip::{GossipReject, STATEMENT_MAX_AGE_MS};
+use crate::strategy::Observed;
+
+/// One closed interval as this node's meter measured it: what the node states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measured {
+    /// The interval.
+    pub interval: IntervalId,
+    /// Imported from the grid.
+    pub imported: Wh,
+    /// Exported to the grid.
+    pub exported: Wh,
+    /// Milliseconds covered by readings (of the least-covered channel).
+    pub covered_ms: u32,
+    /// Whether the readings covered the whole interval.
+    pub complete: bool,
+    /// Counters or power.
+    pub method: MeterMethod,
+    /// The meter's payload format.
+    pub format: String,
+}
+
+impl Measured {
+    /// What the forecaster learns from it.
+    pub fn observed(&self) -> Observed {
+        Observed { interval: self.interval, imported: self.imported, exported: self.exported, complete: self.complete }
+    }
+
+    /// The figures `statement` states (to state them again after its write failed).
+    pub fn stated_in(statement: &MeterStatement) -> Measured {
+        Measured {
+            interval: statement.interval,
+            imported: statement.imported,
+            exported: statement.exported,
+            covered_ms: statement.covered_ms,
+            complete: statement.complete,
+            method: statement.method,
+            format: statement.format.clone(),
+        }
+    }
+
+    /// Whether `statement` states the same figures.
+    fn same_as(&self, statement: &MeterStatement) -> bool {
+        statement.imported == self.imported
+            && statement.exported == self.exported
+            && statement.covered_ms == self.covered_ms
+            && statement.complete == self.complete
+            && statement.method == self.method
+            && statement.format == self.format
+    }
+}
+
+/// A member's statement as kept: its latest revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The signed statement.
+    pub statement: Signed<MeterStatement>,
+    /// Its digest.
+    pub digest: Hash,
+}
+
+/// How a member's statement was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// The first statement of the member's interval seen here.
+    New,
+    /// A correction: it superseded the revision held.
+    Superseded(u32),
+}
+
+/// Own and members' statements; see the module documentation.
+#[derive(Debug)]
+pub struct Statements {
+    community: CommunityId,
+    interval_ms: u64,
+    /// Per interval, per member (this node included), the latest revision.
+    by_interval: BTreeMap<IntervalId, HashMap<PublicKey, Kept>>,
+}
+
+impl Statements {
+    /// An empty store for `community`.
+    pub fn new(community: &Community) -> Statements {
+        Statements { community: community.id, interval_ms: community.interval.millis(), by_interval: BTreeMap::new() }
+    }
+
+    /// The statement this node makes of `measured` at `now`: revision 0, or the next revision
+    /// if it stated the interval differently before; `None` if it stated the same already.
+    /// `pending`: its statement of the interval that is signed but not yet durable, if any
+    /// (newer than the one kept here).
+    pub fn own(
+        &self,
+        key: &NodeKey,
+        measured: &Measured,
+        pending: Option<&Signed<MeterStatement>>,
+        now: Timestamp,
+    ) -> Option<Signed<MeterStatement>> {
+        let me = key.public();
+        let latest = pending.or_else(|| self.get(&me, measured.interval).map(|k| &k.statement));
+        if latest.is_some_and(|s| measured.same_as(s.body())) {
+            return None;
+        }
+        let statement = MeterStatement {
+            community: self.community,
+            interval: measured.interval,
+            revision: latest.map_or(0, |s| s.body().revision.saturating_add(1)),
+            imported: measured.imported,
+            exported: measured.exported,
+            covered_ms: measured.covered_ms,
+            complete: measured.complete,
+            method: measured.method,
+            format: measured.format.clone(),
+            created_at: now,
+        };
+        Some(Signed::sign(key, statement))
+    }
+
+    /// Takes a member's verified statement (this node's own included): kept if it is the
+    /// first of its interval or a newer revision; refused if it is not newer, or is a second,
+    /// different statement of the revision held.
+    pub fn insert(&mut self, statement: Signed<MeterStatement>, digest: Hash) -> Result<Taken, GossipReject> {
+        let body = statement.body();
+        let members = self.by_interval.entry(body.interval).or_default();
+        let Some(held) = members.get_mut(statement.signer()) else {
+            members.insert(*statement.signer(), Kept { statement, digest });
+            return Ok(Taken::New);
+        };
+        let held_revision = held.statement.body().revision;
+        if body.revision == held_revision && digest != held.digest {
+            return Err(GossipReject::Equivocation(body.revision));
+        }
+        if body.revision <= held_revision {
+            return Err(GossipReject::Superseded { revision: body.revision, held: held_revision });
+        }
+        *held = Kept { statement, digest };
+        Ok(Taken::Superseded(held_revision))
+    }
+
+    /// The latest statement of `member` for `interval`, if one is kept.
+    pub fn get(&self, member: &PublicKey, interval: IntervalId) -> Option<&Kept> {
+        self.by_interval.get(&interval).and_then(|m| m.get(member))
+    }
+
+    /// Every member's latest statement of `interval`.
+    pub fn of_interval(&self, interval: IntervalId) -> impl Iterator<Item = &Kept> {
+        self.by_interval.get(&interval).into_iter().flat_map(HashMap::values)
+    }
+
+    /// How many statements are kept.
+    pub fn len(&self) -> usize {
+        self.by_interval.values().map(HashMap::len).sum()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_interval.is_empty()
+    }
+
+    /// Drops the statements of intervals that ended more than [`STATEMENT_MAX_AGE_MS`] before
+    /// `now`.
+    pub fn prune(&mut self, now: Timestamp) {
+        let Some(cutoff) = now.0.checked_sub(STATEMENT_MAX_AGE_MS + self.interval_ms) else { return };
+        // Intervals are numbered from the epoch in steps of the interval length.
+        let first_kept = IntervalId(cutoff / self.interval_ms.max(1));
+        self.by_interval = self.by_interval.split_off(&first_kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test panics to fail
+
+    use super::*;
+    use crate::trader::testkit::community;
+
+    fn measured(imported: u64) -> Measured {
+        Measured {
+            interval: IntervalId(100),
+            imported: Wh(imported),
+            exported: Wh(0),
+            covered_ms: 900_000,
+            complete: true,
+            method: MeterMethod::Counters,
+            format: "tasmota".into(),
+        }
+    }
+
+    fn store(s: &mut Statements, st: Signed<MeterStatement>) -> Result<Taken, GossipReject> {
+        let digest = st.digest();
+        s.insert(st, digest)
+    }
+
+    #[test]
+    fn an_interval_is_stated_once_and_corrected_with_the_next_revision() {
+        let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
+        let mut s = Statements::new(&c);
+        let first = s.own(&key, &measured(120), None, Timestamp(1)).unwrap();
+        assert_eq!(first.body().revision, 0);
+        assert_eq!(store(&mut s, first), Ok(Taken::New));
+        assert!(s.own(&key, &measured(120), None, Timestamp(2)).is_none(), "the same figures are not stated again");
+        let correction = s.own(&key, &measured(130), None, Timestamp(3)).unwrap();
+        assert_eq!(correction.body().revision, 1);
+        assert_eq!(store(&mut s, correction), Ok(Taken::Superseded(0)));
+        assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().statement.body().imported, Wh(130));
+    }
+
+    #[test]
+    fn older_revisions_and_equivocations_are_refused_and_the_first_is_kept() {
+        let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
+        let mut s = Statements::new(&c);
+        let r0 = s.own(&key, &measured(120), None, Timestamp(1)).unwrap();
+        let other = Statements::new(&c);
+        let r0_other = other.own(&key, &measured(999), None, Timestamp(1)).unwrap();
+        store(&mut s, r0.clone()).unwrap();
+        assert_eq!(store(&mut s, r0.clone()), Err(GossipReject::Superseded { revision: 0, held: 0 }));
+        assert_eq!(store(&mut s, r0_other), Err(GossipReject::Equivocation(0)));
+        assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().statement, r0);
+        let r1 = s.own(&key, &measured(130), None, Timestamp(2)).unwrap();
+        store(&mut s, r1).unwrap();
+        assert_eq!(store(&mut s, r0), Err(GossipReject::Superseded { revision: 0, held: 1 }));
+    }
+
+    #[test]
+    fn statements_older_than_the_window_are_dropped() {
+        let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
+        let mut s = Statements::new(&c);
+        let first = s.own(&key, &measured(1), None, Timestamp(1)).unwrap();
+        store(&mut s, first).unwrap();
+        let end = c.interval.start(IntervalId(101)).0;
+        s.prune(Timestamp(end + STATEMENT_MAX_AGE_MS));
+        assert_eq!(s.len(), 1, "kept for the whole window");
+        s.prune(Timestamp(end + STATEMENT_MAX_AGE_MS + c.interval.millis() + 1));
+        assert!(s.is_empty());
+    }
+}
