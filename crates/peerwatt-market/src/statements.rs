@@ -67,13 +67,33 @@ impl Measured {
     }
 }
 
-/// A member's statement as kept: its latest revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A member's statement as kept: the figures of its latest revision, and its digest (the
+/// signed statement itself is in its signer's ledger; a community's worth of them in every
+/// member's memory was most of a node's memory in a 500-member street).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kept {
-    /// The signed statement.
-    pub statement: Signed<MeterStatement>,
-    /// Its digest.
+    /// The revision.
+    pub revision: u32,
+    /// Imported from the grid.
+    pub imported: Wh,
+    /// Exported to the grid.
+    pub exported: Wh,
+    /// Whether readings covered the whole interval.
+    pub complete: bool,
+    /// The signed statement's digest.
     pub digest: Hash,
+}
+
+impl Kept {
+    fn of(statement: &MeterStatement, digest: Hash) -> Kept {
+        Kept {
+            revision: statement.revision,
+            imported: statement.imported,
+            exported: statement.exported,
+            complete: statement.complete,
+            digest,
+        }
+    }
 }
 
 /// How a member's statement was taken.
@@ -92,12 +112,19 @@ pub struct Statements {
     interval_ms: u64,
     /// Per interval, per member (this node included), the latest revision.
     by_interval: BTreeMap<IntervalId, HashMap<PublicKey, Kept>>,
+    /// This node's own latest statements, whole (to number and compare its corrections).
+    own: BTreeMap<IntervalId, Signed<MeterStatement>>,
 }
 
 impl Statements {
     /// An empty store for `community`.
     pub fn new(community: &Community) -> Statements {
-        Statements { community: community.id, interval_ms: community.interval.millis(), by_interval: BTreeMap::new() }
+        Statements {
+            community: community.id,
+            interval_ms: community.interval.millis(),
+            by_interval: BTreeMap::new(),
+            own: BTreeMap::new(),
+        }
     }
 
     /// The statement this node makes of `measured` at `now`: revision 0, or the next revision
@@ -111,8 +138,7 @@ impl Statements {
         pending: Option<&Signed<MeterStatement>>,
         now: Timestamp,
     ) -> Option<Signed<MeterStatement>> {
-        let me = key.public();
-        let latest = pending.or_else(|| self.get(&me, measured.interval).map(|k| &k.statement));
+        let latest = pending.or_else(|| self.own.get(&measured.interval));
         if latest.is_some_and(|s| measured.same_as(s.body())) {
             return None;
         }
@@ -131,25 +157,41 @@ impl Statements {
         Some(Signed::sign(key, statement))
     }
 
-    /// Takes a member's verified statement (this node's own included): kept if it is the
-    /// first of its interval or a newer revision; refused if it is not newer, or is a second,
-    /// different statement of the revision held.
-    pub fn insert(&mut self, statement: Signed<MeterStatement>, digest: Hash) -> Result<Taken, GossipReject> {
+    /// Takes a member's verified statement: kept if it is the first of its interval or a newer
+    /// revision; refused if it is not newer, or is a second, different statement of the
+    /// revision held.
+    pub fn insert(&mut self, statement: &Signed<MeterStatement>, digest: Hash) -> Result<Taken, GossipReject> {
         let body = statement.body();
         let members = self.by_interval.entry(body.interval).or_default();
         let Some(held) = members.get_mut(statement.signer()) else {
-            members.insert(*statement.signer(), Kept { statement, digest });
+            members.insert(*statement.signer(), Kept::of(body, digest));
             return Ok(Taken::New);
         };
-        let held_revision = held.statement.body().revision;
-        if body.revision == held_revision && digest != held.digest {
+        if body.revision == held.revision && digest != held.digest {
             return Err(GossipReject::Equivocation(body.revision));
         }
-        if body.revision <= held_revision {
-            return Err(GossipReject::Superseded { revision: body.revision, held: held_revision });
+        if body.revision <= held.revision {
+            return Err(GossipReject::Superseded { revision: body.revision, held: held.revision });
         }
-        *held = Kept { statement, digest };
-        Ok(Taken::Superseded(held_revision))
+        let superseded = held.revision;
+        *held = Kept::of(body, digest);
+        Ok(Taken::Superseded(superseded))
+    }
+
+    /// Takes one of this node's own statements, durable in its ledger (made now, or read back
+    /// after a restart): kept whole as the latest of its interval if it is newer.
+    pub fn insert_own(&mut self, statement: Signed<MeterStatement>) {
+        let body = statement.body();
+        if self.own.get(&body.interval).is_some_and(|held| held.body().revision >= body.revision) {
+            return;
+        }
+        let _ = self.insert(&statement, statement.digest());
+        self.own.insert(body.interval, statement);
+    }
+
+    /// This node's own latest statement of `interval`, if one is kept.
+    pub fn own_of(&self, interval: IntervalId) -> Option<&Signed<MeterStatement>> {
+        self.own.get(&interval)
     }
 
     /// The latest statement of `member` for `interval`, if one is kept.
@@ -179,6 +221,7 @@ impl Statements {
         // Intervals are numbered from the epoch in steps of the interval length.
         let first_kept = IntervalId(cutoff / self.interval_ms.max(1));
         self.by_interval = self.by_interval.split_off(&first_kept);
+        self.own = self.own.split_off(&first_kept);
     }
 }
 
@@ -202,8 +245,7 @@ mod tests {
     }
 
     fn store(s: &mut Statements, st: Signed<MeterStatement>) -> Result<Taken, GossipReject> {
-        let digest = st.digest();
-        s.insert(st, digest)
+        s.insert(&st, st.digest())
     }
 
     #[test]
@@ -212,27 +254,32 @@ mod tests {
         let mut s = Statements::new(&c);
         let first = s.own(&key, &measured(120), None, Timestamp(1)).unwrap();
         assert_eq!(first.body().revision, 0);
-        assert_eq!(store(&mut s, first), Ok(Taken::New));
+        assert_eq!(s.own(&key, &measured(130), Some(&first), Timestamp(1)).unwrap().body().revision, 1);
+        s.insert_own(first.clone());
+        assert_eq!(s.get(&key.public(), IntervalId(100)).map(|k| k.digest), Some(first.digest()));
         assert!(s.own(&key, &measured(120), None, Timestamp(2)).is_none(), "the same figures are not stated again");
         let correction = s.own(&key, &measured(130), None, Timestamp(3)).unwrap();
         assert_eq!(correction.body().revision, 1);
-        assert_eq!(store(&mut s, correction), Ok(Taken::Superseded(0)));
-        assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().statement.body().imported, Wh(130));
+        s.insert_own(correction);
+        let kept = s.get(&key.public(), IntervalId(100)).unwrap();
+        assert_eq!((kept.revision, kept.imported), (1, Wh(130)));
+        s.insert_own(first);
+        assert_eq!(s.own_of(IntervalId(100)).unwrap().body().revision, 1, "an older own statement changes nothing");
     }
 
     #[test]
     fn older_revisions_and_equivocations_are_refused_and_the_first_is_kept() {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
-        let mut s = Statements::new(&c);
-        let r0 = s.own(&key, &measured(120), None, Timestamp(1)).unwrap();
-        let other = Statements::new(&c);
-        let r0_other = other.own(&key, &measured(999), None, Timestamp(1)).unwrap();
+        let (mut signer, mut s) = (Statements::new(&c), Statements::new(&c));
+        let r0 = signer.own(&key, &measured(120), None, Timestamp(1)).unwrap();
+        let r0_other = signer.own(&key, &measured(999), None, Timestamp(1)).unwrap();
+        signer.insert_own(r0.clone());
+        let r1 = signer.own(&key, &measured(130), None, Timestamp(2)).unwrap();
         store(&mut s, r0.clone()).unwrap();
         assert_eq!(store(&mut s, r0.clone()), Err(GossipReject::Superseded { revision: 0, held: 0 }));
         assert_eq!(store(&mut s, r0_other), Err(GossipReject::Equivocation(0)));
-        assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().statement, r0);
-        let r1 = s.own(&key, &measured(130), None, Timestamp(2)).unwrap();
-        store(&mut s, r1).unwrap();
+        assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().digest, r0.digest(), "the first is kept");
+        assert_eq!(store(&mut s, r1), Ok(Taken::Superseded(0)));
         assert_eq!(store(&mut s, r0), Err(GossipReject::Superseded { revision: 0, held: 1 }));
     }
 
@@ -240,8 +287,7 @@ mod tests {
     fn statements_older_than_the_window_are_dropped() {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
         let mut s = Statements::new(&c);
-        let first = s.own(&key, &measured(1), None, Timestamp(1)).unwrap();
-        store(&mut s, first).unwrap();
+        s.insert_own(s.own(&key, &measured(1), None, Timestamp(1)).unwrap());
         let end = c.interval.start(IntervalId(101)).0;
         s.prune(Timestamp(end + STATEMENT_MAX_AGE_MS));
         assert_eq!(s.len(), 1, "kept for the whole window");

@@ -167,12 +167,19 @@ pub async fn start_with_store<S: Store + 'static>(
     // The meter: its interval is the community's.
     let (meter_tx, meter_rx) = mpsc::channel(4096);
     let mut observed = Vec::new();
+    let mut recent = Vec::new();
     let meter = match &cfg.meter {
         Some(m) => {
             let mut m = m.clone();
             m.interval_secs = community.interval.secs();
             let history = History::open(&cfg.meter_history_file(), m.history_intervals);
             observed = history.items().map(actor::observed).collect();
+            // Intervals closed before a stop may not be stated yet (statements wait for the
+            // node's hourly slot): those still within the statement window are offered again.
+            let format = m.grid.as_ref().map_or("none", |g| g.format.name());
+            let window_start = clock.now().0.saturating_sub(peerwatt_market::STATEMENT_MAX_AGE_MS);
+            recent =
+                history.items().filter(|t| t.start.0 >= window_start).map(|t| actor::measured(t, format)).collect();
             Some(peerwatt_meter::spawn(&m, m.pipeline()?, m.accountant()?, history, clock.clone(), meter_tx)?)
         }
         None => None,
@@ -214,6 +221,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let mut trader =
         Trader::new(key, community.clone(), cert.clone(), forecaster, trader_cfg, next_request, shared.verified);
     let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
+    trader.restate(recent);
     let screen =
         screen::Screen { validator: trader.screener(), topics: topics.clone(), clock: clock.clone(), net: net.clone() };
     let inbound = screen::spawn(screen, net_events, event_queue);

@@ -373,7 +373,7 @@ impl Trader {
     pub fn handle(&mut self, input: Input, now: Timestamp) {
         match input {
             Input::Tick => self.on_tick(now),
-            Input::Meter(measured) => self.on_measured(&measured, now),
+            Input::Meter(measured) => self.on_measured(measured),
             Input::MeterStale(stale) => self.stale = stale,
             Input::Call { reply, data } => self.on_call(reply, &data, now),
             Input::Answered { call, reply } => self.on_answered(call, reply, now),

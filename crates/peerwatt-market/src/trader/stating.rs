@@ -1,10 +1,13 @@
-//! This node's meter statements and the members' (see [`crate::statements`]): a closed
-//! interval is stated in the turn's ledger writes, and once durable it waits for the node's
-//! next statement slot, when everything waiting leaves in one gossip frame. Members already
-//! share their 15-minute data with their energy community; a frame an hour per member, at an
-//! offset of the node's own, costs the community a fraction of what its orders do.
+//! This node's meter statements and the members' (see [`crate::statements`]). Closed
+//! intervals wait for the node's statement slot, once an hour at an offset of its own (from
+//! its key); then every waiting interval is stated in one turn, and once durable the
+//! statements leave in one gossip frame. A stopping node states what waits at once. So a
+//! community's statements neither burst at each interval's end (every meter closes it at the
+//! same moment: one ledger flush per member at once) nor cost a frame per interval per member;
+//! members already share their 15-minute data with their energy community, and settlement
+//! loses nothing by waiting for the hour.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use peerwatt_core::{Hash, IntervalId, MeterStatement, Signed, Timestamp};
 
@@ -12,85 +15,90 @@ use super::{Topic, Trader, phase_offset};
 use crate::gossip::GossipReject;
 use crate::statements::{Measured, Statements, Taken};
 
-/// How often a node gossips the statements made since the last time, node-clock ms.
+/// How often a node states (and gossips) the intervals its meter closed since the last time,
+/// node-clock ms.
 pub const STATEMENT_GOSSIP_MS: u64 = 3_600_000;
 
-/// This node's statements on their way out.
+/// This node's closed intervals on their way to statements.
 #[derive(Debug, Default)]
 pub(super) struct Stating {
-    /// Signed, in a turn whose writes are not durable yet, by interval.
-    pending: HashMap<IntervalId, Signed<MeterStatement>>,
-    /// Durable, waiting for the next statement slot.
-    unsent: Vec<Signed<MeterStatement>>,
-    /// The statement slot of the last gossip.
+    /// Closed intervals waiting for the next statement slot (the newest figures of each).
+    waiting: BTreeMap<IntervalId, Measured>,
+    /// Statements signed in a turn whose writes are not durable yet, by interval.
+    in_flight: HashMap<IntervalId, Signed<MeterStatement>>,
+    /// The statement slot of the last statements.
     last_slot: u64,
 }
 
 impl Trader {
-    /// A closed meter interval: the forecaster learns it, and this node states it (or
-    /// corrects its statement) with the turn.
-    pub(super) fn on_measured(&mut self, measured: &Measured, now: Timestamp) {
+    /// A closed meter interval: the forecaster learns it, and it waits for the node's next
+    /// statement slot.
+    pub(super) fn on_measured(&mut self, measured: Measured) {
         self.metrics.meter_intervals += 1;
         self.forecaster.observe(measured.observed());
-        let pending = self.stating.pending.get(&measured.interval);
-        let Some(statement) = self.statements.own(&self.key, measured, pending, now) else { return };
-        if statement.body().revision > 0 {
-            self.metrics.statements_corrected += 1;
-        }
-        self.stating.pending.insert(measured.interval, statement.clone());
-        self.turn.statements.push(statement);
+        self.stating.waiting.insert(measured.interval, measured);
     }
 
-    /// The turn's statements are durable: kept, and queued for the next slot (or sent now
-    /// by a node that is stopping).
+    /// Closed intervals read back from the meter's history after a restart: those not yet
+    /// stated in the ledger (closed after the last statement slot before the stop) wait for
+    /// the next slot; the others are skipped there as stated already.
+    pub fn restate(&mut self, measured: impl IntoIterator<Item = Measured>) {
+        for m in measured {
+            self.stating.waiting.entry(m.interval).or_insert(m);
+        }
+    }
+
+    /// Signs a statement (or a correction) of every waiting interval into the turn; one
+    /// stated with the same figures before is not stated again.
+    pub(super) fn state_waiting(&mut self, now: Timestamp) {
+        for (interval, measured) in std::mem::take(&mut self.stating.waiting) {
+            let in_flight = self.stating.in_flight.get(&interval);
+            let Some(statement) = self.statements.own(&self.key, &measured, in_flight, now) else { continue };
+            if statement.body().revision > 0 {
+                self.metrics.statements_corrected += 1;
+            }
+            self.stating.in_flight.insert(interval, statement.clone());
+            self.turn.statements.push(statement);
+        }
+    }
+
+    /// The turn's statements are durable: kept, and gossiped.
     pub(super) fn statements_durable(&mut self, statements: Vec<Signed<MeterStatement>>) {
-        for statement in statements {
-            let interval = statement.body().interval;
-            if self.stating.pending.get(&interval) == Some(&statement) {
-                self.stating.pending.remove(&interval);
-            }
-            let digest = statement.digest();
-            // Its own newer statement is never refused; an older one is just not kept.
-            let _ = self.statements.insert(statement.clone(), digest);
+        for statement in &statements {
+            self.forget_in_flight(statement);
+            self.statements.insert_own(statement.clone());
             self.metrics.statements_made += 1;
-            self.stating.unsent.push(statement);
         }
-        if self.draining {
-            self.send_statements();
-        }
+        self.gossip_in_frames(Topic::Statements, &statements);
     }
 
-    /// The turn's statements could not be written: stated again with the next turn (they
-    /// never left the node, so their revisions are free).
-    pub(super) fn statements_failed(&mut self, statements: Vec<Signed<MeterStatement>>, now: Timestamp) {
+    /// The turn's statements could not be written: their intervals wait for the next slot
+    /// (they never left the node, so their revisions are free).
+    pub(super) fn statements_failed(&mut self, statements: Vec<Signed<MeterStatement>>) {
         for statement in statements {
-            let interval = statement.body().interval;
-            if self.stating.pending.get(&interval) == Some(&statement) {
-                self.stating.pending.remove(&interval);
-            }
+            self.forget_in_flight(&statement);
             let measured = Measured::stated_in(statement.body());
-            if let Some(again) = self.statements.own(&self.key, &measured, self.stating.pending.get(&interval), now) {
-                self.stating.pending.insert(interval, again.clone());
-                self.turn.statements.push(again);
-            }
+            self.stating.waiting.entry(measured.interval).or_insert(measured);
         }
     }
 
-    /// Every tick: old statements are dropped, and in a new slot the waiting ones leave.
+    fn forget_in_flight(&mut self, statement: &Signed<MeterStatement>) {
+        let interval = statement.body().interval;
+        if self.stating.in_flight.get(&interval) == Some(statement) {
+            self.stating.in_flight.remove(&interval);
+        }
+    }
+
+    /// Every tick: old statements are dropped, and in a new slot the waiting intervals are
+    /// stated.
     pub(super) fn statements_tick(&mut self, now: Timestamp) {
         self.statements.prune(now);
         let offset = phase_offset(&self.me, STATEMENT_GOSSIP_MS);
         let slot = now.0.saturating_add(offset) / STATEMENT_GOSSIP_MS;
         if slot != self.stating.last_slot {
             self.stating.last_slot = slot;
-            self.send_statements();
+            self.state_waiting(now);
         }
-    }
-
-    /// Gossips every statement waiting, in frames of up to 16.
-    pub(super) fn send_statements(&mut self) {
-        let unsent = std::mem::take(&mut self.stating.unsent);
-        self.gossip_in_frames(Topic::Statements, &unsent);
     }
 
     /// Members' statements that passed the screen: each kept if it is new or a correction.
@@ -102,7 +110,7 @@ impl Trader {
         let mut first_refusal = None;
         let mut kept = 0;
         for (statement, digest) in statements {
-            match self.statements.insert(statement, digest) {
+            match self.statements.insert(&statement, digest) {
                 Ok(Taken::New) => kept += 1,
                 Ok(Taken::Superseded(_)) => {
                     kept += 1;
@@ -125,8 +133,7 @@ impl Trader {
     /// A statement of this node's, read back from its ledger after a restart.
     pub(super) fn restore_statement(&mut self, statement: Signed<MeterStatement>) {
         if *statement.signer() == self.me {
-            let digest = statement.digest();
-            let _ = self.statements.insert(statement, digest);
+            self.statements.insert_own(statement);
         }
     }
 

@@ -244,25 +244,36 @@ fn statements_in_ledger(street: &Street, n: usize) -> Vec<Signed<MeterStatement>
 /// An interval that has ended at the street's first moment.
 const CLOSED: IntervalId = IntervalId(I.0 - 4);
 
-#[test]
-fn a_closed_interval_is_recorded_then_gossiped_in_the_next_statement_slot() {
-    let mut street = Street::new(&[100, -100]);
-    street.tick(0); // the first tick opens this node's statement slot
-    meter_closes(&mut street, 0, CLOSED, 120);
-    let writes = street.houses[0].unsynced.back().expect("the statement is written with the turn");
-    assert!(writes.entries.iter().any(|(k, _)| *k == EntryKind::MeterStatement));
-    street.flush(0);
-    street.tick(0);
-    assert!(gossiped_statements(&street, 1).is_empty(), "durable, but the slot has not come");
+/// Whether house `n` has a statement among its writes not yet durable.
+fn stated_unsynced(street: &Street, n: usize) -> bool {
+    street.houses[n].unsynced.iter().flat_map(|w| &w.entries).any(|(k, _)| *k == EntryKind::MeterStatement)
+}
+
+/// House `n`'s next statement slot comes (an hour on): its waiting intervals are stated.
+fn statement_slot(street: &mut Street, n: usize) {
     street.advance(STATEMENT_GOSSIP_MS);
+    street.tick(n);
+}
+
+#[test]
+fn a_closed_interval_is_stated_in_the_next_slot_and_gossiped_once_durable() {
+    let mut street = Street::new(&[100, -100]);
+    street.tick(0); // the first tick is in a slot of its own
+    meter_closes(&mut street, 0, CLOSED, 120);
     street.tick(0);
+    assert!(!stated_unsynced(&street, 0), "nothing is stated before the slot");
+    statement_slot(&mut street, 0);
+    let writes = street.houses[0].unsynced.back().expect("the statement is written with the slot's turn");
+    assert!(writes.entries.iter().any(|(k, _)| *k == EntryKind::MeterStatement));
+    assert!(gossiped_statements(&street, 1).is_empty(), "nothing leaves before it is durable");
+    street.flush(0);
     let sent = gossiped_statements(&street, 1);
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].body().interval, sent[0].body().revision, sent[0].body().imported), (CLOSED, 0, Wh(120)));
     assert_eq!(statements_in_ledger(&street, 0), sent, "what is gossiped is what the ledger holds");
     deliver_where(&mut street, is_gossip);
-    let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).cloned();
-    assert_eq!(held.map(|k| k.statement), Some(sent[0].clone()), "the neighbour keeps it");
+    let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).copied();
+    assert_eq!(held.map(|k| k.digest), Some(sent[0].digest()), "the neighbour keeps it");
 }
 
 #[test]
@@ -270,38 +281,43 @@ fn a_correction_supersedes_and_a_restart_continues_the_revisions() {
     let mut street = Street::new(&[100, -100]);
     street.tick(0);
     meter_closes(&mut street, 0, CLOSED, 120);
+    statement_slot(&mut street, 0);
     street.flush(0);
     meter_closes(&mut street, 0, CLOSED, 120);
-    assert!(street.houses[0].unsynced.is_empty(), "the same figures are not stated twice");
+    statement_slot(&mut street, 0);
+    assert!(!stated_unsynced(&street, 0), "the same figures are not stated twice");
     meter_closes(&mut street, 0, CLOSED, 130);
+    statement_slot(&mut street, 0);
     street.flush(0);
-    street.advance(STATEMENT_GOSSIP_MS);
-    street.tick(0);
     let sent = gossiped_statements(&street, 1);
     assert_eq!(sent.iter().map(|s| s.body().revision).collect::<Vec<_>>(), vec![0, 1], "both leave, in order");
     deliver_where(&mut street, is_gossip);
     let neighbour = street.houses[1].trader.as_ref().unwrap();
-    assert_eq!(neighbour.statements().get(&street.key_of(0), CLOSED).unwrap().statement.body().imported, Wh(130));
+    assert_eq!(neighbour.statements().get(&street.key_of(0), CLOSED).unwrap().imported, Wh(130));
     assert_eq!(neighbour.metrics().statements_superseded, 1);
 
     street.crash(0, false);
     street.start(0);
     meter_closes(&mut street, 0, CLOSED, 130);
-    assert!(street.houses[0].unsynced.is_empty(), "restored from the ledger: stated already");
+    statement_slot(&mut street, 0);
+    assert!(!stated_unsynced(&street, 0), "restored from the ledger: stated already");
     meter_closes(&mut street, 0, CLOSED, 140);
+    statement_slot(&mut street, 0);
     street.flush(0);
     let revisions: Vec<u32> = statements_in_ledger(&street, 0).iter().map(|s| s.body().revision).collect();
     assert_eq!(revisions, vec![0, 1, 2]);
 }
 
 #[test]
-fn a_statement_whose_write_failed_is_stated_again_with_the_next_turn() {
+fn a_statement_whose_write_failed_is_stated_again_in_the_next_slot() {
     let mut street = Street::new(&[100, -100]);
+    street.tick(0);
     meter_closes(&mut street, 0, CLOSED, 120);
+    statement_slot(&mut street, 0);
     let turn = street.houses[0].unsynced.pop_front().unwrap().turn;
     let now = street.now;
     street.houses[0].trader.as_mut().unwrap().failed(turn, now);
-    street.tick(0);
+    statement_slot(&mut street, 0);
     street.flush(0);
     let stated = statements_in_ledger(&street, 0);
     assert_eq!(stated.len(), 1, "stated again, once");
@@ -309,11 +325,40 @@ fn a_statement_whose_write_failed_is_stated_again_with_the_next_turn() {
 }
 
 #[test]
-fn a_draining_node_sends_its_statements_without_waiting_for_its_slot() {
+fn a_draining_node_states_its_closed_intervals_without_waiting_for_its_slot() {
     let mut street = Street::new(&[100, -100]);
     street.tick(0);
     meter_closes(&mut street, 0, CLOSED, 120);
-    street.flush(0);
     street.input(0, Input::Drain);
+    street.flush(0);
     assert_eq!(gossiped_statements(&street, 1).len(), 1);
+}
+
+#[test]
+fn an_interval_closed_before_a_crash_and_offered_again_is_stated_once() {
+    let mut street = Street::new(&[100, -100]);
+    street.tick(0);
+    meter_closes(&mut street, 0, CLOSED, 120);
+    statement_slot(&mut street, 0);
+    street.flush(0);
+    let next = IntervalId(CLOSED.0 + 1);
+    meter_closes(&mut street, 0, next, 70);
+    street.crash(0, false); // `next` waited for the slot: not in the ledger
+    street.start(0);
+    let history = [(CLOSED, 120), (next, 70)].map(|(interval, imported)| Measured {
+        interval,
+        imported: Wh(imported),
+        exported: Wh(0),
+        covered_ms: 900_000,
+        complete: true,
+        method: MeterMethod::Counters,
+        format: "tasmota".into(),
+    });
+    street.houses[0].trader.as_mut().unwrap().restate(history);
+    street.tick(0);
+    statement_slot(&mut street, 0);
+    street.flush(0);
+    let stated: Vec<(IntervalId, u32)> =
+        statements_in_ledger(&street, 0).iter().map(|s| (s.body().interval, s.body().revision)).collect();
+    assert_eq!(stated, vec![(CLOSED, 0), (next, 0)], "the stated one is not stated again, the other is");
 }

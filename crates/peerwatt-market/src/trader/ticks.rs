@@ -189,8 +189,8 @@ impl Trader {
         for (interval, side) in &open {
             self.publish_order(*interval, *side, Wh::ZERO, None, now);
         }
-        // Statements made since the last slot leave now: there may be no next one.
-        self.send_statements();
+        // Closed intervals are stated now: there may be no next slot.
+        self.state_waiting(now);
         tracing::info!(
             orders_cancelled = open.len(),
             pending_requests = self.taker.pending_count(),

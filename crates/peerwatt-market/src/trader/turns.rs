@@ -71,7 +71,7 @@ pub(super) struct Turn {
     pub requests: Vec<Signed<TradeRequest>>,
     /// `place_order` commands, answered when their order is durable.
     pub placed: Vec<(CommandId, Result<Hash, String>)>,
-    /// This node's meter statements: recorded, then gossiped with its next statement slot.
+    /// This node's meter statements: recorded, then gossiped.
     pub statements: Vec<Signed<MeterStatement>>,
 }
 
@@ -274,7 +274,7 @@ impl Trader {
     /// its calls; its taken trades are pending again, to be asked about.
     fn undo(&mut self, turn: Turn, now: Timestamp) {
         let Turn { orders, answers, taken, requests, placed, statements } = turn;
-        self.statements_failed(statements, now);
+        self.statements_failed(statements);
         for order in &orders {
             self.maker.withdraw(&order.digest());
         }
