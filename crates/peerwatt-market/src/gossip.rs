@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use peerwatt_core::{
-    CertError, Community, Decode, GossipFrame, Hash, MembershipCert, Message, MeterStatement, Order, PublicKey, Signed,
-    Timestamp, Trade, TreeHead,
+    CertError, Community, Decode, GossipFrame, Hash, IntervalId, MembershipCert, Message, MeterStatement, Order,
+    PublicKey, Signed, Timestamp, Trade, TreeHead, Wh,
 };
 use thiserror::Error;
 
@@ -180,8 +180,45 @@ pub enum Screened {
     Trades(Vec<(Signed<Trade>, Hash)>),
     /// A member's signed ledger tree head.
     Head(Box<Signed<TreeHead>>),
-    /// One member's meter statements, of intervals that have ended.
-    Statements(Vec<(Signed<MeterStatement>, Hash)>),
+    /// One member's meter statements, of intervals that have ended: what each says.
+    Statements(Vec<Stated>),
+}
+
+/// What a member's verified meter statement says, as the screen hands it on: the figures and
+/// the digest (the signed statement is in its signer's ledger; a copy of each for every
+/// receiver was most of the cost of statements in a 500-member street).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stated {
+    /// The signer.
+    pub member: PublicKey,
+    /// The interval.
+    pub interval: IntervalId,
+    /// The revision.
+    pub revision: u32,
+    /// Imported from the grid.
+    pub imported: Wh,
+    /// Exported to the grid.
+    pub exported: Wh,
+    /// Whether readings covered the whole interval.
+    pub complete: bool,
+    /// The signed statement's digest.
+    pub digest: Hash,
+}
+
+impl Stated {
+    /// What `statement` (with its `digest`) says.
+    pub fn of(statement: &Signed<MeterStatement>, digest: Hash) -> Stated {
+        let b = statement.body();
+        Stated {
+            member: *statement.signer(),
+            interval: b.interval,
+            revision: b.revision,
+            imported: b.imported,
+            exported: b.exported,
+            complete: b.complete,
+            digest,
+        }
+    }
 }
 
 impl Screened {
@@ -253,14 +290,34 @@ impl GossipValidator {
 
     /// Screens one frame that arrived on `topic` at `now`.
     pub fn screen(&mut self, topic: Topic, data: &[u8], now: Timestamp) -> Result<Screened, GossipReject> {
-        match topic {
-            Topic::Orders => self.screen_orders(data, now).map(|(orders, late)| Screened::Orders { orders, late }),
-            Topic::Trades => self.screen_trades(data, now).map(Screened::Trades),
-            Topic::Heads => self.screen_head(data, now).map(|h| Screened::Head(Box::new(h))),
-            Topic::Statements => self.screen_statements(data, now).map(Screened::Statements),
-        }
+        self.screen_decoded(topic, &decode_frame(topic, data)?, now)
     }
 
+    /// Screens a frame decoded already ([`decode_frame`]; the nodes of one process may share
+    /// the decoding of a frame they all receive): everything but the decoding.
+    pub fn screen_decoded(
+        &mut self,
+        topic: Topic,
+        frame: &DecodedFrame,
+        now: Timestamp,
+    ) -> Result<Screened, GossipReject> {
+        self.check_cert_terms(&frame.cert, now)?;
+        let member = frame.cert.body().member;
+        match (topic, frame.messages.as_ref().map_err(Clone::clone)?) {
+            (Topic::Orders, Messages::Orders(orders)) => {
+                let (orders, late) = self.check_orders(&frame.cert, member, orders, now)?;
+                Ok(Screened::Orders { orders, late })
+            }
+            (Topic::Trades, Messages::Trades(trades)) => self.check_trades(&frame.cert, trades).map(Screened::Trades),
+            (Topic::Heads, Messages::Head(head, digest)) => {
+                self.check_head(&frame.cert, head, *digest, now).map(|h| Screened::Head(Box::new(h)))
+            }
+            (Topic::Statements, Messages::Statements(statements)) => {
+                self.check_statements(&frame.cert, statements, now).map(Screened::Statements)
+            }
+            _ => Err(GossipReject::Malformed(format!("a frame decoded for another topic than {}", topic.name()))),
+        }
+    }
     /// Verifies a message's signatures through the memo: `digest` is its digest.
     fn verify_signed<T: Message>(&self, signed: &Signed<T>, digest: Hash) -> Result<(), GossipReject> {
         self.memo.check(digest, || signed.verify().map_err(|_| GossipReject::BadSignature))
@@ -275,36 +332,20 @@ impl GossipValidator {
         Ok(messages)
     }
 
-    /// The frame, with its certificate checked against the community at `now` (all but its
+    /// The frame certificate's terms checked against the community at `now` (all but its
     /// signature: that comes last, see [`GossipValidator::verify_cert`]).
-    fn open_frame(&self, data: &[u8], max: usize, now: Timestamp) -> Result<GossipFrame, GossipReject> {
-        if data.len() > max {
-            return Err(GossipReject::Oversized(data.len()));
-        }
-        let frame = GossipFrame::from_bytes(data).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        let cert = frame.cert.body();
-        if cert.community != self.community.id {
+    fn check_cert_terms(&self, cert: &Signed<MembershipCert>, now: Timestamp) -> Result<(), GossipReject> {
+        if cert.body().community != self.community.id {
             return Err(GossipReject::WrongCommunity);
         }
-        if *frame.cert.signer() != self.community.admin {
+        if *cert.signer() != self.community.admin {
             return Err(GossipReject::NotAdmitted);
         }
-        if !cert.is_valid_at(now) {
+        if !cert.body().is_valid_at(now) {
             return Err(GossipReject::CertificateNotValid);
         }
-        Ok(frame)
+        Ok(())
     }
-
-    /// The frame's messages, decoded, each with its digest (of the bytes as they came: the
-    /// encoding is canonical, so nothing is encoded again to hash it).
-    fn decode_all<T: Message>(frame: &GossipFrame) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
-        frame
-            .messages
-            .iter()
-            .map(|m| Signed::<T>::from_bytes_with_digest(m).map_err(|e| GossipReject::Malformed(e.to_string())))
-            .collect()
-    }
-
     /// Whether a certificate's signature verifies, checked once per certificate: the last
     /// verified certificate of each member is kept, and an identical one needs no check (a
     /// comparison, where hashing every frame's certificate was a cost of every delivery).
@@ -321,8 +362,8 @@ impl GossipValidator {
     }
 
     /// Checks the frame certificate's signature, once per certificate.
-    fn verify_cert(&mut self, frame: &GossipFrame) -> Result<(), GossipReject> {
-        self.cert_signature_ok(&frame.cert).then_some(()).ok_or(GossipReject::BadCertificateSignature)
+    fn verify_cert(&mut self, cert: &Signed<MembershipCert>) -> Result<(), GossipReject> {
+        self.cert_signature_ok(cert).then_some(()).ok_or(GossipReject::BadCertificateSignature)
     }
 
     /// Checks a certificate presented outside gossip (with a trade request): like
@@ -337,24 +378,35 @@ impl GossipValidator {
         self.cert_signature_ok(cert).then_some(()).ok_or(CertError::BadSignature)
     }
 
-    /// Screens a frame from the orders topic. Every order must be signed by the
-    /// certificate's member and keep the market rules (but replay: that needs the books). An
-    /// order refused without penalty (late: [`Penalty::Ignore`]) is skipped; one refused with
-    /// a penalty refuses the frame. A frame of late orders only is refused with the first
-    /// one's reason, so it is neither forwarded nor penalised.
-    /// Returns the orders on time, each with its digest, and the first late order's reason.
+    /// Screens a frame from the orders topic (see [`GossipValidator::check_orders`]).
     pub fn screen_orders(&mut self, data: &[u8], now: Timestamp) -> Result<ScreenedOrders, GossipReject> {
-        let frame = self.open_frame(data, MAX_ORDER_FRAME, now)?;
-        let member = frame.cert.body().member;
-        let orders = Self::decode_all::<Order>(&frame)?;
+        match self.screen(Topic::Orders, data, now)? {
+            Screened::Orders { orders, late } => Ok((orders, late)),
+            _ => Err(GossipReject::Malformed("not an order frame".into())),
+        }
+    }
+
+    /// Checks the orders of a frame. Every order must be signed by the certificate's member
+    /// and keep the market rules (but replay: that needs the books). An order refused without
+    /// penalty (late: [`Penalty::Ignore`]) is skipped; one refused with a penalty refuses the
+    /// frame. A frame of late orders only is refused with the first one's reason, so it is
+    /// neither forwarded nor penalised. Returns the orders on time, each with its digest, and
+    /// the first late order's reason.
+    fn check_orders(
+        &mut self,
+        cert: &Signed<MembershipCert>,
+        member: PublicKey,
+        orders: &[(Signed<Order>, Hash)],
+        now: Timestamp,
+    ) -> Result<ScreenedOrders, GossipReject> {
         if orders.iter().any(|(o, _)| *o.signer() != member) {
             return Err(GossipReject::NotMember);
         }
         let mut late = None;
         let mut on_time = Vec::with_capacity(orders.len());
         for (order, digest) in orders {
-            match check_order_terms(&self.community, self.skew_ms, &order, now).map_err(GossipReject::Rule) {
-                Ok(()) => on_time.push((order, digest)),
+            match check_order_terms(&self.community, self.skew_ms, order, now).map_err(GossipReject::Rule) {
+                Ok(()) => on_time.push((order.clone(), *digest)),
                 Err(reject) if reject.penalty() == Penalty::Ignore => {
                     late.get_or_insert(reject);
                 }
@@ -364,8 +416,24 @@ impl GossipValidator {
         if on_time.is_empty() {
             return Err(late.unwrap_or_else(|| GossipReject::Malformed("a frame without orders".into())));
         }
-        self.verify_cert(&frame)?;
+        self.verify_cert(cert)?;
         Ok((self.verify_all(on_time)?, late))
+    }
+
+    /// Screens a frame from the trades topic (see [`GossipValidator::check_trades`]).
+    pub fn screen_trades(&mut self, data: &[u8], now: Timestamp) -> Result<Vec<(Signed<Trade>, Hash)>, GossipReject> {
+        match self.screen(Topic::Trades, data, now)? {
+            Screened::Trades(trades) => Ok(trades),
+            _ => Err(GossipReject::Malformed("not a trade frame".into())),
+        }
+    }
+
+    /// Screens a frame from the heads topic (see [`GossipValidator::check_head`]).
+    pub fn screen_head(&mut self, data: &[u8], now: Timestamp) -> Result<Signed<TreeHead>, GossipReject> {
+        match self.screen(Topic::Heads, data, now)? {
+            Screened::Head(head) => Ok(*head),
+            _ => Err(GossipReject::Malformed("not a head frame".into())),
+        }
     }
 
     /// Screens a frame from the orders topic and inserts its orders into `books` (the two
@@ -380,63 +448,128 @@ impl GossipValidator {
         insert_screened(books, orders, late, now)
     }
 
-    /// Screens a frame from the trades topic: 1 to 16 trades announced by a party to each of
+    /// Checks a frame from the trades topic: 1 to 16 trades announced by a party to each of
     /// them, with both signatures, for this community, within the tariffs. One bad trade
     /// refuses the frame: an honest node announces only trades it agreed.
-    pub fn screen_trades(&mut self, data: &[u8], now: Timestamp) -> Result<Vec<(Signed<Trade>, Hash)>, GossipReject> {
-        let frame = self.open_frame(data, MAX_TRADE_FRAME, now)?;
-        let trades = Self::decode_all::<Trade>(&frame)?;
-        let announcer = frame.cert.body().member;
-        for (trade, _) in &trades {
+    fn check_trades(
+        &mut self,
+        cert: &Signed<MembershipCert>,
+        trades: &[(Signed<Trade>, Hash)],
+    ) -> Result<Vec<(Signed<Trade>, Hash)>, GossipReject> {
+        let announcer = cert.body().member;
+        for (trade, _) in trades {
             check_trade_terms(&self.community, trade, &announcer)?;
         }
-        self.verify_cert(&frame)?;
+        self.verify_cert(cert)?;
         // Both signatures: the maker's on the trade, the taker's on the request inside.
-        self.verify_all(trades)
+        self.verify_all(trades.to_vec())
     }
 
-    /// Screens a frame from the heads topic: a member's signed ledger tree head.
-    pub fn screen_head(&mut self, data: &[u8], now: Timestamp) -> Result<Signed<TreeHead>, GossipReject> {
-        let frame = self.open_frame(data, MAX_HEAD_FRAME, now)?;
-        let [message] = frame.messages.as_slice() else {
-            return Err(GossipReject::Malformed("a batch on a topic of single messages".into()));
-        };
-        let (head, digest) =
-            Signed::<TreeHead>::from_bytes_with_digest(message).map_err(|e| GossipReject::Malformed(e.to_string()))?;
-        if frame.cert.body().member != *head.signer() {
+    /// Checks a frame from the heads topic: a member's signed ledger tree head.
+    fn check_head(
+        &mut self,
+        cert: &Signed<MembershipCert>,
+        head: &Signed<TreeHead>,
+        digest: Hash,
+        now: Timestamp,
+    ) -> Result<Signed<TreeHead>, GossipReject> {
+        if cert.body().member != *head.signer() {
             return Err(GossipReject::NotMember);
         }
         if head.body().time.0 > now.0.saturating_add(self.skew_ms) {
             return Err(GossipReject::Rule(OrderReject::FromTheFuture(head.body().time.0 - now.0)));
         }
-        self.verify_cert(&frame)?;
-        self.verify_signed(&head, digest)?;
-        Ok(head)
+        self.verify_cert(cert)?;
+        self.verify_signed(head, digest)?;
+        Ok(head.clone())
     }
 
-    /// Screens a frame from the statements topic: 1 to 16 meter statements, each signed by
+    /// Checks a frame from the statements topic: 1 to 16 meter statements, each signed by
     /// the certificate's member, for this community, of an interval that has ended (give or
     /// take the clock skew) and no older than [`STATEMENT_MAX_AGE_MS`] (an older one is
     /// ignored without penalty: gossip can be slow), covering no more than the interval.
-    pub fn screen_statements(
+    fn check_statements(
         &mut self,
-        data: &[u8],
+        cert: &Signed<MembershipCert>,
+        statements: &[(Signed<MeterStatement>, Hash)],
         now: Timestamp,
-    ) -> Result<Vec<(Signed<MeterStatement>, Hash)>, GossipReject> {
-        let frame = self.open_frame(data, MAX_STATEMENT_FRAME, now)?;
-        let member = frame.cert.body().member;
-        let statements = Self::decode_all::<MeterStatement>(&frame)?;
-        for (statement, _) in &statements {
+    ) -> Result<Vec<Stated>, GossipReject> {
+        let member = cert.body().member;
+        for (statement, _) in statements {
             if *statement.signer() != member {
                 return Err(GossipReject::NotMember);
             }
             check_statement_terms(&self.community, self.skew_ms, statement.body(), now)?;
         }
-        self.verify_cert(&frame)?;
-        self.verify_all(statements)
+        self.verify_cert(cert)?;
+        let mut stated = Vec::with_capacity(statements.len());
+        for (statement, digest) in statements {
+            self.verify_signed(statement, *digest)?;
+            stated.push(Stated::of(statement, *digest));
+        }
+        Ok(stated)
     }
 }
 
+/// A gossip frame decoded from its bytes: size, framing, and each message's decoding and
+/// digest, the part of screening that needs neither the community nor the time. The nodes
+/// of one process (the simulator's) decode a frame they all receive once
+/// ([`GossipValidator::screen_decoded`]).
+#[derive(Debug)]
+pub struct DecodedFrame {
+    cert: Signed<MembershipCert>,
+    /// The messages, or why they do not decode (reported after the certificate's checks, as
+    /// a node screening the bytes itself would).
+    messages: Result<Messages, GossipReject>,
+}
+
+#[derive(Debug)]
+enum Messages {
+    Orders(Vec<(Signed<Order>, Hash)>),
+    Trades(Vec<(Signed<Trade>, Hash)>),
+    Head(Box<Signed<TreeHead>>, Hash),
+    Statements(Vec<(Signed<MeterStatement>, Hash)>),
+}
+
+/// The largest frame accepted on `topic`.
+fn max_frame(topic: Topic) -> usize {
+    match topic {
+        Topic::Orders => MAX_ORDER_FRAME,
+        Topic::Trades => MAX_TRADE_FRAME,
+        Topic::Heads => MAX_HEAD_FRAME,
+        Topic::Statements => MAX_STATEMENT_FRAME,
+    }
+}
+
+/// Decodes a frame that arrived on `topic` (see [`DecodedFrame`]).
+pub fn decode_frame(topic: Topic, data: &[u8]) -> Result<DecodedFrame, GossipReject> {
+    if data.len() > max_frame(topic) {
+        return Err(GossipReject::Oversized(data.len()));
+    }
+    let frame = GossipFrame::from_bytes(data).map_err(|e| GossipReject::Malformed(e.to_string()))?;
+    let messages = match topic {
+        Topic::Orders => decode_all(&frame).map(Messages::Orders),
+        Topic::Trades => decode_all(&frame).map(Messages::Trades),
+        Topic::Statements => decode_all(&frame).map(Messages::Statements),
+        Topic::Heads => match frame.messages.as_slice() {
+            [message] => Signed::<TreeHead>::from_bytes_with_digest(message)
+                .map(|(head, digest)| Messages::Head(Box::new(head), digest))
+                .map_err(|e| GossipReject::Malformed(e.to_string())),
+            _ => Err(GossipReject::Malformed("a batch on a topic of single messages".into())),
+        },
+    };
+    Ok(DecodedFrame { cert: frame.cert, messages })
+}
+
+/// The frame's messages, decoded, each with its digest (of the bytes as they came: the
+/// encoding is canonical, so nothing is encoded again to hash it).
+fn decode_all<T: Message>(frame: &GossipFrame) -> Result<Vec<(Signed<T>, Hash)>, GossipReject> {
+    frame
+        .messages
+        .iter()
+        .map(|m| Signed::<T>::from_bytes_with_digest(m).map_err(|e| GossipReject::Malformed(e.to_string())))
+        .collect()
+}
 /// Inserts screened orders into `books`, in the frame's order. A replay (the maker's newer
 /// order for the interval came first) is skipped like a late order; a frame whose every order
 /// was skipped is refused with the first reason, without penalty.

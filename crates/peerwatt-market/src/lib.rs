@@ -26,7 +26,10 @@ pub mod taker;
 pub mod trader;
 
 pub use book::{BookOrder, Books, Inserted, OrderReject, TAKING_SIDE, taking_order};
-pub use gossip::{GossipReject, GossipValidator, Penalty, STATEMENT_MAX_AGE_MS, Screened, Topic, insert_screened};
+pub use gossip::{
+    DecodedFrame, GossipReject, GossipValidator, Penalty, STATEMENT_MAX_AGE_MS, Screened, Stated, Topic, decode_frame,
+    insert_screened,
+};
 pub use maker::{Acceptance, Maker, Refusal, Reserved};
 pub use memo::VerifiedMemo;
 pub use statements::{Measured, Statements, Taken};

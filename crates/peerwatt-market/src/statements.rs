@@ -15,7 +15,7 @@ use peerwatt_core::{
     Community, CommunityId, Hash, IntervalId, MeterMethod, MeterStatement, NodeKey, PublicKey, Signed, Timestamp, Wh,
 };
 
-use crate::gossip::{GossipReject, STATEMENT_MAX_AGE_MS};
+use crate::gossip::{GossipReject, STATEMENT_MAX_AGE_MS, Stated};
 use crate::strategy::Observed;
 
 /// One closed interval as this node's meter measured it: what the node states.
@@ -85,13 +85,13 @@ pub struct Kept {
 }
 
 impl Kept {
-    fn of(statement: &MeterStatement, digest: Hash) -> Kept {
+    fn of(s: &Stated) -> Kept {
         Kept {
-            revision: statement.revision,
-            imported: statement.imported,
-            exported: statement.exported,
-            complete: statement.complete,
-            digest,
+            revision: s.revision,
+            imported: s.imported,
+            exported: s.exported,
+            complete: s.complete,
+            digest: s.digest,
         }
     }
 }
@@ -128,7 +128,8 @@ impl Statements {
     }
 
     /// The statement this node makes of `measured` at `now`: revision 0, or the next revision
-    /// if it stated the interval differently before; `None` if it stated the same already.
+    /// if it stated the interval differently before; `None` if it stated the same already, or
+    /// if the interval ended more than [`STATEMENT_MAX_AGE_MS`] ago.
     /// `pending`: its statement of the interval that is signed but not yet durable, if any
     /// (newer than the one kept here).
     pub fn own(
@@ -138,6 +139,12 @@ impl Statements {
         pending: Option<&Signed<MeterStatement>>,
         now: Timestamp,
     ) -> Option<Signed<MeterStatement>> {
+        // Past the window every member refuses it, and this node's own earlier statement of
+        // it is no longer kept to number a correction after.
+        let end = (measured.interval.0 + 1).saturating_mul(self.interval_ms);
+        if now.0.saturating_sub(end) > STATEMENT_MAX_AGE_MS {
+            return None;
+        }
         let latest = pending.or_else(|| self.own.get(&measured.interval));
         if latest.is_some_and(|s| measured.same_as(s.body())) {
             return None;
@@ -160,21 +167,20 @@ impl Statements {
     /// Takes a member's verified statement: kept if it is the first of its interval or a newer
     /// revision; refused if it is not newer, or is a second, different statement of the
     /// revision held.
-    pub fn insert(&mut self, statement: &Signed<MeterStatement>, digest: Hash) -> Result<Taken, GossipReject> {
-        let body = statement.body();
-        let members = self.by_interval.entry(body.interval).or_default();
-        let Some(held) = members.get_mut(statement.signer()) else {
-            members.insert(*statement.signer(), Kept::of(body, digest));
+    pub fn insert(&mut self, stated: &Stated) -> Result<Taken, GossipReject> {
+        let members = self.by_interval.entry(stated.interval).or_default();
+        let Some(held) = members.get_mut(&stated.member) else {
+            members.insert(stated.member, Kept::of(stated));
             return Ok(Taken::New);
         };
-        if body.revision == held.revision && digest != held.digest {
-            return Err(GossipReject::Equivocation(body.revision));
+        if stated.revision == held.revision && stated.digest != held.digest {
+            return Err(GossipReject::Equivocation(stated.revision));
         }
-        if body.revision <= held.revision {
-            return Err(GossipReject::Superseded { revision: body.revision, held: held.revision });
+        if stated.revision <= held.revision {
+            return Err(GossipReject::Superseded { revision: stated.revision, held: held.revision });
         }
         let superseded = held.revision;
-        *held = Kept::of(body, digest);
+        *held = Kept::of(stated);
         Ok(Taken::Superseded(superseded))
     }
 
@@ -185,7 +191,7 @@ impl Statements {
         if self.own.get(&body.interval).is_some_and(|held| held.body().revision >= body.revision) {
             return;
         }
-        let _ = self.insert(&statement, statement.digest());
+        let _ = self.insert(&Stated::of(&statement, statement.digest()));
         self.own.insert(body.interval, statement);
     }
 
@@ -245,7 +251,7 @@ mod tests {
     }
 
     fn store(s: &mut Statements, st: Signed<MeterStatement>) -> Result<Taken, GossipReject> {
-        s.insert(&st, st.digest())
+        s.insert(&Stated::of(&st, st.digest()))
     }
 
     #[test]
@@ -281,6 +287,15 @@ mod tests {
         assert_eq!(s.get(&key.public(), IntervalId(100)).unwrap().digest, r0.digest(), "the first is kept");
         assert_eq!(store(&mut s, r1), Ok(Taken::Superseded(0)));
         assert_eq!(store(&mut s, r0), Err(GossipReject::Superseded { revision: 0, held: 1 }));
+    }
+
+    #[test]
+    fn an_interval_past_the_window_is_not_stated() {
+        let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
+        let s = Statements::new(&c);
+        let end = c.interval.start(IntervalId(101)).0;
+        assert!(s.own(&key, &measured(1), None, Timestamp(end + STATEMENT_MAX_AGE_MS)).is_some());
+        assert!(s.own(&key, &measured(1), None, Timestamp(end + STATEMENT_MAX_AGE_MS + 1)).is_none());
     }
 
     #[test]

@@ -376,7 +376,9 @@ fn meter_statements_are_screened_by_name_and_penalty() {
 
     let good = statement(&member, ended, 0, 900_000);
     let screened = screen(&mut validator, statement_frame(cert(&member), &[&good])).unwrap();
-    assert!(matches!(screened, Screened::Statements(ref s) if s.len() == 1 && s[0].0 == good));
+    assert!(
+        matches!(screened, Screened::Statements(ref s) if s.len() == 1 && s[0] == Stated::of(&good, good.digest()))
+    );
 
     let cases: Vec<(Vec<u8>, &str, Penalty)> = vec![
         (statement_frame(cert(&member), &[&statement(&member, running, 0, 0)]), "from_the_future", Penalty::Reject),

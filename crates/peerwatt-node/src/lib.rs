@@ -35,6 +35,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{FileError, NodeConfig};
+pub use screen::FrameCache;
 pub use state::{State, StateError};
 pub use status::{Counters, Status};
 pub use topics::{NodeCommand, NodeEvent, Topics};
@@ -134,6 +135,8 @@ pub struct Shared {
     /// The in-process network the nodes of the process trade over instead of libp2p (see
     /// [`peerwatt_net::inproc`]).
     pub network: Option<Arc<peerwatt_net::Hub>>,
+    /// Gossip frames decoded once for all the nodes of the process (see [`FrameCache`]).
+    pub frames: Option<Arc<FrameCache>>,
 }
 
 /// Starts a node from its configuration, with `clock` as its only source of time.
@@ -222,8 +225,13 @@ pub async fn start_with_store<S: Store + 'static>(
         Trader::new(key, community.clone(), cert.clone(), forecaster, trader_cfg, next_request, shared.verified);
     let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
     trader.restate(recent);
-    let screen =
-        screen::Screen { validator: trader.screener(), topics: topics.clone(), clock: clock.clone(), net: net.clone() };
+    let screen = screen::Screen {
+        validator: trader.screener(),
+        topics: topics.clone(),
+        clock: clock.clone(),
+        net: net.clone(),
+        frames: shared.frames.clone(),
+    };
     let inbound = screen::spawn(screen, net_events, event_queue);
 
     let (command_tx, command_rx) = mpsc::channel(256);

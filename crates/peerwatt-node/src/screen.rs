@@ -10,10 +10,12 @@
 //! community of a thousand members gossips a few hundred frames a second at its busiest. The
 //! worker runs on the runtime's other threads while the actor works.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use peerwatt_core::Clock;
-use peerwatt_market::{GossipReject, GossipValidator, Penalty, Screened};
+use peerwatt_market::{DecodedFrame, GossipReject, GossipValidator, Penalty, Screened, Topic, decode_frame};
 use peerwatt_net::{Event, Network, PeerId, Verdict};
 use tokio::sync::mpsc;
 
@@ -51,6 +53,53 @@ pub(crate) struct Screen<N: Network> {
     pub clock: Arc<dyn Clock>,
     /// Where the verdicts go.
     pub net: N,
+    /// Frames decoded once for the nodes of the process, if they share them.
+    pub frames: Option<Arc<FrameCache>>,
+}
+
+/// Gossip frames decoded once for all the nodes of one process (the simulator's): the
+/// in-process network hands every receiver the same bytes of a frame, and decoding and
+/// hashing them once per receiver (499 times in a 500-household street) measured the
+/// co-location, not the protocol; the same reason as the shared memo of verified signatures
+/// (docs/decisions/0045-simulator-shares-signature-checks.md). Every receiver still makes every
+/// check of its own on the decoded frame ([`GossipValidator::screen_decoded`]). Keyed by the
+/// address and length of the bytes and the topic; an entry holds a reference to its bytes, so
+/// the address is not reused while the entry is kept. Bounded: two generations of at most
+/// `capacity` frames.
+#[derive(Debug)]
+pub struct FrameCache {
+    capacity: usize,
+    generations: Mutex<[HashMap<FrameKey, Cached>; 2]>,
+}
+
+type FrameKey = (usize, usize, Topic);
+type Cached = (Bytes, Arc<Result<DecodedFrame, GossipReject>>);
+
+impl Default for FrameCache {
+    fn default() -> FrameCache {
+        FrameCache { capacity: 4096, generations: Mutex::new([HashMap::new(), HashMap::new()]) }
+    }
+}
+
+impl FrameCache {
+    /// The frame `data` decoded for `topic`: from the cache, or decoded now and kept.
+    pub fn decode(&self, topic: Topic, data: &Bytes) -> Arc<Result<DecodedFrame, GossipReject>> {
+        let key = (data.as_ptr() as usize, data.len(), topic);
+        let found = {
+            let g = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+            g[0].get(&key).or_else(|| g[1].get(&key)).map(|(_, d)| Arc::clone(d))
+        };
+        if let Some(decoded) = found {
+            return decoded;
+        }
+        let decoded = Arc::new(decode_frame(topic, data));
+        let mut g = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+        if g[0].len() >= self.capacity {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(key, (data.clone(), Arc::clone(&decoded)));
+        decoded
+    }
 }
 
 /// At most this many events are screened and handed to the actor together.
@@ -105,10 +154,17 @@ impl<N: Network> Screen<N> {
         }
     }
 
-    fn screen(&mut self, topic: &str, data: &[u8]) -> Result<Screened, GossipReject> {
+    fn screen(&mut self, topic: &str, data: &Bytes) -> Result<Screened, GossipReject> {
         let topic =
             self.topics.topic(topic).ok_or_else(|| GossipReject::Malformed(format!("unknown topic {topic}")))?;
-        self.validator.screen(topic, data, self.clock.now())
+        let now = self.clock.now();
+        match &self.frames {
+            Some(frames) => match &*frames.decode(topic, data) {
+                Ok(frame) => self.validator.screen_decoded(topic, frame, now),
+                Err(reject) => Err(reject.clone()),
+            },
+            None => self.validator.screen(topic, data, now),
+        }
     }
 }
 
@@ -188,7 +244,7 @@ mod tests {
         let me = keypair_of(&NodeKey::from_seed(&[1; 32])).unwrap().public().to_peer_id();
         let (net, _) = peerwatt_net::spawn_in_process(&hub, me, topics.all());
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
-        let screen = Screen { validator: GossipValidator::new(community), topics, clock, net };
+        let screen = Screen { validator: GossipValidator::new(community), topics, clock, net, frames: None };
         let (events, rx) = mpsc::channel(8 * BATCH);
         let caller = keypair_of(&NodeKey::from_seed(&[2; 32])).unwrap().public().to_peer_id();
         for _ in 0..2 * BATCH {
@@ -209,6 +265,41 @@ mod tests {
         assert!(batch.iter().all(|g| matches!(g.result, Err(GossipReject::Malformed(_)))));
     }
 
+    /// The nodes of a process decode a frame once: the same bytes give the same decoding,
+    /// other bytes (even equal ones, as libp2p delivers them) their own, and each receiver's
+    /// own checks still judge it.
+    #[test]
+    fn a_shared_frame_is_decoded_once_and_still_judged_by_each_receiver() {
+        let (community, admin) = bench_community();
+        let member = NodeKey::from_seed(&[1; 32]);
+        let cert = Signed::sign(
+            &admin,
+            MembershipCert {
+                community: community.id,
+                member: member.public(),
+                name: "a".into(),
+                zone: "z".into(),
+                valid_from: Timestamp(0),
+                valid_until: Timestamp(1_000),
+            },
+        );
+        let head = Signed::sign(
+            &member,
+            peerwatt_core::TreeHead { size: 1, root: peerwatt_core::Hash([1; 32]), time: Timestamp(500) },
+        );
+        let data = bytes::Bytes::from(GossipFrame::single(cert, head.to_bytes()).to_bytes());
+        let cache = FrameCache::default();
+        let first = cache.decode(Topic::Heads, &data);
+        assert!(Arc::ptr_eq(&first, &cache.decode(Topic::Heads, &data.clone())), "decoded once");
+        let copy = bytes::Bytes::from(data.to_vec());
+        assert!(!Arc::ptr_eq(&first, &cache.decode(Topic::Heads, &copy)), "other bytes, their own decoding");
+        let frame = first.as_ref().as_ref().unwrap();
+        let mut validator = GossipValidator::new(community);
+        assert!(validator.screen_decoded(Topic::Heads, frame, Timestamp(600)).is_ok());
+        let expired = validator.screen_decoded(Topic::Heads, frame, Timestamp(1_000)).unwrap_err();
+        assert_eq!(expired.name(), "certificate_not_valid", "each receiver checks the time itself");
+    }
+
     /// A line of three real libp2p nodes, A - B - C: B's actor never reads anything, and
     /// still a valid order from A reaches C (B's screen gave the verdict), while a forged one
     /// is not forwarded.
@@ -227,7 +318,7 @@ mod tests {
         assert!(community.is_open(interval, now));
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
         let validator = GossipValidator::new(community.clone());
-        let screen = Screen { validator, topics: topics.clone(), clock, net: b.clone() };
+        let screen = Screen { validator, topics: topics.clone(), clock, net: b.clone(), frames: None };
         // The actor's queue is never read.
         let _stalled_actor = spawn(screen, b_events, 4 * BATCH);
 

@@ -18,7 +18,7 @@ async fn two_nodes_trade_on_memory_ledgers_over_the_in_process_network() {
     let dir = tempfile::tempdir().unwrap();
     let (community, configs) = community_of(dir.path(), 2).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let shared = Shared { network: Some(Hub::new(InProcessConfig::default())), verified: None };
+    let shared = Shared { network: Some(Hub::new(InProcessConfig::default())), ..Shared::default() };
     let stores = [Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new())];
     let maker = start_with_store(&configs[0], clock.clone(), shared.clone(), stores[0].clone()).await.unwrap();
     let taker = start_with_store(&configs[1], clock.clone(), shared, stores[1].clone()).await.unwrap();

@@ -15,7 +15,7 @@ use peerwatt_meter::{MeterConfig, RoleConfig};
 use peerwatt_net::{Hub, InProcessConfig};
 use peerwatt_node::config::{Forecast, MarketSection, NetworkSection};
 use peerwatt_node::provision::{self, MemberSpec, Provisioned};
-use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Shared};
+use peerwatt_node::{FrameCache, NodeConfig, NodeEvent, RunningNode, Shared};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -328,7 +328,11 @@ fn shared_of(s: &Scenario) -> Shared {
             ..InProcessConfig::default()
         })
     });
-    Shared { verified: s.share_verified_signatures.then(|| Arc::new(VerifiedMemo::default())), network }
+    Shared {
+        verified: s.share_verified_signatures.then(|| Arc::new(VerifiedMemo::default())),
+        frames: s.share_verified_signatures.then(|| Arc::new(FrameCache::default())),
+        network,
+    }
 }
 
 /// Starts one node per household on `clock`, and a feed of the trades they record.

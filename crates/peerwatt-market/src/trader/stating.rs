@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use peerwatt_core::{Hash, IntervalId, MeterStatement, Signed, Timestamp};
+use peerwatt_core::{IntervalId, MeterStatement, Signed, Timestamp};
 
 use super::{Topic, Trader, phase_offset};
-use crate::gossip::GossipReject;
+use crate::gossip::{GossipReject, Stated};
 use crate::statements::{Measured, Statements, Taken};
 
 /// How often a node states (and gossips) the intervals its meter closed since the last time,
@@ -103,14 +103,11 @@ impl Trader {
 
     /// Members' statements that passed the screen: each kept if it is new or a correction.
     /// `Err` with the first refusal if none was kept.
-    pub(super) fn on_statements(
-        &mut self,
-        statements: Vec<(Signed<MeterStatement>, Hash)>,
-    ) -> Result<(), GossipReject> {
+    pub(super) fn on_statements(&mut self, statements: Vec<Stated>) -> Result<(), GossipReject> {
         let mut first_refusal = None;
         let mut kept = 0;
-        for (statement, digest) in statements {
-            match self.statements.insert(&statement, digest) {
+        for stated in &statements {
+            match self.statements.insert(stated) {
                 Ok(Taken::New) => kept += 1,
                 Ok(Taken::Superseded(_)) => {
                     kept += 1;
