@@ -177,11 +177,15 @@ pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
                 "interval {}{}: imported {}, exported {}, {} from {}{}",
                 b.interval,
                 if b.revision > 0 { format!(" (correction {})", b.revision) } else { String::new() },
-                b.imported,
-                b.exported,
-                b.method.name(),
-                b.format,
-                if b.complete { String::new() } else { format!(" (incomplete: {} ms covered)", b.covered_ms) }
+                b.figures.imported,
+                b.figures.exported,
+                b.figures.method.name(),
+                b.figures.format,
+                if b.figures.complete {
+                    String::new()
+                } else {
+                    format!(" (incomplete: {} ms covered)", b.figures.covered_ms)
+                }
             )
         }),
         EntryKind::WitnessedHead => Signed::<TreeHead>::from_bytes(payload)

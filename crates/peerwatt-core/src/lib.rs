@@ -20,8 +20,8 @@ pub use envelope::{EnvelopeError, Kind, Message, Signed, VerifiedDecodeError};
 pub use hash::Hash;
 pub use keys::{NodeKey, PublicKey, Signature};
 pub use messages::{
-    CommunityId, EntryKind, GossipFrame, LedgerEntry, MembershipCert, MeterMethod, MeterStatement, Order, Side, Trade,
-    TradeRequest, TreeHead,
+    CommunityId, EntryKind, GossipFrame, LedgerEntry, MembershipCert, MeterFigures, MeterMethod, MeterStatement, Order,
+    Side, Trade, TradeRequest, TreeHead,
 };
 pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
 pub use units::{Money, Price, UnitsError, W, Wh};

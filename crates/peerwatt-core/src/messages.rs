@@ -320,17 +320,9 @@ impl Decode for MeterMethod {
     }
 }
 
-/// What a node's meter measured in one settlement interval, signed by the node. A node states
-/// each interval once; a later correction is a new statement with a higher `revision`, which
-/// supersedes the earlier ones.
+/// What a meter measured in one interval: the figures a meter statement states.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterStatement {
-    /// The community.
-    pub community: CommunityId,
-    /// The interval measured.
-    pub interval: IntervalId,
-    /// 0 for the first statement of the interval; each correction counts up.
-    pub revision: u32,
+pub struct MeterFigures {
     /// Energy imported from the grid during the interval.
     pub imported: Wh,
     /// Energy exported to the grid during the interval.
@@ -344,22 +336,52 @@ pub struct MeterStatement {
     /// The meter payload format the readings came in (e.g. `tasmota`; at most
     /// [`MAX_FORMAT_LEN`] bytes).
     pub format: String,
+}
+
+impl Encode for MeterFigures {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.imported)
+            .put(&self.exported)
+            .u32(self.covered_ms)
+            .bool(self.complete)
+            .put(&self.method)
+            .str(&self.format);
+    }
+}
+
+impl Decode for MeterFigures {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(MeterFigures {
+            imported: r.get()?,
+            exported: r.get()?,
+            covered_ms: r.u32("covered ms")?,
+            complete: r.bool("complete")?,
+            method: r.get()?,
+            format: r.str(MAX_FORMAT_LEN, "meter format")?.to_owned(),
+        })
+    }
+}
+
+/// What a node's meter measured in one settlement interval, signed by the node. A node states
+/// each interval once; a later correction is a new statement with a higher `revision`, which
+/// supersedes the earlier ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterStatement {
+    /// The community.
+    pub community: CommunityId,
+    /// The interval measured.
+    pub interval: IntervalId,
+    /// 0 for the first statement of the interval; each correction counts up.
+    pub revision: u32,
+    /// What the meter measured.
+    pub figures: MeterFigures,
     /// When the statement was made.
     pub created_at: Timestamp,
 }
 
 impl Encode for MeterStatement {
     fn encode(&self, w: &mut Writer) {
-        w.put(&self.community)
-            .put(&self.interval)
-            .u32(self.revision)
-            .put(&self.imported)
-            .put(&self.exported)
-            .u32(self.covered_ms)
-            .bool(self.complete)
-            .put(&self.method)
-            .str(&self.format)
-            .put(&self.created_at);
+        w.put(&self.community).put(&self.interval).u32(self.revision).put(&self.figures).put(&self.created_at);
     }
 }
 
@@ -369,12 +391,7 @@ impl Decode for MeterStatement {
             community: r.get()?,
             interval: r.get()?,
             revision: r.u32("revision")?,
-            imported: r.get()?,
-            exported: r.get()?,
-            covered_ms: r.u32("covered ms")?,
-            complete: r.bool("complete")?,
-            method: r.get()?,
-            format: r.str(MAX_FORMAT_LEN, "meter format")?.to_owned(),
+            figures: r.get()?,
             created_at: r.get()?,
         })
     }

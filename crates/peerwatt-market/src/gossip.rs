@@ -189,8 +189,9 @@ pub enum Screened {
 /// receiver was most of the cost of statements in a 500-member street).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stated {
-    /// The signer.
-    pub member: PublicKey,
+    /// The signer's key bytes (32 bytes; a `PublicKey` holds its decompressed point too, six
+    /// times the size, in every statement of every frame every member keeps).
+    pub member: [u8; 32],
     /// The interval.
     pub interval: IntervalId,
     /// The revision.
@@ -210,12 +211,12 @@ impl Stated {
     pub fn of(statement: &Signed<MeterStatement>, digest: Hash) -> Stated {
         let b = statement.body();
         Stated {
-            member: *statement.signer(),
+            member: statement.signer().to_bytes(),
             interval: b.interval,
             revision: b.revision,
-            imported: b.imported,
-            exported: b.exported,
-            complete: b.complete,
+            imported: b.figures.imported,
+            exported: b.figures.exported,
+            complete: b.figures.complete,
             digest,
         }
     }
@@ -638,10 +639,10 @@ pub fn check_statement_terms(
     if now.0.saturating_sub(end) > STATEMENT_MAX_AGE_MS {
         return Err(GossipReject::Rule(OrderReject::Expired));
     }
-    if u64::from(statement.covered_ms) > community.interval.millis() {
+    if u64::from(statement.figures.covered_ms) > community.interval.millis() {
         return Err(GossipReject::Malformed(format!(
             "{} ms covered in an interval of {} ms",
-            statement.covered_ms,
+            statement.figures.covered_ms,
             community.interval.millis()
         )));
     }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use peerwatt_core::{
-    Community, CommunityId, Hash, IntervalId, MeterMethod, MeterStatement, NodeKey, PublicKey, Signed, Timestamp, Wh,
+    Community, CommunityId, Hash, IntervalId, MeterFigures, MeterStatement, NodeKey, PublicKey, Signed, Timestamp, Wh,
 };
 
 use crate::gossip::{GossipReject, STATEMENT_MAX_AGE_MS, Stated};
@@ -23,47 +23,20 @@ use crate::strategy::Observed;
 pub struct Measured {
     /// The interval.
     pub interval: IntervalId,
-    /// Imported from the grid.
-    pub imported: Wh,
-    /// Exported to the grid.
-    pub exported: Wh,
-    /// Milliseconds covered by readings (of the least-covered channel).
-    pub covered_ms: u32,
-    /// Whether the readings covered the whole interval.
-    pub complete: bool,
-    /// Counters or power.
-    pub method: MeterMethod,
-    /// The meter's payload format.
-    pub format: String,
+    /// What the meter measured.
+    pub figures: MeterFigures,
 }
 
 impl Measured {
     /// What the forecaster learns from it.
     pub fn observed(&self) -> Observed {
-        Observed { interval: self.interval, imported: self.imported, exported: self.exported, complete: self.complete }
+        let f = &self.figures;
+        Observed { interval: self.interval, imported: f.imported, exported: f.exported, complete: f.complete }
     }
 
     /// The figures `statement` states (to state them again after its write failed).
     pub fn stated_in(statement: &MeterStatement) -> Measured {
-        Measured {
-            interval: statement.interval,
-            imported: statement.imported,
-            exported: statement.exported,
-            covered_ms: statement.covered_ms,
-            complete: statement.complete,
-            method: statement.method,
-            format: statement.format.clone(),
-        }
-    }
-
-    /// Whether `statement` states the same figures.
-    fn same_as(&self, statement: &MeterStatement) -> bool {
-        statement.imported == self.imported
-            && statement.exported == self.exported
-            && statement.covered_ms == self.covered_ms
-            && statement.complete == self.complete
-            && statement.method == self.method
-            && statement.format == self.format
+        Measured { interval: statement.interval, figures: statement.figures.clone() }
     }
 }
 
@@ -111,7 +84,7 @@ pub struct Statements {
     community: CommunityId,
     interval_ms: u64,
     /// Per interval, per member (this node included), the latest revision.
-    by_interval: BTreeMap<IntervalId, HashMap<PublicKey, Kept>>,
+    by_interval: BTreeMap<IntervalId, HashMap<[u8; 32], Kept>>,
     /// This node's own latest statements, whole (to number and compare its corrections).
     own: BTreeMap<IntervalId, Signed<MeterStatement>>,
 }
@@ -146,19 +119,14 @@ impl Statements {
             return None;
         }
         let latest = pending.or_else(|| self.own.get(&measured.interval));
-        if latest.is_some_and(|s| measured.same_as(s.body())) {
+        if latest.is_some_and(|s| s.body().figures == measured.figures) {
             return None;
         }
         let statement = MeterStatement {
             community: self.community,
             interval: measured.interval,
             revision: latest.map_or(0, |s| s.body().revision.saturating_add(1)),
-            imported: measured.imported,
-            exported: measured.exported,
-            covered_ms: measured.covered_ms,
-            complete: measured.complete,
-            method: measured.method,
-            format: measured.format.clone(),
+            figures: measured.figures.clone(),
             created_at: now,
         };
         Some(Signed::sign(key, statement))
@@ -202,7 +170,7 @@ impl Statements {
 
     /// The latest statement of `member` for `interval`, if one is kept.
     pub fn get(&self, member: &PublicKey, interval: IntervalId) -> Option<&Kept> {
-        self.by_interval.get(&interval).and_then(|m| m.get(member))
+        self.by_interval.get(&interval).and_then(|m| m.get(&member.to_bytes()))
     }
 
     /// Every member's latest statement of `interval`.
@@ -236,18 +204,10 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a test panics to fail
 
     use super::*;
-    use crate::trader::testkit::community;
+    use crate::trader::testkit::{self, community};
 
     fn measured(imported: u64) -> Measured {
-        Measured {
-            interval: IntervalId(100),
-            imported: Wh(imported),
-            exported: Wh(0),
-            covered_ms: 900_000,
-            complete: true,
-            method: MeterMethod::Counters,
-            format: "tasmota".into(),
-        }
+        testkit::measured(IntervalId(100), imported)
     }
 
     fn store(s: &mut Statements, st: Signed<MeterStatement>) -> Result<Taken, GossipReject> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, MeterMethod, Signed};
+use peerwatt_core::{Clock, Community, Encode, GossipFrame, Hash, MembershipCert, MeterFigures, MeterMethod, Signed};
 use peerwatt_ledger::Store;
 use peerwatt_market::{
     CallId, CommandId, Effect, GossipReject, Input, Measured, Penalty, ReplyTo, Screened, Topic, Trader,
@@ -502,8 +502,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
 
 /// A closed meter interval as the node states it; `format`: the grid meter's payload format.
 pub(crate) fn measured(t: &IntervalTotals, format: &str) -> Measured {
-    Measured {
-        interval: t.interval,
+    let figures = MeterFigures {
         imported: t.imported,
         exported: t.exported,
         // An interval is at most a day: 86,400,000 ms fit.
@@ -514,7 +513,8 @@ pub(crate) fn measured(t: &IntervalTotals, format: &str) -> Measured {
             Source::Power => MeterMethod::Power,
         },
         format: format.to_owned(),
-    }
+    };
+    Measured { interval: t.interval, figures }
 }
 
 /// A closed meter interval as the forecaster sees it.

@@ -220,6 +220,24 @@ mod tests {
         }
     }
 
+    /// The admin's certificate for `member`, valid from 0 until `until`.
+    fn cert_of(
+        admin: &NodeKey,
+        community: &peerwatt_core::Community,
+        member: &NodeKey,
+        until: Timestamp,
+    ) -> Signed<MembershipCert> {
+        let body = MembershipCert {
+            community: community.id,
+            member: member.public(),
+            name: "a".into(),
+            zone: "z".into(),
+            valid_from: Timestamp(0),
+            valid_until: until,
+        };
+        Signed::sign(admin, body)
+    }
+
     /// The next gossip message on `events`, within 20 s.
     async fn next_gossip(events: &mut mpsc::Receiver<Event>) -> Vec<u8> {
         tokio::time::timeout(Duration::from_secs(20), async {
@@ -272,17 +290,7 @@ mod tests {
     fn a_shared_frame_is_decoded_once_and_still_judged_by_each_receiver() {
         let (community, admin) = bench_community();
         let member = NodeKey::from_seed(&[1; 32]);
-        let cert = Signed::sign(
-            &admin,
-            MembershipCert {
-                community: community.id,
-                member: member.public(),
-                name: "a".into(),
-                zone: "z".into(),
-                valid_from: Timestamp(0),
-                valid_until: Timestamp(1_000),
-            },
-        );
+        let cert = cert_of(&admin, &community, &member, Timestamp(1_000));
         let head = Signed::sign(
             &member,
             peerwatt_core::TreeHead { size: 1, root: peerwatt_core::Hash([1; 32]), time: Timestamp(500) },
@@ -330,17 +338,7 @@ mod tests {
         }
 
         let member = NodeKey::from_seed(&[1; 32]);
-        let cert = Signed::sign(
-            &admin,
-            MembershipCert {
-                community: community.id,
-                member: member.public(),
-                name: "a".into(),
-                zone: "z".into(),
-                valid_from: Timestamp(0),
-                valid_until: Timestamp(u64::MAX),
-            },
-        );
+        let cert = cert_of(&admin, &community, &member, Timestamp(u64::MAX));
         let order = |seq| {
             Signed::sign(
                 &member,

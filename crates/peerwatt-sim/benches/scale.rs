@@ -78,7 +78,11 @@ fn main() {
         report.intervals.len()
     );
     println!("  orders published     {}", report.ledgers.orders_published);
-    println!("  market efficiency    {}", peerwatt_sim::report::percent(c.efficiency_bp));
+    println!(
+        "  market efficiency    {} ({} basis points)",
+        peerwatt_sim::report::percent(c.efficiency_bp),
+        c.efficiency_bp
+    );
     println!(
         "  ledgers verified     {} of {}",
         report.ledgers.nodes.iter().filter(|n| n.problem.is_none()).count(),

@@ -191,9 +191,9 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
                     let seen = StatementSeen {
                         interval: s.interval,
                         revision: s.revision,
-                        imported: s.imported,
-                        exported: s.exported,
-                        complete: s.complete,
+                        imported: s.figures.imported,
+                        exported: s.figures.exported,
+                        complete: s.figures.complete,
                     };
                     let latest = statements.entry(s.interval).or_insert(seen);
                     if seen.revision > latest.revision {

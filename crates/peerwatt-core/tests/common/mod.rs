@@ -99,12 +99,14 @@ pub fn meter_statement() -> MeterStatement {
         community: community(),
         interval: INTERVAL,
         revision: 0,
-        imported: Wh(120),
-        exported: Wh(640),
-        covered_ms: 900_000,
-        complete: true,
-        method: MeterMethod::Counters,
-        format: "tasmota".into(),
+        figures: MeterFigures {
+            imported: Wh(120),
+            exported: Wh(640),
+            covered_ms: 900_000,
+            complete: true,
+            method: MeterMethod::Counters,
+            format: "tasmota".into(),
+        },
         created_at: Timestamp(T0.0 + 905_000),
     }
 }

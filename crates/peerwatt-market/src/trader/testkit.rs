@@ -21,6 +21,20 @@ pub const START: u64 = 1_717_243_200_000;
 /// An interval open for trading at the street's first moment.
 pub const I: IntervalId = IntervalId(START / 900_000);
 
+/// A closed interval as a meter measured it: `imported` Wh, nothing exported, every
+/// millisecond of a 15-minute interval covered, from counters of a Tasmota meter.
+pub fn measured(interval: IntervalId, imported: u64) -> crate::statements::Measured {
+    let figures = peerwatt_core::MeterFigures {
+        imported: Wh(imported),
+        exported: Wh(0),
+        covered_ms: 900_000,
+        complete: true,
+        method: peerwatt_core::MeterMethod::Counters,
+        format: "tasmota".into(),
+    };
+    crate::statements::Measured { interval, figures }
+}
+
 /// The street's community.
 pub fn community() -> Community {
     community_named(&admin(), "Street")

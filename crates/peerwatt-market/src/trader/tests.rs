@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use peerwatt_core::{Decode, EntryKind, GossipFrame, IntervalId, MeterMethod, MeterStatement, Order, Side, Signed, Wh};
+use peerwatt_core::{Decode, EntryKind, GossipFrame, IntervalId, MeterStatement, Order, Side, Signed, Wh};
 
-use super::testkit::{I, Msg, Street};
+use super::testkit::{I, Msg, Street, measured};
 use super::{Effect, Input, STATEMENT_GOSSIP_MS, Stage, Topic};
-use crate::statements::Measured;
 
 /// Delivers every message in the queue that `pick` chooses, in order, until none is left.
 fn deliver_where(street: &mut Street, pick: impl Fn(&Msg) -> bool) {
@@ -207,16 +206,7 @@ fn a_draining_node_cancels_its_orders_and_refuses_requests() {
 
 /// House `n`'s meter closes `interval` with `imported` Wh.
 fn meter_closes(street: &mut Street, n: usize, interval: IntervalId, imported: u64) {
-    let measured = Measured {
-        interval,
-        imported: Wh(imported),
-        exported: Wh(0),
-        covered_ms: 900_000,
-        complete: true,
-        method: MeterMethod::Counters,
-        format: "tasmota".into(),
-    };
-    street.input(n, Input::Meter(measured));
+    street.input(n, Input::Meter(measured(interval, imported)));
 }
 
 /// The statements in the gossip frames waiting in the queue for house `to`.
@@ -269,7 +259,10 @@ fn a_closed_interval_is_stated_in_the_next_slot_and_gossiped_once_durable() {
     street.flush(0);
     let sent = gossiped_statements(&street, 1);
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].body().interval, sent[0].body().revision, sent[0].body().imported), (CLOSED, 0, Wh(120)));
+    assert_eq!(
+        (sent[0].body().interval, sent[0].body().revision, sent[0].body().figures.imported),
+        (CLOSED, 0, Wh(120))
+    );
     assert_eq!(statements_in_ledger(&street, 0), sent, "what is gossiped is what the ledger holds");
     deliver_where(&mut street, is_gossip);
     let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).copied();
@@ -321,7 +314,7 @@ fn a_statement_whose_write_failed_is_stated_again_in_the_next_slot() {
     street.flush(0);
     let stated = statements_in_ledger(&street, 0);
     assert_eq!(stated.len(), 1, "stated again, once");
-    assert_eq!((stated[0].body().revision, stated[0].body().imported), (0, Wh(120)));
+    assert_eq!((stated[0].body().revision, stated[0].body().figures.imported), (0, Wh(120)));
 }
 
 #[test]
@@ -345,15 +338,7 @@ fn an_interval_closed_before_a_crash_and_offered_again_is_stated_once() {
     meter_closes(&mut street, 0, next, 70);
     street.crash(0, false); // `next` waited for the slot: not in the ledger
     street.start(0);
-    let history = [(CLOSED, 120), (next, 70)].map(|(interval, imported)| Measured {
-        interval,
-        imported: Wh(imported),
-        exported: Wh(0),
-        covered_ms: 900_000,
-        complete: true,
-        method: MeterMethod::Counters,
-        format: "tasmota".into(),
-    });
+    let history = [measured(CLOSED, 120), measured(next, 70)];
     street.houses[0].trader.as_mut().unwrap().restate(history);
     street.tick(0);
     statement_slot(&mut street, 0);
