@@ -126,6 +126,7 @@ fn init(args: &InitArgs) -> Result<ExitCode, Failure> {
         feed_in: Price(args.feed_in),
         retail: Price(args.retail),
         bootstrap: args.bootstrap.clone(),
+        sharing: peerwatt_core::Sharing::default(),
     };
     community.check().hint("adjust the options; `peerwatt community init --help` lists them")?;
     admin.save(&key_path).hint("check that the directory is writable")?;

@@ -36,6 +36,29 @@ pub struct Community {
     pub retail: Price,
     /// Multiaddresses of nodes to connect to first.
     pub bootstrap: Vec<String>,
+    /// How what the members' contracts missed is shared after each interval.
+    pub sharing: Sharing,
+}
+
+/// How a community shares, after an interval, the export and import its members' contracts
+/// did not cover (docs/settlement.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// Not at all: it is the grid's, at its tariffs.
+    Off,
+    /// Remaining export matched with remaining import in proportion to each member's
+    /// remainder (the "dynamic allocation key" of Austrian and Walloon energy communities).
+    #[default]
+    ProRata,
+    /// As `ProRata`, at this price instead of the midpoint of the tariffs.
+    ProRataAt(Price),
+}
+
+impl Sharing {
+    /// Whether energy is shared at all.
+    pub fn is_on(self) -> bool {
+        !matches!(self, Sharing::Off)
+    }
 }
 
 /// Why a community's parameters are refused.
@@ -64,6 +87,9 @@ pub enum CommunityError {
     /// The name is empty or too long.
     #[error("the community name must be 1 to 64 bytes")]
     BadName,
+    /// Shared energy must be priced between the tariffs.
+    #[error("the sharing price ({0}) is outside the feed-in and retail tariffs")]
+    SharingPriceOutside(Price),
 }
 
 /// Why a membership certificate is refused.
@@ -117,7 +143,23 @@ impl Community {
         if self.horizon == 0 {
             return Err(CommunityError::NoHorizon);
         }
+        if let Sharing::ProRataAt(price) = self.sharing
+            && !(self.feed_in..=self.retail).contains(&price)
+        {
+            return Err(CommunityError::SharingPriceOutside(price));
+        }
         Ok(())
+    }
+
+    /// The price of energy shared ex post: the community's own, or the midpoint of the
+    /// feed-in and retail tariffs (rounded down).
+    pub fn sharing_price(&self) -> Price {
+        match self.sharing {
+            Sharing::ProRataAt(price) => price,
+            Sharing::Off | Sharing::ProRata => {
+                Price(self.feed_in.0 + (self.retail.0 - self.feed_in.0.min(self.retail.0)) / 2)
+            }
+        }
     }
 
     /// Checks that `cert` is this community's, signed by its admin, for `member`, valid at `now`.
@@ -188,6 +230,7 @@ mod tests {
             feed_in: Price(82_000),
             retail: Price(300_000),
             bootstrap: vec![],
+            sharing: Sharing::default(),
         };
         (admin, c)
     }

@@ -43,11 +43,13 @@ pub enum Kind {
     MembershipCert = 7,
     /// One entry of a node's ledger.
     LedgerEntry = 8,
+    /// A node's settlement of one interval.
+    Settlement = 9,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Offer,
         Kind::Bid,
         Kind::TradeRequest,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::TreeHead,
         Kind::MembershipCert,
         Kind::LedgerEntry,
+        Kind::Settlement,
     ];
 
     /// The signing domain, `peerwatt/v1/<kind>`.
@@ -69,6 +72,7 @@ impl Kind {
             Kind::TreeHead => "peerwatt/v1/tree-head",
             Kind::MembershipCert => "peerwatt/v1/membership-cert",
             Kind::LedgerEntry => "peerwatt/v1/ledger-entry",
+            Kind::Settlement => "peerwatt/v1/settlement",
         }
     }
 

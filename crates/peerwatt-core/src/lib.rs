@@ -14,14 +14,14 @@ pub mod time;
 pub mod units;
 pub mod wire;
 
-pub use community::{CertError, Community, CommunityError};
+pub use community::{CertError, Community, CommunityError, Sharing};
 pub use encoding::{Decode, DecodeError, Encode};
 pub use envelope::{EnvelopeError, Kind, Message, Signed, VerifiedDecodeError};
 pub use hash::Hash;
 pub use keys::{NodeKey, PublicKey, Signature};
 pub use messages::{
-    CommunityId, EntryKind, GossipFrame, LedgerEntry, MembershipCert, MeterFigures, MeterMethod, MeterStatement, Order,
-    Side, Trade, TradeRequest, TreeHead,
+    CommunityId, Contracted, EntryKind, GossipFrame, LedgerEntry, MembershipCert, MeterFigures, MeterMethod,
+    MeterStatement, Order, SettledTrade, Settlement, Side, Trade, TradeRequest, TreeHead,
 };
 pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
 pub use units::{Money, Price, UnitsError, W, Wh};

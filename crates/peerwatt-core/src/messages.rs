@@ -6,7 +6,7 @@ use crate::envelope::{EnvelopeError, Kind, Message, Signed};
 use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::time::{IntervalId, Timestamp};
-use crate::units::{Price, Wh};
+use crate::units::{Money, Price, Wh};
 
 /// Longest member display name, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 64;
@@ -31,8 +31,8 @@ impl Decode for CommunityId {
     }
 }
 
-/// Which way an order trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which way an order trades (ordered by tag: sell first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Side {
     /// Selling surplus energy (an offer).
@@ -375,32 +375,230 @@ pub struct MeterStatement {
     pub revision: u32,
     /// What the meter measured.
     pub figures: MeterFigures,
+    /// The energy this node contracted for the interval, per counterparty and side, in
+    /// ascending order of counterparty key then side (at most [`MAX_CONTRACTS`]): what
+    /// settlement delivers against the figures.
+    pub contracts: Vec<Contracted>,
     /// When the statement was made.
     pub created_at: Timestamp,
 }
 
+/// Most counterparty entries one meter statement lists.
+pub const MAX_CONTRACTS: usize = 40;
+
+/// The energy a node contracted with one counterparty on one side in an interval (the sum of
+/// their trades), as its meter statement lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Contracted {
+    /// The counterparty's key bytes.
+    pub counterparty: [u8; 32],
+    /// The stating node's side: `Sell` if it sold to the counterparty.
+    pub side: Side,
+    /// The energy, more than 0.
+    pub energy: Wh,
+}
+
+impl Encode for Contracted {
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.counterparty).put(&self.side).put(&self.energy);
+    }
+}
+
+impl Decode for Contracted {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Contracted { counterparty: r.array("counterparty")?, side: r.get()?, energy: r.get()? })
+    }
+}
+
 impl Encode for MeterStatement {
     fn encode(&self, w: &mut Writer) {
-        w.put(&self.community).put(&self.interval).u32(self.revision).put(&self.figures).put(&self.created_at);
+        w.put(&self.community).put(&self.interval).u32(self.revision).put(&self.figures);
+        w.u8(u8::try_from(self.contracts.len()).unwrap_or(u8::MAX));
+        for c in &self.contracts {
+            w.put(c);
+        }
+        w.put(&self.created_at);
     }
 }
 
 impl Decode for MeterStatement {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(MeterStatement {
-            community: r.get()?,
-            interval: r.get()?,
-            revision: r.u32("revision")?,
-            figures: r.get()?,
+        let (community, interval, revision, figures) = (r.get()?, r.get()?, r.u32("revision")?, r.get()?);
+        let count = usize::from(r.u8("contract count")?);
+        if count > MAX_CONTRACTS {
+            return Err(DecodeError::Invalid { what: "meter statement", why: "more than 40 contracts" });
+        }
+        let contracts: Vec<Contracted> = (0..count).map(|_| r.get()).collect::<Result<_, _>>()?;
+        if contracts.iter().any(|c| c.energy.0 == 0) {
+            return Err(DecodeError::Invalid { what: "meter statement", why: "a contract of 0 Wh" });
+        }
+        if contracts.windows(2).any(|w| (w[0].counterparty, w[0].side) >= (w[1].counterparty, w[1].side)) {
+            return Err(DecodeError::Invalid {
+                what: "meter statement",
+                why: "contracts not in ascending order of counterparty and side",
+            });
+        }
+        Ok(MeterStatement { community, interval, revision, figures, contracts, created_at: r.get()? })
+    }
+}
+
+impl Message for MeterStatement {
+    const MAX_BODY: usize = 1800;
+    fn kind(&self) -> Kind {
+        Kind::MeterStatement
+    }
+}
+
+/// Most trades one settlement lists.
+pub const MAX_SETTLED_TRADES: usize = 512;
+
+/// One of a node's trades as its settlement delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledTrade {
+    /// The signed trade's digest.
+    pub trade: Hash,
+    /// The counterparty's key bytes.
+    pub counterparty: [u8; 32],
+    /// The settling node's side.
+    pub side: Side,
+    /// The energy contracted.
+    pub energy: Wh,
+    /// The trade price.
+    pub price: Price,
+    /// The energy delivered under it.
+    pub delivered: Wh,
+    /// What the buyer pays the seller for it: the delivered energy at the trade price.
+    pub money: Money,
+}
+
+impl Encode for SettledTrade {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.trade)
+            .raw(&self.counterparty)
+            .put(&self.side)
+            .put(&self.energy)
+            .put(&self.price)
+            .put(&self.delivered)
+            .put(&self.money);
+    }
+}
+
+impl Decode for SettledTrade {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(SettledTrade {
+            trade: r.get()?,
+            counterparty: r.array("counterparty")?,
+            side: r.get()?,
+            energy: r.get()?,
+            price: r.get()?,
+            delivered: r.get()?,
+            money: r.get()?,
+        })
+    }
+}
+
+/// A node's settlement of one interval, signed by the node and kept in its ledger: its
+/// trades delivered against the members' signed meter statements, its share of what the
+/// contracts missed, and the rest at the grid's tariffs (docs/settlement.md). A later
+/// revision, made when statements arrived or changed, supersedes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The community.
+    pub community: CommunityId,
+    /// The interval settled.
+    pub interval: IntervalId,
+    /// 0 for the first settlement of the interval; each redo counts up.
+    pub revision: u32,
+    /// Whether every counterparty's statement was in (otherwise provisional).
+    pub complete: bool,
+    /// The digest of this node's own statement settled against.
+    pub statement: Hash,
+    /// How many members' statements the settlement read (this node's included).
+    pub members: u32,
+    /// The digest of those statements: SHA-256 over their digests in ascending order of
+    /// member key.
+    pub inputs: Hash,
+    /// The node's own metered import.
+    pub imported: Wh,
+    /// The node's own metered export.
+    pub exported: Wh,
+    /// Every trade of the node in the interval (at most [`MAX_SETTLED_TRADES`]).
+    pub trades: Vec<SettledTrade>,
+    /// Imported energy the community's ex-post sharing allotted to this node.
+    pub shared_import: Wh,
+    /// Exported energy the sharing took from this node.
+    pub shared_export: Wh,
+    /// The price of shared energy.
+    pub sharing_price: Price,
+    /// Import left to the grid.
+    pub grid_import: Wh,
+    /// Export left to the grid.
+    pub grid_export: Wh,
+    /// The grid's retail tariff applied.
+    pub retail: Price,
+    /// The grid's feed-in tariff applied.
+    pub feed_in: Price,
+    /// What the interval costs the node in all (negative: it earned).
+    pub cost: Money,
+    /// What it would have cost with the grid alone.
+    pub baseline: Money,
+    /// When the settlement was made.
+    pub created_at: Timestamp,
+}
+
+impl Encode for Settlement {
+    fn encode(&self, w: &mut Writer) {
+        w.put(&self.community).put(&self.interval).u32(self.revision).bool(self.complete);
+        w.put(&self.statement).u32(self.members).put(&self.inputs).put(&self.imported).put(&self.exported);
+        w.u16(u16::try_from(self.trades.len()).unwrap_or(u16::MAX));
+        for t in &self.trades {
+            w.put(t);
+        }
+        w.put(&self.shared_import).put(&self.shared_export).put(&self.sharing_price);
+        w.put(&self.grid_import).put(&self.grid_export).put(&self.retail).put(&self.feed_in);
+        w.put(&self.cost).put(&self.baseline).put(&self.created_at);
+    }
+}
+
+impl Decode for Settlement {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (community, interval, revision, complete) = (r.get()?, r.get()?, r.u32("revision")?, r.bool("complete")?);
+        let (statement, members, inputs) = (r.get()?, r.u32("members")?, r.get()?);
+        let (imported, exported) = (r.get()?, r.get()?);
+        let count = usize::from(r.u16("trade count")?);
+        if count > MAX_SETTLED_TRADES {
+            return Err(DecodeError::Invalid { what: "settlement", why: "more than 512 trades" });
+        }
+        let trades = (0..count).map(|_| r.get()).collect::<Result<_, _>>()?;
+        Ok(Settlement {
+            community,
+            interval,
+            revision,
+            complete,
+            statement,
+            members,
+            inputs,
+            imported,
+            exported,
+            trades,
+            shared_import: r.get()?,
+            shared_export: r.get()?,
+            sharing_price: r.get()?,
+            grid_import: r.get()?,
+            grid_export: r.get()?,
+            retail: r.get()?,
+            feed_in: r.get()?,
+            cost: r.get()?,
+            baseline: r.get()?,
             created_at: r.get()?,
         })
     }
 }
 
-impl Message for MeterStatement {
-    const MAX_BODY: usize = 256;
+impl Message for Settlement {
+    const MAX_BODY: usize = 256 + MAX_SETTLED_TRADES * 97;
     fn kind(&self) -> Kind {
-        Kind::MeterStatement
+        Kind::Settlement
     }
 }
 

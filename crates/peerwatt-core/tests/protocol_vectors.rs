@@ -81,7 +81,7 @@ fn every_documented_vector_is_rederived_byte_for_byte() {
     }
     let orphans: Vec<_> = doc.keys().filter(|k| !derived.contains_key(*k)).collect();
     assert!(orphans.is_empty(), "docs/protocol.md has vectors no test checks: {orphans:?}");
-    assert_eq!(doc.len(), 29);
+    assert_eq!(doc.len(), 31);
 }
 
 #[test]
@@ -97,6 +97,13 @@ fn documented_envelopes_decode_and_verify() {
         Signed::<Order>::from_bytes(&bytes("offer.envelope")).unwrap().digest()
     );
     Signed::<MeterStatement>::from_bytes_verified(&bytes("meter-statement.envelope")).unwrap();
+    let statement = Signed::<MeterStatement>::from_bytes(&bytes("meter-statement.envelope")).unwrap();
+    let settlement = Signed::<Settlement>::from_bytes_verified(&bytes("settlement.envelope")).unwrap();
+    assert_eq!(settlement.body().statement, statement.digest());
+    assert_eq!(
+        settlement.body().trades[0].trade,
+        Signed::<Trade>::from_bytes(&bytes("trade.envelope")).unwrap().digest()
+    );
     Signed::<TreeHead>::from_bytes_verified(&bytes("tree-head.envelope")).unwrap();
     let cert = Signed::<MembershipCert>::from_bytes_verified(&bytes("membership-cert.envelope")).unwrap();
     assert_eq!(cert.body().name, "Zoë's roof");

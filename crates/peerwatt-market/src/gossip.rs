@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use peerwatt_core::{
-    CertError, Community, Decode, GossipFrame, Hash, IntervalId, MembershipCert, Message, MeterStatement, Order,
-    PublicKey, Signed, Timestamp, Trade, TreeHead, Wh,
+    CertError, Community, Contracted, Decode, GossipFrame, Hash, IntervalId, MembershipCert, Message, MeterStatement,
+    Order, PublicKey, Signed, Timestamp, Trade, TreeHead, Wh,
 };
 use thiserror::Error;
 
@@ -61,8 +61,9 @@ pub const MAX_ORDER_FRAME: usize = 4096;
 pub const MAX_TRADE_FRAME: usize = 8192;
 /// The largest gossip frame accepted on the heads topic.
 pub const MAX_HEAD_FRAME: usize = 1024;
-/// The largest gossip frame accepted on the statements topic (a batch of up to 16 statements).
-pub const MAX_STATEMENT_FRAME: usize = 4096;
+/// The largest gossip frame accepted on the statements topic (a batch of up to 16 statements,
+/// each listing up to 40 contracts; a sender packs its frames to stay within it).
+pub const MAX_STATEMENT_FRAME: usize = 32 * 1024;
 
 /// Why a gossiped order was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -187,7 +188,7 @@ pub enum Screened {
 /// What a member's verified meter statement says, as the screen hands it on: the figures and
 /// the digest (the signed statement is in its signer's ledger; a copy of each for every
 /// receiver was most of the cost of statements in a 500-member street).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stated {
     /// The signer's key bytes (32 bytes; a `PublicKey` holds its decompressed point too, six
     /// times the size, in every statement of every frame every member keeps).
@@ -202,6 +203,8 @@ pub struct Stated {
     pub exported: Wh,
     /// Whether readings covered the whole interval.
     pub complete: bool,
+    /// The energy its signer contracted, per counterparty and side.
+    pub contracts: Box<[Contracted]>,
     /// The signed statement's digest.
     pub digest: Hash,
 }
@@ -217,6 +220,7 @@ impl Stated {
             imported: b.figures.imported,
             exported: b.figures.exported,
             complete: b.figures.complete,
+            contracts: b.contracts.as_slice().into(),
             digest,
         }
     }
@@ -533,7 +537,7 @@ enum Messages {
 }
 
 /// The largest frame accepted on `topic`.
-fn max_frame(topic: Topic) -> usize {
+pub fn max_frame(topic: Topic) -> usize {
     match topic {
         Topic::Orders => MAX_ORDER_FRAME,
         Topic::Trades => MAX_TRADE_FRAME,

@@ -1,17 +1,37 @@
-//! Delivery of an interval's trades against what the meters measured (`docs/market.md`,
-//! "Settlement"). Pure and exact: whole Wh, shares by the largest-remainder method, so the
-//! delivered amounts always add up.
+//! Settlement (docs/settlement.md). Pure and exact: whole Wh, integer money.
+//!
+//! **What the nodes settle** ([`settle`]): each interval, from the members' signed meter
+//! statements. A statement lists, per counterparty and side, the energy its signer
+//! contracted in the interval; so every member, and an auditor, computes the same figures from
+//! the same signed inputs:
+//!
+//! 1. the energy contracted between a seller and a buyer is the smaller of what the two
+//!    statements list for each other;
+//! 2. it is delivered as far as both meters carry it: at most the seller's export shared over
+//!    all it sold, and the buyer's import shared over all it bought
+//!    (`min(q, ⌊q·export/max(sold, export)⌋, ⌊q·import/max(bought, import)⌋)`), split over
+//!    the pair's trades by the largest-remainder method in order of trade digest;
+//! 3. ex-post sharing (if the community shares): what is left of every member's export after
+//!    its deliveries is matched with what is left of every member's import, in proportion to
+//!    each remainder (largest remainder, in order of member key);
+//! 4. the rest is the grid's: import at the retail tariff, export at the feed-in tariff.
+//!
+//! **What the simulator's side calculation applies** ([`delivered`]): the older sequential
+//! rules over the whole street, kept until the demo's report reads the nodes' settlements.
 //!
 //! 1. A seller that exported less than it sold delivers its export, shared over its trades in
 //!    proportion to their energy.
 //! 2. A buyer that imported less than it was delivered takes its import, shared the same way
 //!    over what step 1 delivered to it.
-//!
-//! Only delivered energy is paid at the trade price. The rest of each party's meter figures is
-//! the grid's: import at the retail tariff, export at the feed-in tariff. So energy a seller
-//! failed to deliver costs the buyer exactly what the grid charges for it, and energy a buyer
-//! did not take earns the seller the feed-in tariff.
 
+use std::collections::{BTreeMap, HashMap};
+
+use peerwatt_core::{
+    Community, Contracted, Hash, IntervalId, Money, Price, SettledTrade, Settlement, Side, Timestamp, UnitsError,
+    messages::{MAX_CONTRACTS, MAX_SETTLED_TRADES},
+};
+
+use crate::statements::Kept;
 use peerwatt_core::Wh;
 
 /// One trade of the interval, between parties numbered by the caller.
@@ -99,6 +119,284 @@ pub fn shares(total: u64, weights: &[u64]) -> Vec<u64> {
         out[i] += 1;
     }
     out
+}
+
+/// The community's rules a settlement applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Whether what contracts missed is shared ex post.
+    pub sharing: bool,
+    /// The price of shared energy.
+    pub sharing_price: Price,
+    /// The grid's retail tariff.
+    pub retail: Price,
+    /// The grid's feed-in tariff.
+    pub feed_in: Price,
+}
+
+impl Rules {
+    /// The rules of `community`.
+    pub fn of(community: &Community) -> Rules {
+        Rules {
+            sharing: community.sharing.is_on(),
+            sharing_price: community.sharing_price(),
+            retail: community.retail,
+            feed_in: community.feed_in,
+        }
+    }
+}
+
+/// One of the settling node's trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnTrade {
+    /// The signed trade's digest.
+    pub trade: Hash,
+    /// The counterparty's key bytes.
+    pub counterparty: [u8; 32],
+    /// The settling node's side.
+    pub side: Side,
+    /// The energy contracted.
+    pub energy: Wh,
+    /// The trade price.
+    pub price: Price,
+}
+
+/// Why an interval could not be settled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    /// The settling node's own statement is not among the members'.
+    #[error("this node has no statement of the interval")]
+    NoOwnStatement,
+    /// An amount does not fit its unit.
+    #[error(transparent)]
+    Units(#[from] UnitsError),
+    /// More trades than a settlement lists.
+    #[error("{0} trades in one interval; a settlement lists at most 512")]
+    TooManyTrades(usize),
+}
+
+/// The community's figures of one interval, from its members' statements: what the market
+/// and the sharing achieved against what was physically there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Members whose statements were read.
+    pub members: u32,
+    /// All members' import.
+    pub imported: Wh,
+    /// All members' export.
+    pub exported: Wh,
+    /// Energy contracted (as both parties' statements list it).
+    pub contracted: Wh,
+    /// Energy delivered under contract.
+    pub delivered: Wh,
+    /// Energy shared ex post.
+    pub shared: Wh,
+}
+
+impl Totals {
+    /// What could physically have been shared: the smaller of all export and all import.
+    pub fn shareable(&self) -> Wh {
+        Wh(self.imported.0.min(self.exported.0))
+    }
+}
+
+/// The interval worked out for every member: deliveries per pair, remainders and shares.
+#[derive(Debug)]
+struct Worked {
+    totals: Totals,
+    /// Delivered per (seller, buyer).
+    pairs: HashMap<([u8; 32], [u8; 32]), Wh>,
+    /// Per member (in the input order): shared export and shared import.
+    shared: Vec<(Wh, Wh)>,
+}
+
+/// The energy contracted between `seller` and `buyer`: the smaller of their listings.
+fn contracted(seller: &Kept, seller_key: &[u8; 32], buyer: &Kept, buyer_key: &[u8; 32]) -> u64 {
+    listed(seller, buyer_key, Side::Sell).min(listed(buyer, seller_key, Side::Buy))
+}
+
+/// What `statement` lists for `counterparty` on `side`.
+fn listed(statement: &Kept, counterparty: &[u8; 32], side: Side) -> u64 {
+    statement
+        .contracts
+        .binary_search_by(|c| (&c.counterparty, c.side).cmp(&(counterparty, side)))
+        .map_or(0, |i| statement.contracts[i].energy.0)
+}
+
+/// The total `statement` lists on `side`.
+fn listed_total(statement: &Kept, side: Side) -> u64 {
+    statement.contracts.iter().filter(|c| c.side == side).map(|c| c.energy.0).sum()
+}
+
+/// `q · part / whole`, rounded down (`whole` > 0).
+fn scaled(q: u64, part: u64, whole: u64) -> u64 {
+    u64::try_from(u128::from(q) * u128::from(part) / u128::from(whole.max(1))).unwrap_or(u64::MAX)
+}
+
+/// Delivered between a seller and a buyer under `q` contracted: as far as both meters carry
+/// it, each shared over everything its owner contracted on that side.
+fn pair_delivered(q: u64, seller: &Kept, buyer: &Kept) -> u64 {
+    let sold = listed_total(seller, Side::Sell);
+    let bought = listed_total(buyer, Side::Buy);
+    let by_seller = scaled(q, seller.exported.0, sold.max(seller.exported.0));
+    let by_buyer = scaled(q, buyer.imported.0, bought.max(buyer.imported.0));
+    q.min(by_seller).min(by_buyer)
+}
+
+/// Works the interval out from the members' statements (ascending by member key).
+fn work(members: &[([u8; 32], &Kept)], rules: &Rules) -> Worked {
+    let index: HashMap<&[u8; 32], usize> = members.iter().enumerate().map(|(i, (k, _))| (k, i)).collect();
+    let mut out = vec![0u64; members.len()];
+    let mut into = vec![0u64; members.len()];
+    let mut pairs = HashMap::new();
+    let mut totals = Totals { members: u32::try_from(members.len()).unwrap_or(u32::MAX), ..Totals::default() };
+    for (s, (seller_key, seller)) in members.iter().enumerate() {
+        totals.imported.0 += seller.imported.0;
+        totals.exported.0 += seller.exported.0;
+        for sale in seller.contracts.iter().filter(|c| c.side == Side::Sell) {
+            let Some(&b) = index.get(&sale.counterparty) else { continue };
+            let buyer = members[b].1;
+            let q = contracted(seller, seller_key, buyer, &sale.counterparty);
+            let d = pair_delivered(q, seller, buyer);
+            totals.contracted.0 += q;
+            totals.delivered.0 += d;
+            out[s] += d;
+            into[b] += d;
+            pairs.insert((*seller_key, sale.counterparty), Wh(d));
+        }
+    }
+    let left_export: Vec<u64> = members.iter().zip(&out).map(|((_, m), d)| m.exported.0.saturating_sub(*d)).collect();
+    let left_import: Vec<u64> = members.iter().zip(&into).map(|((_, m), d)| m.imported.0.saturating_sub(*d)).collect();
+    let pool = if rules.sharing { left_export.iter().sum::<u64>().min(left_import.iter().sum()) } else { 0 };
+    totals.shared = Wh(pool);
+    let export_shares = allot(pool, &left_export);
+    let import_shares = allot(pool, &left_import);
+    let shared = export_shares.into_iter().zip(import_shares).map(|(e, i)| (Wh(e), Wh(i))).collect();
+    Worked { totals, pairs, shared }
+}
+
+/// `pool` allotted over `remainders` in proportion (all of each if they add up to no more).
+fn allot(pool: u64, remainders: &[u64]) -> Vec<u64> {
+    if remainders.iter().sum::<u64>() <= pool { remainders.to_vec() } else { shares(pool, remainders) }
+}
+
+/// The community's figures of one interval from its members' statements (ascending by key).
+pub fn totals(members: &[([u8; 32], &Kept)], rules: &Rules) -> Totals {
+    work(members, rules).totals
+}
+
+/// The settlement of `me` for `interval` from the members' statements (ascending by member
+/// key, `me` among them) and its own trades of the interval. Revision 0; the caller numbers
+/// redos. `complete` is false if a counterparty's statement is missing: its trades are then
+/// delivered as 0 until it comes.
+pub fn settle(
+    community: &Community,
+    interval: IntervalId,
+    me: &[u8; 32],
+    members: &[([u8; 32], &Kept)],
+    trades: &[OwnTrade],
+    now: Timestamp,
+) -> Result<Settlement, SettleError> {
+    if trades.len() > MAX_SETTLED_TRADES {
+        return Err(SettleError::TooManyTrades(trades.len()));
+    }
+    let rules = Rules::of(community);
+    let position = members.binary_search_by(|(k, _)| k.cmp(me)).map_err(|_| SettleError::NoOwnStatement)?;
+    let own = members[position].1;
+    let worked = work(members, &rules);
+    let (shared_export, shared_import) = worked.shared[position];
+    let has_statement = |key: &[u8; 32]| members.binary_search_by(|(k, _)| k.cmp(key)).is_ok();
+    let settled = settle_trades(me, trades, &worked.pairs)?;
+    let delivered = |side: Side| settled.iter().filter(|t| t.side == side).map(|t| t.delivered.0).sum::<u64>();
+    let money = |side: Side| -> Result<Money, UnitsError> {
+        settled.iter().filter(|t| t.side == side).try_fold(Money(0), |sum, t| sum.checked_add(t.money))
+    };
+    let grid_import = Wh(own.imported.0.saturating_sub(delivered(Side::Buy) + shared_import.0));
+    let grid_export = Wh(own.exported.0.saturating_sub(delivered(Side::Sell) + shared_export.0));
+    let cost = money(Side::Buy)?
+        .checked_sub(money(Side::Sell)?)?
+        .checked_add(shared_import.cost_at(rules.sharing_price)?)?
+        .checked_sub(shared_export.cost_at(rules.sharing_price)?)?
+        .checked_add(grid_import.cost_at(rules.retail)?)?
+        .checked_sub(grid_export.cost_at(rules.feed_in)?)?;
+    let baseline = own.imported.cost_at(rules.retail)?.checked_sub(own.exported.cost_at(rules.feed_in)?)?;
+    let digests: Vec<&[u8]> = members.iter().map(|(_, m)| m.digest.0.as_slice()).collect();
+    Ok(Settlement {
+        community: community.id,
+        interval,
+        revision: 0,
+        complete: trades.iter().all(|t| has_statement(&t.counterparty)),
+        statement: own.digest,
+        members: worked.totals.members,
+        inputs: Hash::of_parts(&digests),
+        imported: own.imported,
+        exported: own.exported,
+        trades: settled,
+        shared_import,
+        shared_export,
+        sharing_price: rules.sharing_price,
+        grid_import,
+        grid_export,
+        retail: rules.retail,
+        feed_in: rules.feed_in,
+        cost,
+        baseline,
+        created_at: now,
+    })
+}
+
+/// `me`'s trades with what each pair delivered split over them (largest remainder in order of
+/// trade digest), in that order.
+fn settle_trades(
+    me: &[u8; 32],
+    trades: &[OwnTrade],
+    pairs: &HashMap<([u8; 32], [u8; 32]), Wh>,
+) -> Result<Vec<SettledTrade>, UnitsError> {
+    let mut sorted = trades.to_vec();
+    sorted.sort_unstable_by_key(|a| (a.counterparty, a.side, a.trade));
+    let mut settled = Vec::with_capacity(sorted.len());
+    for group in sorted.chunk_by(|a, b| (a.counterparty, a.side) == (b.counterparty, b.side)) {
+        let pair = match group[0].side {
+            Side::Sell => (*me, group[0].counterparty),
+            Side::Buy => (group[0].counterparty, *me),
+        };
+        let delivered = pairs.get(&pair).map_or(0, |d| d.0);
+        let energies: Vec<u64> = group.iter().map(|t| t.energy.0).collect();
+        for (t, d) in group.iter().zip(allot(delivered, &energies)) {
+            let delivered = Wh(d);
+            settled.push(SettledTrade {
+                trade: t.trade,
+                counterparty: t.counterparty,
+                side: t.side,
+                energy: t.energy,
+                price: t.price,
+                delivered,
+                money: delivered.cost_at(t.price)?,
+            });
+        }
+    }
+    settled.sort_unstable_by_key(|a| a.trade);
+    Ok(settled)
+}
+
+/// The contracts a node's statement lists from its trades of the interval: summed per
+/// counterparty and side, in ascending order, and how many were left out: a statement lists
+/// at most [`MAX_CONTRACTS`] (the largest; trades with the others are delivered as 0, which
+/// the auditor reports).
+pub fn contracts_of(trades: &[OwnTrade]) -> (Vec<Contracted>, usize) {
+    let mut sums: BTreeMap<([u8; 32], Side), u64> = BTreeMap::new();
+    for t in trades.iter().filter(|t| t.energy.0 > 0) {
+        *sums.entry((t.counterparty, t.side)).or_default() += t.energy.0;
+    }
+    let mut listed: Vec<Contracted> =
+        sums.into_iter().map(|((counterparty, side), e)| Contracted { counterparty, side, energy: Wh(e) }).collect();
+    let left_out = listed.len().saturating_sub(MAX_CONTRACTS);
+    if left_out > 0 {
+        listed.sort_by(|a, b| b.energy.cmp(&a.energy).then(a.cmp(b)));
+        listed.truncate(MAX_CONTRACTS);
+        listed.sort();
+    }
+    (listed, left_out)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use peerwatt_core::{
-    Community, CommunityId, Hash, IntervalId, MeterFigures, MeterStatement, NodeKey, PublicKey, Signed, Timestamp, Wh,
+    Community, CommunityId, Contracted, Hash, IntervalId, MeterFigures, MeterStatement, NodeKey, PublicKey, Signed,
+    Timestamp, Wh,
 };
 
 use crate::gossip::{GossipReject, STATEMENT_MAX_AGE_MS, Stated};
@@ -40,10 +41,10 @@ impl Measured {
     }
 }
 
-/// A member's statement as kept: the figures of its latest revision, and its digest (the
-/// signed statement itself is in its signer's ledger; a community's worth of them in every
-/// member's memory was most of a node's memory in a 500-member street).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A member's statement as kept: the figures of its latest revision, its contracts, and its
+/// digest (the signed statement itself is in its signer's ledger; a community's worth of them
+/// in every member's memory was most of a node's memory in a 500-member street).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
     /// The revision.
     pub revision: u32,
@@ -53,19 +54,28 @@ pub struct Kept {
     pub exported: Wh,
     /// Whether readings covered the whole interval.
     pub complete: bool,
+    /// The energy the member contracted, per counterparty and side (ascending).
+    pub contracts: Box<[Contracted]>,
     /// The signed statement's digest.
     pub digest: Hash,
 }
 
 impl Kept {
-    fn of(s: &Stated) -> Kept {
+    /// What a member's screened statement says.
+    pub fn of(s: &Stated) -> Kept {
         Kept {
             revision: s.revision,
             imported: s.imported,
             exported: s.exported,
             complete: s.complete,
+            contracts: s.contracts.clone(),
             digest: s.digest,
         }
+    }
+
+    /// What a signed statement says (for an auditor reading it from a ledger).
+    pub fn of_statement(statement: &Signed<MeterStatement>) -> Kept {
+        Kept::of(&Stated::of(statement, statement.digest()))
     }
 }
 
@@ -87,6 +97,9 @@ pub struct Statements {
     by_interval: BTreeMap<IntervalId, HashMap<[u8; 32], Kept>>,
     /// This node's own latest statements, whole (to number and compare its corrections).
     own: BTreeMap<IntervalId, Signed<MeterStatement>>,
+    /// Per interval, how many statements were taken (a settlement redoes its interval when
+    /// this moved on).
+    changes: BTreeMap<IntervalId, u64>,
 }
 
 impl Statements {
@@ -97,6 +110,7 @@ impl Statements {
             interval_ms: community.interval.millis(),
             by_interval: BTreeMap::new(),
             own: BTreeMap::new(),
+            changes: BTreeMap::new(),
         }
     }
 
@@ -105,10 +119,12 @@ impl Statements {
     /// if the interval ended more than [`STATEMENT_MAX_AGE_MS`] ago.
     /// `pending`: its statement of the interval that is signed but not yet durable, if any
     /// (newer than the one kept here).
+    /// `contracts`: what the node contracted in the interval (see [`MeterStatement::contracts`]).
     pub fn own(
         &self,
         key: &NodeKey,
         measured: &Measured,
+        contracts: &[Contracted],
         pending: Option<&Signed<MeterStatement>>,
         now: Timestamp,
     ) -> Option<Signed<MeterStatement>> {
@@ -119,7 +135,7 @@ impl Statements {
             return None;
         }
         let latest = pending.or_else(|| self.own.get(&measured.interval));
-        if latest.is_some_and(|s| s.body().figures == measured.figures) {
+        if latest.is_some_and(|s| s.body().figures == measured.figures && s.body().contracts == contracts) {
             return None;
         }
         let statement = MeterStatement {
@@ -127,6 +143,7 @@ impl Statements {
             interval: measured.interval,
             revision: latest.map_or(0, |s| s.body().revision.saturating_add(1)),
             figures: measured.figures.clone(),
+            contracts: contracts.to_vec(),
             created_at: now,
         };
         Some(Signed::sign(key, statement))
@@ -139,6 +156,7 @@ impl Statements {
         let members = self.by_interval.entry(stated.interval).or_default();
         let Some(held) = members.get_mut(&stated.member) else {
             members.insert(stated.member, Kept::of(stated));
+            *self.changes.entry(stated.interval).or_default() += 1;
             return Ok(Taken::New);
         };
         if stated.revision == held.revision && stated.digest != held.digest {
@@ -149,6 +167,7 @@ impl Statements {
         }
         let superseded = held.revision;
         *held = Kept::of(stated);
+        *self.changes.entry(stated.interval).or_default() += 1;
         Ok(Taken::Superseded(superseded))
     }
 
@@ -178,6 +197,35 @@ impl Statements {
         self.by_interval.get(&interval).into_iter().flat_map(HashMap::values)
     }
 
+    /// Every member's latest statement of `interval`, in ascending order of member key (what
+    /// settlement reads).
+    pub fn members_of(&self, interval: IntervalId) -> Vec<([u8; 32], &Kept)> {
+        let mut members: Vec<([u8; 32], &Kept)> =
+            self.by_interval.get(&interval).into_iter().flatten().map(|(k, v)| (*k, v)).collect();
+        members.sort_unstable_by_key(|a| a.0);
+        members
+    }
+
+    /// How many members' statements of `interval` are kept.
+    pub fn count(&self, interval: IntervalId) -> usize {
+        self.by_interval.get(&interval).map_or(0, HashMap::len)
+    }
+
+    /// Whether a statement of the member with key bytes `member` for `interval` is kept.
+    pub fn has(&self, member: &[u8; 32], interval: IntervalId) -> bool {
+        self.by_interval.get(&interval).is_some_and(|m| m.contains_key(member))
+    }
+
+    /// The intervals this node's own statements are kept for.
+    pub fn own_intervals(&self) -> impl Iterator<Item = IntervalId> + '_ {
+        self.own.keys().copied()
+    }
+
+    /// How many statements of `interval` were taken so far (new ones and corrections).
+    pub fn changes(&self, interval: IntervalId) -> u64 {
+        self.changes.get(&interval).copied().unwrap_or(0)
+    }
+
     /// How many statements are kept.
     pub fn len(&self) -> usize {
         self.by_interval.values().map(HashMap::len).sum()
@@ -196,6 +244,7 @@ impl Statements {
         let first_kept = IntervalId(cutoff / self.interval_ms.max(1));
         self.by_interval = self.by_interval.split_off(&first_kept);
         self.own = self.own.split_off(&first_kept);
+        self.changes = self.changes.split_off(&first_kept);
     }
 }
 
@@ -218,13 +267,16 @@ mod tests {
     fn an_interval_is_stated_once_and_corrected_with_the_next_revision() {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
         let mut s = Statements::new(&c);
-        let first = s.own(&key, &measured(120), None, Timestamp(1)).unwrap();
+        let first = s.own(&key, &measured(120), &[], None, Timestamp(1)).unwrap();
         assert_eq!(first.body().revision, 0);
-        assert_eq!(s.own(&key, &measured(130), Some(&first), Timestamp(1)).unwrap().body().revision, 1);
+        assert_eq!(s.own(&key, &measured(130), &[], Some(&first), Timestamp(1)).unwrap().body().revision, 1);
         s.insert_own(first.clone());
         assert_eq!(s.get(&key.public(), IntervalId(100)).map(|k| k.digest), Some(first.digest()));
-        assert!(s.own(&key, &measured(120), None, Timestamp(2)).is_none(), "the same figures are not stated again");
-        let correction = s.own(&key, &measured(130), None, Timestamp(3)).unwrap();
+        assert!(
+            s.own(&key, &measured(120), &[], None, Timestamp(2)).is_none(),
+            "the same figures are not stated again"
+        );
+        let correction = s.own(&key, &measured(130), &[], None, Timestamp(3)).unwrap();
         assert_eq!(correction.body().revision, 1);
         s.insert_own(correction);
         let kept = s.get(&key.public(), IntervalId(100)).unwrap();
@@ -237,10 +289,10 @@ mod tests {
     fn older_revisions_and_equivocations_are_refused_and_the_first_is_kept() {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
         let (mut signer, mut s) = (Statements::new(&c), Statements::new(&c));
-        let r0 = signer.own(&key, &measured(120), None, Timestamp(1)).unwrap();
-        let r0_other = signer.own(&key, &measured(999), None, Timestamp(1)).unwrap();
+        let r0 = signer.own(&key, &measured(120), &[], None, Timestamp(1)).unwrap();
+        let r0_other = signer.own(&key, &measured(999), &[], None, Timestamp(1)).unwrap();
         signer.insert_own(r0.clone());
-        let r1 = signer.own(&key, &measured(130), None, Timestamp(2)).unwrap();
+        let r1 = signer.own(&key, &measured(130), &[], None, Timestamp(2)).unwrap();
         store(&mut s, r0.clone()).unwrap();
         assert_eq!(store(&mut s, r0.clone()), Err(GossipReject::Superseded { revision: 0, held: 0 }));
         assert_eq!(store(&mut s, r0_other), Err(GossipReject::Equivocation(0)));
@@ -254,15 +306,15 @@ mod tests {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
         let s = Statements::new(&c);
         let end = c.interval.start(IntervalId(101)).0;
-        assert!(s.own(&key, &measured(1), None, Timestamp(end + STATEMENT_MAX_AGE_MS)).is_some());
-        assert!(s.own(&key, &measured(1), None, Timestamp(end + STATEMENT_MAX_AGE_MS + 1)).is_none());
+        assert!(s.own(&key, &measured(1), &[], None, Timestamp(end + STATEMENT_MAX_AGE_MS)).is_some());
+        assert!(s.own(&key, &measured(1), &[], None, Timestamp(end + STATEMENT_MAX_AGE_MS + 1)).is_none());
     }
 
     #[test]
     fn statements_older_than_the_window_are_dropped() {
         let (c, key) = (community(), NodeKey::from_seed(&[1; 32]));
         let mut s = Statements::new(&c);
-        s.insert_own(s.own(&key, &measured(1), None, Timestamp(1)).unwrap());
+        s.insert_own(s.own(&key, &measured(1), &[], None, Timestamp(1)).unwrap());
         let end = c.interval.start(IntervalId(101)).0;
         s.prune(Timestamp(end + STATEMENT_MAX_AGE_MS));
         assert_eq!(s.len(), 1, "kept for the whole window");

@@ -356,6 +356,7 @@ fn statement(k: &NodeKey, interval: IntervalId, revision: u32, covered_ms: u32) 
                 method: MeterMethod::Counters,
                 format: "tasmota".into(),
             },
+            contracts: vec![],
             created_at: NOW,
         },
     )

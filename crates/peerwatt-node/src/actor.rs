@@ -337,6 +337,9 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                     }
                 }
                 Effect::Head(head) => self.heads.offer(*head),
+                Effect::Settled { interval, revision, complete } => {
+                    let _ = self.events.send(NodeEvent::Settled { interval, revision, complete });
+                }
             }
         }
     }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use peerwatt_core::{
-    Community, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Signed, messages::CommunityId,
+    Community, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Sharing, Signed,
+    messages::CommunityId,
 };
 use serde::Deserialize;
 
@@ -36,6 +37,12 @@ struct CommunityToml {
     retail_tariff: u64,
     #[serde(default)]
     bootstrap: Vec<String>,
+    /// `pro-rata` (the default) or `off`.
+    #[serde(default)]
+    sharing: Option<String>,
+    /// The price of shared energy; the midpoint of the tariffs if absent.
+    #[serde(default)]
+    sharing_price: Option<u64>,
 }
 
 /// Reads and checks a community file (the id must match the admin key and name).
@@ -67,6 +74,13 @@ pub fn load_community(path: &Path) -> Result<Community, FileError> {
         feed_in: Price(c.feed_in_tariff),
         retail: Price(c.retail_tariff),
         bootstrap: c.bootstrap,
+        sharing: match (c.sharing.as_deref(), c.sharing_price) {
+            (None | Some("pro-rata"), None) => Sharing::ProRata,
+            (None | Some("pro-rata"), Some(price)) => Sharing::ProRataAt(Price(price)),
+            (Some("off"), None) => Sharing::Off,
+            (Some("off"), Some(_)) => return Err(invalid("a sharing price is given but sharing is off".into())),
+            (Some(other), _) => return Err(invalid(format!("sharing is \"pro-rata\" or \"off\", not {other:?}"))),
+        },
     };
     community.check().map_err(|e| invalid(format!("not a valid community: {e}")))?;
     Ok(community)
@@ -98,7 +112,11 @@ feed_in_tariff = {feed_in}   # {feed_in_text}
 retail_tariff = {retail}   # {retail_text}
 # Multiaddresses of nodes to connect to first, e.g. "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW…".
 bootstrap = [{bootstrap}]
-"#,
+# After each interval, what contracts missed is shared: the members' remaining export goes
+# to their remaining import pro rata ("pro-rata"), or to the grid ("off"). See
+# docs/settlement.md.
+sharing = "{sharing}"
+{sharing_price}"#,
         name = toml::Value::String(c.name.clone()),
         id = c.id.0.to_hex(),
         admin = c.admin,
@@ -113,6 +131,16 @@ bootstrap = [{bootstrap}]
         feed_in_text = c.feed_in,
         retail = c.retail.0,
         retail_text = c.retail,
+        sharing = if c.sharing.is_on() { "pro-rata" } else { "off" },
+        sharing_price = match c.sharing {
+            Sharing::ProRataAt(p) => format!("sharing_price = {}   # {p}\n", p.0),
+            Sharing::Off | Sharing::ProRata => {
+                format!(
+                    "# Shared energy is priced at the midpoint of the tariffs ({}) unless sharing_price is set.\n",
+                    c.sharing_price()
+                )
+            }
+        },
     )
 }
 

@@ -86,4 +86,13 @@ pub enum NodeEvent {
         /// The price.
         price: Price,
     },
+    /// A settlement of this node is in its ledger (durably).
+    Settled {
+        /// The interval settled.
+        interval: IntervalId,
+        /// Its revision.
+        revision: u32,
+        /// Whether every counterparty's statement was in (else provisional).
+        complete: bool,
+    },
 }

@@ -411,6 +411,7 @@ fn community_of(s: &Scenario, admin: &NodeKey) -> Result<Community, RunError> {
         feed_in: Price(s.feed_in_tariff),
         retail: Price(s.retail_tariff),
         bootstrap: Vec::new(),
+        sharing: peerwatt_core::Sharing::default(),
     })
 }
 

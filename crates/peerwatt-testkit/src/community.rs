@@ -24,6 +24,7 @@ pub fn bench_community() -> (Community, NodeKey) {
         feed_in: Price(80_000),
         retail: Price(300_000),
         bootstrap: Vec::new(),
+        sharing: peerwatt_core::Sharing::default(),
     };
     (community, admin)
 }

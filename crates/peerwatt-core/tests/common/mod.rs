@@ -107,7 +107,46 @@ pub fn meter_statement() -> MeterStatement {
             method: MeterMethod::Counters,
             format: "tasmota".into(),
         },
+        contracts: vec![Contracted { counterparty: taker().public().to_bytes(), side: Side::Sell, energy: Wh(500) }],
         created_at: Timestamp(T0.0 + 905_000),
+    }
+}
+
+/// The maker's settlement of the interval: its 500 Wh sale delivered in full, 20 Wh of its
+/// remaining 140 Wh shared ex post, the rest to the grid.
+pub fn settlement() -> Settlement {
+    let delivered = Wh(500);
+    Settlement {
+        community: community(),
+        interval: INTERVAL,
+        revision: 0,
+        complete: true,
+        statement: Signed::sign(&maker(), meter_statement()).digest(),
+        members: 2,
+        inputs: Hash([0xbb; 32]),
+        imported: Wh(120),
+        exported: Wh(640),
+        trades: vec![SettledTrade {
+            trade: Signed::sign(&maker(), trade()).digest(),
+            counterparty: taker().public().to_bytes(),
+            side: Side::Sell,
+            energy: Wh(500),
+            price: Price(120_000),
+            delivered,
+            money: Money(60_000),
+        }],
+        shared_import: Wh(0),
+        shared_export: Wh(20),
+        sharing_price: Price(190_000),
+        grid_import: Wh(120),
+        grid_export: Wh(120),
+        retail: Price(300_000),
+        feed_in: Price(80_000),
+        // 120 Wh at retail 36,000, minus the sale 60,000, the sharing 3,800 and the feed-in 9,600.
+        cost: Money(36_000 - 60_000 - 3_800 - 9_600),
+        // 120 Wh at retail, minus 640 Wh at feed-in.
+        baseline: Money(36_000 - 51_200),
+        created_at: Timestamp(T0.0 + 8_100_000),
     }
 }
 
@@ -154,5 +193,6 @@ pub fn all_vectors() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         v("tree-head", &maker(), tree_head()),
         v("membership-cert", &admin(), membership_cert()),
         v("ledger-entry", &maker(), ledger_entry()),
+        v("settlement", &maker(), settlement()),
     ]
 }

@@ -102,6 +102,16 @@ counters! {
         statements_superseded,
         /// Members' statements refused as a second, different statement of a revision held.
         statements_equivocated,
+        /// Counterparties left out of this node's statements (more than a statement lists).
+        statements_contracts_left_out,
+        /// Settlements of this node made durable (redos included).
+        settlements_made,
+        /// Redos among them: an interval settled again because its statements changed.
+        settlements_redone,
+        /// Settlements signed while a counterparty's statement was missing (provisional).
+        settlements_provisional,
+        /// Intervals that could not be settled (see the log).
+        settlements_failed,
         /// Turns whose writes could not be recorded (ledger or state database).
         turns_refused,
     }

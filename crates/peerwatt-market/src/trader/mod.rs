@@ -14,6 +14,7 @@
 mod inbound;
 pub mod metrics;
 pub mod position;
+mod settling;
 mod stating;
 mod taking;
 mod ticks;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use peerwatt_core::{
     Community, Decode, EntryKind, Hash, IntervalId, MembershipCert, MeterStatement, NodeKey, Order, Price, PublicKey,
-    Side, Signed, Timestamp, Trade, TradeRequest, TreeHead, Wh,
+    Settlement, Side, Signed, Timestamp, Trade, TradeRequest, TreeHead, Wh,
 };
 
 use crate::book::Books;
@@ -37,6 +38,7 @@ use crate::strategy::{Forecaster, UserLimits};
 use crate::taker::Taker;
 pub use metrics::TraderMetrics;
 pub use position::{Position, Stage};
+pub use settling::SETTLE_AFTER_MS;
 pub use stating::STATEMENT_GOSSIP_MS;
 pub use turns::Writes;
 use turns::{Pipeline, Turn};
@@ -134,6 +136,15 @@ pub enum Effect {
     },
     /// A valid tree head of a member, for the witness.
     Head(Box<Signed<TreeHead>>),
+    /// A settlement of this node is in its ledger.
+    Settled {
+        /// The interval.
+        interval: IntervalId,
+        /// Its revision.
+        revision: u32,
+        /// Whether every counterparty's statement was in.
+        complete: bool,
+    },
 }
 
 /// One of this node's trades, durable.
@@ -220,6 +231,8 @@ pub struct Trader {
     statements: Statements,
     /// This node's statements on their way out.
     stating: stating::Stating,
+    /// This node's trades and settlements of recent intervals.
+    settling: settling::Settling,
     effects: Vec<Effect>,
     metrics: TraderMetrics,
 }
@@ -284,6 +297,7 @@ impl Trader {
             pipeline: Pipeline::default(),
             statements: Statements::new(&community),
             stating: stating::Stating::default(),
+            settling: settling::Settling::default(),
             effects: Vec::new(),
             metrics: TraderMetrics::default(),
             key,
@@ -322,11 +336,16 @@ impl Trader {
                         self.restore_own_hold(&trade);
                     }
                     self.remember_trade(&trade, Stage::Traded);
+                    self.note_trade(&trade);
                     self.effects.push(Effect::Recorded(self.recorded(&trade)));
                 }
                 EntryKind::MeterStatement => {
                     let Ok(statement) = Signed::<MeterStatement>::from_bytes(payload) else { continue };
                     self.restore_statement(statement);
+                }
+                EntryKind::Settlement => {
+                    let Ok(settlement) = Signed::<Settlement>::from_bytes(payload) else { continue };
+                    self.restore_settlement(settlement);
                 }
                 _ => {}
             }

@@ -48,12 +48,30 @@ impl Trader {
         }
     }
 
+    /// An interval this node stated already is due again (a trade of it was recorded late):
+    /// it waits for the next slot with the figures stated, and the statement's contracts are
+    /// listed anew then.
+    pub(super) fn restate_interval(&mut self, interval: IntervalId) {
+        let stated = self.stating.in_flight.get(&interval).or_else(|| self.statements.own_of(interval));
+        if let Some(statement) = stated {
+            let measured = Measured::stated_in(statement.body());
+            self.stating.waiting.entry(interval).or_insert(measured);
+        }
+    }
+
     /// Signs a statement (or a correction) of every waiting interval into the turn; one
     /// stated with the same figures before is not stated again.
     pub(super) fn state_waiting(&mut self, now: Timestamp) {
         for (interval, measured) in std::mem::take(&mut self.stating.waiting) {
             let in_flight = self.stating.in_flight.get(&interval);
-            let Some(statement) = self.statements.own(&self.key, &measured, in_flight, now) else { continue };
+            let (contracts, left_out) = crate::settlement::contracts_of(self.trades_of(interval));
+            if left_out > 0 {
+                tracing::warn!(interval = interval.0, left_out, "more counterparties than a statement lists");
+                self.metrics.statements_contracts_left_out += left_out as u64;
+            }
+            let Some(statement) = self.statements.own(&self.key, &measured, &contracts, in_flight, now) else {
+                continue;
+            };
             if statement.body().revision > 0 {
                 self.metrics.statements_corrected += 1;
             }

@@ -54,6 +54,7 @@ pub fn community_named(admin: &NodeKey, name: &str) -> Community {
         feed_in: Price(80_000),
         retail: Price(300_000),
         bootstrap: vec![],
+        sharing: peerwatt_core::Sharing::default(),
     }
 }
 
@@ -161,6 +162,11 @@ impl Street {
             street.start(n);
         }
         street
+    }
+
+    /// The street's community.
+    pub fn community(&self) -> &Community {
+        &self.community
     }
 
     /// The public key of house `n`.
@@ -318,7 +324,11 @@ impl Street {
                         self.houses[n].requests.remove(&d);
                     }
                 }
-                Effect::Strike(_) | Effect::Recorded(_) | Effect::Placed { .. } | Effect::Head(_) => {}
+                Effect::Strike(_)
+                | Effect::Recorded(_)
+                | Effect::Placed { .. }
+                | Effect::Head(_)
+                | Effect::Settled { .. } => {}
             }
         }
     }

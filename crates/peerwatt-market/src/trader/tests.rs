@@ -3,10 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use peerwatt_core::{Decode, EntryKind, GossipFrame, IntervalId, MeterStatement, Order, Side, Signed, Wh};
+use std::collections::BTreeMap;
+
+use peerwatt_core::{
+    Decode, EntryKind, GossipFrame, Hash, IntervalId, MeterStatement, Money, Order, Price, Settlement, Side, Signed,
+    Timestamp, Wh,
+};
 
 use super::testkit::{I, Msg, Street, measured};
-use super::{Effect, Input, STATEMENT_GOSSIP_MS, Stage, Topic};
+use super::{Effect, Input, SETTLE_AFTER_MS, STATEMENT_GOSSIP_MS, Stage, Topic};
 
 /// Delivers every message in the queue that `pick` chooses, in order, until none is left.
 fn deliver_where(street: &mut Street, pick: impl Fn(&Msg) -> bool) {
@@ -265,7 +270,7 @@ fn a_closed_interval_is_stated_in_the_next_slot_and_gossiped_once_durable() {
     );
     assert_eq!(statements_in_ledger(&street, 0), sent, "what is gossiped is what the ledger holds");
     deliver_where(&mut street, is_gossip);
-    let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).copied();
+    let held = street.houses[1].trader.as_ref().unwrap().statements().get(&street.key_of(0), CLOSED).cloned();
     assert_eq!(held.map(|k| k.digest), Some(sent[0].digest()), "the neighbour keeps it");
 }
 
@@ -346,4 +351,89 @@ fn an_interval_closed_before_a_crash_and_offered_again_is_stated_once() {
     let stated: Vec<(IntervalId, u32)> =
         statements_in_ledger(&street, 0).iter().map(|s| (s.body().interval, s.body().revision)).collect();
     assert_eq!(stated, vec![(CLOSED, 0), (next, 0)], "the stated one is not stated again, the other is");
+}
+
+/// House `n`'s meter closes `interval` with `imported` and `exported` Wh.
+fn meter_closes_with(street: &mut Street, n: usize, interval: IntervalId, imported: u64, exported: u64) {
+    let mut m = measured(interval, imported);
+    m.figures.exported = Wh(exported);
+    street.input(n, Input::Meter(m));
+}
+
+/// House `n`'s latest durable settlement of each interval, by its ledger.
+fn settlements_in_ledger(street: &Street, n: usize) -> BTreeMap<IntervalId, Settlement> {
+    let mut latest = BTreeMap::new();
+    for (_, p) in street.houses[n].ledger.iter().filter(|(k, _)| *k == EntryKind::Settlement) {
+        let s = Signed::<Settlement>::from_bytes(p).expect("a settlement entry decodes");
+        latest.insert(s.body().interval, s.body().clone());
+    }
+    latest
+}
+
+/// Delivers the gossip waiting for house `to` (and nothing else).
+fn deliver_gossip_to(street: &mut Street, to: usize) {
+    deliver_where(street, |m| matches!(m, Msg::Gossip { to: t, .. } if *t == to));
+}
+
+/// Per trade: (delivered, money, energy, price) in the settlements of house `n`.
+fn settled_trades(settlements: &BTreeMap<IntervalId, Settlement>) -> BTreeMap<Hash, (Wh, Money, Wh, Price)> {
+    settlements.values().flat_map(|s| &s.trades).map(|t| (t.trade, (t.delivered, t.money, t.energy, t.price))).collect()
+}
+
+#[test]
+fn both_parties_settle_each_trade_alike_and_a_missing_statement_gives_a_provisional_settlement_that_is_redone() {
+    let mut street = requests_at_the_seller(32, &[32]);
+    assert!(street.settle(60), "the street did not settle");
+    let [first, second] = Street::crossing();
+    // Both intervals are over; the buyer took only 20 Wh from the grid in the second.
+    street.now = Timestamp(street.community().interval.start(IntervalId(second.0 + 1)).0 + 1_000);
+    for (interval, bought) in [(first, 32), (second, 20)] {
+        meter_closes_with(&mut street, 0, interval, 0, 32);
+        meter_closes_with(&mut street, 1, interval, bought, 0);
+    }
+    // Both state in their slots; only the seller's statements reach the buyer.
+    street.advance(STATEMENT_GOSSIP_MS);
+    for n in [0, 1] {
+        street.tick(n);
+        street.flush(n);
+    }
+    deliver_gossip_to(&mut street, 1);
+    let stated = street.houses[0].ledger.iter().filter(|(k, _)| *k == EntryKind::MeterStatement).count();
+    assert_eq!(stated, 2);
+    // The deadline passes.
+    street.advance(SETTLE_AFTER_MS);
+    for n in [0, 1] {
+        street.tick(n);
+        street.flush(n);
+    }
+    let (seller, buyer) = (settlements_in_ledger(&street, 0), settlements_in_ledger(&street, 1));
+    assert_eq!(buyer.len(), 2, "the buyer settled both intervals");
+    assert!(buyer.values().all(|s| s.complete && s.revision == 0));
+    assert_eq!(seller.len(), 2, "the seller settled both, provisionally");
+    assert!(seller.values().all(|s| !s.complete && s.trades.iter().all(|t| t.delivered == Wh(0))));
+    assert_eq!(street.houses[0].trader.as_ref().unwrap().metrics().settlements_provisional, 2);
+    // The buyer's statements arrive: the seller settles again.
+    deliver_gossip_to(&mut street, 0);
+    street.tick(0);
+    assert!(!settled_unsynced(&street, 0), "a settled interval is redone at the top of the hour, not at once");
+    street.advance(STATEMENT_GOSSIP_MS);
+    street.tick(0);
+    street.flush(0);
+    let seller = settlements_in_ledger(&street, 0);
+    assert!(seller.values().all(|s| s.complete && s.revision == 1), "redone: {seller:?}");
+    assert_eq!(settled_trades(&seller), settled_trades(&buyer), "both parties settle every trade alike");
+    let delivered: Vec<u64> = seller.values().map(|s| s.trades.iter().map(|t| t.delivered.0).sum()).collect();
+    assert_eq!(delivered, vec![32, 20]);
+    let s = &seller[&second];
+    assert_eq!((s.grid_export, s.shared_export), (Wh(12), Wh(0)), "nobody had import left to share");
+    assert_eq!(street.houses[0].trader.as_ref().unwrap().metrics().settlements_redone, 2);
+    // Nothing changed since: the next hour settles nothing again.
+    street.advance(STATEMENT_GOSSIP_MS);
+    street.tick(0);
+    assert!(!settled_unsynced(&street, 0), "settled again with nothing changed");
+}
+
+/// Whether house `n` has a settlement among its writes not yet durable.
+fn settled_unsynced(street: &Street, n: usize) -> bool {
+    street.houses[n].unsynced.iter().flat_map(|w| &w.entries).any(|(k, _)| *k == EntryKind::Settlement)
 }

@@ -34,6 +34,7 @@ impl Trader {
         }
         self.ask_about_unknown(now);
         self.statements_tick(now);
+        self.settlements_tick(now);
     }
 
     /// Which re-pricing period `now` is in. Periods are `reprice_ms` long and start at an

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 
 use peerwatt_core::messages::MAX_FRAME_MESSAGES;
 use peerwatt_core::{
-    Answer, Encode, EntryKind, GossipFrame, Hash, MeterStatement, Order, Signed, Timestamp, Trade, TradeReply,
-    TradeRequest,
+    Answer, Encode, EntryKind, GossipFrame, Hash, MeterStatement, Order, Settlement, Signed, Timestamp, Trade,
+    TradeReply, TradeRequest,
 };
 
 use super::metrics::order_age_bucket;
@@ -73,6 +73,8 @@ pub(super) struct Turn {
     pub placed: Vec<(CommandId, Result<Hash, String>)>,
     /// This node's meter statements: recorded, then gossiped.
     pub statements: Vec<Signed<MeterStatement>>,
+    /// This node's settlements: recorded.
+    pub settlements: Vec<Signed<Settlement>>,
 }
 
 impl Turn {
@@ -84,6 +86,7 @@ impl Turn {
             && self.requests.is_empty()
             && self.placed.is_empty()
             && self.statements.is_empty()
+            && self.settlements.is_empty()
     }
 
     /// The ledger entries of the turn, in the order they are appended.
@@ -93,7 +96,8 @@ impl Turn {
             self.answers.iter().flat_map(PendingAnswer::reserved).map(|r| (EntryKind::TradeAgreed, r.trade.to_bytes()));
         let taken = self.taken.iter().map(|t| (EntryKind::TradeAgreed, t.to_bytes()));
         let statements = self.statements.iter().map(|s| (EntryKind::MeterStatement, s.to_bytes()));
-        orders.chain(agreed).chain(taken).chain(statements).collect()
+        let settlements = self.settlements.iter().map(|s| (EntryKind::Settlement, s.to_bytes()));
+        orders.chain(agreed).chain(taken).chain(statements).chain(settlements).collect()
     }
 }
 
@@ -195,7 +199,7 @@ impl Trader {
     }
 
     fn after_durable(&mut self, turn: Turn, now: Timestamp) {
-        let Turn { orders, answers, taken, requests, placed, statements } = turn;
+        let Turn { orders, answers, taken, requests, placed, statements, settlements } = turn;
         let agreed = self.answer_takers(answers);
         self.taken_recorded(taken);
         // Requests leave before anything is gossiped: they are what the counterparties wait for.
@@ -211,6 +215,7 @@ impl Trader {
             self.effects.push(Effect::Placed { command, result });
         }
         self.statements_durable(statements);
+        self.settlements_durable(settlements);
     }
 
     /// The trades agreed as maker are durable: answer each taker. Returns the new trades.
@@ -267,14 +272,16 @@ impl Trader {
             if as_maker { "maker" } else { "taker" }
         );
         self.remember_trade(trade, Stage::Traded);
+        self.note_trade(trade);
         self.effects.push(Effect::Recorded(self.recorded(trade)));
     }
 
     /// The turn's writes were refused: withdraw its orders, abort its reservations, refuse
     /// its calls; its taken trades are pending again, to be asked about.
     fn undo(&mut self, turn: Turn, now: Timestamp) {
-        let Turn { orders, answers, taken, requests, placed, statements } = turn;
+        let Turn { orders, answers, taken, requests, placed, statements, settlements } = turn;
         self.statements_failed(statements);
+        self.settlements_failed(settlements);
         for order in &orders {
             self.maker.withdraw(&order.digest());
         }
@@ -304,12 +311,32 @@ impl Trader {
         }
     }
 
-    /// Gossips `messages` on `topic`, up to [`MAX_FRAME_MESSAGES`] per frame: each frame
-    /// costs every member a receipt and relays, so a turn's messages share frames.
+    /// Gossips `messages` on `topic`, up to [`MAX_FRAME_MESSAGES`] per frame and within the
+    /// topic's frame size: each frame costs every member a receipt and relays, so a turn's
+    /// messages share frames.
     pub(super) fn gossip_in_frames<M: Encode>(&mut self, topic: Topic, messages: &[M]) {
-        for chunk in messages.chunks(MAX_FRAME_MESSAGES) {
-            let frame = GossipFrame { cert: self.cert.clone(), messages: chunk.iter().map(Encode::to_bytes).collect() };
-            self.effects.push(Effect::Publish { topic, frame: frame.to_bytes() });
+        let limit = crate::gossip::max_frame(topic);
+        let mut frame = GossipFrame { cert: self.cert.clone(), messages: Vec::new() };
+        // The frame's own bytes: version, certificate, count.
+        let overhead = self.cert.to_bytes().len() + 2;
+        let mut size = overhead;
+        for message in messages.iter().map(Encode::to_bytes) {
+            // Each message is preceded by its length.
+            let adds = message.len() + 4;
+            if !frame.messages.is_empty() && (frame.messages.len() == MAX_FRAME_MESSAGES || size + adds > limit) {
+                let full = std::mem::take(&mut frame.messages);
+                self.publish_frame(topic, GossipFrame { cert: self.cert.clone(), messages: full });
+                size = overhead;
+            }
+            size += adds;
+            frame.messages.push(message);
         }
+        if !frame.messages.is_empty() {
+            self.publish_frame(topic, frame);
+        }
+    }
+
+    fn publish_frame(&mut self, topic: Topic, frame: GossipFrame) {
+        self.effects.push(Effect::Publish { topic, frame: frame.to_bytes() });
     }
 }
