@@ -1,10 +1,10 @@
-//! The demo's report, computed from what the meters measured and what the ledgers hold: each
-//! household's energy and bill, the community's KPIs, and the market's efficiency against an
-//! optimal central clearing. Pure and exact (integers only); `docs/kpis.md` defines every
-//! figure and works an example that the tests check.
+//! The demo's report, computed from what the meters measured and what the ledgers hold (the
+//! trades, and each node's own `Settlement` of every interval): each household's energy and
+//! bill, the community's KPIs, and the market's efficiency against an optimal central
+//! clearing. Pure and exact (integers only); `docs/kpis.md` defines every figure and works an
+//! example that the tests check.
 
-use peerwatt_core::{Money, Price, Side, Wh};
-use peerwatt_market::settlement::{Contract, Metered, delivered};
+use peerwatt_core::{Money, Price, Settlement, Side, Wh};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -81,21 +81,33 @@ pub struct HouseholdReport {
     pub sold_wh: u64,
     /// Bought from neighbours.
     pub bought_wh: u64,
-    /// Of what it sold, delivered (settlement).
+    /// Of what it sold, delivered (its settlements).
     pub delivered_sold_wh: u64,
     /// Of what it bought, delivered.
     pub delivered_bought_wh: u64,
+    /// Export shared ex post with members who had import left.
+    pub shared_export_wh: u64,
+    /// Import shared ex post from members who had export left.
+    pub shared_import_wh: u64,
     /// Trades it was a party to.
     pub trades: u64,
-    /// What it pays the grid: undelivered import at retail (micro-currency).
+    /// Intervals without a settlement of its own (counted at the grid's tariffs).
+    pub unsettled_intervals: u64,
+    /// What it pays the grid: import left after contracts and sharing, at retail
+    /// (micro-currency).
     pub grid_cost: i64,
-    /// What the grid pays it: export not sold locally, at feed-in.
+    /// What the grid pays it: export left after contracts and sharing, at feed-in.
     pub grid_credit: i64,
     /// What it pays neighbours for delivered energy.
     pub local_cost: i64,
     /// What neighbours pay it.
     pub local_credit: i64,
-    /// `grid_cost − grid_credit + local_cost − local_credit`.
+    /// What it pays for energy shared ex post.
+    pub shared_cost: i64,
+    /// What it is paid for energy shared ex post.
+    pub shared_credit: i64,
+    /// `grid_cost − grid_credit + local_cost − local_credit + shared_cost − shared_credit`:
+    /// the sum of its settlements' costs.
     pub bill: i64,
     /// The grid-only bill on the same meter figures: `import × retail − export × feed_in`.
     pub baseline: i64,
@@ -116,8 +128,15 @@ pub struct IntervalReport {
     pub export_wh: u64,
     /// Traded locally (agreed).
     pub traded_wh: u64,
-    /// Delivered locally (settled).
+    /// Delivered locally under contract (the sellers' settlements).
     pub delivered_wh: u64,
+    /// Shared ex post (the importers' settlements).
+    pub shared_wh: u64,
+    /// Could physically have been shared: the smaller of the community's import and export
+    /// (as the households' settlements state them).
+    pub shareable_wh: u64,
+    /// Households with a settlement of the interval.
+    pub settled: u64,
     /// Number of trades.
     pub trades: u64,
     /// Lowest trade price (0 without trades).
@@ -149,17 +168,27 @@ pub struct CommunityReport {
     pub export_wh: u64,
     /// Traded locally (agreed).
     pub traded_wh: u64,
-    /// Delivered locally (settled).
+    /// Delivered locally under contract.
     pub delivered_wh: u64,
+    /// Shared ex post.
+    pub shared_wh: u64,
+    /// Could physically have been shared (per interval, the smaller of import and export).
+    pub shareable_wh: u64,
+    /// `delivered / traded`, basis points (10,000 without trades).
+    pub delivered_of_traded_bp: u64,
+    /// `(delivered + shared) / shareable`, basis points (10,000 when nothing was shareable).
+    pub local_of_shareable_bp: u64,
+    /// Household intervals without a settlement.
+    pub unsettled_intervals: u64,
     /// Trades.
     pub trades: u64,
     /// Share of the load met by the community's own PV (own use, batteries, neighbours),
-    /// basis points: `(load − (import − delivered)) / load`.
+    /// basis points: `(load − (import − local)) / load`, `local = delivered + shared`.
     pub self_sufficiency_bp: u64,
-    /// Share of the PV used inside the community, basis points: `(pv − (export − delivered)) / pv`.
+    /// Share of the PV used inside the community, basis points: `(pv − (export − local)) / pv`.
     pub self_consumption_bp: u64,
     /// Share of the households' grid demand met by neighbours instead, basis points:
-    /// `delivered / import`.
+    /// `local / import`.
     pub local_share_bp: u64,
     /// Sum of the bills.
     pub bills: i64,
@@ -191,6 +220,8 @@ pub struct Inputs<'a> {
     pub trades: &'a [TradeRecord],
     /// The orders.
     pub orders: &'a [OrderRecord],
+    /// Per household, per interval: its own latest settlement, if it made one.
+    pub settlements: &'a [Vec<Option<Settlement>>],
 }
 
 /// The full report.
@@ -245,55 +276,90 @@ pub fn compute(input: Inputs<'_>) -> Result<Kpis, KpiError> {
         }
         // This interval's orders, found once for both the trades' welfare and the clearing.
         let orders: Vec<&OrderRecord> = input.orders.iter().filter(|o| o.interval == i).collect();
-        settle_interval(&input, i, &orders, &flows, &mut hh, row)?;
+        trade_interval(&input, i, &orders, &mut hh, row);
+        let (mut imported, mut exported) = (0, 0);
+        for (k, (h, f)) in hh.iter_mut().zip(&flows).enumerate() {
+            let settled = input.settlements.get(k).and_then(|s| s.get(i)).and_then(Option::as_ref);
+            let (i, e) = book_interval(h, row, f, settled, input.tariffs)?;
+            imported += i;
+            exported += e;
+        }
+        row.shareable_wh = imported.min(exported);
         clear_interval(&orders, row);
     }
     for h in &mut hh {
-        h.grid_cost = money(h.import_wh - h.delivered_bought_wh, input.tariffs.retail)?;
-        h.grid_credit = money(h.export_wh - h.delivered_sold_wh, input.tariffs.feed_in)?;
-        h.bill = h.grid_cost - h.grid_credit + h.local_cost - h.local_credit;
-        h.baseline = money(h.import_wh, input.tariffs.retail)? - money(h.export_wh, input.tariffs.feed_in)?;
         h.savings = h.baseline - h.bill;
     }
     let community = community_of(&hh, &rows, input.trades.len() as u64);
     Ok(Kpis { households: hh, intervals: rows, community })
 }
 
-/// Settles interval `i`: delivered energy per trade, and each party's local money.
-fn settle_interval(
+/// Counts interval `i`'s trades: contracted energy, prices and welfare.
+fn trade_interval(
     input: &Inputs<'_>,
     i: usize,
     orders: &[&OrderRecord],
-    flows: &[Flows],
     hh: &mut [HouseholdReport],
     row: &mut IntervalReport,
-) -> Result<(), KpiError> {
-    let trades: Vec<&TradeRecord> = input.trades.iter().filter(|t| t.interval == i).collect();
-    let contracts: Vec<Contract> =
-        trades.iter().map(|t| Contract { seller: t.seller, buyer: t.buyer, energy: t.energy }).collect();
-    let meters: Vec<Metered> =
-        flows.iter().map(|f| Metered { imported: Wh(f.import_wh), exported: Wh(f.export_wh) }).collect();
-    let done = delivered(&contracts, &meters).map_err(|e| KpiError::Overflow(e.to_string()))?;
-    for (t, d) in trades.iter().zip(done) {
-        let paid = money(d.0, t.price)?;
-        let (s, b) = (&mut hh[t.seller], t.energy.0);
-        s.sold_wh += b;
-        s.delivered_sold_wh += d.0;
-        s.local_credit += paid;
-        s.trades += 1;
-        let buyer = &mut hh[t.buyer];
-        buyer.bought_wh += b;
-        buyer.delivered_bought_wh += d.0;
-        buyer.local_cost += paid;
-        buyer.trades += 1;
-        row.traded_wh += b;
-        row.delivered_wh += d.0;
+) {
+    for t in input.trades.iter().filter(|t| t.interval == i) {
+        hh[t.seller].sold_wh += t.energy.0;
+        hh[t.seller].trades += 1;
+        hh[t.buyer].bought_wh += t.energy.0;
+        hh[t.buyer].trades += 1;
+        row.traded_wh += t.energy.0;
         row.trades += 1;
         row.price_min = if row.price_min == 0 { t.price.0 } else { row.price_min.min(t.price.0) };
         row.price_max = row.price_max.max(t.price.0);
         row.welfare_trades += welfare_of_trade(input.tariffs, orders, t);
     }
-    Ok(())
+}
+
+/// Books one household's interval from its own settlement: what it delivered and was
+/// delivered, shared, left to the grid, and the money of each. Without a settlement, its
+/// metered flows go to the grid at the tariffs. Returns the import and export it booked (the
+/// settlement's: the node's own signed meter figures).
+fn book_interval(
+    h: &mut HouseholdReport,
+    row: &mut IntervalReport,
+    f: &Flows,
+    settled: Option<&Settlement>,
+    tariffs: Tariffs,
+) -> Result<(u64, u64), KpiError> {
+    let Some(s) = settled else {
+        h.unsettled_intervals += 1;
+        let (cost, credit) = (money(f.import_wh, tariffs.retail)?, money(f.export_wh, tariffs.feed_in)?);
+        h.grid_cost += cost;
+        h.grid_credit += credit;
+        h.bill += cost - credit;
+        h.baseline += cost - credit;
+        return Ok((f.import_wh, f.export_wh));
+    };
+    row.settled += 1;
+    for t in &s.trades {
+        match t.side {
+            Side::Sell => {
+                h.delivered_sold_wh += t.delivered.0;
+                h.local_credit += t.money.0;
+                row.delivered_wh += t.delivered.0;
+            }
+            Side::Buy => {
+                h.delivered_bought_wh += t.delivered.0;
+                h.local_cost += t.money.0;
+            }
+        }
+    }
+    let at = |wh: Wh, price: Price| money(wh.0, price);
+    h.shared_export_wh += s.shared_export.0;
+    h.shared_import_wh += s.shared_import.0;
+    h.shared_credit += at(s.shared_export, s.sharing_price)?;
+    h.shared_cost += at(s.shared_import, s.sharing_price)?;
+    row.shared_wh += s.shared_import.0;
+    h.grid_cost += at(s.grid_import, s.retail)?;
+    h.grid_credit += at(s.grid_export, s.feed_in)?;
+    h.bill += s.cost.0;
+    h.baseline += s.baseline.0;
+    Ok((s.imported.0, s.exported.0))
 }
 
 /// A trade's welfare (`orders`: its interval's): its energy times the buyer's reservation price minus the seller's.
@@ -355,6 +421,10 @@ fn community_of(hh: &[HouseholdReport], rows: &[IntervalReport], trades: u64) ->
     let sum = |f: fn(&HouseholdReport) -> u64| hh.iter().map(f).sum::<u64>();
     let (load, pv, import, export) = (sum(|h| h.load_wh), sum(|h| h.pv_wh), sum(|h| h.import_wh), sum(|h| h.export_wh));
     let delivered = sum(|h| h.delivered_sold_wh);
+    let shared = sum(|h| h.shared_import_wh);
+    let shareable = rows.iter().map(|r| r.shareable_wh).sum::<u64>();
+    let traded = sum(|h| h.sold_wh);
+    let local = delivered + shared;
     let welfare_trades = rows.iter().map(|r| r.welfare_trades).sum();
     let welfare_optimal = rows.iter().map(|r| r.welfare_optimal).sum();
     CommunityReport {
@@ -362,20 +432,25 @@ fn community_of(hh: &[HouseholdReport], rows: &[IntervalReport], trades: u64) ->
         pv_wh: pv,
         import_wh: import,
         export_wh: export,
-        traded_wh: sum(|h| h.sold_wh),
+        traded_wh: traded,
         delivered_wh: delivered,
+        shared_wh: shared,
+        shareable_wh: shareable,
+        delivered_of_traded_bp: basis_points(u128::from(delivered), u128::from(traded), 10_000),
+        local_of_shareable_bp: basis_points(u128::from(local), u128::from(shareable), 10_000),
+        unsettled_intervals: sum(|h| h.unsettled_intervals),
         trades,
         self_sufficiency_bp: basis_points(
-            u128::from(load.saturating_sub(import.saturating_sub(delivered))),
+            u128::from(load.saturating_sub(import.saturating_sub(local))),
             u128::from(load),
             0,
         ),
         self_consumption_bp: basis_points(
-            u128::from(pv.saturating_sub(export.saturating_sub(delivered))),
+            u128::from(pv.saturating_sub(export.saturating_sub(local))),
             u128::from(pv),
             0,
         ),
-        local_share_bp: basis_points(u128::from(delivered), u128::from(import), 0),
+        local_share_bp: basis_points(u128::from(local), u128::from(import), 0),
         bills: hh.iter().map(|h| h.bill).sum(),
         baselines: hh.iter().map(|h| h.baseline).sum(),
         savings: hh.iter().map(|h| h.savings).sum(),

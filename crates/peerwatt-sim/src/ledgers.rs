@@ -1,11 +1,13 @@
 //! Reading the nodes' ledgers back after a run: each is verified as an auditor would
-//! (`peerwatt ledger verify`), and its own orders, agreed trades and meter statements are
-//! collected. A trade counts once, however many ledgers hold it; the summary says whether both
+//! (`peerwatt ledger verify`), and its own orders, agreed trades, meter statements and
+//! settlements are collected. A trade counts once, however many ledgers hold it; the summary says whether both
 //! parties hold it.
 
 use std::collections::{BTreeMap, HashMap};
 
-use peerwatt_core::{Decode, EntryKind, Hash, IntervalId, MeterStatement, Order, Price, Side, Signed, Trade, Wh};
+use peerwatt_core::{
+    Decode, EntryKind, Hash, IntervalId, MeterStatement, Order, Price, Settlement, Side, Signed, Trade, Wh,
+};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_node::NodeConfig;
 use serde::Serialize;
@@ -98,6 +100,8 @@ pub struct LedgerSummary {
     /// Per node, in household order: its meter statements, the latest revision of each
     /// interval, in interval order.
     pub statements: Vec<Vec<StatementSeen>>,
+    /// Per node, in household order: its settlements, the latest revision of each interval.
+    pub settlements: Vec<BTreeMap<IntervalId, Settlement>>,
 }
 
 /// One ledger verified as an auditor would: entries, signed heads, and the first problem if
@@ -144,6 +148,7 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
         let reader = LedgerReader::open_dir(&cfg.resolve(&cfg.node.ledger_dir)).map_err(|e| fail(e.to_string()))?;
         summary.nodes.push(NodeLedger { name: name.clone(), entries, heads, problem });
         let mut statements: BTreeMap<IntervalId, StatementSeen> = BTreeMap::new();
+        let mut settlements: BTreeMap<IntervalId, Settlement> = BTreeMap::new();
         for seq in 0..reader.len().map_err(|e| fail(e.to_string()))? {
             let entry = reader.entry(seq).map_err(|e| fail(e.to_string()))?;
             let e = entry.body();
@@ -200,10 +205,18 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
                         *latest = seen;
                     }
                 }
+                EntryKind::Settlement => {
+                    let Ok(settlement) = Signed::<Settlement>::from_bytes(&e.payload) else { continue };
+                    let s = settlement.body();
+                    if settlements.get(&s.interval).is_none_or(|held| held.revision < s.revision) {
+                        settlements.insert(s.interval, s.clone());
+                    }
+                }
                 _ => {}
             }
         }
         summary.statements.push(statements.into_values().collect());
+        summary.settlements.push(settlements);
     }
     summary.trades = trades.into_values().collect();
     summary.trades.sort_by_key(|t| (t.interval, t.digest));

@@ -209,7 +209,19 @@ impl Report {
             })
             .collect();
         let orders = order_records(&p, &index_of, tariffs);
-        let kpis = kpi::compute(Inputs { tariffs, flows: p.flows, trades: &trades, orders: &orders })?;
+        let settlements: Vec<Vec<Option<peerwatt_core::Settlement>>> = p
+            .ledgers
+            .settlements
+            .iter()
+            .map(|own| (0..count).map(|k| own.get(&IntervalId(first + k)).cloned()).collect())
+            .collect();
+        let kpis = kpi::compute(Inputs {
+            tariffs,
+            flows: p.flows,
+            trades: &trades,
+            orders: &orders,
+            settlements: &settlements,
+        })?;
         let both = p.ledgers.trades.iter().filter(|t| t.holders >= 2).count() as u64;
         let ledgers = LedgerCheck {
             all_verified: p.ledgers.nodes.iter().all(|n| n.problem.is_none()),
@@ -298,8 +310,10 @@ impl Report {
                 money(d.savings),
             );
         }
-        let _ =
-            writeln!(out, "  (energy in kWh; money in currency units; bill = grid + neighbours, baseline = grid only)");
+        let _ = writeln!(
+            out,
+            "  (energy in kWh; money in currency units; bill = grid + neighbours + sharing, from the nodes' settlements; baseline = grid only)"
+        );
         let _ = writeln!(out, "\nCommunity:");
         let _ = writeln!(
             out,
@@ -311,12 +325,27 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  traded locally {} in {} trades ({} delivered); trades in {} of {} intervals",
+            "  traded locally {} in {} trades, trades in {} of {} intervals; delivered under contract {} ({} of contracted)",
             kwh(c.traded_wh),
             c.trades,
-            kwh(c.delivered_wh),
             c.intervals_with_trades,
-            self.intervals.len()
+            self.intervals.len(),
+            kwh(c.delivered_wh),
+            percent(c.delivered_of_traded_bp),
+        );
+        let _ = writeln!(
+            out,
+            "  shared ex post {}; local in all {} of the {} that could physically have been shared ({})",
+            kwh(c.shared_wh),
+            kwh(c.delivered_wh + c.shared_wh),
+            kwh(c.shareable_wh),
+            percent(c.local_of_shareable_bp),
+        );
+        let settled = self.households.len() as u64 * self.intervals.len() as u64 - c.unsettled_intervals;
+        let _ = writeln!(
+            out,
+            "  settled by the nodes themselves (signed Settlement entries): {settled} of {} household intervals",
+            self.households.len() as u64 * self.intervals.len() as u64,
         );
         let _ = writeln!(
             out,
@@ -327,6 +356,7 @@ impl Report {
         );
         let _ =
             writeln!(out, "  bills {} instead of {}: savings {}", money(c.bills), money(c.baselines), money(c.savings));
+        out.push_str(&self.render_hours());
         let _ = writeln!(
             out,
             "  market efficiency {} (welfare of the trades {} / optimal uniform-price clearing of the same orders {})",
@@ -370,6 +400,33 @@ impl Report {
                 "  node data kept in {} (try `peerwatt ledger verify --data-dir {}/house-01`)",
                 d.display(),
                 d.display()
+            );
+        }
+        out
+    }
+}
+
+impl Report {
+    /// Per hour: contracted, delivered under contract, shared ex post, and what could
+    /// physically have been shared (from the nodes' settlements).
+    fn render_hours(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "  hour from  contracted   delivered      shared   shareable   local");
+        for rows in self.intervals.chunks(4) {
+            let sum = |f: fn(&IntervalReport) -> u64| rows.iter().map(|r| f(&r.figures)).sum::<u64>();
+            let (shareable, local) = (sum(|r| r.shareable_wh), sum(|r| r.delivered_wh + r.shared_wh));
+            if shareable == 0 && sum(|r| r.traded_wh) == 0 {
+                continue;
+            }
+            let start = rows.first().map_or("", |r| r.start.get(11..16).unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {start:<9} {:>11} {:>11} {:>11} {:>11} {:>7}",
+                kwh(sum(|r| r.traded_wh)),
+                kwh(sum(|r| r.delivered_wh)),
+                kwh(sum(|r| r.shared_wh)),
+                kwh(shareable),
+                percent(kpi::basis_points(u128::from(local), u128::from(shareable), 10_000)),
             );
         }
         out

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 use peerwatt_market::VerifiedMemo;
+use peerwatt_market::trader::{SETTLE_AFTER_MS, STATEMENT_GOSSIP_MS};
 use peerwatt_meter::{History, IntervalTotals};
 use peerwatt_meter::{MeterConfig, RoleConfig};
 use peerwatt_net::{Hub, InProcessConfig};
@@ -172,7 +173,7 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
 
     observer.phase(&format!("starting one node per household (real ledgers; network: {})", s.network_used()));
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
-    let (nodes, trades) = start_nodes(&members, &clock, &shared_of(s)).await?;
+    let (nodes, trades, settled) = start_nodes(&members, &clock, &shared_of(s)).await?;
     if s.network_in_use() == NetworkChoice::Libp2p {
         // Let the nodes find each other and form the gossip mesh before the clock runs.
         tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
@@ -205,6 +206,10 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let published = meter_messages.load(Ordering::Relaxed);
     // The last readings close the last intervals in every node's meter history.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    if s.wait_for_settlement {
+        observer.phase("settling: every node states its intervals in its hourly slot and settles them once its counterparties' statements are in");
+        wait_until_settled(&settled, &timeline, &clock).await;
+    }
 
     observer.phase("stopping the nodes (each drains: open requests answered, answers written)");
     let trading_secs = wall.elapsed().as_secs_f64();
@@ -340,17 +345,36 @@ async fn start_nodes(
     members: &[Member],
     clock: &Arc<AcceleratedClock>,
     shared: &Shared,
-) -> Result<(Vec<RunningNode>, TradeFeed), RunError> {
+) -> Result<(Vec<RunningNode>, TradeFeed, Settled), RunError> {
     let mut nodes: Vec<RunningNode> = Vec::with_capacity(members.len());
     let (trade_tx, trade_rx) = mpsc::unbounded_channel();
-    for m in members {
+    let settled: Settled = Arc::new(Mutex::new(vec![BTreeMap::new(); members.len()]));
+    for (i, m) in members.iter().enumerate() {
         let node = peerwatt_node::start_shared(&m.provisioned.config, clock.clone(), shared.clone())
             .await
             .map_err(|source| RunError::Start { name: m.household.name.clone(), source })?;
-        forward_trades(&node, trade_tx.clone());
+        forward_events(&node, trade_tx.clone(), Arc::clone(&settled), i);
         nodes.push(node);
     }
-    Ok((nodes, trade_rx))
+    Ok((nodes, trade_rx, settled))
+}
+
+/// Per node: the intervals it settled, and whether its latest settlement was complete.
+type Settled = Arc<Mutex<Vec<BTreeMap<u64, bool>>>>;
+
+/// Waits until every node has settled every reported interval completely, or the clock has
+/// passed the last settlement deadline (an interval closes, is stated within the hour and
+/// settled at the latest two hours after its end; then the report shows what is missing).
+async fn wait_until_settled(settled: &Settled, timeline: &Timeline, clock: &AcceleratedClock) {
+    let (first, count) = (timeline.first_interval().0, (timeline.end.0 - timeline.start.0) / STEP_MS);
+    let deadline = Timestamp(timeline.end.0 + SETTLE_AFTER_MS + STATEMENT_GOSSIP_MS);
+    let all_settled = || {
+        let nodes = settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        nodes.iter().all(|own| (first..first + count).all(|i| own.get(&i) == Some(&true)))
+    };
+    while !all_settled() && peerwatt_core::Clock::now(clock) < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The peers household `i` dials at start: the one before it and two others before it,
@@ -487,15 +511,20 @@ fn write_history(cfg: &NodeConfig, timeline: &Timeline, flows: &[Flows]) -> Resu
 }
 
 /// Forwards each trade a node records as maker (so every trade is counted once): interval,
-/// energy, price.
-fn forward_trades(node: &RunningNode, tx: mpsc::UnboundedSender<(u64, u64, u64)>) {
+/// energy, price; and notes node `i`'s settlements.
+fn forward_events(node: &RunningNode, tx: mpsc::UnboundedSender<(u64, u64, u64)>, settled: Settled, i: usize) {
     let mut events = node.subscribe();
     tokio::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(NodeEvent::TradeRecorded { as_maker: true, interval, energy, price, .. }) => {
-                    if tx.send((interval.0, energy.0, price.0)).is_err() {
-                        return;
+                    // The live view may have finished; the settlements are still noted.
+                    let _ = tx.send((interval.0, energy.0, price.0));
+                }
+                Ok(NodeEvent::Settled { interval, complete, .. }) => {
+                    let mut nodes = settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(own) = nodes.get_mut(i) {
+                        own.insert(interval.0, complete);
                     }
                 }
                 Ok(_) => {}

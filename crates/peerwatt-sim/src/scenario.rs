@@ -81,6 +81,10 @@ pub struct Scenario {
     pub network_latency_ms: u64,
     /// The in-process network's losses: deliveries lost per million.
     pub network_loss_per_million: u32,
+    /// After the day, run the clock on until every household has settled every interval
+    /// completely (at most until the last settlement deadline); else stop at the day's end
+    /// and report what was settled by then.
+    pub wait_for_settlement: bool,
 }
 
 /// The network the simulated nodes trade over.
@@ -136,6 +140,7 @@ impl Default for Scenario {
             network: NetworkChoice::Auto,
             network_latency_ms: 5,
             network_loss_per_million: 0,
+            wait_for_settlement: true,
         }
     }
 }
