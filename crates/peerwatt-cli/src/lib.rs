@@ -16,6 +16,7 @@ pub mod ledger_cmd;
 pub mod meter_cmd;
 pub mod proof_file;
 pub mod run_cmd;
+pub mod statement_cmd;
 
 pub use failure::Failure;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Run(run_cmd::RunArgs),
     /// Show a node's peers, open orders, today's trades and ledger head.
     Status(run_cmd::StatusArgs),
+    /// A household's statement for a month or any range, from its own settlements.
+    Statement(statement_cmd::StatementArgs),
 }
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Community(cmd) => community_cmd::run(cmd),
         Command::Run(args) => run_cmd::run(&args, cli.verbose),
         Command::Status(args) => run_cmd::status(&args),
+        Command::Statement(args) => statement_cmd::run(&args),
     }
 }
 

@@ -16,7 +16,35 @@ use thiserror::Error;
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); `None`
+/// for a date before 1970 or a day that the month does not have.
+pub fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
+    let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > month_days[usize::try_from(m - 1).ok()?] {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 impl Timestamp {
+    /// Midnight UTC at the start of `date` (`YYYY-MM-DD`), or `None` if it is not one.
+    pub fn parse_date(date: &str) -> Option<Timestamp> {
+        let parts: Vec<&str> = date.split('-').collect();
+        let [y, m, d] = parts[..] else { return None };
+        if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+            return None;
+        }
+        let days = days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+        Some(Timestamp(days * 86_400_000))
+    }
+
     /// The timestamp `secs` whole seconds after the epoch.
     pub const fn from_secs(secs: u64) -> Timestamp {
         Timestamp(secs.saturating_mul(1000))

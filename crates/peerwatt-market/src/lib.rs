@@ -15,6 +15,7 @@
 //! (flushed) and only then answers; the taker verifies both signatures and records it; the
 //! maker announces it. No trade exists without both signatures.
 
+pub mod bill;
 pub mod book;
 pub mod gossip;
 pub mod maker;

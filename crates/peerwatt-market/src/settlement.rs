@@ -25,6 +25,7 @@
 //!    over what step 1 delivered to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use peerwatt_core::{
     Community, Contracted, Hash, IntervalId, Money, Price, SettledTrade, Settlement, Side, Timestamp, UnitsError,
@@ -122,7 +123,7 @@ pub fn shares(total: u64, weights: &[u64]) -> Vec<u64> {
 }
 
 /// The community's rules a settlement applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rules {
     /// Whether what contracts missed is shared ex post.
     pub sharing: bool,
@@ -200,12 +201,15 @@ impl Totals {
     }
 }
 
-/// The interval worked out for every member: deliveries per pair, remainders and shares.
+/// An interval worked out for the whole community from its members' statements: the totals
+/// and every member's share of the sharing. The same statements give the same result at every
+/// member, so the simulator's nodes share it ([`WorkMemo`]).
 #[derive(Debug)]
-struct Worked {
-    totals: Totals,
-    /// Delivered per (seller, buyer).
-    pairs: HashMap<([u8; 32], [u8; 32]), Wh>,
+pub struct Worked {
+    /// The community's totals.
+    pub totals: Totals,
+    /// SHA-256 over the statements' digests, in ascending order of member key.
+    pub inputs: Hash,
     /// Per member (in the input order): shared export and shared import.
     shared: Vec<(Wh, Wh)>,
 }
@@ -233,9 +237,15 @@ fn scaled(q: u64, part: u64, whole: u64) -> u64 {
     u64::try_from(u128::from(q) * u128::from(part) / u128::from(whole.max(1))).unwrap_or(u64::MAX)
 }
 
-/// Delivered between a seller and a buyer under `q` contracted: as far as both meters carry
-/// it, each shared over everything its owner contracted on that side.
-fn pair_delivered(q: u64, seller: &Kept, buyer: &Kept) -> u64 {
+/// Delivered between a seller and a buyer, each with its statement: the smaller listing, as
+/// far as both meters carry it, each meter shared over everything its owner contracted on
+/// that side.
+fn pair_delivered(seller: (&[u8; 32], &Kept), buyer: (&[u8; 32], &Kept)) -> u64 {
+    let q = contracted(seller.1, seller.0, buyer.1, buyer.0);
+    if q == 0 {
+        return 0;
+    }
+    let (seller, buyer) = (seller.1, buyer.1);
     let sold = listed_total(seller, Side::Sell);
     let bought = listed_total(buyer, Side::Buy);
     let by_seller = scaled(q, seller.exported.0, sold.max(seller.exported.0));
@@ -243,26 +253,27 @@ fn pair_delivered(q: u64, seller: &Kept, buyer: &Kept) -> u64 {
     q.min(by_seller).min(by_buyer)
 }
 
+/// The position of `key` among `members` (ascending by key).
+fn position(members: &[([u8; 32], &Kept)], key: &[u8; 32]) -> Option<usize> {
+    members.binary_search_by(|(k, _)| k.cmp(key)).ok()
+}
+
 /// Works the interval out from the members' statements (ascending by member key).
-fn work(members: &[([u8; 32], &Kept)], rules: &Rules) -> Worked {
-    let index: HashMap<&[u8; 32], usize> = members.iter().enumerate().map(|(i, (k, _))| (k, i)).collect();
+pub fn work(members: &[([u8; 32], &Kept)], rules: &Rules) -> Worked {
     let mut out = vec![0u64; members.len()];
     let mut into = vec![0u64; members.len()];
-    let mut pairs = HashMap::new();
     let mut totals = Totals { members: u32::try_from(members.len()).unwrap_or(u32::MAX), ..Totals::default() };
     for (s, (seller_key, seller)) in members.iter().enumerate() {
         totals.imported.0 += seller.imported.0;
         totals.exported.0 += seller.exported.0;
         for sale in seller.contracts.iter().filter(|c| c.side == Side::Sell) {
-            let Some(&b) = index.get(&sale.counterparty) else { continue };
+            let Some(b) = position(members, &sale.counterparty) else { continue };
             let buyer = members[b].1;
-            let q = contracted(seller, seller_key, buyer, &sale.counterparty);
-            let d = pair_delivered(q, seller, buyer);
-            totals.contracted.0 += q;
+            totals.contracted.0 += contracted(seller, seller_key, buyer, &sale.counterparty);
+            let d = pair_delivered((seller_key, seller), (&sale.counterparty, buyer));
             totals.delivered.0 += d;
             out[s] += d;
             into[b] += d;
-            pairs.insert((*seller_key, sale.counterparty), Wh(d));
         }
     }
     let left_export: Vec<u64> = members.iter().zip(&out).map(|((_, m), d)| m.exported.0.saturating_sub(*d)).collect();
@@ -272,7 +283,13 @@ fn work(members: &[([u8; 32], &Kept)], rules: &Rules) -> Worked {
     let export_shares = allot(pool, &left_export);
     let import_shares = allot(pool, &left_import);
     let shared = export_shares.into_iter().zip(import_shares).map(|(e, i)| (Wh(e), Wh(i))).collect();
-    Worked { totals, pairs, shared }
+    Worked { totals, inputs: inputs_digest(members), shared }
+}
+
+/// SHA-256 over the statements' digests, in the members' order.
+pub fn inputs_digest(members: &[([u8; 32], &Kept)]) -> Hash {
+    let digests: Vec<&[u8]> = members.iter().map(|(_, m)| m.digest.0.as_slice()).collect();
+    Hash::of_parts(&digests)
 }
 
 /// `pool` allotted over `remainders` in proportion (all of each if they add up to no more).
@@ -283,6 +300,40 @@ fn allot(pool: u64, remainders: &[u64]) -> Vec<u64> {
 /// The community's figures of one interval from its members' statements (ascending by key).
 pub fn totals(members: &[([u8; 32], &Kept)], rules: &Rules) -> Totals {
     work(members, rules).totals
+}
+
+/// Intervals worked out once for all the nodes of one process (the simulator's): they read
+/// the same statements and would each work out the same community-wide figures, 500 times
+/// in a 500-household street; the cost of co-location, not of the protocol (like
+/// docs/decisions/0045-simulator-shares-signature-checks.md). Each node still settles its own
+/// trades and signs its own settlement. Keyed by the inputs' digest and the rules; bounded:
+/// two generations of at most 4,096 intervals.
+#[derive(Debug, Default)]
+pub struct WorkMemo {
+    generations: Mutex<[WorkedByInputs; 2]>,
+}
+
+/// Intervals worked out, by the digest of their statements and the rules.
+type WorkedByInputs = HashMap<(Hash, Rules), Arc<Worked>>;
+
+impl WorkMemo {
+    /// The interval worked out for `members` under `rules`: from the memo, or now.
+    pub fn work(&self, members: &[([u8; 32], &Kept)], rules: &Rules) -> Arc<Worked> {
+        let key = (inputs_digest(members), *rules);
+        {
+            let g = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = g[0].get(&key).or_else(|| g[1].get(&key)) {
+                return Arc::clone(found);
+            }
+        }
+        let worked = Arc::new(work(members, rules));
+        let mut g = self.generations.lock().unwrap_or_else(PoisonError::into_inner);
+        if g[0].len() >= 4_096 {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(key, Arc::clone(&worked));
+        worked
+    }
 }
 
 /// The settlement of `me` for `interval` from the members' statements (ascending by member
@@ -297,16 +348,28 @@ pub fn settle(
     trades: &[OwnTrade],
     now: Timestamp,
 ) -> Result<Settlement, SettleError> {
+    let worked = work(members, &Rules::of(community));
+    settle_worked(community, interval, me, members, &worked, trades, now)
+}
+
+/// [`settle`] with the interval worked out already (by [`work`] on the same `members`).
+pub fn settle_worked(
+    community: &Community,
+    interval: IntervalId,
+    me: &[u8; 32],
+    members: &[([u8; 32], &Kept)],
+    worked: &Worked,
+    trades: &[OwnTrade],
+    now: Timestamp,
+) -> Result<Settlement, SettleError> {
     if trades.len() > MAX_SETTLED_TRADES {
         return Err(SettleError::TooManyTrades(trades.len()));
     }
     let rules = Rules::of(community);
-    let position = members.binary_search_by(|(k, _)| k.cmp(me)).map_err(|_| SettleError::NoOwnStatement)?;
-    let own = members[position].1;
-    let worked = work(members, &rules);
-    let (shared_export, shared_import) = worked.shared[position];
-    let has_statement = |key: &[u8; 32]| members.binary_search_by(|(k, _)| k.cmp(key)).is_ok();
-    let settled = settle_trades(me, trades, &worked.pairs)?;
+    let at = position(members, me).ok_or(SettleError::NoOwnStatement)?;
+    let own = members[at].1;
+    let (shared_export, shared_import) = worked.shared.get(at).copied().unwrap_or_default();
+    let settled = settle_trades(me, own, members, trades)?;
     let delivered = |side: Side| settled.iter().filter(|t| t.side == side).map(|t| t.delivered.0).sum::<u64>();
     let money = |side: Side| -> Result<Money, UnitsError> {
         settled.iter().filter(|t| t.side == side).try_fold(Money(0), |sum, t| sum.checked_add(t.money))
@@ -320,15 +383,14 @@ pub fn settle(
         .checked_add(grid_import.cost_at(rules.retail)?)?
         .checked_sub(grid_export.cost_at(rules.feed_in)?)?;
     let baseline = own.imported.cost_at(rules.retail)?.checked_sub(own.exported.cost_at(rules.feed_in)?)?;
-    let digests: Vec<&[u8]> = members.iter().map(|(_, m)| m.digest.0.as_slice()).collect();
     Ok(Settlement {
         community: community.id,
         interval,
         revision: 0,
-        complete: trades.iter().all(|t| has_statement(&t.counterparty)),
+        complete: trades.iter().all(|t| position(members, &t.counterparty).is_some()),
         statement: own.digest,
         members: worked.totals.members,
-        inputs: Hash::of_parts(&digests),
+        inputs: worked.inputs,
         imported: own.imported,
         exported: own.exported,
         trades: settled,
@@ -349,18 +411,22 @@ pub fn settle(
 /// trade digest), in that order.
 fn settle_trades(
     me: &[u8; 32],
+    own: &Kept,
+    members: &[([u8; 32], &Kept)],
     trades: &[OwnTrade],
-    pairs: &HashMap<([u8; 32], [u8; 32]), Wh>,
 ) -> Result<Vec<SettledTrade>, UnitsError> {
     let mut sorted = trades.to_vec();
     sorted.sort_unstable_by_key(|a| (a.counterparty, a.side, a.trade));
     let mut settled = Vec::with_capacity(sorted.len());
     for group in sorted.chunk_by(|a, b| (a.counterparty, a.side) == (b.counterparty, b.side)) {
-        let pair = match group[0].side {
-            Side::Sell => (*me, group[0].counterparty),
-            Side::Buy => (group[0].counterparty, *me),
+        let (counterparty, side) = (&group[0].counterparty, group[0].side);
+        let delivered = match position(members, counterparty).map(|i| members[i].1) {
+            None => 0,
+            Some(theirs) => match side {
+                Side::Sell => pair_delivered((me, own), (counterparty, theirs)),
+                Side::Buy => pair_delivered((counterparty, theirs), (me, own)),
+            },
         };
-        let delivered = pairs.get(&pair).map_or(0, |d| d.0);
         let energies: Vec<u64> = group.iter().map(|t| t.energy.0).collect();
         for (t, d) in group.iter().zip(allot(delivered, &energies)) {
             let delivered = Wh(d);
@@ -438,5 +504,32 @@ mod tests {
         let got = delivered(&[c(0, 1, 300), c(0, 2, 100)], &meters).unwrap();
         assert_eq!(got, vec![Wh(150), Wh(30)]);
         assert_eq!(delivered(&[c(0, 5, 1)], &meters), Err(SettlementError::UnknownParty(0)));
+    }
+
+    #[test]
+    fn the_memo_works_an_interval_out_once_for_the_same_statements() {
+        let kept = |digest: u8, imported: u64, exported: u64| Kept {
+            revision: 0,
+            imported: Wh(imported),
+            exported: Wh(exported),
+            complete: true,
+            contracts: Box::new([]),
+            digest: Hash([digest; 32]),
+        };
+        let (a, b, c) = (kept(1, 0, 300), kept(2, 500, 0), kept(3, 100, 0));
+        let members = [([1; 32], &a), ([2; 32], &b), ([3; 32], &c)];
+        let rules =
+            Rules { sharing: true, sharing_price: Price(190_000), retail: Price(300_000), feed_in: Price(80_000) };
+        let memo = WorkMemo::default();
+        let first = memo.work(&members, &rules);
+        assert!(Arc::ptr_eq(&first, &memo.work(&members, &rules)), "the same statements: worked out once");
+        assert_eq!(first.totals, work(&members, &rules).totals);
+        assert_eq!(
+            (first.totals.shared, first.shared[1], first.shared[2]),
+            (Wh(300), (Wh(0), Wh(250)), (Wh(0), Wh(50)))
+        );
+        let changed = kept(4, 500, 0);
+        let other = [([1; 32], &a), ([2; 32], &changed), ([3; 32], &c)];
+        assert!(!Arc::ptr_eq(&first, &memo.work(&other, &rules)), "another statement: worked out anew");
     }
 }

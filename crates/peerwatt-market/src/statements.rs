@@ -60,6 +60,19 @@ pub struct Kept {
     pub digest: Hash,
 }
 
+impl From<Stated> for Kept {
+    fn from(s: Stated) -> Kept {
+        Kept {
+            revision: s.revision,
+            imported: s.imported,
+            exported: s.exported,
+            complete: s.complete,
+            contracts: s.contracts,
+            digest: s.digest,
+        }
+    }
+}
+
 impl Kept {
     /// What a member's screened statement says.
     pub fn of(s: &Stated) -> Kept {
@@ -152,11 +165,12 @@ impl Statements {
     /// Takes a member's verified statement: kept if it is the first of its interval or a newer
     /// revision; refused if it is not newer, or is a second, different statement of the
     /// revision held.
-    pub fn insert(&mut self, stated: &Stated) -> Result<Taken, GossipReject> {
+    pub fn insert(&mut self, stated: Stated) -> Result<Taken, GossipReject> {
         let members = self.by_interval.entry(stated.interval).or_default();
         let Some(held) = members.get_mut(&stated.member) else {
-            members.insert(stated.member, Kept::of(stated));
-            *self.changes.entry(stated.interval).or_default() += 1;
+            let (member, interval) = (stated.member, stated.interval);
+            members.insert(member, Kept::from(stated));
+            *self.changes.entry(interval).or_default() += 1;
             return Ok(Taken::New);
         };
         if stated.revision == held.revision && stated.digest != held.digest {
@@ -165,9 +179,9 @@ impl Statements {
         if stated.revision <= held.revision {
             return Err(GossipReject::Superseded { revision: stated.revision, held: held.revision });
         }
-        let superseded = held.revision;
-        *held = Kept::of(stated);
-        *self.changes.entry(stated.interval).or_default() += 1;
+        let (superseded, interval) = (held.revision, stated.interval);
+        *held = Kept::from(stated);
+        *self.changes.entry(interval).or_default() += 1;
         Ok(Taken::Superseded(superseded))
     }
 
@@ -178,7 +192,7 @@ impl Statements {
         if self.own.get(&body.interval).is_some_and(|held| held.body().revision >= body.revision) {
             return;
         }
-        let _ = self.insert(&Stated::of(&statement, statement.digest()));
+        let _ = self.insert(Stated::of(&statement, statement.digest()));
         self.own.insert(body.interval, statement);
     }
 
@@ -260,7 +274,7 @@ mod tests {
     }
 
     fn store(s: &mut Statements, st: Signed<MeterStatement>) -> Result<Taken, GossipReject> {
-        s.insert(&Stated::of(&st, st.digest()))
+        s.insert(Stated::of(&st, st.digest()))
     }
 
     #[test]

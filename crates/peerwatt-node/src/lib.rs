@@ -137,6 +137,9 @@ pub struct Shared {
     pub network: Option<Arc<peerwatt_net::Hub>>,
     /// Gossip frames decoded once for all the nodes of the process (see [`FrameCache`]).
     pub frames: Option<Arc<FrameCache>>,
+    /// Each settled interval's community-wide figures worked out once for all the nodes of
+    /// the process (see [`peerwatt_market::settlement::WorkMemo`]).
+    pub settlement_work: Option<Arc<peerwatt_market::settlement::WorkMemo>>,
 }
 
 /// Starts a node from its configuration, with `clock` as its only source of time.
@@ -223,6 +226,9 @@ pub async fn start_with_store<S: Store + 'static>(
     let next_request = state.next_request_seq()?;
     let mut trader =
         Trader::new(key, community.clone(), cert.clone(), forecaster, trader_cfg, next_request, shared.verified);
+    if let Some(memo) = shared.settlement_work {
+        trader.share_settlement_work(memo);
+    }
     let damaged = restore(&mut trader, &ledger, &state, clock.now())?;
     trader.restate(recent);
     let screen = screen::Screen {

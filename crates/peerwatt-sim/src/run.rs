@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 use peerwatt_market::VerifiedMemo;
+use peerwatt_market::settlement::WorkMemo;
 use peerwatt_market::trader::{SETTLE_AFTER_MS, STATEMENT_GOSSIP_MS};
 use peerwatt_meter::{History, IntervalTotals};
 use peerwatt_meter::{MeterConfig, RoleConfig};
@@ -336,6 +337,7 @@ fn shared_of(s: &Scenario) -> Shared {
     Shared {
         verified: s.share_verified_signatures.then(|| Arc::new(VerifiedMemo::default())),
         frames: s.share_verified_signatures.then(|| Arc::new(FrameCache::default())),
+        settlement_work: s.share_verified_signatures.then(|| Arc::new(WorkMemo::default())),
         network,
     }
 }

@@ -206,7 +206,8 @@ impl Scenario {
                 self.date
             )));
         }
-        Ok(days_from_civil(y, m, d))
+        peerwatt_core::time::days_from_civil(y, m, d)
+            .ok_or_else(|| ScenarioError::Invalid(format!("date {:?} is not a date", self.date)))
     }
 
     /// The network the run uses (never `Auto`).
@@ -233,17 +234,6 @@ impl Scenario {
 
 fn days_in_month(m: u64) -> u64 {
     [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][usize::try_from(m - 1).unwrap_or(0) % 12]
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

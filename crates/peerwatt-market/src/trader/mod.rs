@@ -233,6 +233,8 @@ pub struct Trader {
     stating: stating::Stating,
     /// This node's trades and settlements of recent intervals.
     settling: settling::Settling,
+    /// Intervals worked out once for the nodes of one process, if they share them.
+    work_memo: Option<Arc<crate::settlement::WorkMemo>>,
     effects: Vec<Effect>,
     metrics: TraderMetrics,
 }
@@ -298,6 +300,7 @@ impl Trader {
             statements: Statements::new(&community),
             stating: stating::Stating::default(),
             settling: settling::Settling::default(),
+            work_memo: None,
             effects: Vec::new(),
             metrics: TraderMetrics::default(),
             key,
@@ -423,6 +426,12 @@ impl Trader {
             Screened::Statements(statements) => self.on_statements(statements)?,
         }
         Ok(topic)
+    }
+
+    /// Shares the community-wide figures of each settled interval with the other nodes of the
+    /// process (see [`crate::settlement::WorkMemo`]).
+    pub fn share_settlement_work(&mut self, memo: Arc<crate::settlement::WorkMemo>) {
+        self.work_memo = Some(memo);
     }
 
     /// A validator for a screening worker of this node (see [`GossipValidator::worker`]).

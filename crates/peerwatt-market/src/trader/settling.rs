@@ -3,8 +3,8 @@
 //! interval against them and signs the `Settlement` into its ledger. An interval is due when
 //! as many members have stated it as stated the interval before and every counterparty's
 //! statement is in, or at the latest [`SETTLE_AFTER_MS`] after its end (then it may be
-//! provisional). A statement that arrives or changes later redoes the settlement at the top
-//! of the next hour, with the next revision if its figures change; nothing changes once the
+//! provisional). A statement that arrives or changes later redoes the settlement in the node's
+//! next hourly slot (at its own phase of the hour, as its statements), with the next revision if its figures change; nothing changes once the
 //! statements' window ([`STATEMENT_MAX_AGE_MS`]) has passed.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use peerwatt_core::{IntervalId, Settlement, Signed, Timestamp, Trade};
 
 use super::stating::STATEMENT_GOSSIP_MS;
-use super::{Effect, Trader, own_side};
+use super::{Effect, Trader, own_side, phase_offset};
 use crate::gossip::STATEMENT_MAX_AGE_MS;
 use crate::settlement::{self, OwnTrade};
 
@@ -87,7 +87,9 @@ impl Trader {
     /// member.)
     pub(super) fn settlements_tick(&mut self, now: Timestamp) {
         self.prune_settling(now);
-        let slot = now.0 / STATEMENT_GOSSIP_MS;
+        // At the node's own phase of the hour (as its statements): at the top of the hour the
+        // whole community would settle again at once.
+        let slot = now.0.saturating_add(phase_offset(&self.me, STATEMENT_GOSSIP_MS)) / STATEMENT_GOSSIP_MS;
         let redo = slot != self.settling.last_slot;
         self.settling.last_slot = slot;
         let stated: Vec<IntervalId> = self.statements.own_intervals().collect();
@@ -123,8 +125,14 @@ impl Trader {
         let previous = held.latest().map(|s| (s.body().revision, figures(s.body())));
         let members = self.statements.members_of(interval);
         let trades = self.trades_of(interval);
+        let rules = settlement::Rules::of(&self.community);
+        let worked = match &self.work_memo {
+            Some(memo) => memo.work(&members, &rules),
+            None => std::sync::Arc::new(settlement::work(&members, &rules)),
+        };
+        let me = self.me.to_bytes();
         let mut settlement =
-            match settlement::settle(&self.community, interval, &self.me.to_bytes(), &members, trades, now) {
+            match settlement::settle_worked(&self.community, interval, &me, &members, &worked, trades, now) {
                 Ok(s) => s,
                 Err(error) => {
                     tracing::warn!(interval = interval.0, %error, "cannot settle the interval");

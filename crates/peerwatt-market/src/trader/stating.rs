@@ -124,7 +124,7 @@ impl Trader {
     pub(super) fn on_statements(&mut self, statements: Vec<Stated>) -> Result<(), GossipReject> {
         let mut first_refusal = None;
         let mut kept = 0;
-        for stated in &statements {
+        for stated in statements {
             match self.statements.insert(stated) {
                 Ok(Taken::New) => kept += 1,
                 Ok(Taken::Superseded(_)) => {
