@@ -204,7 +204,7 @@ pub struct Stated {
     /// Whether readings covered the whole interval.
     pub complete: bool,
     /// The energy its signer contracted, per counterparty and side.
-    pub contracts: Box<[Contracted]>,
+    pub contracts: Arc<[Contracted]>,
     /// The signed statement's digest.
     pub digest: Hash,
 }
@@ -220,7 +220,22 @@ impl Stated {
             imported: b.figures.imported,
             exported: b.figures.exported,
             complete: b.figures.complete,
-            contracts: b.contracts.as_slice().into(),
+            contracts: Arc::from(b.contracts.as_slice()),
+            digest,
+        }
+    }
+
+    /// What `statement` says, with its contracts already shared.
+    pub fn with_contracts(statement: &Signed<MeterStatement>, digest: Hash, contracts: Arc<[Contracted]>) -> Stated {
+        let b = statement.body();
+        Stated {
+            member: statement.signer().to_bytes(),
+            interval: b.interval,
+            revision: b.revision,
+            imported: b.figures.imported,
+            exported: b.figures.exported,
+            complete: b.figures.complete,
+            contracts,
             digest,
         }
     }
@@ -496,11 +511,11 @@ impl GossipValidator {
     fn check_statements(
         &mut self,
         cert: &Signed<MembershipCert>,
-        statements: &[(Signed<MeterStatement>, Hash)],
+        statements: &[(Signed<MeterStatement>, Hash, Arc<[Contracted]>)],
         now: Timestamp,
     ) -> Result<Vec<Stated>, GossipReject> {
         let member = cert.body().member;
-        for (statement, _) in statements {
+        for (statement, _, _) in statements {
             if *statement.signer() != member {
                 return Err(GossipReject::NotMember);
             }
@@ -508,9 +523,9 @@ impl GossipValidator {
         }
         self.verify_cert(cert)?;
         let mut stated = Vec::with_capacity(statements.len());
-        for (statement, digest) in statements {
+        for (statement, digest, contracts) in statements {
             self.verify_signed(statement, *digest)?;
-            stated.push(Stated::of(statement, *digest));
+            stated.push(Stated::with_contracts(statement, *digest, Arc::clone(contracts)));
         }
         Ok(stated)
     }
@@ -533,7 +548,8 @@ enum Messages {
     Orders(Vec<(Signed<Order>, Hash)>),
     Trades(Vec<(Signed<Trade>, Hash)>),
     Head(Box<Signed<TreeHead>>, Hash),
-    Statements(Vec<(Signed<MeterStatement>, Hash)>),
+    /// With each statement's contracts, shared by every receiver of a decoded frame.
+    Statements(Vec<(Signed<MeterStatement>, Hash, Arc<[Contracted]>)>),
 }
 
 /// The largest frame accepted on `topic`.
@@ -555,7 +571,16 @@ pub fn decode_frame(topic: Topic, data: &[u8]) -> Result<DecodedFrame, GossipRej
     let messages = match topic {
         Topic::Orders => decode_all(&frame).map(Messages::Orders),
         Topic::Trades => decode_all(&frame).map(Messages::Trades),
-        Topic::Statements => decode_all(&frame).map(Messages::Statements),
+        Topic::Statements => decode_all::<MeterStatement>(&frame).map(|all| {
+            Messages::Statements(
+                all.into_iter()
+                    .map(|(s, d)| {
+                        let contracts = Arc::from(s.body().contracts.as_slice());
+                        (s, d, contracts)
+                    })
+                    .collect(),
+            )
+        }),
         Topic::Heads => match frame.messages.as_slice() {
             [message] => Signed::<TreeHead>::from_bytes_with_digest(message)
                 .map(|(head, digest)| Messages::Head(Box::new(head), digest))

@@ -513,7 +513,7 @@ mod tests {
             imported: Wh(imported),
             exported: Wh(exported),
             complete: true,
-            contracts: Box::new([]),
+            contracts: Arc::from(Vec::new()),
             digest: Hash([digest; 32]),
         };
         let (a, b, c) = (kept(1, 0, 300), kept(2, 500, 0), kept(3, 100, 0));

@@ -10,6 +10,7 @@
 //! [`STATEMENT_MAX_AGE_MS`] are dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use peerwatt_core::{
     Community, CommunityId, Contracted, Hash, IntervalId, MeterFigures, MeterStatement, NodeKey, PublicKey, Signed,
@@ -54,8 +55,9 @@ pub struct Kept {
     pub exported: Wh,
     /// Whether readings covered the whole interval.
     pub complete: bool,
-    /// The energy the member contracted, per counterparty and side (ascending).
-    pub contracts: Box<[Contracted]>,
+    /// The energy the member contracted, per counterparty and side (ascending; shared by
+    /// every member that keeps it in one process).
+    pub contracts: Arc<[Contracted]>,
     /// The signed statement's digest.
     pub digest: Hash,
 }

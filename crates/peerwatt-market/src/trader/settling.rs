@@ -1,9 +1,9 @@
 //! This node's settlements (see [`crate::settlement`] and docs/settlement.md). The node keeps
 //! its trades per interval; once an interval's statements are in, it settles its side of the
-//! interval against them and signs the `Settlement` into its ledger. An interval is due when
-//! as many members have stated it as stated the interval before and every counterparty's
-//! statement is in, or at the latest [`SETTLE_AFTER_MS`] after its end (then it may be
-//! provisional). A statement that arrives or changes later redoes the settlement in the node's
+//! interval against them in its next hourly slot and signs the `Settlement` into its ledger.
+//! An interval is due when as many members have stated it as stated the interval before and
+//! every counterparty's statement is in, or at the latest [`SETTLE_AFTER_MS`] after its end
+//! (then it may be provisional). A statement that arrives or changes later redoes the settlement in the node's
 //! next hourly slot (at its own phase of the hour, as its statements), with the next revision if its figures change; nothing changes once the
 //! statements' window ([`STATEMENT_MAX_AGE_MS`]) has passed.
 
@@ -81,21 +81,22 @@ impl Trader {
         self.settling.trades.get(&interval).map_or(&[], Vec::as_slice)
     }
 
-    /// Every tick: settles every interval that is due and not settled yet; in a new statement
-    /// slot (hourly), also settles again those whose statements changed since. (Statements
-    /// arrive one member at a time over the hour; redoing at each would sign a revision per
-    /// member.)
+    /// In each of the node's settlement slots (hourly, at its own phase of the hour, as its
+    /// statements): settles every interval that is due, and settles again those whose
+    /// statements changed since. Not at each tick: the interval's last statement makes it due
+    /// at every member at once, and the whole community signing and writing at that moment
+    /// was a burst; nor at each arrival, which would sign a revision per member.
     pub(super) fn settlements_tick(&mut self, now: Timestamp) {
         self.prune_settling(now);
-        // At the node's own phase of the hour (as its statements): at the top of the hour the
-        // whole community would settle again at once.
         let slot = now.0.saturating_add(phase_offset(&self.me, STATEMENT_GOSSIP_MS)) / STATEMENT_GOSSIP_MS;
-        let redo = slot != self.settling.last_slot;
+        if slot == self.settling.last_slot {
+            return;
+        }
         self.settling.last_slot = slot;
         let stated: Vec<IntervalId> = self.statements.own_intervals().collect();
         for interval in stated {
             let settled = self.settling.settled.get(&interval).is_some_and(|s| s.latest().is_some());
-            if (redo && settled) || (!settled && self.settlement_due(interval, now)) {
+            if settled || self.settlement_due(interval, now) {
                 self.settle(interval, now);
             }
         }
