@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use peerwatt_core::{Decode, EntryKind, LedgerEntry, MeterStatement, Order, Signed, Trade, TreeHead, keys::hex_encode};
+use peerwatt_core::{
+    Decode, EntryKind, LedgerEntry, MeterStatement, Order, Settlement, Signed, Trade, TreeHead, keys::hex_encode,
+};
 use peerwatt_ledger::{VerifyReport, verify_export, write_export};
 use serde_json::json;
 
@@ -191,7 +193,22 @@ pub fn describe_payload(kind: EntryKind, payload: &[u8]) -> String {
         EntryKind::WitnessedHead => Signed::<TreeHead>::from_bytes(payload)
             .ok()
             .map(|h| format!("head of {}: size {}, root {}", h.signer(), h.body().size, h.body().root)),
-        EntryKind::Settlement => None,
+        EntryKind::Settlement => Signed::<Settlement>::from_bytes(payload).ok().map(|s| {
+            let b = s.body();
+            let delivered: u64 = b.trades.iter().map(|t| t.delivered.0).sum();
+            format!(
+                "settled interval {}{}{}: {} trades, {} Wh delivered, shared in {} out {}, cost {} (grid alone {})",
+                b.interval,
+                if b.revision > 0 { format!(" (revision {})", b.revision) } else { String::new() },
+                if b.complete { "" } else { " (provisional)" },
+                b.trades.len(),
+                delivered,
+                b.shared_import,
+                b.shared_export,
+                b.cost,
+                b.baseline
+            )
+        }),
     };
     described.unwrap_or_else(|| format!("{} bytes", payload.len()))
 }

@@ -511,7 +511,7 @@ impl GossipValidator {
     fn check_statements(
         &mut self,
         cert: &Signed<MembershipCert>,
-        statements: &[(Signed<MeterStatement>, Hash, Arc<[Contracted]>)],
+        statements: &[DecodedStatement],
         now: Timestamp,
     ) -> Result<Vec<Stated>, GossipReject> {
         let member = cert.body().member;
@@ -549,8 +549,11 @@ enum Messages {
     Trades(Vec<(Signed<Trade>, Hash)>),
     Head(Box<Signed<TreeHead>>, Hash),
     /// With each statement's contracts, shared by every receiver of a decoded frame.
-    Statements(Vec<(Signed<MeterStatement>, Hash, Arc<[Contracted]>)>),
+    Statements(Vec<DecodedStatement>),
 }
+
+/// A decoded statement, its digest, and its contracts (shared by every receiver).
+type DecodedStatement = (Signed<MeterStatement>, Hash, Arc<[Contracted]>);
 
 /// The largest frame accepted on `topic`.
 pub fn max_frame(topic: Topic) -> usize {
