@@ -212,17 +212,7 @@ pub struct Stated {
 impl Stated {
     /// What `statement` (with its `digest`) says.
     pub fn of(statement: &Signed<MeterStatement>, digest: Hash) -> Stated {
-        let b = statement.body();
-        Stated {
-            member: statement.signer().to_bytes(),
-            interval: b.interval,
-            revision: b.revision,
-            imported: b.figures.imported,
-            exported: b.figures.exported,
-            complete: b.figures.complete,
-            contracts: Arc::from(b.contracts.as_slice()),
-            digest,
-        }
+        Stated::with_contracts(statement, digest, Arc::from(statement.body().contracts.as_slice()))
     }
 
     /// What `statement` says, with its contracts already shared.

@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use peerwatt_core::{
-    Community, Contracted, Hash, IntervalId, IntervalLength, Money, NodeKey, Price, Sharing, Side, Timestamp, Wh,
-};
+use peerwatt_core::{Community, Contracted, Hash, IntervalId, Money, NodeKey, Price, Side, Timestamp, Wh};
 use peerwatt_market::settlement::{OwnTrade, Rules, settle, totals};
 use peerwatt_market::statements::Kept;
 
@@ -58,20 +56,10 @@ fn member(line: &str) -> (String, Kept, Vec<OwnTrade>) {
     (name, kept, trades)
 }
 
+/// The example's community: 15-minute intervals, feed-in 0.080000, retail 0.300000, sharing
+/// pro rata at the midpoint.
 fn community() -> Community {
-    let admin = NodeKey::from_seed(&[9; 32]).public();
-    Community {
-        name: "Example".into(),
-        id: Community::derive_id(&admin, "Example"),
-        admin,
-        interval: IntervalLength::from_secs(900).unwrap(),
-        gate_closure: std::time::Duration::from_secs(60),
-        horizon: 4,
-        feed_in: Price(80_000),
-        retail: Price(300_000),
-        bootstrap: vec![],
-        sharing: Sharing::ProRata,
-    }
+    peerwatt_market::trader::testkit::community()
 }
 
 #[test]

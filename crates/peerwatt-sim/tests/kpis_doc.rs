@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a test panics to fail
 
-use peerwatt_core::{
-    Community, Hash, IntervalId, IntervalLength, NodeKey, Price, Settlement, Sharing, Side, Timestamp, Wh,
-};
+use peerwatt_core::{Community, Hash, IntervalId, NodeKey, Price, Settlement, Side, Timestamp, Wh};
 use peerwatt_market::settlement::{OwnTrade, contracts_of, settle};
 use peerwatt_market::statements::Kept;
 use peerwatt_sim::household::Flows;
@@ -18,20 +16,12 @@ fn key(household: usize) -> [u8; 32] {
     NodeKey::from_seed(&[u8::try_from(household + 1).unwrap(); 32]).public().to_bytes()
 }
 
+/// The example's community: the tariffs of the page (feed-in 0.080, retail 0.300), sharing
+/// pro rata at the midpoint.
 fn community(tariffs: Tariffs) -> Community {
-    let admin = NodeKey::from_seed(&[99; 32]).public();
-    Community {
-        name: "Example".into(),
-        id: Community::derive_id(&admin, "Example"),
-        admin,
-        interval: IntervalLength::from_secs(900).unwrap(),
-        gate_closure: std::time::Duration::from_secs(60),
-        horizon: 4,
-        feed_in: tariffs.feed_in,
-        retail: tariffs.retail,
-        bootstrap: vec![],
-        sharing: Sharing::ProRata,
-    }
+    let c = peerwatt_market::trader::testkit::community();
+    assert_eq!((c.feed_in, c.retail), (tariffs.feed_in, tariffs.retail));
+    c
 }
 
 /// Every household's own settlement of the single interval, as its node makes it: from the
