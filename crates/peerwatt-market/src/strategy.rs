@@ -2,7 +2,8 @@
 //!
 //! - **Forecast**: an interval's surplus (+) or deficit (−) is the average of
 //!   `exported − imported` at the same time of day over the last `days` days, complete
-//!   intervals only. No history: no trading.
+//!   intervals only. A new node, with less than a day of history, trades cautiously from its
+//!   first complete hour: half the average of its last hour. No complete hour: no trading.
 //! - **Price**: over the trading window (opens at the horizon, closes at gate closure) a seller
 //!   starts at the retail tariff and descends linearly to its floor (the feed-in tariff, or
 //!   its owner's minimum), and a buyer starts at feed-in and rises to its ceiling (retail, or
@@ -113,8 +114,30 @@ impl Forecaster {
                 earlier.take(usize::try_from(intervals.max(1)).unwrap_or(usize::MAX)).fold((0i128, 0i128), add)
             }
         };
+        if n == 0 && matches!(self.method, ForecastMethod::SameTimeOfDay { .. }) {
+            return self.first_hour(interval);
+        }
         // Integer mean, rounded toward zero (a forecast never claims more than was seen).
         (n > 0).then(|| i64::try_from(sum / n).unwrap_or(0))
+    }
+
+    /// A new node's forecast (less than a day of history, so no same time of day yet): half
+    /// the mean of the last hour's complete intervals before `interval`, once there is a
+    /// complete hour of them. Cautious: what it does not contract is shared after the
+    /// interval anyway, and a day without trading was what a new node had before.
+    fn first_hour(&self, interval: IntervalId) -> Option<i64> {
+        let complete: Vec<&Observed> = self.history.iter().filter(|o| o.complete).collect();
+        let (first, last) = (complete.first()?, complete.last()?);
+        if last.interval.0 - first.interval.0 >= self.per_day {
+            return None; // a day of history: the same time of day says it, or nothing does
+        }
+        let per_hour = usize::try_from((self.per_day / 24).max(1)).unwrap_or(1);
+        let hour: Vec<&&Observed> = complete.iter().rev().filter(|o| o.interval < interval).take(per_hour).collect();
+        if hour.len() < per_hour {
+            return None;
+        }
+        let (sum, n) = hour.into_iter().fold((0i128, 0i128), |acc, o| add(acc, o));
+        i64::try_from(sum / n / 2).ok()
     }
 }
 

@@ -122,3 +122,27 @@ fn the_recent_forecast_averages_the_last_complete_intervals() {
     assert_eq!(f.net_export(I), Some(-250), "(-700 + 200) / 2");
     assert_eq!(f.net_export(IntervalId(I.0 - 5)), None, "nothing before the first observation");
 }
+
+#[test]
+fn a_new_node_trades_cautiously_from_its_first_complete_hour() {
+    let c = community();
+    let recent = |back: u64, imported: u64| Observed {
+        interval: IntervalId(I.0 - back),
+        imported: Wh(imported),
+        exported: Wh(0),
+        complete: true,
+    };
+    // Three complete intervals: not an hour yet.
+    let f = Forecaster::new(&c, vec![recent(4, 400), recent(3, 200), recent(2, 600)], 7);
+    assert_eq!(f.net_export(I), None, "no complete hour, no trading");
+    // Four: half the hour's mean deficit, (400 + 200 + 600 + 200) / 4 / 2.
+    let f = Forecaster::new(&c, vec![recent(5, 400), recent(4, 200), recent(3, 600), recent(2, 200)], 7);
+    assert_eq!(f.net_export(I), Some(-175));
+    let t = Timestamp(c.trading_window(I).0.0 + 1_000);
+    let want = intent(&c, &UserLimits::default(), &f, I, Wh(0), t).expect("it trades");
+    assert_eq!((want.side, want.energy), (Side::Buy, Wh(175)));
+    // With a day of history, the same time of day decides (here: none, so no trading).
+    let mut old = vec![recent(96 + 10, 100)];
+    old.extend([recent(5, 400), recent(4, 200), recent(3, 600), recent(2, 200)]);
+    assert_eq!(Forecaster::new(&c, old, 7).net_export(I), None);
+}
