@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use peerwatt_core::{Decode, EntryKind, Settlement, Signed, Timestamp};
-use peerwatt_market::bill::{Bill, Line, bill};
+use peerwatt_core::Timestamp;
+use peerwatt_market::bill::{Bill, Line, bill, latest};
 use peerwatt_node::NodeConfig;
 use peerwatt_node::community_file::load_community;
 
@@ -50,24 +50,12 @@ pub fn run(args: &StatementArgs) -> Result<ExitCode, Failure> {
     let dir = DataDir::new(&args.dir.data_dir);
     let ms = interval_ms(&dir)?;
     let ledger = dir.open_ledger_reader()?;
-    let mut latest: std::collections::BTreeMap<u64, Settlement> = std::collections::BTreeMap::new();
-    for seq in 0..ledger.len()? {
-        let entry = ledger.entry(seq)?;
-        let e = entry.body();
-        if e.kind != EntryKind::Settlement {
-            continue;
-        }
-        let s = Signed::<Settlement>::from_bytes(&e.payload)
-            .map_err(|err| Failure::from(anyhow!("ledger entry {seq} is not a settlement: {err}")))?;
-        let b = s.body();
-        if !(from..to).contains(&b.interval.0.saturating_mul(ms)) {
-            continue;
-        }
-        if latest.get(&b.interval.0).is_none_or(|held| held.revision < b.revision) {
-            latest.insert(b.interval.0, b.clone());
-        }
-    }
-    let statement = bill(latest.values())?;
+    let in_range = ledger
+        .settlements()?
+        .into_iter()
+        .map(|s| s.body().clone())
+        .filter(|s| (from..to).contains(&s.interval.0.saturating_mul(ms)));
+    let statement = bill(latest(in_range).values())?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&statement)?)?,

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use peerwatt_core::{
-    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, Message, NodeKey, Order, PublicKey, Signed, Timestamp, Trade,
-    TreeHead, messages::MAX_ENTRY_PAYLOAD,
+    Clock, Decode, Encode, EntryKind, Hash, LedgerEntry, Message, NodeKey, Order, PublicKey, Settlement, Signed,
+    Timestamp, Trade, TreeHead, messages::MAX_ENTRY_PAYLOAD,
 };
 use thiserror::Error;
 
@@ -246,6 +246,12 @@ impl<S: Store> LedgerReader<S> {
     /// signatures verified; one that does not decode or verify is damage.
     pub fn orders(&self) -> Result<Vec<Signed<Order>>, LedgerError> {
         self.verified_of(EntryKind::OrderPublished, "order")
+    }
+
+    /// The settlements the ledger records (every revision), in order, decoded with their
+    /// signatures verified; one that does not decode or verify is damage.
+    pub fn settlements(&self) -> Result<Vec<Signed<Settlement>>, LedgerError> {
+        self.verified_of(EntryKind::Settlement, "settlement")
     }
 
     /// Every stored signed tree head, oldest (smallest) first.

@@ -4,6 +4,8 @@
 //! delivered, what it shared ex post, what was left to the grid, and the money of each.
 //! Pure: the caller reads the ledger.
 
+use std::collections::BTreeMap;
+
 use peerwatt_core::{IntervalId, Money, Settlement, Side, UnitsError, Wh};
 use serde::Serialize;
 
@@ -142,6 +144,18 @@ pub struct Bill {
     pub intervals: Vec<IntervalLine>,
     /// The sum.
     pub total: Line,
+}
+
+/// The latest revision of each interval's settlement among `settlements` (every revision, in
+/// any order), by interval.
+pub fn latest(settlements: impl IntoIterator<Item = Settlement>) -> BTreeMap<IntervalId, Settlement> {
+    let mut latest: BTreeMap<IntervalId, Settlement> = BTreeMap::new();
+    for s in settlements {
+        if latest.get(&s.interval).is_none_or(|held| held.revision < s.revision) {
+            latest.insert(s.interval, s);
+        }
+    }
+    latest
 }
 
 /// The statement of `settlements` (the latest revision of each interval, in any order).

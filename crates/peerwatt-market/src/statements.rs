@@ -76,21 +76,9 @@ impl From<Stated> for Kept {
 }
 
 impl Kept {
-    /// What a member's screened statement says.
-    pub fn of(s: &Stated) -> Kept {
-        Kept {
-            revision: s.revision,
-            imported: s.imported,
-            exported: s.exported,
-            complete: s.complete,
-            contracts: s.contracts.clone(),
-            digest: s.digest,
-        }
-    }
-
     /// What a signed statement says (for an auditor reading it from a ledger).
     pub fn of_statement(statement: &Signed<MeterStatement>) -> Kept {
-        Kept::of(&Stated::of(statement, statement.digest()))
+        Kept::from(Stated::of(statement, statement.digest()))
     }
 }
 
@@ -255,12 +243,25 @@ impl Statements {
     /// Drops the statements of intervals that ended more than [`STATEMENT_MAX_AGE_MS`] before
     /// `now`.
     pub fn prune(&mut self, now: Timestamp) {
-        let Some(cutoff) = now.0.checked_sub(STATEMENT_MAX_AGE_MS + self.interval_ms) else { return };
+        let Some(first_kept) = self.first_kept(now) else { return };
+        drop_before(&mut self.by_interval, first_kept);
+        drop_before(&mut self.own, first_kept);
+        drop_before(&mut self.changes, first_kept);
+    }
+
+    /// The oldest interval whose statements are kept at `now` (`None`: all are).
+    pub fn first_kept(&self, now: Timestamp) -> Option<IntervalId> {
+        let cutoff = now.0.checked_sub(STATEMENT_MAX_AGE_MS + self.interval_ms)?;
         // Intervals are numbered from the epoch in steps of the interval length.
-        let first_kept = IntervalId(cutoff / self.interval_ms.max(1));
-        self.by_interval = self.by_interval.split_off(&first_kept);
-        self.own = self.own.split_off(&first_kept);
-        self.changes = self.changes.split_off(&first_kept);
+        Some(IntervalId(cutoff / self.interval_ms.max(1)))
+    }
+}
+
+/// Drops the entries of intervals before `first`. Called every tick: the map is split only
+/// when it holds one (a split moves every entry it keeps).
+pub(crate) fn drop_before<V>(map: &mut BTreeMap<IntervalId, V>, first: IntervalId) {
+    if map.first_key_value().is_some_and(|(oldest, _)| *oldest < first) {
+        *map = map.split_off(&first);
     }
 }
 

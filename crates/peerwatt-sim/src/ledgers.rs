@@ -148,7 +148,7 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
         let reader = LedgerReader::open_dir(&cfg.resolve(&cfg.node.ledger_dir)).map_err(|e| fail(e.to_string()))?;
         summary.nodes.push(NodeLedger { name: name.clone(), entries, heads, problem });
         let mut statements: BTreeMap<IntervalId, StatementSeen> = BTreeMap::new();
-        let mut settlements: BTreeMap<IntervalId, Settlement> = BTreeMap::new();
+        let mut settlements: Vec<Settlement> = Vec::new();
         for seq in 0..reader.len().map_err(|e| fail(e.to_string()))? {
             let entry = reader.entry(seq).map_err(|e| fail(e.to_string()))?;
             let e = entry.body();
@@ -207,16 +207,13 @@ pub fn read(configs: &[&NodeConfig], names: &[(String, String)]) -> Result<Ledge
                 }
                 EntryKind::Settlement => {
                     let Ok(settlement) = Signed::<Settlement>::from_bytes(&e.payload) else { continue };
-                    let s = settlement.body();
-                    if settlements.get(&s.interval).is_none_or(|held| held.revision < s.revision) {
-                        settlements.insert(s.interval, s.clone());
-                    }
+                    settlements.push(settlement.body().clone());
                 }
                 _ => {}
             }
         }
         summary.statements.push(statements.into_values().collect());
-        summary.settlements.push(settlements);
+        summary.settlements.push(peerwatt_market::bill::latest(settlements));
     }
     summary.trades = trades.into_values().collect();
     summary.trades.sort_by_key(|t| (t.interval, t.digest));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use std::collections::BTreeMap;
 
-use peerwatt_core::{Decode, EntryKind, Hash, Money, Price, Settlement, Side, Signed, Trade, Wh};
+use peerwatt_core::{Hash, Money, Price, Settlement, Side, Trade, Wh};
 use peerwatt_ledger::LedgerReader;
 use peerwatt_meter::History;
 use peerwatt_sim::{Quiet, RunOptions, Scenario};
@@ -39,19 +39,9 @@ async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
     // simulator does not change within a day, less what was already traded).
     let mut largest_order: HashMap<(usize, u64, u8), u64> = HashMap::new();
     // Per household: its latest settlement of each interval.
-    let mut settlements: Vec<BTreeMap<u64, Settlement>> = vec![BTreeMap::new(); names.len()];
+    let settlements = settlements_of(&data, &names);
     for (i, name) in names.iter().enumerate() {
         let reader = LedgerReader::open_dir(&data.join(name).join("ledger")).unwrap();
-        for seq in 0..reader.len().unwrap() {
-            let entry = reader.entry(seq).unwrap();
-            if entry.body().kind == EntryKind::Settlement {
-                let s = Signed::<Settlement>::from_bytes(&entry.body().payload).unwrap();
-                let held = settlements[i].entry(s.body().interval.0).or_insert_with(|| s.body().clone());
-                if s.body().revision > held.revision {
-                    *held = s.body().clone();
-                }
-            }
-        }
         peer_of.insert(reader.owner().unwrap().to_string(), i);
         for order in reader.orders().unwrap() {
             let o = order.body();
@@ -211,17 +201,8 @@ fn settlements_of(data: &std::path::Path, names: &[String]) -> Vec<BTreeMap<u64,
         .iter()
         .map(|name| {
             let reader = LedgerReader::open_dir(&data.join(name).join("ledger")).unwrap();
-            let mut latest: BTreeMap<u64, Settlement> = BTreeMap::new();
-            for seq in 0..reader.len().unwrap() {
-                let entry = reader.entry(seq).unwrap();
-                if entry.body().kind == EntryKind::Settlement {
-                    let s = Signed::<Settlement>::from_bytes(&entry.body().payload).unwrap();
-                    if latest.get(&s.body().interval.0).is_none_or(|held| held.revision < s.body().revision) {
-                        latest.insert(s.body().interval.0, s.body().clone());
-                    }
-                }
-            }
-            latest
+            let all = reader.settlements().unwrap().into_iter().map(|s| s.body().clone());
+            peerwatt_market::bill::latest(all).into_iter().map(|(i, s)| (i.0, s)).collect()
         })
         .collect()
 }

@@ -5,7 +5,7 @@
 //! every counterparty's statement is in, or at the latest [`SETTLE_AFTER_MS`] after its end
 //! (then it may be provisional). A statement that arrives or changes later redoes the settlement in the node's
 //! next hourly slot (at its own phase of the hour, as its statements), with the next revision if its figures change; nothing changes once the
-//! statements' window ([`STATEMENT_MAX_AGE_MS`]) has passed.
+//! statements' window ([`crate::gossip::STATEMENT_MAX_AGE_MS`]) has passed.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,8 @@ use peerwatt_core::{IntervalId, Settlement, Signed, Timestamp, Trade};
 
 use super::stating::STATEMENT_GOSSIP_MS;
 use super::{Effect, Trader, own_side, phase_offset};
-use crate::gossip::STATEMENT_MAX_AGE_MS;
 use crate::settlement::{self, OwnTrade};
+use crate::statements::drop_before;
 
 /// An interval is settled at the latest this long after its end (node-clock ms): two
 /// statement slots, by when every running member has stated it.
@@ -164,7 +164,7 @@ impl Trader {
             self.metrics.settlements_made += 1;
             let b = settlement.body();
             self.effects.push(Effect::Settled { interval: b.interval, revision: b.revision, complete: b.complete });
-            let held = self.settling.settled.entry(settlement.body().interval).or_default();
+            let held = self.settling.settled.entry(b.interval).or_default();
             if held.in_flight.as_ref() == Some(&settlement) {
                 held.in_flight = None;
             }
@@ -172,8 +172,8 @@ impl Trader {
         }
     }
 
-    /// The turn's settlements could not be written: their intervals are settled again at the
-    /// next tick.
+    /// The turn's settlements could not be written: their intervals are settled again in the
+    /// next slot.
     pub(super) fn settlements_failed(&mut self, settlements: Vec<Signed<Settlement>>) {
         for settlement in settlements {
             if let Some(held) = self.settling.settled.get_mut(&settlement.body().interval) {
@@ -201,10 +201,8 @@ impl Trader {
 
     /// Drops the trades and settlements of intervals past the statements' window.
     fn prune_settling(&mut self, now: Timestamp) {
-        let interval_ms = self.community.interval.millis().max(1);
-        let Some(cutoff) = now.0.checked_sub(STATEMENT_MAX_AGE_MS + interval_ms) else { return };
-        let first_kept = IntervalId(cutoff / interval_ms);
-        self.settling.trades = self.settling.trades.split_off(&first_kept);
-        self.settling.settled = self.settling.settled.split_off(&first_kept);
+        let Some(first_kept) = self.statements.first_kept(now) else { return };
+        drop_before(&mut self.settling.trades, first_kept);
+        drop_before(&mut self.settling.settled, first_kept);
     }
 }

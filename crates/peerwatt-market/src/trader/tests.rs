@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use peerwatt_core::{
-    Decode, EntryKind, GossipFrame, Hash, IntervalId, MeterStatement, Money, Order, Price, Settlement, Side, Signed,
-    Timestamp, Wh,
+    Decode, EntryKind, GossipFrame, Hash, IntervalId, Message, MeterStatement, Money, Order, Price, Settlement, Side,
+    Signed, Timestamp, Wh,
 };
 
 use super::testkit::{I, Msg, Street, measured};
@@ -227,13 +227,19 @@ fn gossiped_statements(street: &Street, to: usize) -> Vec<Signed<MeterStatement>
         .collect()
 }
 
+/// The signed messages of `kind` in house `n`'s durable ledger, in order.
+fn in_ledger<T: Message>(street: &Street, n: usize, kind: EntryKind) -> Vec<Signed<T>> {
+    let entries = street.houses[n].ledger.iter().filter(|(k, _)| *k == kind);
+    entries.map(|(_, p)| Signed::<T>::from_bytes(p).expect("a ledger entry decodes")).collect()
+}
+
 fn statements_in_ledger(street: &Street, n: usize) -> Vec<Signed<MeterStatement>> {
-    let ledger = &street.houses[n].ledger;
-    ledger
-        .iter()
-        .filter(|(k, _)| *k == EntryKind::MeterStatement)
-        .filter_map(|(_, p)| Signed::<MeterStatement>::from_bytes(p).ok())
-        .collect()
+    in_ledger(street, n, EntryKind::MeterStatement)
+}
+
+/// Whether house `n` has an entry of `kind` among its writes not yet durable.
+fn unsynced_has(street: &Street, n: usize, kind: EntryKind) -> bool {
+    street.houses[n].unsynced.iter().flat_map(|w| &w.entries).any(|(k, _)| *k == kind)
 }
 
 /// An interval that has ended at the street's first moment.
@@ -241,7 +247,7 @@ const CLOSED: IntervalId = IntervalId(I.0 - 4);
 
 /// Whether house `n` has a statement among its writes not yet durable.
 fn stated_unsynced(street: &Street, n: usize) -> bool {
-    street.houses[n].unsynced.iter().flat_map(|w| &w.entries).any(|(k, _)| *k == EntryKind::MeterStatement)
+    unsynced_has(street, n, EntryKind::MeterStatement)
 }
 
 /// House `n`'s next statement slot comes (an hour on): its waiting intervals are stated.
@@ -362,12 +368,8 @@ fn meter_closes_with(street: &mut Street, n: usize, interval: IntervalId, import
 
 /// House `n`'s latest durable settlement of each interval, by its ledger.
 fn settlements_in_ledger(street: &Street, n: usize) -> BTreeMap<IntervalId, Settlement> {
-    let mut latest = BTreeMap::new();
-    for (_, p) in street.houses[n].ledger.iter().filter(|(k, _)| *k == EntryKind::Settlement) {
-        let s = Signed::<Settlement>::from_bytes(p).expect("a settlement entry decodes");
-        latest.insert(s.body().interval, s.body().clone());
-    }
-    latest
+    let all = in_ledger::<Settlement>(street, n, EntryKind::Settlement);
+    all.into_iter().map(|s| (s.body().interval, s.body().clone())).collect()
 }
 
 /// Delivers the gossip waiting for house `to` (and nothing else).
@@ -398,8 +400,7 @@ fn both_parties_settle_each_trade_alike_and_a_missing_statement_gives_a_provisio
         street.flush(n);
     }
     deliver_gossip_to(&mut street, 1);
-    let stated = street.houses[0].ledger.iter().filter(|(k, _)| *k == EntryKind::MeterStatement).count();
-    assert_eq!(stated, 2);
+    assert_eq!(statements_in_ledger(&street, 0).len(), 2);
     // The deadline passes.
     street.advance(SETTLE_AFTER_MS);
     for n in [0, 1] {
@@ -435,5 +436,5 @@ fn both_parties_settle_each_trade_alike_and_a_missing_statement_gives_a_provisio
 
 /// Whether house `n` has a settlement among its writes not yet durable.
 fn settled_unsynced(street: &Street, n: usize) -> bool {
-    street.houses[n].unsynced.iter().flat_map(|w| &w.entries).any(|(k, _)| *k == EntryKind::Settlement)
+    unsynced_has(street, n, EntryKind::Settlement)
 }
