@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit_cmd;
 pub mod community_cmd;
 pub mod datadir;
 #[cfg(feature = "demo")]
@@ -55,6 +56,8 @@ pub enum Command {
     Status(run_cmd::StatusArgs),
     /// A household's statement for a month or any range, from its own settlements.
     Statement(statement_cmd::StatementArgs),
+    /// Audit many ledgers against each other: trades, settlements, heads, zone limits.
+    Audit(audit_cmd::AuditArgs),
 }
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Run(args) => run_cmd::run(&args, cli.verbose),
         Command::Status(args) => run_cmd::status(&args),
         Command::Statement(args) => statement_cmd::run(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
     }
 }
 

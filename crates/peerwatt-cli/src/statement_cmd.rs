@@ -81,8 +81,8 @@ fn interval_ms(dir: &DataDir) -> Result<u64, Failure> {
 /// The range asked for, ms since the epoch, `[from, to)`.
 fn range(args: &StatementArgs) -> Result<(u64, u64), Failure> {
     let day = |text: &str| -> Result<u64, Failure> {
-        match parse_moment(text) {
-            Some(t) => Ok(t),
+        match Timestamp::parse_utc(text) {
+            Some(t) => Ok(t.0),
             None => {
                 Err(anyhow!("{text:?} is not a date")).hint("write dates as YYYY-MM-DD, or YYYY-MM-DDTHH:MMZ (UTC)")
             }
@@ -101,17 +101,6 @@ fn range(args: &StatementArgs) -> Result<(u64, u64), Failure> {
     let from = args.from.as_deref().map(day).transpose()?.unwrap_or(0);
     let to = args.to.as_deref().map(day).transpose()?.unwrap_or(u64::MAX);
     Ok((from, to))
-}
-
-/// `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MMZ`, UTC, as ms since the epoch.
-fn parse_moment(text: &str) -> Option<u64> {
-    let Some((date, time)) = text.split_once('T') else { return Timestamp::parse_date(text).map(|t| t.0) };
-    let (h, m) = time.strip_suffix('Z')?.split_once(':')?;
-    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
-    if h > 23 || m > 59 {
-        return None;
-    }
-    Some(Timestamp::parse_date(date)?.0 + (h * 60 + m) * 60_000)
 }
 
 /// kWh with three decimals (exact: the energies are whole Wh).

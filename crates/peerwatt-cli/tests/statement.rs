@@ -1,6 +1,6 @@
 //! `peerwatt statement` on the ledgers of a short demo street: every household's statement
 //! adds up exactly (Wh and money) to its own meter figures, and the households' statements
-//! to the community totals of the demo's report.
+//! to the community totals of the demo's report; and `peerwatt audit` finds the street clean.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
@@ -95,6 +95,15 @@ fn every_households_statement_adds_up_to_its_meter_and_the_community_totals() {
         (delivered, shared, bills),
         (n(community, "delivered_wh"), n(community, "shared_wh"), n(community, "bills"))
     );
+    // The street audits clean from its data directories (the demo ran the same audit).
+    assert_eq!(report["audit"]["clean"], true, "{}", report["audit"]);
+    let audit_out = dir.path().join("audit");
+    let audited = ok(peerwatt(&["audit", data.to_str().unwrap(), "--out", audit_out.to_str().unwrap()]));
+    assert!(audited.contains("clean: no exceptions"), "{audited}");
+    let json: Value = serde_json::from_slice(&std::fs::read(audit_out.join("audit.json")).unwrap()).unwrap();
+    let settlements = &json["summary"]["settlements"];
+    assert_eq!(settlements["recomputed"], settlements["settlements"]);
+    assert_eq!(json["summary"]["trades"]["in_both_ledgers"], report["ledgers"]["trades_in_both_ledgers"]);
     let bad = peerwatt(&["statement", "--data-dir", data.join("house-01").to_str().unwrap(), "--month", "June"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("YYYY-MM"));
 }

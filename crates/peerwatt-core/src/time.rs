@@ -45,6 +45,32 @@ impl Timestamp {
         Some(Timestamp(days * 86_400_000))
     }
 
+    /// A moment in UTC: `YYYY-MM-DD` (midnight), or `YYYY-MM-DDTHH:MM[:SS[.fff]]` followed by
+    /// `Z` or `+00:00` (RFC 3339 in UTC); `None` if it is not one.
+    pub fn parse_utc(text: &str) -> Option<Timestamp> {
+        let Some((date, time)) = text.split_once('T') else { return Timestamp::parse_date(text) };
+        let time = time.strip_suffix('Z').or_else(|| time.strip_suffix("+00:00"))?;
+        let (hms, millis) = match time.split_once('.') {
+            Some((hms, frac)) if (1..=3).contains(&frac.len()) && frac.bytes().all(|b| b.is_ascii_digit()) => {
+                (hms, frac.parse::<u64>().ok()? * 10u64.pow(3 - frac.len() as u32))
+            }
+            Some(_) => return None,
+            None => (time, 0),
+        };
+        let parts: Vec<&str> = hms.split(':').collect();
+        let (h, m, sec) = match parts[..] {
+            [h, m] => (h, m, "0"),
+            [h, m, s] => (h, m, s),
+            _ => return None,
+        };
+        let two = |t: &str| (t.len() == 2 || t == "0").then(|| t.parse::<u64>().ok()).flatten();
+        let (h, m, sec) = (two(h)?, two(m)?, two(sec)?);
+        if h > 23 || m > 59 || sec > 59 {
+            return None;
+        }
+        Some(Timestamp(Timestamp::parse_date(date)?.0 + ((h * 60 + m) * 60 + sec) * 1000 + millis))
+    }
+
     /// The timestamp `secs` whole seconds after the epoch.
     pub const fn from_secs(secs: u64) -> Timestamp {
         Timestamp(secs.saturating_mul(1000))
@@ -250,6 +276,26 @@ mod tests {
         let day_start = Timestamp::from_secs(1_717_200_000);
         assert_eq!(len.start(len.interval_at(day_start)), day_start);
         assert_eq!(len.interval_at(day_start).0 % 96, 0);
+    }
+
+    #[test]
+    fn utc_moments_parse_exactly_and_anything_else_is_refused() {
+        let t = |s: &str| Timestamp::parse_utc(s).map(|t| t.to_string());
+        assert_eq!(t("2024-06-01").as_deref(), Some("2024-06-01T00:00:00.000Z"));
+        assert_eq!(t("2024-06-01T12:07Z").as_deref(), Some("2024-06-01T12:07:00.000Z"));
+        assert_eq!(t("2024-06-01T12:07:30Z"), Some(NOON_ISH.to_string()));
+        assert_eq!(t("2024-06-01T12:07:30.5+00:00").as_deref(), Some("2024-06-01T12:07:30.500Z"));
+        for bad in [
+            "2024-06-01T12:07",
+            "2024-06-01T12:07:30+02:00",
+            "2024-06-01T24:00Z",
+            "2024-06-31T00:00Z",
+            "2024-06-01T1:07Z",
+            "2024-06-01T12:07:30.1234Z",
+            "",
+        ] {
+            assert_eq!(Timestamp::parse_utc(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::ledger::{LedgerError, LedgerReader};
 use crate::store::Store;
-use crate::verify::{LogVerifier, Problem, VerifyError, VerifyReport};
+use crate::verify::{LogVerifier, Problem, VerifyError, VerifyReport, Visit};
 
 const MAGIC: &[u8; 8] = b"PWLEDGER";
 const END: &[u8; 8] = b"PWLEDEND";
@@ -97,6 +97,11 @@ impl<W: Write> Write for CountingWriter<W> {
 
 /// Verifies an export from the file alone: framing, every entry, every head.
 pub fn verify_export<R: Read>(input: R) -> Result<VerifyReport, VerifyError> {
+    verify_export_visiting(input, &mut ())
+}
+
+/// [`verify_export`], handing `visit` every head and entry it checked.
+pub fn verify_export_visiting<R: Read>(input: R, visit: &mut impl Visit) -> Result<VerifyReport, VerifyError> {
     let mut r = BufReader::new(input);
     let bad = |why: &str| VerifyError::log(Problem::BadExport(why.to_owned()));
     let mut magic = [0u8; 8];
@@ -126,13 +131,14 @@ pub fn verify_export<R: Read>(input: R) -> Result<VerifyReport, VerifyError> {
         };
         read_record(&mut r, &mut buf).map_err(|e| e.into_verify_error(truncated))?;
         let size = head_size(&buf).ok_or_else(|| bad("a tree head record is too short"))?;
-        verifier.add_head(size, &buf)?;
+        visit.head(&verifier.add_head(size, &buf)?);
     }
     for seq in 0..entry_count {
         let truncated =
             || VerifyError::at(seq, Problem::ExportTruncated { what: "entries", declared: entry_count, found: seq });
         read_record(&mut r, &mut buf).map_err(|e| e.into_verify_error(truncated))?;
-        verifier.push(seq, &buf, |_| Ok(()))?;
+        let checked = verifier.push(seq, &buf, |_| Ok(()))?;
+        visit.entry(&checked.entry, checked.leaf);
     }
     let mut end = [0u8; 8];
     read_exact_or(&mut r, &mut end).map_err(|_| bad("the end marker is missing: the file was cut off"))?;

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::merkle::{self, Frontier, ProofError, SubtreeSource, leaf_hash};
 use crate::store::{Batch, SledStore, Store, StoreError};
-use crate::verify::{LogVerifier, Problem, VerifyError, VerifyReport};
+use crate::verify::{LogVerifier, Problem, VerifyError, VerifyReport, Visit};
 
 /// A ledger operation failed.
 #[derive(Debug, Error)]
@@ -310,6 +310,11 @@ impl<S: Store> LedgerReader<S> {
     /// Walks the whole ledger and reports the first problem: see [`crate::verify`]. Also checks
     /// every stored Merkle node against the entries, so proofs served later are sound.
     pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
+        self.verify_visiting(&mut ())
+    }
+
+    /// [`LedgerReader::verify`], handing `visit` every head and entry it checked.
+    pub fn verify_visiting(&self, visit: &mut impl Visit) -> Result<VerifyReport, VerifyError> {
         let store_problem = |e: StoreError| VerifyError::log(Problem::Store(e.to_string()));
         let recorded = self.store.recorded_size().map_err(store_problem)?;
         let Some(owner) = self.owner else {
@@ -321,11 +326,11 @@ impl<S: Store> LedgerReader<S> {
         };
         let mut verifier = LogVerifier::new(owner);
         for (size, bytes) in self.store.heads().map_err(store_problem)? {
-            verifier.add_head(size, &bytes)?;
+            visit.head(&verifier.add_head(size, &bytes)?);
         }
         for item in self.store.entries_from(0) {
             let (seq, bytes) = item.map_err(store_problem)?;
-            verifier.push(seq, &bytes, |node| {
+            let checked = verifier.push(seq, &bytes, |node| {
                 if node.level < MIN_STORED_LEVEL {
                     return Ok(()); // not stored: recomputed from the entries just checked
                 }
@@ -335,6 +340,7 @@ impl<S: Store> LedgerReader<S> {
                     Err(e) => Err(Problem::Store(e.to_string())),
                 }
             })?;
+            visit.entry(&checked.entry, checked.leaf);
         }
         verifier.finish(Some(recorded))
     }

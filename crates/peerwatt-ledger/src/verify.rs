@@ -159,6 +159,27 @@ pub struct VerifyReport {
     pub last_time: Option<Timestamp>,
 }
 
+/// What a walk over a log hands its caller besides checking it (an auditor collecting facts):
+/// every signed tree head once checked against its owner, and every entry once verified.
+pub trait Visit {
+    /// A signed tree head of the log's owner (its root is checked once the walk reaches its size).
+    fn head(&mut self, _head: &Signed<TreeHead>) {}
+    /// Entry `entry.body().seq`, verified, with its Merkle leaf hash.
+    fn entry(&mut self, _entry: &Signed<LedgerEntry>, _leaf: Hash) {}
+}
+
+/// A walk that only checks.
+impl Visit for () {}
+
+/// An entry that passed every check: the entry and its Merkle leaf hash.
+#[derive(Debug)]
+pub struct Checked {
+    /// The entry.
+    pub entry: Signed<LedgerEntry>,
+    /// Its leaf hash (the hash the next entry names).
+    pub leaf: Hash,
+}
+
 /// Checks a log fed to it one entry at a time.
 #[derive(Debug)]
 pub struct LogVerifier {
@@ -185,7 +206,7 @@ impl LogVerifier {
 
     /// Adds a signed tree head (stored under `stored_size`) to check once the walk reaches it.
     /// Add every head before the first entry.
-    pub fn add_head(&mut self, stored_size: u64, bytes: &[u8]) -> Result<(), VerifyError> {
+    pub fn add_head(&mut self, stored_size: u64, bytes: &[u8]) -> Result<Signed<TreeHead>, VerifyError> {
         let bad = |why: String| VerifyError::log(Problem::BadHead { size: stored_size, why });
         let head = Signed::<TreeHead>::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
         if *head.signer() != self.owner {
@@ -199,7 +220,7 @@ impl LogVerifier {
         if stored_size == 0 {
             self.check_heads_at_current_size()?;
         }
-        Ok(())
+        Ok(head)
     }
 
     /// Checks the entry stored at position `stored_at`; `on_node` sees every Merkle subtree the
@@ -209,7 +230,7 @@ impl LogVerifier {
         stored_at: u64,
         bytes: &[u8],
         on_node: impl FnMut(CompletedNode) -> Result<(), Problem>,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<Checked, VerifyError> {
         let n = self.frontier.size();
         if stored_at != n {
             return Err(VerifyError::at(n, Problem::Missing { next_stored: Some(stored_at) }));
@@ -238,7 +259,8 @@ impl LogVerifier {
         node_problem.map_err(|p| VerifyError::at(n, p))?;
         self.prev = hash;
         self.last_time = Some(entry.time);
-        self.check_heads_at_current_size()
+        self.check_heads_at_current_size()?;
+        Ok(Checked { entry: signed, leaf: hash })
     }
 
     fn check_heads_at_current_size(&mut self) -> Result<(), VerifyError> {

@@ -181,9 +181,13 @@ pub async fn start_with_store<S: Store + 'static>(
             let history = History::open(&cfg.meter_history_file(), m.history_intervals);
             observed = history.items().map(actor::observed).collect();
             // Intervals closed before a stop may not be stated yet (statements wait for the
-            // node's hourly slot): those still within the statement window are offered again.
+            // node's hourly slot): those that can still be settled are offered again: this
+            // node states them in its next slot and the members theirs in their next, both
+            // within the statement window (older ones would be refused by the members, and
+            // settled on this node's statement alone for good).
             let format = m.grid.as_ref().map_or("none", |g| g.format.name());
-            let window_start = clock.now().0.saturating_sub(peerwatt_market::STATEMENT_MAX_AGE_MS);
+            let settleable = peerwatt_market::STATEMENT_MAX_AGE_MS - 2 * peerwatt_market::trader::STATEMENT_GOSSIP_MS;
+            let window_start = clock.now().0.saturating_sub(settleable);
             recent =
                 history.items().filter(|t| t.start.0 >= window_start).map(|t| actor::measured(t, format)).collect();
             Some(peerwatt_meter::spawn(&m, m.pipeline()?, m.accountant()?, history, clock.clone(), meter_tx)?)

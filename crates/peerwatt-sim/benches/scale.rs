@@ -12,17 +12,6 @@ use std::time::Instant;
 
 use peerwatt_sim::{NetworkChoice, Quiet, RunOptions, Scenario};
 
-/// Peak resident memory of this process, kB (Linux `VmHWM`).
-fn peak_rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let words: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<u64> = words.iter().filter_map(|a| a.parse().ok()).collect();
@@ -52,6 +41,7 @@ fn main() {
         // states its last intervals and settles them, is clock time, not work (11 s at 330×).
         // The report says how many household intervals were settled by the day's end.
         wait_for_settlement: false,
+        audit: false,
         ..Scenario::default()
     };
     let out = tempfile::tempdir().unwrap();
@@ -60,7 +50,7 @@ fn main() {
     let started = Instant::now();
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();
     let wall = started.elapsed().as_secs_f64();
-    let rss = peak_rss_kb();
+    let rss = peerwatt_testkit::peak_rss_kb();
     let c = &report.community;
     let simulated = f64::from(days) * 86_400.0 / f64::from(speed);
     println!("scale: {households} households x {days} day(s), speed {speed}");

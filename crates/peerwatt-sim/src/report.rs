@@ -103,6 +103,66 @@ pub struct LedgerCheck {
     pub orders_published: u64,
 }
 
+/// What `peerwatt audit` found over the street's ledgers.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditCheck {
+    /// No exceptions.
+    pub clean: bool,
+    /// Exceptions per check that found any.
+    pub exceptions: Vec<(String, u64)>,
+    /// Ledgers verified.
+    pub ledgers_verified: u64,
+    /// Trades in both parties' ledgers with the same bytes.
+    pub trades_in_both_ledgers: u64,
+    /// Settlements checked (the latest revision of each node and interval).
+    pub settlements: u64,
+    /// Of them, recomputed exactly from the signed statements and trades.
+    pub settlements_recomputed: u64,
+    /// Signed heads checked against their owners' ledgers.
+    pub heads_checked: u64,
+    /// How long it took, ms.
+    pub elapsed_ms: u64,
+    /// Where its report is (audit.json, exceptions.csv, zones.csv).
+    pub dir: PathBuf,
+}
+
+impl AuditCheck {
+    /// The check of an audit's report written to `dir`.
+    pub fn of(report: &peerwatt_audit::Report, dir: PathBuf) -> AuditCheck {
+        let s = &report.summary;
+        AuditCheck {
+            clean: report.is_clean(),
+            exceptions: report.found().into_iter().map(|(c, n)| (c.name().to_owned(), n)).collect(),
+            ledgers_verified: s.ledgers_verified,
+            trades_in_both_ledgers: s.trades.in_both_ledgers,
+            settlements: s.settlements.settlements,
+            settlements_recomputed: s.settlements.recomputed,
+            heads_checked: s.heads.checked,
+            elapsed_ms: s.elapsed_ms,
+            dir,
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let verdict = if self.clean {
+            "clean".to_owned()
+        } else {
+            let found: Vec<String> = self.exceptions.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            format!("EXCEPTIONS: {} (see {})", found.join(", "), self.dir.join("exceptions.csv").display())
+        };
+        let _ = writeln!(
+            out,
+            "  audit (`peerwatt audit` over every ledger): {verdict}; {} ledgers, {} trades in both parties' ledgers, {} of {} settlements recomputed exactly from the signed statements, {} signed heads consistent, in {:.1} s",
+            self.ledgers_verified,
+            self.trades_in_both_ledgers,
+            self.settlements_recomputed,
+            self.settlements,
+            self.heads_checked,
+            self.elapsed_ms as f64 / 1000.0
+        );
+    }
+}
+
 /// How the nodes' own meter readings compare with the simulated meters.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MeterCheck {
@@ -151,6 +211,8 @@ pub struct Report {
     pub intervals: Vec<IntervalLine>,
     /// The ledgers.
     pub ledgers: LedgerCheck,
+    /// The audit of the street, if it ran.
+    pub audit: Option<AuditCheck>,
     /// The meters.
     pub meters: MeterCheck,
     /// Whether the network kept up with the clock.
@@ -178,6 +240,8 @@ pub struct Parts<'a> {
     pub flows: &'a [Vec<Flows>],
     /// The ledgers.
     pub ledgers: &'a LedgerSummary,
+    /// The audit of the street, if it ran.
+    pub audit: Option<AuditCheck>,
     /// Meter messages published.
     pub meter_messages: u64,
     /// Every node's status counters, summed.
@@ -253,6 +317,7 @@ impl Report {
                 .map(|(k, figures)| IntervalLine { start: interval_start(k).to_string(), figures })
                 .collect(),
             ledgers,
+            audit: p.audit.clone(),
             meters: meter_check(&p, first),
             delivery: DeliveryCheck::from_counters(p.node_counters, s),
             timing: Timing { wall_secs: p.wall_secs, trading_secs: p.trading_secs },
@@ -377,6 +442,9 @@ impl Report {
         );
         for n in l.nodes.iter().filter(|n| n.problem.is_some()) {
             let _ = writeln!(out, "    {}: {}", n.name, n.problem.as_deref().unwrap_or(""));
+        }
+        if let Some(audit) = &self.audit {
+            audit.render(&mut out);
         }
         let m = &self.meters;
         let _ = writeln!(

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peerwatt_audit::{Input, Options as AuditOptions};
 use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 use peerwatt_market::VerifiedMemo;
 use peerwatt_market::settlement::WorkMemo;
@@ -26,7 +27,7 @@ use crate::clock::AcceleratedClock;
 use crate::household::{Flows, Household, Profiles, STEP_SECS, STEPS_PER_DAY, Variety, simulate};
 use crate::ledgers::{self, LedgerSummary};
 use crate::meters::{self, SimMeter};
-use crate::report::{LiveLine, Report};
+use crate::report::{AuditCheck, LiveLine, Report};
 use crate::rng::Rng;
 use crate::scenario::{LIBP2P_UP_TO, NetworkChoice, Scenario, ScenarioError};
 
@@ -76,6 +77,9 @@ pub enum RunError {
     /// Computing the report.
     #[error("computing the report: {0}")]
     Kpi(#[from] crate::kpi::KpiError),
+    /// The audit of the street could not run.
+    #[error("auditing the ledgers: {0}")]
+    Audit(#[from] peerwatt_audit::AuditError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -221,6 +225,12 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
         members.iter().map(|m| (m.provisioned.peer_id.clone(), m.household.name.clone())).collect();
     let configs: Vec<&NodeConfig> = members.iter().map(|m| &m.provisioned.config).collect();
     let summary: LedgerSummary = ledgers::read(&configs, &names)?;
+    let audit = if s.audit {
+        observer.phase("auditing the street: `peerwatt audit` over every node's ledger");
+        Some(audit_street(s, &configs, &options.out)?)
+    } else {
+        None
+    };
     let reported = timeline.steps_to(timeline.start)..timeline.steps_to(timeline.end);
     let mut report = Report::build(crate::report::Parts {
         scenario: s,
@@ -228,6 +238,7 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
         households: &members.iter().map(|m| m.household.clone()).collect::<Vec<_>>(),
         flows: &members.iter().map(|m| m.flows[reported.clone()].to_vec()).collect::<Vec<_>>(),
         ledgers: &summary,
+        audit,
         meter_messages: published,
         node_counters: &summed_counters(&configs),
         wall_secs: wall.elapsed().as_secs_f64(),
@@ -237,6 +248,16 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     report.write(&options.out).map_err(io(format!("writing the report to {}", options.out.display())))?;
     drop(temp);
     Ok(report)
+}
+
+/// `peerwatt audit` over every node's ledger, its report written to `out/audit/`.
+fn audit_street(s: &Scenario, configs: &[&NodeConfig], out: &std::path::Path) -> Result<AuditCheck, RunError> {
+    let community = community_of(s, &NodeKey::from_seed(&seed_bytes(s.seed)))?;
+    let inputs: Vec<Input> = configs.iter().map(|c| Input::Store(c.resolve(&c.node.ledger_dir))).collect();
+    let report = peerwatt_audit::audit(&inputs, &AuditOptions::new(community))?;
+    let dir = out.join("audit");
+    report.write_to(&dir).map_err(io(format!("writing the audit to {}", dir.display())))?;
+    Ok(AuditCheck::of(&report, dir))
 }
 
 /// Every node's status counters (written when it stopped), summed. A node whose status file

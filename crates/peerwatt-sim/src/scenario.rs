@@ -85,6 +85,9 @@ pub struct Scenario {
     /// completely (at most until the last settlement deadline); else stop at the day's end
     /// and report what was settled by then.
     pub wait_for_settlement: bool,
+    /// At the end, audit every node's ledger against the others' (`peerwatt audit`) and
+    /// write its report next to the run's.
+    pub audit: bool,
 }
 
 /// The network the simulated nodes trade over.
@@ -141,6 +144,7 @@ impl Default for Scenario {
             network_latency_ms: 5,
             network_loss_per_million: 0,
             wait_for_settlement: true,
+            audit: true,
         }
     }
 }

@@ -237,4 +237,11 @@ async fn both_parties_settle_every_trade_of_a_demo_day_alike() {
     // Contracts and sharing together take up exactly what could physically have been shared
     // (per interval, the smaller of the import and export the statements state).
     assert_eq!(c.delivered_wh + c.shared_wh, c.shareable_wh, "{c:?}");
+    // And the auditor, from the ledgers alone, finds every trade in both ledgers and every
+    // settlement recomputing from the signed statements.
+    let audit = report.audit.as_ref().unwrap();
+    assert!(audit.clean, "{audit:?}");
+    assert_eq!(audit.settlements_recomputed, audit.settlements);
+    assert!(audit.settlements >= 4 * 96 && audit.trades_in_both_ledgers >= c.trades, "{audit:?}");
+    assert!(report.render().contains("audit (`peerwatt audit` over every ledger): clean"));
 }

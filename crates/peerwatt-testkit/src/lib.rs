@@ -21,3 +21,15 @@ pub mod wait;
 pub use community::{bench_community, community_of};
 pub use mosquitto::{BrokerOptions, Mosquitto};
 pub use peerwatt_net::free_port;
+
+/// Peak resident memory of this process, kB (Linux `VmHWM`; 0 where it cannot be read): what
+/// the benchmarks report as peak memory.
+pub fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

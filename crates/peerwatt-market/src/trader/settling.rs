@@ -3,7 +3,7 @@
 //! interval against them in its next hourly slot and signs the `Settlement` into its ledger.
 //! An interval is due when as many members have stated it as stated the interval before and
 //! every counterparty's statement is in, or at the latest [`SETTLE_AFTER_MS`] after its end
-//! (then it may be provisional). A statement that arrives or changes later redoes the settlement in the node's
+//! (then it may be provisional); nothing is due before the node has run for a statement slot. A statement that arrives or changes later redoes the settlement in the node's
 //! next hourly slot (at its own phase of the hour, as its statements), with the next revision if its figures change; nothing changes once the
 //! statements' window ([`crate::gossip::STATEMENT_MAX_AGE_MS`]) has passed.
 
@@ -29,6 +29,8 @@ pub(super) struct Settling {
     settled: BTreeMap<IntervalId, Settled>,
     /// The statement slot of the last tick.
     last_slot: u64,
+    /// The node's first tick: nothing is due until the members have had a statement slot since.
+    first_tick: Option<Timestamp>,
 }
 
 /// An interval's settlement as far as it got.
@@ -88,6 +90,7 @@ impl Trader {
     /// was a burst; nor at each arrival, which would sign a revision per member.
     pub(super) fn settlements_tick(&mut self, now: Timestamp) {
         self.prune_settling(now);
+        self.settling.first_tick.get_or_insert(now);
         let slot = now.0.saturating_add(phase_offset(&self.me, STATEMENT_GOSSIP_MS)) / STATEMENT_GOSSIP_MS;
         if slot == self.settling.last_slot {
             return;
@@ -104,6 +107,12 @@ impl Trader {
 
     /// Whether `interval` is due: all its statements in, or its deadline passed.
     fn settlement_due(&self, interval: IntervalId, now: Timestamp) -> bool {
+        // A node that just started has not heard the members' statements yet (they state in
+        // their hourly slots): settled now, its earlier intervals would read its own alone.
+        let running = self.settling.first_tick.map_or(0, |first| now.0.saturating_sub(first.0));
+        if running < STATEMENT_GOSSIP_MS {
+            return false;
+        }
         let end = self.community.interval.start(IntervalId(interval.0 + 1));
         if now.0 >= end.0.saturating_add(SETTLE_AFTER_MS) {
             return true;

@@ -26,8 +26,9 @@ pub(super) struct Stating {
     waiting: BTreeMap<IntervalId, Measured>,
     /// Statements signed in a turn whose writes are not durable yet, by interval.
     in_flight: HashMap<IntervalId, Signed<MeterStatement>>,
-    /// The statement slot of the last statements.
-    last_slot: u64,
+    /// The statement slot of the last tick (none before the first: a node states nothing
+    /// at its first tick, when it has no peers to gossip to yet).
+    last_slot: Option<u64>,
 }
 
 impl Trader {
@@ -113,8 +114,7 @@ impl Trader {
         self.statements.prune(now);
         let offset = phase_offset(&self.me, STATEMENT_GOSSIP_MS);
         let slot = now.0.saturating_add(offset) / STATEMENT_GOSSIP_MS;
-        if slot != self.stating.last_slot {
-            self.stating.last_slot = slot;
+        if self.stating.last_slot.replace(slot).is_some_and(|last| last != slot) {
             self.state_waiting(now);
         }
     }
