@@ -59,6 +59,8 @@ pub struct TradeFact {
     pub energy: Wh,
     /// Price.
     pub price: Price,
+    /// When the maker accepted it.
+    pub accepted_at: Timestamp,
     /// The whole signed trade, encoded (evidence).
     pub bytes: Vec<u8>,
 }
@@ -221,6 +223,7 @@ impl Collector<'_> {
             interval: terms.interval,
             energy: terms.energy,
             price: terms.price,
+            accepted_at: trade.body().accepted_at,
             bytes: payload.to_vec(),
         });
         Ok(())
@@ -287,6 +290,9 @@ pub fn read(input: &Input, verified: &Verified) -> Result<Read, AuditError> {
     let walked = match input {
         Input::Export(path) => verify_export_visiting(File::open(path).map_err(|e| open(e.to_string()))?, &mut c),
         Input::Store(path) => {
+            if !(path.join("conf").is_file() && path.join("db").is_file()) {
+                return Err(open("no ledger database here".into()));
+            }
             let reader = LedgerReader::open_dir(path).map_err(|e| open(e.to_string()))?;
             reader.verify_visiting(&mut c)
         }
@@ -329,7 +335,11 @@ pub fn read_all(inputs: &[Input], threads: usize) -> Result<Vec<Read>, AuditErro
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = inputs.get(i) else { break };
-                    let read = read(input, &verified);
+                    // A reader that panics (a bug, on hostile bytes) fails its ledger, not the audit.
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(input, &verified)))
+                        .unwrap_or_else(|_| {
+                            Err(AuditError::Open { place: input.source(), why: "its reader panicked".into() })
+                        });
                     *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(read);
                 }
             });

@@ -21,12 +21,17 @@ pub struct HeadCounts {
     pub witnessed: u64,
     /// Of them, checked against their owner's audited ledger.
     pub checked: u64,
+    /// Of them, signed after their owner's audited ledger ends (not expected in it).
+    pub after_ledger_end: u64,
 }
 
-/// A head and where it was found.
+/// A head and where it was found (a witnessed copy is preferred as evidence).
 struct Seen<'a> {
     head: &'a Signed<TreeHead>,
     place: String,
+    /// Whether another node recorded it (a head only in its own node's ledger was checked
+    /// against the entries when that ledger verified).
+    witnessed: bool,
 }
 
 /// Checks every head against the others of its node and against its node's ledger.
@@ -34,22 +39,18 @@ pub fn check(audited: &Audited<'_>, exceptions: &mut Vec<Exception>) -> HeadCoun
     let mut by_signer: BTreeMap<[u8; 32], BTreeMap<(u64, Hash), Seen<'_>>> = BTreeMap::new();
     let mut counts = HeadCounts::default();
     for (owner, facts) in &audited.ledgers {
-        for head in &facts.heads {
-            let place = format!("signed head in the ledger of {}", key(owner));
-            by_signer
-                .entry(*owner)
-                .or_default()
-                .entry((head.body().size, head.body().root))
-                .or_insert(Seen { head, place });
-        }
         for head in &facts.witnessed {
             let place = format!("head witnessed in the ledger of {}", key(owner));
             let heads = by_signer.entry(head.signer().to_bytes()).or_default();
-            if let std::collections::btree_map::Entry::Vacant(slot) = heads.entry((head.body().size, head.body().root))
-            {
-                counts.witnessed += 1;
-                slot.insert(Seen { head, place });
-            }
+            heads.entry((head.body().size, head.body().root)).or_insert(Seen { head, place, witnessed: true });
+        }
+    }
+    counts.witnessed = by_signer.values().map(|h| h.len() as u64).sum();
+    for (owner, facts) in &audited.ledgers {
+        for head in &facts.heads {
+            let place = format!("signed head in the ledger of {}", key(owner));
+            let heads = by_signer.entry(*owner).or_default();
+            heads.entry((head.body().size, head.body().root)).or_insert(Seen { head, place, witnessed: false });
         }
     }
     for (signer, heads) in &by_signer {
@@ -61,8 +62,15 @@ pub fn check(audited: &Audited<'_>, exceptions: &mut Vec<Exception>) -> HeadCoun
             if equivocal.contains(size) {
                 continue;
             }
+            if !seen.witnessed {
+                continue;
+            }
             counts.checked += 1;
             let Some(actual) = roots.get(size) else {
+                if ledger.last_time.is_some_and(|end| end < seen.head.body().time) {
+                    counts.after_ledger_end += 1; // signed after the export was taken
+                    continue;
+                }
                 exceptions.push(
                     Exception::new(
                         Check::LedgerCutShort,

@@ -207,10 +207,17 @@ impl PointMap {
     /// Reads the `peer_id,metering_point` CSV.
     pub fn parse_csv(text: &str) -> Result<PointMap, MeterDataError> {
         let mut map = PointMap::default();
+        let mut owners: HashMap<&str, [u8; 32]> = HashMap::new();
         for (row, f) in rows(text, MAP_HEADER, 2)? {
-            let member = PublicKey::from_peer_id(f[0])
-                .map_err(|e| MeterDataError::Row { row, why: format!("{:?} is not a peer id: {e}", f[0]) })?;
-            map.points.entry(member.to_bytes()).or_default().push(f[1].to_owned());
+            let bad = |why: String| MeterDataError::Row { row, why };
+            let member = PublicKey::from_peer_id(f[0]).map_err(|e| bad(format!("{:?} is not a peer id: {e}", f[0])))?;
+            match owners.insert(f[1], member.to_bytes()) {
+                Some(other) if other != member.to_bytes() => {
+                    return Err(bad(format!("metering point {} is mapped to two members", f[1])));
+                }
+                Some(_) => continue, // the same row twice
+                None => map.points.entry(member.to_bytes()).or_default().push(f[1].to_owned()),
+            }
         }
         Ok(map)
     }
@@ -258,7 +265,7 @@ pub fn check(
                     continue;
                 }
                 let slot = official.entry((*interval, export)).or_default();
-                slot.0 += value.mwh;
+                slot.0 = slot.0.saturating_add(value.mwh);
                 slot.1.push(format!("{p} row {}", value.row));
             }
         }

@@ -150,19 +150,26 @@ impl Report {
             s.entries,
             s.elapsed_ms as f64 / 1000.0
         );
+        let t = &s.trades;
         out += &format!(
-            "  trades: {} ({} in both parties' ledgers, {} with a party not audited)\n",
-            s.trades.trades, s.trades.in_both_ledgers, s.trades.party_not_audited
+            "  trades: {} ({} in both parties' ledgers, {} with a party not audited, {} agreed after a party's ledger ends)\n",
+            t.trades, t.in_both_ledgers, t.party_not_audited, t.after_ledger_end
         );
+        let st = &s.settlements;
         out += &format!(
-            "  settlements: {} checked, {} recomputed exactly from {} statements ({} read members not audited)\n",
-            s.settlements.settlements,
-            s.settlements.recomputed,
-            s.settlements.statements,
-            s.settlements.members_not_audited
+            "  settlements: {} checked, {} recomputed exactly from {} statements; {} pending a redo, {} changed after the statement window\n",
+            st.settlements, st.recomputed, st.statements, st.pending_redo, st.changed_after_window
         );
-        out +=
-            &format!("  heads: {} witnessed, {} checked against their ledgers\n", s.heads.witnessed, s.heads.checked);
+        if st.members_not_audited > 0 {
+            out += &format!(
+                "  NOT COMPLETE: {} settlements read statements of members whose ledgers were not given; they were not recomputed\n",
+                st.members_not_audited
+            );
+        }
+        out += &format!(
+            "  heads: {} witnessed, {} checked against their ledgers ({} signed after their ledger ends)\n",
+            s.heads.witnessed, s.heads.checked, s.heads.after_ledger_end
+        );
         if let Some(m) = &s.meter_data {
             out += &format!(
                 "  official meter data: {} values compared, {} beyond the tolerance, {} estimated (L3) not compared, {} without a statement\n",

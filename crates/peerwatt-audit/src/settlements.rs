@@ -12,9 +12,10 @@
 //! within [`SETTLE_AFTER_MS`] of that statement (the node redoes it in its next hourly slot),
 //! else *stale*, an exception. Otherwise it is a *mismatch*.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use peerwatt_core::{Community, Hash, IntervalId, SettledTrade, Settlement, Side, Timestamp};
+use peerwatt_market::STATEMENT_MAX_AGE_MS;
 use peerwatt_market::settlement::{self, OwnTrade, Rules, Worked};
 use peerwatt_market::statements::Kept;
 use peerwatt_market::trader::{SETTLE_AFTER_MS, STATEMENT_GOSSIP_MS};
@@ -41,6 +42,9 @@ pub struct SettlementCounts {
     /// Of them, not recomputable: they read statements of members whose ledgers were not
     /// audited.
     pub members_not_audited: u64,
+    /// Made on statements since changed after the members' statement window (6 h after the
+    /// interval), when no node redoes a settlement: final as they stand.
+    pub changed_after_window: u64,
     /// Trades not settled yet and not due (too recent for the ledger's last entry).
     pub not_yet_due: u64,
 }
@@ -148,18 +152,21 @@ impl<'a> StatementIndex<'a> {
     }
 }
 
+/// An interval's final statements, and the interval worked out from them: once per interval.
+type FinalOf<'a> = HashMap<IntervalId, (Vec<([u8; 32], &'a Kept)>, Worked)>;
+
 /// Checks every audited node's settlements.
-pub fn check(
-    audited: &Audited<'_>,
-    statements: &StatementIndex<'_>,
+pub fn check<'a>(
+    audited: &Audited<'a>,
+    statements: &StatementIndex<'a>,
     exceptions: &mut Vec<Exception>,
 ) -> SettlementCounts {
     let community = audited.community;
-    let rules = Rules::of(community);
-    let mut worked: HashMap<IntervalId, Worked> = HashMap::new();
+    let mut finals: FinalOf<'a> = HashMap::new();
     let mut counts = SettlementCounts { statements: statements.len(), ..SettlementCounts::default() };
     let mut settled_trades: SettledBy = HashMap::new();
-    let mut found: HashMap<Hash, Option<Read<'_>>> = HashMap::new();
+    let mut found: HashMap<Hash, Read<'a>> = HashMap::new();
+    let mut not_final: HashSet<([u8; 32], IntervalId)> = HashSet::new();
     for (owner, facts) in &audited.ledgers {
         let trades = own_trades(owner, facts);
         let latest = latest_settlements(facts);
@@ -169,56 +176,68 @@ pub fn check(
                 settled_trades.entry(t.trade).or_default().push((*owner, *interval, *t));
             }
             if s.body.community != community.id {
+                not_final.insert((*owner, *interval));
                 exceptions.push(wrong_community(owner, s));
                 continue;
             }
             check_metered(owner, s, exceptions);
-            let members = statements.final_of(*interval);
+            let (members, worked) = finals.entry(*interval).or_insert_with(|| {
+                let members = statements.final_of(*interval);
+                let worked = settlement::work(&members, &Rules::at(community, *interval));
+                (members, worked)
+            });
             if usize::try_from(s.body.members).unwrap_or(usize::MAX) > members.len() {
+                not_final.insert((*owner, *interval));
                 counts.members_not_audited += 1;
                 continue;
             }
-            let worked = worked.entry(*interval).or_insert_with(|| settlement::work(&members, &rules));
-            let own = trades.get(interval).map_or(&[][..], Vec::as_slice);
+            let own: Vec<OwnTrade> =
+                trades.get(interval).map_or_else(Vec::new, |t| t.iter().map(|(_, o)| *o).collect());
             let expected =
-                settlement::settle_worked(community, *interval, owner, &members, worked, own, s.body.created_at);
-            match expected {
+                settlement::settle_worked(community, *interval, owner, members, worked, &own, s.body.created_at);
+            let verdict = match expected {
                 Ok(e) if same_figures(&e, &s.body) => {
                     counts.recomputed += 1;
                     if (e.members, e.inputs) != (s.body.members, s.body.inputs) {
                         counts.read_fewer_statements += 1;
                     }
+                    continue;
                 }
                 Ok(e) => {
-                    let read = read_set(&mut found, statements, owner, &s.body, own, community);
-                    match judge(read, facts, &e, s) {
-                        None => counts.pending_redo += 1,
-                        Some(exception) => exceptions.push(exception.node(key(owner))),
-                    }
+                    // What the node can have read: its trades recorded before the settlement.
+                    let before: Vec<OwnTrade> = trades
+                        .get(interval)
+                        .map_or_else(Vec::new, |t| t.iter().filter(|(seq, _)| *seq < s.seq).map(|(_, o)| *o).collect());
+                    let read = read_set(&mut found, statements, owner, &s.body, &before, community);
+                    judge(read, facts, &e, s, community)
                 }
-                Err(error) => exceptions.push(
+                Err(error) => Verdict::Exception(
                     Exception::new(Check::SettlementMismatch, "a settlement that can be recomputed", error.to_string())
-                        .node(key(owner))
                         .interval(*interval)
                         .evidence(format!("the settlement, entry {}", s.seq), &s.bytes),
                 ),
+            };
+            not_final.insert((*owner, *interval));
+            match verdict {
+                Verdict::Pending => counts.pending_redo += 1,
+                Verdict::AfterWindow => counts.changed_after_window += 1,
+                Verdict::Exception(exception) => exceptions.push(exception.node(key(owner))),
             }
         }
         counts.not_yet_due += unsettled(owner, facts, &latest, community, exceptions);
     }
-    settled_alike(&settled_trades, exceptions);
+    settled_alike(&settled_trades, &not_final, exceptions);
     counts
 }
 
-/// The node's trades per interval, as its settlement reads them.
-fn own_trades(owner: &[u8; 32], facts: &LedgerFacts) -> BTreeMap<IntervalId, Vec<OwnTrade>> {
-    let mut by_interval: BTreeMap<IntervalId, Vec<OwnTrade>> = BTreeMap::new();
-    for t in &facts.trades {
+/// The node's trades per interval, each once, with the position of its entry.
+fn own_trades(owner: &[u8; 32], facts: &LedgerFacts) -> BTreeMap<IntervalId, Vec<(u64, OwnTrade)>> {
+    let mut by_interval: BTreeMap<IntervalId, Vec<(u64, OwnTrade)>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for t in facts.trades.iter().filter(|t| seen.insert(t.digest)) {
         let (counterparty, side) = t.seen_by(owner);
-        let list = by_interval.entry(t.interval).or_default();
-        if list.iter().all(|o| o.trade != t.digest) {
-            list.push(OwnTrade { trade: t.digest, counterparty, side, energy: t.energy, price: t.price });
-        }
+        let own = OwnTrade { trade: t.digest, counterparty, side, energy: t.energy, price: t.price };
+        by_interval.entry(t.interval).or_default().push((t.seq, own));
     }
     by_interval
 }
@@ -261,16 +280,16 @@ struct Read<'a> {
 /// the set whose digest it records, if it gives `s`. Searched once per digest (a late statement leaves many nodes on
 /// the same set).
 fn read_set<'a>(
-    found: &mut HashMap<Hash, Option<Read<'a>>>,
+    found: &mut HashMap<Hash, Read<'a>>,
     statements: &StatementIndex<'a>,
     owner: &[u8; 32],
     s: &Settlement,
     trades: &[OwnTrade],
     community: &Community,
 ) -> Option<Read<'a>> {
-    let read = found
-        .entry(s.inputs)
-        .or_insert_with(|| {
+    let read = match found.get(&s.inputs) {
+        Some(read) => read.clone(),
+        None => {
             let want = usize::try_from(s.members).unwrap_or(usize::MAX);
             let candidates = [
                 statements.as_of(s.interval, s.created_at),
@@ -279,9 +298,11 @@ fn read_set<'a>(
             ];
             let members = candidates.iter().find_map(|set| with_digest(set, want, &s.inputs))?;
             let newest_unread = statements.newest_unread(s.interval, &members);
-            Some(Read { members, newest_unread })
-        })
-        .clone()?;
+            let read = Read { members, newest_unread };
+            found.insert(s.inputs, read.clone());
+            read
+        }
+    };
     let made = settlement::settle(community, s.interval, owner, &read.members, trades, s.created_at).ok()?;
     (same_figures(&made, s) && made.inputs == s.inputs).then_some(read)
 }
@@ -300,22 +321,44 @@ fn with_digest<'a>(set: &[([u8; 32], &'a Kept)], want: usize, digest: &Hash) -> 
     })
 }
 
-/// A settlement whose figures are not final: pending (`None`) if it was right on what it read
-/// and its ledger ends before it was due to be redone; stale if it was right but not redone in
-/// time; a mismatch if no statements found give it.
-fn judge(read: Option<Read<'_>>, facts: &LedgerFacts, expected: &Settlement, s: &SettlementFact) -> Option<Exception> {
+/// What a settlement whose figures are not final is.
+enum Verdict {
+    /// Right on what it read; the statement that changes it came less than
+    /// [`SETTLE_AFTER_MS`] before its ledger ends: the node redoes it in its next slot.
+    Pending,
+    /// Right on what it read; the statement that changes it came after the members' statement
+    /// window, when no node redoes a settlement any more: final as it stands.
+    AfterWindow,
+    /// Stale or a mismatch.
+    Exception(Exception),
+}
+
+/// A settlement whose figures are not those of the final statements: pending, after the
+/// window, stale (right on what it read but not redone in time), or a mismatch (no statements
+/// found give it).
+fn judge(
+    read: Option<Read<'_>>,
+    facts: &LedgerFacts,
+    expected: &Settlement,
+    s: &SettlementFact,
+    community: &Community,
+) -> Verdict {
     let check = match read {
         None => Check::SettlementMismatch,
         Some(read) => {
+            let window_end = community.interval.end(s.body.interval).0.saturating_add(STATEMENT_MAX_AGE_MS);
+            if read.newest_unread.0 > window_end {
+                return Verdict::AfterWindow;
+            }
             let redo_due = read.newest_unread.0.saturating_add(SETTLE_AFTER_MS);
             if facts.last_time.is_some_and(|last| last.0 < redo_due) {
-                return None;
+                return Verdict::Pending;
             }
             Check::SettlementStale
         }
     };
     let (expected, observed) = differences(expected, &s.body);
-    Some(
+    Verdict::Exception(
         Exception::new(check, expected, observed)
             .interval(s.body.interval)
             .evidence(format!("the settlement (revision {}), entry {}", s.body.revision, s.seq), &s.bytes),
@@ -400,7 +443,8 @@ fn unsettled(
 ) -> u64 {
     let mut not_due = 0;
     let last = facts.last_time.unwrap_or(Timestamp(0));
-    for t in facts.trades.iter().filter(|t| !latest.contains_key(&t.interval)) {
+    let mut seen = HashSet::new();
+    for t in facts.trades.iter().filter(|t| !latest.contains_key(&t.interval) && seen.insert(t.digest)) {
         let due = community.interval.end(t.interval).0.saturating_add(SETTLE_AFTER_MS + STATEMENT_GOSSIP_MS);
         if last.0 < due {
             not_due += 1;
@@ -420,28 +464,39 @@ fn unsettled(
     not_due
 }
 
-/// Each trade is in one settlement per party, and both parties agree on its delivery.
-fn settled_alike(settled: &SettledBy, exceptions: &mut Vec<Exception>) {
+/// Each trade is in one settlement per party, and both parties agree on its delivery (of
+/// settlements that are final: one pending or reported already is not compared again).
+fn settled_alike(settled: &SettledBy, not_final: &HashSet<([u8; 32], IntervalId)>, exceptions: &mut Vec<Exception>) {
     for (trade, by) in settled {
-        for (i, (owner, interval, t)) in by.iter().enumerate() {
-            if let Some((_, other_interval, _)) = by[..i].iter().find(|(o, _, _)| o == owner) {
+        let mut per_party: BTreeMap<[u8; 32], Vec<(IntervalId, SettledTrade)>> = BTreeMap::new();
+        for (owner, interval, t) in by {
+            per_party.entry(*owner).or_default().push((*interval, *t));
+        }
+        for (owner, settled) in &per_party {
+            if settled.len() > 1 {
+                let intervals: Vec<String> = settled.iter().map(|(i, _)| i.0.to_string()).collect();
                 let e = Exception::new(
                     Check::DeliveredTwice,
                     "settled once by each party",
-                    format!("settled in intervals {} and {}", other_interval.0, interval.0),
+                    format!("settled {} times, in intervals {}", settled.len(), intervals.join(", ")),
                 );
-                exceptions.push(e.node(key(owner)).interval(*interval).trade(trade));
+                exceptions.push(e.node(key(owner)).interval(settled[0].0).trade(trade));
             }
-            let disagree =
-                by[..i].iter().find(|(o, _, u)| o != owner && (u.delivered, u.money) != (t.delivered, t.money));
-            if let Some((other, _, u)) = disagree {
-                let e = Exception::new(
-                    Check::SettlementDisagrees,
-                    format!("{} settles {} Wh for {}", key(other), u.delivered.0, u.money.0),
-                    format!("{} settles {} Wh for {}", key(owner), t.delivered.0, t.money.0),
-                );
-                exceptions.push(e.node(key(owner)).interval(*interval).trade(trade));
-            }
+        }
+        let finals: Vec<(&[u8; 32], &(IntervalId, SettledTrade))> = per_party
+            .iter()
+            .filter_map(|(owner, s)| s.first().map(|first| (owner, first)))
+            .filter(|(owner, (interval, _))| !not_final.contains(&(**owner, *interval)))
+            .collect();
+        if let [(a, (_, ta)), (b, (interval, tb))] = finals[..]
+            && (ta.delivered, ta.money) != (tb.delivered, tb.money)
+        {
+            let e = Exception::new(
+                Check::SettlementDisagrees,
+                format!("{} settles {} Wh for {}", key(a), ta.delivered.0, ta.money.0),
+                format!("{} settles {} Wh for {}", key(b), tb.delivered.0, tb.money.0),
+            );
+            exceptions.push(e.node(key(b)).interval(*interval).trade(trade));
         }
     }
 }

@@ -77,9 +77,15 @@ pub struct Plan {
     pub spec: Spec,
 }
 
-/// The community of the synthetic street (the trading core's test community).
+/// The community of the synthetic street (the trading core's test community, its rules
+/// signed as version 1).
 pub fn community() -> Community {
-    peerwatt_market::trader::testkit::community_named(&NodeKey::from_seed(&[7; 32]), "Audit Street")
+    let admin = NodeKey::from_seed(&[7; 32]);
+    peerwatt_market::trader::testkit::community_named(&admin, "Audit Street").signed_by(
+        &admin,
+        IntervalId(0),
+        Timestamp(0),
+    )
 }
 
 /// Member `m`'s key seed.
@@ -178,6 +184,7 @@ impl Plan {
                 seq: interval.0,
                 created_at: made,
                 expires_at: Timestamp(start.0 - 60_000),
+                rules: self.community.terms_at(interval).version,
             },
         );
         let request = Signed::sign(
@@ -243,7 +250,7 @@ impl Plan {
         let mut members: Vec<([u8; 32], &Kept)> =
             self.keys.iter().zip(&kept).map(|(k, kept)| (k.public().to_bytes(), kept)).collect();
         members.sort_by_key(|(k, _)| *k);
-        let rules = settlement::Rules::of(&self.community);
+        let rules = settlement::Rules::at(&self.community, plan.interval);
         let worked = settlement::work(&members, &rules);
         let settlements = (0..self.keys.len())
             .map(|m| {

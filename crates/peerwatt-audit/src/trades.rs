@@ -18,6 +18,9 @@ pub struct TradeCounts {
     pub in_both_ledgers: u64,
     /// Of them, with a party whose ledger was not audited (checked on one side only).
     pub party_not_audited: u64,
+    /// Of them, agreed after a party's ledger ends (its export was taken before): not
+    /// expected in that ledger.
+    pub after_ledger_end: u64,
 }
 
 /// Checks every trade of the audited ledgers.
@@ -38,8 +41,14 @@ pub fn check(audited: &Audited<'_>, exceptions: &mut Vec<Exception>) -> TradeCou
         }
         let mut whole = true;
         for party in parties.iter().filter(|p| audited.ledgers.contains_key(*p)) {
-            if !holders.iter().any(|(h, _)| *h == party) {
-                whole = false;
+            if holders.iter().any(|(h, _)| *h == party) {
+                continue;
+            }
+            whole = false;
+            let ends = audited.ledgers.get(party).and_then(|l| l.last_time);
+            if ends.is_some_and(|end| end < first.accepted_at) {
+                counts.after_ledger_end += 1;
+            } else {
                 exceptions.push(one_sided(party, holders[0]));
             }
         }

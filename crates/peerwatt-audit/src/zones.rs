@@ -115,7 +115,8 @@ pub fn check(audited: &Audited<'_>, limits: &Limits, exceptions: &mut Vec<Except
             zones.sort_unstable();
             zones.dedup();
             for z in zones {
-                *traded.entry((z, t.interval)).or_default() += t.energy.0;
+                let sum = traded.entry((z, t.interval)).or_default();
+                *sum = sum.saturating_add(t.energy.0);
             }
         }
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use peerwatt_core::{
-    Clock, Community, IntervalLength, MembershipCert, NodeKey, Price, PublicKey, Signed, SystemClock, Timestamp,
+    Clock, Community, IntervalId, IntervalLength, MembershipCert, NodeKey, Price, PublicKey, Sharing, Signed,
+    SystemClock, Timestamp,
 };
 
 use crate::failure::{Failure, Hint};
@@ -24,6 +25,36 @@ pub enum CommunityCommand {
     Admit(AdmitArgs),
     /// Check this node's membership: community file, certificate, key. Exit 1 if invalid.
     Check(CheckArgs),
+    /// Change the rules (tariffs, sharing, bootstrap) from a later interval: a new version,
+    /// signed by the admin key, written into community.toml.
+    Rules(RulesArgs),
+}
+
+/// Arguments of `community rules`.
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    /// The community directory (admin.key and community.toml).
+    #[arg(long)]
+    dir: PathBuf,
+    /// When the new version takes effect (UTC): `YYYY-MM-DD` or `YYYY-MM-DDTHH:MMZ`, at the
+    /// start of an interval, later than the latest version's and than now.
+    #[arg(long)]
+    from: String,
+    /// The new feed-in tariff, micro-currency per kWh.
+    #[arg(long)]
+    feed_in: Option<u64>,
+    /// The new retail tariff, micro-currency per kWh.
+    #[arg(long)]
+    retail: Option<u64>,
+    /// `pro-rata` or `off`.
+    #[arg(long)]
+    sharing: Option<String>,
+    /// The price of shared energy (micro-currency per kWh); `midpoint` for the tariffs' midpoint.
+    #[arg(long)]
+    sharing_price: Option<String>,
+    /// The bootstrap nodes' multiaddresses, replacing the list (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<String>,
 }
 
 /// Arguments of `community init`.
@@ -98,6 +129,7 @@ pub fn run(cmd: CommunityCommand) -> Result<ExitCode, Failure> {
         CommunityCommand::Init(a) => init(&a),
         CommunityCommand::Admit(a) => admit(&a),
         CommunityCommand::Check(a) => check(&a),
+        CommunityCommand::Rules(a) => rules(&a),
     }
 }
 
@@ -127,7 +159,10 @@ fn init(args: &InitArgs) -> Result<ExitCode, Failure> {
         retail: Price(args.retail),
         bootstrap: args.bootstrap.clone(),
         sharing: peerwatt_core::Sharing::default(),
+        rules: Default::default(),
     };
+    community.check().hint("adjust the options; `peerwatt community init --help` lists them")?;
+    let community = community.signed_by(&admin, IntervalId(0), SystemClock.now());
     community.check().hint("adjust the options; `peerwatt community init --help` lists them")?;
     admin.save(&key_path).hint("check that the directory is writable")?;
     fs::write(&file_path, community_toml(&community)).hint("check that the directory is writable")?;
@@ -181,6 +216,74 @@ fn admit(args: &AdmitArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn rules(args: &RulesArgs) -> Result<ExitCode, Failure> {
+    let path = args.dir.join("community.toml");
+    let community = load_community(&path).hint("run `peerwatt community init` first")?;
+    let admin = NodeKey::load(&args.dir.join("admin.key")).hint("a change of rules needs the community's admin key")?;
+    if admin.public() != community.admin {
+        return Err(anyhow!("admin.key is not the admin key named in community.toml"))
+            .hint("use the directory created by `peerwatt community init`");
+    }
+    let Some(from) = Timestamp::parse_utc(&args.from) else {
+        return Err(anyhow!("{:?} is not a time", args.from)).hint("write YYYY-MM-DD or YYYY-MM-DDTHH:MMZ (UTC)");
+    };
+    let effective = community.interval.interval_at(from);
+    let now = SystemClock.now();
+    if community.interval.start(effective) != from || from <= now {
+        return Err(anyhow!("{} is not the start of a future interval", args.from))
+            .hint("members need the new file before it takes effect: give a later time, at an interval's start");
+    }
+    let mut next = community.clone();
+    if let Some(p) = args.feed_in {
+        next.feed_in = Price(p);
+    }
+    if let Some(p) = args.retail {
+        next.retail = Price(p);
+    }
+    next.sharing = sharing_of(args, community.sharing)?;
+    if !args.bootstrap.is_empty() {
+        next.bootstrap = args.bootstrap.clone();
+    }
+    let next = next.signed_by(&admin, effective, now);
+    next.check().hint("the new rules must be valid on their own; `peerwatt community rules --help` lists them")?;
+    fs::write(&path, community_toml(&next)).hint("check that the directory is writable")?;
+    let version = next.rules.len();
+    println!(
+        "Signed version {version} of the rules of \"{}\", in force from {}",
+        next.name,
+        community.interval.start(effective)
+    );
+    println!("  prices between {} and {}, shared energy at {}", next.feed_in, next.retail, next.sharing_price());
+    println!(
+        "  file: {} (give it to every member before then: a node on an older file refuses orders made under the new version)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sharing rule after `--sharing` and `--sharing-price`.
+fn sharing_of(args: &RulesArgs, current: Sharing) -> Result<Sharing, Failure> {
+    let on = match args.sharing.as_deref() {
+        None => current.is_on(),
+        Some("pro-rata") => true,
+        Some("off") => false,
+        Some(other) => return Err(anyhow!("sharing is pro-rata or off, not {other:?}").into()),
+    };
+    let price = match args.sharing_price.as_deref() {
+        None => match current {
+            Sharing::ProRataAt(p) => Some(p),
+            Sharing::Off | Sharing::ProRata => None,
+        },
+        Some("midpoint") => None,
+        Some(p) => Some(Price(p.parse().map_err(|_| anyhow!("{p:?} is not a price in micro-currency per kWh"))?)),
+    };
+    Ok(match (on, price) {
+        (false, _) => Sharing::Off,
+        (true, None) => Sharing::ProRata,
+        (true, Some(p)) => Sharing::ProRataAt(p),
+    })
+}
+
 fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let cfg = NodeConfig::load(&args.config).hint("`peerwatt init` writes a node.toml")?;
     let section = cfg
@@ -214,6 +317,17 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         community.horizon,
         community.feed_in,
         community.retail
+    );
+    let now = community.interval.interval_at(SystemClock.now());
+    let in_force = community.terms_at(now).version;
+    let latest = community.rules.last().map(|r| r.body());
+    println!(
+        "  rules: version {in_force} in force, signed by the admin{}",
+        match latest {
+            Some(r) if r.version > in_force =>
+                format!("; version {} takes effect at {}", r.version, community.interval.start(r.effective_from)),
+            _ => String::new(),
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -149,3 +149,58 @@ fn admin_mistakes_fail_with_hints() {
     ]);
     assert_eq!(bad_interval.status.code(), Some(2));
 }
+
+#[test]
+fn a_hand_edited_parameter_is_refused_by_check_and_by_run_and_the_admin_signs_a_new_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, config) = admitted(tmp.path(), &[]);
+    let file = tmp.path().join("node").join("community.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    assert!(original.contains("signed_rules = ["), "the file carries the admin's signature");
+    let out = ok(peerwatt(&["community", "check", "--config", config.to_str().unwrap()]));
+    assert!(out.contains("rules: version 1 in force"), "{out}");
+
+    // A member raises the retail tariff in its own copy, or shortens the interval.
+    for (from, to, field) in [
+        ("retail_tariff = 300000", "retail_tariff = 350000", "retail tariff 350000 here, 300000 signed"),
+        ("interval_minutes = 5", "interval_minutes = 15", "interval 900 here, 300 signed"),
+        ("sharing = \"pro-rata\"", "sharing = \"off\"", "sharing Off here, ProRata signed"),
+    ] {
+        assert!(original.contains(from), "{from}");
+        std::fs::write(&file, original.replace(from, to)).unwrap();
+        let check = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+        assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+        assert!(stderr(&check).contains(field), "{}", stderr(&check));
+        let run = peerwatt(&["run", "--config", config.to_str().unwrap()]);
+        assert!(!run.status.success());
+        assert!(stderr(&run).contains(field), "run refuses it too: {}", stderr(&run));
+    }
+    // Dropping the signatures does not help.
+    let unsigned: String = original.lines().filter(|l| !l.starts_with("  \"")).collect::<Vec<_>>().join("\n");
+    std::fs::write(&file, unsigned).unwrap();
+    let check = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(stderr(&check).contains("no signed rules"), "{}", stderr(&check));
+
+    // The admin changes the tariff from a later interval: a second signed version.
+    let c = tmp.path().join("community");
+    let changed = ok(peerwatt(&[
+        "community",
+        "rules",
+        "--dir",
+        c.to_str().unwrap(),
+        "--from",
+        "2099-01-01",
+        "--retail",
+        "320000",
+    ]));
+    assert!(changed.contains("Signed version 2") && changed.contains("2099-01-01T00:00:00.000Z"), "{changed}");
+    std::fs::copy(c.join("community.toml"), &file).unwrap();
+    let out = ok(peerwatt(&["community", "check", "--config", config.to_str().unwrap()]));
+    assert!(
+        out.contains("rules: version 1 in force, signed by the admin; version 2 takes effect at 2099-01-01"),
+        "{out}"
+    );
+    let past = peerwatt(&["community", "rules", "--dir", c.to_str().unwrap(), "--from", "2020-01-01", "--retail", "1"]);
+    assert_eq!(past.status.code(), Some(2), "{}", stderr(&past));
+}

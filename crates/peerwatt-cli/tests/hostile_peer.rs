@@ -41,6 +41,7 @@ fn order(key: &NodeKey, community: &Community, interval: IntervalId, seq: u64, n
             seq,
             created_at: now,
             expires_at: community.trading_window(interval).1,
+            rules: community.terms_at(interval).version,
         },
     )
 }

@@ -4,14 +4,17 @@
 //! (`SHA-256("peerwatt/v1/community" || 00 || admin key || name)`), so a community file whose
 //! id was edited, or that names another admin, is refused instead of silently trusted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::envelope::Signed;
 use crate::hash::Hash;
+use crate::keys::NodeKey;
 use crate::keys::PublicKey;
 use crate::messages::{CommunityId, MembershipCert};
+use crate::rules::{CommunityRules, Terms};
 use crate::time::{IntervalId, IntervalLength, Timestamp};
 use crate::units::Price;
 
@@ -38,11 +41,15 @@ pub struct Community {
     pub bootstrap: Vec<String>,
     /// How what the members' contracts missed is shared after each interval.
     pub sharing: Sharing,
+    /// The admin-signed versions of these rules, oldest first; the fields above are the
+    /// latest version's. Empty for a community built in code without them (tests): then
+    /// every interval is under version 0, the fields above. A community file must have them.
+    pub rules: Arc<[Signed<CommunityRules>]>,
 }
 
 /// How a community shares, after an interval, the export and import its members' contracts
 /// did not cover (docs/settlement.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Sharing {
     /// Not at all: it is the grid's, at its tariffs.
     Off,
@@ -90,6 +97,29 @@ pub enum CommunityError {
     /// Shared energy must be priced between the tariffs.
     #[error("the sharing price ({0}) is outside the feed-in and retail tariffs")]
     SharingPriceOutside(Price),
+    /// The signed rules are not valid, or the parameters are not what the admin signed.
+    #[error("the community's signed rules: {0}")]
+    Rules(String),
+}
+
+/// The names of the fields in which `mine` (these parameters) differs from `signed`, with
+/// both values.
+fn differing_fields(mine: &CommunityRules, signed: &CommunityRules) -> String {
+    let pairs = [
+        ("interval", mine.interval_secs.to_string(), signed.interval_secs.to_string()),
+        ("gate closure", mine.gate_closure_secs.to_string(), signed.gate_closure_secs.to_string()),
+        ("horizon", mine.horizon.to_string(), signed.horizon.to_string()),
+        ("feed-in tariff", mine.feed_in.0.to_string(), signed.feed_in.0.to_string()),
+        ("retail tariff", mine.retail.0.to_string(), signed.retail.0.to_string()),
+        ("sharing", format!("{:?}", mine.sharing), format!("{:?}", signed.sharing)),
+        ("bootstrap", mine.bootstrap.join(" "), signed.bootstrap.join(" ")),
+    ];
+    pairs
+        .iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name} {a} here, {b} signed"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why a membership certificate is refused.
@@ -148,18 +178,114 @@ impl Community {
         {
             return Err(CommunityError::SharingPriceOutside(price));
         }
+        self.check_rules()?;
         Ok(())
     }
 
-    /// The price of energy shared ex post: the community's own, or the midpoint of the
-    /// feed-in and retail tariffs (rounded down).
+    /// The price of energy shared ex post under the latest rules: the community's own, or the
+    /// midpoint of the feed-in and retail tariffs (rounded down).
     pub fn sharing_price(&self) -> Price {
-        match self.sharing {
-            Sharing::ProRataAt(price) => price,
-            Sharing::Off | Sharing::ProRata => {
-                Price(self.feed_in.0 + (self.retail.0 - self.feed_in.0.min(self.retail.0)) / 2)
+        self.latest_terms().sharing_price()
+    }
+
+    /// The terms of the latest version (the fields of this value).
+    pub fn latest_terms(&self) -> Terms {
+        let version = self.rules.last().map_or(0, |r| r.body().version);
+        Terms { version, feed_in: self.feed_in, retail: self.retail, sharing: self.sharing }
+    }
+
+    /// The terms in force for `interval`: those of the latest version that takes effect at or
+    /// before it. Every node and the auditor apply these to the interval's orders, trades
+    /// and settlement.
+    pub fn terms_at(&self, interval: IntervalId) -> Terms {
+        match self.rules.iter().rev().find(|r| r.body().effective_from <= interval) {
+            Some(r) => {
+                let b = r.body();
+                Terms { version: b.version, feed_in: b.feed_in, retail: b.retail, sharing: b.sharing }
+            }
+            None => self.latest_terms(),
+        }
+    }
+
+    /// The rules `version` would sign for these parameters, from `effective_from`.
+    pub fn rules_body(&self, version: u32, effective_from: IntervalId, now: Timestamp) -> CommunityRules {
+        CommunityRules {
+            community: self.id,
+            version,
+            effective_from,
+            interval_secs: u32::try_from(self.interval.secs()).unwrap_or(u32::MAX),
+            gate_closure_secs: u32::try_from(self.gate_closure.as_secs()).unwrap_or(u32::MAX),
+            horizon: self.horizon,
+            feed_in: self.feed_in,
+            retail: self.retail,
+            sharing: self.sharing,
+            bootstrap: self.bootstrap.clone(),
+            created_at: now,
+        }
+    }
+
+    /// These parameters signed by `admin` as the next version of the rules, in force from
+    /// `effective_from` (version 1 from the start, whatever is given). The caller checks the
+    /// result.
+    pub fn signed_by(mut self, admin: &NodeKey, effective_from: IntervalId, now: Timestamp) -> Community {
+        let version = self.rules.last().map_or(1, |r| r.body().version.saturating_add(1));
+        let from = if version == 1 { IntervalId(0) } else { effective_from };
+        let signed = Signed::sign(admin, self.rules_body(version, from, now));
+        let mut rules = self.rules.to_vec();
+        rules.push(signed);
+        self.rules = rules.into();
+        self
+    }
+
+    /// Checks the signed versions: each signed by the admin for this community, numbered
+    /// 1, 2, …, taking effect in order (version 1 from the start), with the interval, gate
+    /// closure and horizon of the first; and the parameters are the latest version's.
+    fn check_rules(&self) -> Result<(), CommunityError> {
+        let bad = |why: String| Err(CommunityError::Rules(why));
+        let mut previous: Option<&CommunityRules> = None;
+        for (i, signed) in self.rules.iter().enumerate() {
+            let r = signed.body();
+            let n = i as u64 + 1;
+            if *signed.signer() != self.admin || signed.verify().is_err() {
+                return bad(format!("version {} is not signed by the community's admin", r.version));
+            }
+            if r.community != self.id {
+                return bad(format!("version {} is for another community", r.version));
+            }
+            if u64::from(r.version) != n {
+                return bad(format!("version {} is where version {n} should be", r.version));
+            }
+            match previous {
+                None if r.effective_from != IntervalId(0) => {
+                    return bad("version 1 must be in force from the start".into());
+                }
+                Some(p) if r.effective_from <= p.effective_from => {
+                    return bad(format!("version {} takes effect no later than version {}", r.version, p.version));
+                }
+                Some(p)
+                    if (r.interval_secs, r.gate_closure_secs, r.horizon)
+                        != (p.interval_secs, p.gate_closure_secs, p.horizon) =>
+                {
+                    return bad(format!(
+                        "version {} changes the interval, gate closure or horizon: that needs a new community",
+                        r.version
+                    ));
+                }
+                _ => {}
+            }
+            previous = Some(r);
+        }
+        if let Some(last) = previous {
+            let mine = self.rules_body(last.version, last.effective_from, last.created_at);
+            if mine != *last {
+                return bad(format!(
+                    "the parameters are not those the admin signed in version {}: {}",
+                    last.version,
+                    differing_fields(&mine, last)
+                ));
             }
         }
+        Ok(())
     }
 
     /// Checks that `cert` is this community's, signed by its admin, for `member`, valid at `now`.
@@ -231,6 +357,7 @@ mod tests {
             retail: Price(300_000),
             bootstrap: vec![],
             sharing: Sharing::default(),
+            rules: Default::default(),
         };
         (admin, c)
     }
@@ -252,6 +379,42 @@ mod tests {
             Err(CommunityError::GateClosureTooLong(900))
         );
         assert_eq!(Community { horizon: 0, ..c }.check(), Err(CommunityError::NoHorizon));
+    }
+
+    #[test]
+    fn signed_rules_cover_every_parameter_and_versions_apply_from_their_interval() {
+        let (admin, c) = community();
+        assert_eq!(c.terms_at(IntervalId(5)).version, 0, "unsigned: version 0");
+        let v1 = c.clone().signed_by(&admin, IntervalId(77), Timestamp(1));
+        assert_eq!(v1.check(), Ok(()));
+        assert_eq!(v1.rules[0].body().effective_from, IntervalId(0), "version 1 is in force from the start");
+        // An edited parameter no longer matches what the admin signed.
+        let edited = Community { retail: Price(350_000), ..v1.clone() };
+        let Err(CommunityError::Rules(why)) = edited.check() else { panic!("refused") };
+        assert!(why.contains("retail tariff 350000 here, 300000 signed"), "{why}");
+        // Version 2 from interval 100: the terms switch there, the parameters are the latest.
+        let v2 = Community { retail: Price(320_000), sharing: Sharing::Off, ..v1.clone() }.signed_by(
+            &admin,
+            IntervalId(100),
+            Timestamp(2),
+        );
+        assert_eq!(v2.check(), Ok(()));
+        assert_eq!(v2.terms_at(IntervalId(99)), Terms { version: 1, retail: Price(300_000), ..v1.latest_terms() });
+        let later = v2.terms_at(IntervalId(100));
+        assert_eq!((later.version, later.retail, later.sharing), (2, Price(320_000), Sharing::Off));
+        // Signed by someone else, or changing the interval: refused.
+        let stranger = NodeKey::from_seed(&[9; 32]);
+        let forged =
+            Community { retail: Price(310_000), ..v1.clone() }.signed_by(&stranger, IntervalId(100), Timestamp(2));
+        assert!(
+            matches!(forged.check(), Err(CommunityError::Rules(w)) if w.contains("not signed by the community's admin"))
+        );
+        let shorter = Community { interval: IntervalLength::from_secs(300).unwrap(), ..v1 }.signed_by(
+            &admin,
+            IntervalId(100),
+            Timestamp(2),
+        );
+        assert!(matches!(shorter.check(), Err(CommunityError::Rules(w)) if w.contains("needs a new community")));
     }
 
     #[test]

@@ -45,11 +45,13 @@ pub enum Kind {
     LedgerEntry = 8,
     /// A node's settlement of one interval.
     Settlement = 9,
+    /// A version of a community's rules, signed by its admin.
+    CommunityRules = 10,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Offer,
         Kind::Bid,
         Kind::TradeRequest,
@@ -59,6 +61,7 @@ impl Kind {
         Kind::MembershipCert,
         Kind::LedgerEntry,
         Kind::Settlement,
+        Kind::CommunityRules,
     ];
 
     /// The signing domain, `peerwatt/v1/<kind>`.
@@ -73,6 +76,7 @@ impl Kind {
             Kind::MembershipCert => "peerwatt/v1/membership-cert",
             Kind::LedgerEntry => "peerwatt/v1/ledger-entry",
             Kind::Settlement => "peerwatt/v1/settlement",
+            Kind::CommunityRules => "peerwatt/v1/community-rules",
         }
     }
 

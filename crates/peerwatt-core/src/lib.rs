@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod hash;
 pub mod keys;
 pub mod messages;
+pub mod rules;
 pub mod time;
 pub mod units;
 pub mod wire;
@@ -23,6 +24,7 @@ pub use messages::{
     CommunityId, Contracted, EntryKind, GossipFrame, LedgerEntry, MembershipCert, MeterFigures, MeterMethod,
     MeterStatement, Order, SettledTrade, Settlement, Side, Trade, TradeRequest, TreeHead,
 };
+pub use rules::{CommunityRules, Terms};
 pub use time::{Clock, IntervalId, IntervalLength, ManualClock, SystemClock, Timestamp};
 pub use units::{Money, Price, UnitsError, W, Wh};
 pub use wire::{Answer, TradeCall, TradeReply};

@@ -90,6 +90,10 @@ pub struct Order {
     pub created_at: Timestamp,
     /// After this the order is void.
     pub expires_at: Timestamp,
+    /// The version of the community's rules the maker made it under (0 for a community
+    /// without signed rules): a node refuses an order made under other rules than those in
+    /// force for its interval.
+    pub rules: u32,
 }
 
 impl Encode for Order {
@@ -102,7 +106,8 @@ impl Encode for Order {
             .put(&self.limit_price)
             .u64(self.seq)
             .put(&self.created_at)
-            .put(&self.expires_at);
+            .put(&self.expires_at)
+            .u32(self.rules);
     }
 }
 
@@ -118,6 +123,7 @@ impl Decode for Order {
             seq: r.u64("order seq")?,
             created_at: r.get()?,
             expires_at: r.get()?,
+            rules: r.u32("rules version")?,
         })
     }
 }
@@ -865,6 +871,7 @@ mod tests {
             seq: 1,
             created_at: Timestamp(1_000),
             expires_at: Timestamp(4_000),
+            rules: 0,
         }
     }
 

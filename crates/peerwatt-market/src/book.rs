@@ -55,6 +55,15 @@ pub enum OrderReject {
     /// buyer's falling): the limit would not be the worst price the maker accepts.
     #[error("the order's price moves away from its limit")]
     CurveBackwards,
+    /// Made under another version of the community's rules than the one in force for its
+    /// interval (a member whose community file is out of date, or ahead).
+    #[error("made under rules version {made}; version {in_force} is in force for its interval")]
+    OtherRules {
+        /// The version the order names.
+        made: u32,
+        /// The version in force here.
+        in_force: u32,
+    },
     /// Created in the future (beyond allowed clock skew).
     #[error("the order is created {0} ms in the future")]
     FromTheFuture(u64),
@@ -179,10 +188,14 @@ pub fn check_order_terms(
     if o.expires_at <= now {
         return Err(OrderReject::Expired);
     }
+    let terms = c.terms_at(o.interval);
+    if o.rules != terms.version {
+        return Err(OrderReject::OtherRules { made: o.rules, in_force: terms.version });
+    }
     if o.energy > Wh::ZERO {
         for price in [o.start_price, o.limit_price] {
-            if price < c.feed_in || price > c.retail {
-                return Err(OrderReject::PriceOutOfRange { price, feed_in: c.feed_in, retail: c.retail });
+            if price < terms.feed_in || price > terms.retail {
+                return Err(OrderReject::PriceOutOfRange { price, feed_in: terms.feed_in, retail: terms.retail });
             }
         }
         if !o.curve_concedes() {

@@ -144,6 +144,7 @@ impl GossipReject {
             GossipReject::Rule(OrderReject::CurveBackwards) => "curve_backwards",
             GossipReject::Rule(OrderReject::FromTheFuture(_)) => "from_the_future",
             GossipReject::Rule(OrderReject::WrongCommunity) => "wrong_community",
+            GossipReject::Rule(OrderReject::OtherRules { .. }) => "other_rules",
         }
     }
 
@@ -160,6 +161,9 @@ impl GossipReject {
             // A relay cannot tell either from a valid statement: it may not have seen the
             // newer or the first one. The signer's equivocation is counted where it is held.
             GossipReject::Superseded { .. } | GossipReject::Equivocation(_) => Penalty::Ignore,
+            // An honest member whose community file is older (or newer) than this node's:
+            // refused and counted, not punished; the count tells the operator to update.
+            GossipReject::Rule(OrderReject::OtherRules { .. }) => Penalty::Ignore,
             _ => Penalty::Reject,
         }
     }
@@ -627,11 +631,12 @@ fn check_trade_terms(community: &Community, trade: &Signed<Trade>, announcer: &P
     if terms.community != community.id {
         return Err(GossipReject::WrongCommunity);
     }
-    if terms.price < community.feed_in || terms.price > community.retail {
+    let in_force = community.terms_at(terms.interval);
+    if terms.price < in_force.feed_in || terms.price > in_force.retail {
         return Err(GossipReject::Rule(OrderReject::PriceOutOfRange {
             price: terms.price,
-            feed_in: community.feed_in,
-            retail: community.retail,
+            feed_in: in_force.feed_in,
+            retail: in_force.retail,
         }));
     }
     Ok(())

@@ -136,13 +136,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules of `community`.
-    pub fn of(community: &Community) -> Rules {
+    /// The rules of `community` in force for `interval`.
+    pub fn at(community: &Community, interval: IntervalId) -> Rules {
+        let terms = community.terms_at(interval);
         Rules {
-            sharing: community.sharing.is_on(),
-            sharing_price: community.sharing_price(),
-            retail: community.retail,
-            feed_in: community.feed_in,
+            sharing: terms.sharing.is_on(),
+            sharing_price: terms.sharing_price(),
+            retail: terms.retail,
+            feed_in: terms.feed_in,
         }
     }
 }
@@ -229,7 +230,12 @@ fn listed(statement: &Kept, counterparty: &[u8; 32], side: Side) -> u64 {
 
 /// The total `statement` lists on `side`.
 fn listed_total(statement: &Kept, side: Side) -> u64 {
-    statement.contracts.iter().filter(|c| c.side == side).map(|c| c.energy.0).sum()
+    saturating_sum(statement.contracts.iter().filter(|c| c.side == side).map(|c| c.energy.0))
+}
+
+/// The sum, at most `u64::MAX` (statements are outside input: their figures are any u64).
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 /// `q · part / whole`, rounded down (`whole` > 0).
@@ -264,21 +270,27 @@ pub fn work(members: &[([u8; 32], &Kept)], rules: &Rules) -> Worked {
     let mut into = vec![0u64; members.len()];
     let mut totals = Totals { members: u32::try_from(members.len()).unwrap_or(u32::MAX), ..Totals::default() };
     for (s, (seller_key, seller)) in members.iter().enumerate() {
-        totals.imported.0 += seller.imported.0;
-        totals.exported.0 += seller.exported.0;
+        // Saturating: a member's statement is outside input, and its figures are any u64.
+        totals.imported.0 = totals.imported.0.saturating_add(seller.imported.0);
+        totals.exported.0 = totals.exported.0.saturating_add(seller.exported.0);
         for sale in seller.contracts.iter().filter(|c| c.side == Side::Sell) {
             let Some(b) = position(members, &sale.counterparty) else { continue };
             let buyer = members[b].1;
-            totals.contracted.0 += contracted(seller, seller_key, buyer, &sale.counterparty);
+            let q = contracted(seller, seller_key, buyer, &sale.counterparty);
+            totals.contracted.0 = totals.contracted.0.saturating_add(q);
             let d = pair_delivered((seller_key, seller), (&sale.counterparty, buyer));
-            totals.delivered.0 += d;
-            out[s] += d;
-            into[b] += d;
+            totals.delivered.0 = totals.delivered.0.saturating_add(d);
+            out[s] = out[s].saturating_add(d);
+            into[b] = into[b].saturating_add(d);
         }
     }
     let left_export: Vec<u64> = members.iter().zip(&out).map(|((_, m), d)| m.exported.0.saturating_sub(*d)).collect();
     let left_import: Vec<u64> = members.iter().zip(&into).map(|((_, m), d)| m.imported.0.saturating_sub(*d)).collect();
-    let pool = if rules.sharing { left_export.iter().sum::<u64>().min(left_import.iter().sum()) } else { 0 };
+    let pool = if rules.sharing {
+        saturating_sum(left_export.iter().copied()).min(saturating_sum(left_import.iter().copied()))
+    } else {
+        0
+    };
     totals.shared = Wh(pool);
     let export_shares = allot(pool, &left_export);
     let import_shares = allot(pool, &left_import);
@@ -294,7 +306,7 @@ pub fn inputs_digest(members: &[([u8; 32], &Kept)]) -> Hash {
 
 /// `pool` allotted over `remainders` in proportion (all of each if they add up to no more).
 fn allot(pool: u64, remainders: &[u64]) -> Vec<u64> {
-    if remainders.iter().sum::<u64>() <= pool { remainders.to_vec() } else { shares(pool, remainders) }
+    if saturating_sum(remainders.iter().copied()) <= pool { remainders.to_vec() } else { shares(pool, remainders) }
 }
 
 /// The community's figures of one interval from its members' statements (ascending by key).
@@ -348,7 +360,7 @@ pub fn settle(
     trades: &[OwnTrade],
     now: Timestamp,
 ) -> Result<Settlement, SettleError> {
-    let worked = work(members, &Rules::of(community));
+    let worked = work(members, &Rules::at(community, interval));
     settle_worked(community, interval, me, members, &worked, trades, now)
 }
 
@@ -365,17 +377,17 @@ pub fn settle_worked(
     if trades.len() > MAX_SETTLED_TRADES {
         return Err(SettleError::TooManyTrades(trades.len()));
     }
-    let rules = Rules::of(community);
+    let rules = Rules::at(community, interval);
     let at = position(members, me).ok_or(SettleError::NoOwnStatement)?;
     let own = members[at].1;
     let (shared_export, shared_import) = worked.shared.get(at).copied().unwrap_or_default();
     let settled = settle_trades(me, own, members, trades)?;
-    let delivered = |side: Side| settled.iter().filter(|t| t.side == side).map(|t| t.delivered.0).sum::<u64>();
+    let delivered = |side: Side| saturating_sum(settled.iter().filter(|t| t.side == side).map(|t| t.delivered.0));
     let money = |side: Side| -> Result<Money, UnitsError> {
         settled.iter().filter(|t| t.side == side).try_fold(Money(0), |sum, t| sum.checked_add(t.money))
     };
-    let grid_import = Wh(own.imported.0.saturating_sub(delivered(Side::Buy) + shared_import.0));
-    let grid_export = Wh(own.exported.0.saturating_sub(delivered(Side::Sell) + shared_export.0));
+    let grid_import = Wh(own.imported.0.saturating_sub(delivered(Side::Buy).saturating_add(shared_import.0)));
+    let grid_export = Wh(own.exported.0.saturating_sub(delivered(Side::Sell).saturating_add(shared_export.0)));
     let cost = money(Side::Buy)?
         .checked_sub(money(Side::Sell)?)?
         .checked_add(shared_import.cost_at(rules.sharing_price)?)?
@@ -452,7 +464,8 @@ fn settle_trades(
 pub fn contracts_of(trades: &[OwnTrade]) -> (Vec<Contracted>, usize) {
     let mut sums: BTreeMap<([u8; 32], Side), u64> = BTreeMap::new();
     for t in trades.iter().filter(|t| t.energy.0 > 0) {
-        *sums.entry((t.counterparty, t.side)).or_default() += t.energy.0;
+        let sum = sums.entry((t.counterparty, t.side)).or_default();
+        *sum = sum.saturating_add(t.energy.0);
     }
     let mut listed: Vec<Contracted> =
         sums.into_iter().map(|((counterparty, side), e)| Contracted { counterparty, side, energy: Wh(e) }).collect();

@@ -14,7 +14,7 @@
 //! - **Bounds**: never sell more than the forecast surplus (minus a reserve), never buy more than
 //!   the deficit, never trade outside [feed-in, retail], and never beyond the user's limits.
 
-use peerwatt_core::{Community, IntervalId, Price, Side, Timestamp, Wh};
+use peerwatt_core::{Community, IntervalId, Price, Side, Terms, Timestamp, Wh};
 
 /// The homeowner's limits (`[market]` in node.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,8 +164,8 @@ pub struct Intent {
 /// The worst price the party on `side` accepts: a seller's floor (its owner's minimum, else
 /// the feed-in tariff), a buyer's ceiling (its owner's maximum, else retail), clamped into
 /// [feed-in, retail]. The price curves end there.
-pub fn limit_price(community: &Community, limits: &UserLimits, side: Side) -> Price {
-    let (lo, hi) = (community.feed_in.0, community.retail.0);
+pub fn limit_price(terms: &Terms, limits: &UserLimits, side: Side) -> Price {
+    let (lo, hi) = (terms.feed_in.0, terms.retail.0);
     Price(match side {
         Side::Sell => limits.min_sell_price.map_or(lo, |p| p.0.clamp(lo, hi)),
         Side::Buy => limits.max_buy_price.map_or(hi, |p| p.0.clamp(lo, hi)),
@@ -187,11 +187,12 @@ pub fn price_at(
     let (opens, closes) = community.trading_window(interval);
     let span = u128::from(closes.0 - opens.0).max(1);
     let done = u128::from(now.0 - opens.0);
-    let (lo, hi) = (community.feed_in.0, community.retail.0);
+    let terms = community.terms_at(interval);
+    let (lo, hi) = (terms.feed_in.0, terms.retail.0);
     // Each curve runs from the other tariff to this party's own limit, so a party with a
     // lower cost (or a higher value) always posts the better price: buyers take the cheapest
     // sellers first, and the market clears close to the efficient allocation.
-    let limit = limit_price(community, limits, side).0;
+    let limit = limit_price(&terms, limits, side).0;
     let price = match side {
         Side::Sell => hi - along(hi - limit, done, span),
         Side::Buy => lo + along(limit - lo, done, span),
@@ -226,5 +227,5 @@ pub fn intent(
         return None;
     }
     let price = price_at(community, limits, side, interval, now)?;
-    Some(Intent { side, energy, price, limit: limit_price(community, limits, side) })
+    Some(Intent { side, energy, price, limit: limit_price(&community.terms_at(interval), limits, side) })
 }

@@ -42,6 +42,7 @@ fn offer(k: &NodeKey, seq: u64, interval: IntervalId, price: u64) -> Signed<Orde
             seq,
             created_at: NOW,
             expires_at: Timestamp(START),
+            rules: 0,
         },
     )
 }
@@ -402,4 +403,42 @@ fn meter_statements_are_screened_by_name_and_penalty() {
         let reject = screen(&mut validator, frame).unwrap_err();
         assert_eq!((reject.name(), reject.penalty()), (name, penalty), "{reject}");
     }
+}
+
+/// Orders under the community's signed rules: an order names the version it was made under,
+/// and a node refuses (without penalty: an outdated file, not malice) one made under another
+/// version than the one in force for its interval, where a new version's tariffs apply.
+#[test]
+fn an_order_made_under_other_rules_is_refused_and_the_version_in_force_sets_the_prices() {
+    let member = NodeKey::from_seed(&[1; 32]);
+    let v1 = community().signed_by(&admin(), IntervalId(0), Timestamp(0));
+    // Version 2, from the interval after I: retail down to 0.140.
+    let next = IntervalId(I.0 + 1);
+    let v2 = Community { retail: Price(140_000), ..v1.clone() }.signed_by(&admin(), next, Timestamp(0));
+    assert_eq!(v2.check(), Ok(()));
+    let mut books = Books::new(v2.clone());
+    let mut validator = GossipValidator::new(v2.clone());
+    let under = |rules: u32, seq: u64, interval: IntervalId, price: u64| {
+        let o = offer(&member, seq, interval, price).body().clone();
+        Signed::sign(&member, Order { rules, ..o })
+    };
+    // Interval I is still under version 1, with its tariffs.
+    let old = under(1, 1, I, 150_000);
+    assert!(validator.accept_orders(&mut books, &frame(cert(&member), &old), NOW).is_ok());
+    let cases = [
+        ("an outdated member's order for the next interval", under(1, 2, next, 130_000), "other_rules"),
+        ("an order from a member ahead, for interval I", under(2, 3, I, 130_000), "other_rules"),
+        ("an order priced by the old tariff under the new version", under(2, 4, next, 150_000), "price_out_of_range"),
+    ];
+    for (what, order, name) in cases {
+        let refused = validator.accept_orders(&mut books, &frame(cert(&member), &order), NOW).unwrap_err();
+        assert_eq!(refused.name(), name, "{what}");
+        let penalty = if name == "other_rules" { Penalty::Ignore } else { Penalty::Reject };
+        assert_eq!(refused.penalty(), penalty, "{what}");
+    }
+    let current = under(2, 5, next, 130_000);
+    assert!(validator.accept_orders(&mut books, &frame(cert(&member), &current), NOW).is_ok());
+    assert!(books.get(&old.digest()).is_some() && books.get(&current.digest()).is_some());
+    let in_books = books.side(I, Side::Sell, NOW).len() + books.side(next, Side::Sell, NOW).len();
+    assert_eq!(in_books, 2, "only the orders under the rules in force");
 }

@@ -31,6 +31,7 @@ fn order(k: &NodeKey, side: Side, wh: u64, price: u64, seq: u64, created: Timest
             seq,
             created_at: created,
             expires_at: Timestamp(START),
+            rules: 0,
         },
     )
 }
@@ -76,6 +77,7 @@ fn orders_are_ranked_taken_and_accepted_at_their_curve_price() {
                 seq: 1,
                 created_at: opens,
                 expires_at: closes,
+                rules: 0,
             },
         )
     };

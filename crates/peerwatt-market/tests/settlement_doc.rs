@@ -70,7 +70,7 @@ fn the_worked_example_of_docs_settlement_recomputes() {
     let mut members: Vec<([u8; 32], &Kept)> = inputs.iter().map(|(n, k, _)| (key(n), k)).collect();
     members.sort_by_key(|a| a.0);
     let c = community();
-    assert_eq!(Rules::of(&c).sharing_price, Price(190_000), "the midpoint of the tariffs");
+    assert_eq!(Rules::at(&c, IntervalId(0)).sharing_price, Price(190_000), "the midpoint of the tariffs");
     let mut got = BTreeMap::new();
     for (name, _, trades) in &inputs {
         let s = settle(&c, IntervalId(1), &key(name), &members, trades, Timestamp(0)).unwrap();
@@ -98,7 +98,7 @@ fn the_worked_example_of_docs_settlement_recomputes() {
         })
         .collect();
     assert_eq!(got, want);
-    let t = totals(&members, &Rules::of(&c));
+    let t = totals(&members, &Rules::at(&c, IntervalId(0)));
     assert_eq!((t.contracted, t.delivered, t.shared, t.shareable()), (Wh(1_000), Wh(800), Wh(200), Wh(1_000)));
     // Money balances between the members: what the buyers and importers pay, the sellers and
     // exporters earn (the grid's part aside).

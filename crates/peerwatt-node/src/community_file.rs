@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use peerwatt_core::{
-    Community, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Sharing, Signed,
+    Community, CommunityRules, Decode, Encode, Hash, IntervalLength, MembershipCert, Price, PublicKey, Sharing, Signed,
     messages::CommunityId,
 };
 use serde::Deserialize;
@@ -43,6 +43,9 @@ struct CommunityToml {
     /// The price of shared energy; the midpoint of the tariffs if absent.
     #[serde(default)]
     sharing_price: Option<u64>,
+    /// Every version of the rules, signed by the admin, oldest first (hex envelopes).
+    #[serde(default)]
+    signed_rules: Vec<String>,
 }
 
 /// Reads and checks a community file (the id must match the admin key and name).
@@ -81,9 +84,33 @@ pub fn load_community(path: &Path) -> Result<Community, FileError> {
             (Some("off"), Some(_)) => return Err(invalid("a sharing price is given but sharing is off".into())),
             (Some(other), _) => return Err(invalid(format!("sharing is \"pro-rata\" or \"off\", not {other:?}"))),
         },
+        rules: signed_rules(&c.signed_rules).map_err(invalid)?,
     };
-    community.check().map_err(|e| invalid(format!("not a valid community: {e}")))?;
+    if community.rules.is_empty() {
+        return Err(invalid(
+            "it has no signed rules (signed_rules): the admin's signature must cover the parameters; \
+             ask your admin for the community.toml of `peerwatt community init`"
+                .into(),
+        ));
+    }
+    community.check().map_err(|e| {
+        invalid(format!(
+            "not a valid community: {e}; the file was edited: ask your admin for the current community.toml"
+        ))
+    })?;
     Ok(community)
+}
+
+/// The signed versions of a file, decoded (their signatures are checked with the community).
+fn signed_rules(hex_rules: &[String]) -> Result<std::sync::Arc<[Signed<CommunityRules>]>, String> {
+    hex_rules
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let bytes = hex::decode(h.trim()).map_err(|e| format!("signed rules {}: not hex: {e}", i + 1))?;
+            Signed::<CommunityRules>::from_bytes(&bytes).map_err(|e| format!("signed rules {}: {e}", i + 1))
+        })
+        .collect()
 }
 
 /// The text of `community.toml`, with comments.
@@ -116,7 +143,12 @@ bootstrap = [{bootstrap}]
 # to their remaining import pro rata ("pro-rata"), or to the grid ("off"). See
 # docs/settlement.md.
 sharing = "{sharing}"
-{sharing_price}"#,
+{sharing_price}# The admin's signature over every parameter above, one per version of the rules, oldest
+# first (`peerwatt community rules` adds one, in force from a later interval). A file whose
+# parameters differ from the latest signed version is refused by every node.
+signed_rules = [
+{signed_rules}]
+"#,
         name = toml::Value::String(c.name.clone()),
         id = c.id.0.to_hex(),
         admin = c.admin,
@@ -132,6 +164,7 @@ sharing = "{sharing}"
         retail = c.retail.0,
         retail_text = c.retail,
         sharing = if c.sharing.is_on() { "pro-rata" } else { "off" },
+        signed_rules = c.rules.iter().map(|r| format!("  \"{}\",\n", hex::encode(r.to_bytes()))).collect::<String>(),
         sharing_price = match c.sharing {
             Sharing::ProRataAt(p) => format!("sharing_price = {}   # {p}\n", p.0),
             Sharing::Off | Sharing::ProRata => {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use peerwatt_core::{Community, MembershipCert, NodeKey, Signed, Timestamp};
+use peerwatt_core::{Community, IntervalId, MembershipCert, NodeKey, Signed, Timestamp};
 
 use crate::community_file::{certificate_text, community_toml};
 use crate::config::{CommunitySection, FileError, NodeConfig};
@@ -49,6 +49,15 @@ pub fn member(
     spec: MemberSpec<'_>,
 ) -> Result<Provisioned, FileError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // A community file carries the admin's signed rules; one built in code without them is
+    // signed here, as version 1.
+    let signed;
+    let community = if community.rules.is_empty() {
+        signed = community.clone().signed_by(admin, IntervalId(0), Timestamp(0));
+        &signed
+    } else {
+        community
+    };
     let key = NodeKey::generate().map_err(|e| invalid(dir, e))?;
     let key_path = dir.join("node.key");
     key.save(&key_path).map_err(|e| invalid(&key_path, e))?;

@@ -352,6 +352,7 @@ mod tests {
                     seq,
                     created_at: now,
                     expires_at: community.interval.start(interval),
+                    rules: community.terms_at(interval).version,
                 },
             )
         };

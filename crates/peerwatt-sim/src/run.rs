@@ -445,7 +445,7 @@ async fn show_intervals(
     }
 }
 
-/// The community of the scenario, administered by `admin`.
+/// The community of the scenario, administered by `admin`, its rules signed as version 1.
 fn community_of(s: &Scenario, admin: &NodeKey) -> Result<Community, RunError> {
     let name = "Demo Street".to_owned();
     Ok(Community {
@@ -459,7 +459,9 @@ fn community_of(s: &Scenario, admin: &NodeKey) -> Result<Community, RunError> {
         retail: Price(s.retail_tariff),
         bootstrap: Vec::new(),
         sharing: peerwatt_core::Sharing::default(),
-    })
+        rules: Default::default(),
+    }
+    .signed_by(admin, IntervalId(0), Timestamp(0)))
 }
 
 /// 32 seed bytes for the community admin's key, from the scenario seed (the same seed gives

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peerwatt_core::{Community, IntervalLength, NodeKey, Price};
+use peerwatt_core::{Community, IntervalId, IntervalLength, NodeKey, Price, Timestamp};
 
 use peerwatt_net::free_port;
 use peerwatt_node::config::{FileError, MarketSection, NetworkSection, NodeConfig};
 use peerwatt_node::provision::{self, MemberSpec};
 
 /// The test community (60 s intervals, gate closure 5 s, horizon 4, feed-in 0.08, retail
-/// 0.30) and its admin's key.
+/// 0.30; its rules signed as version 1) and its admin's key.
 pub fn bench_community() -> (Community, NodeKey) {
     let admin = NodeKey::from_seed(&[200; 32]);
     let community = Community {
@@ -25,7 +25,9 @@ pub fn bench_community() -> (Community, NodeKey) {
         retail: Price(300_000),
         bootstrap: Vec::new(),
         sharing: peerwatt_core::Sharing::default(),
-    };
+        rules: Default::default(),
+    }
+    .signed_by(&admin, IntervalId(0), Timestamp(0));
     (community, admin)
 }
 

@@ -48,6 +48,7 @@ pub fn offer() -> Order {
         seq: 7,
         created_at: T0,
         expires_at: Timestamp(T0.0 + 840_000),
+        rules: 0,
     }
 }
 

@@ -135,7 +135,7 @@ impl Trader {
         let previous = held.latest().map(|s| (s.body().revision, figures(s.body())));
         let members = self.statements.members_of(interval);
         let trades = self.trades_of(interval);
-        let rules = settlement::Rules::of(&self.community);
+        let rules = settlement::Rules::at(&self.community, interval);
         let worked = match &self.work_memo {
             Some(memo) => memo.work(&members, &rules),
             None => std::sync::Arc::new(settlement::work(&members, &rules)),

@@ -63,7 +63,8 @@ impl Trader {
             .into_iter()
             .filter(|o| !self.refused_by.contains_key(&o.id))
             .collect();
-        let band = self.community.retail.0.saturating_sub(self.community.feed_in.0) / TAKING_BANDS;
+        let terms = self.community.terms_at(interval);
+        let band = terms.retail.0.saturating_sub(terms.feed_in.0) / TAKING_BANDS;
         let resting: Vec<BookOrder> = taking_order(&self.me, crossing, band, now).into_iter().cloned().collect();
         for other in resting {
             let energy = self.maker.hold_for_own_request(&mine.id, other.available());

@@ -55,6 +55,7 @@ pub fn community_named(admin: &NodeKey, name: &str) -> Community {
         retail: Price(300_000),
         bootstrap: vec![],
         sharing: peerwatt_core::Sharing::default(),
+        rules: Default::default(),
     }
 }
 

@@ -94,7 +94,7 @@ impl Trader {
             Side::Sell => reprice,
             Side::Buy => {
                 let offers_at = |limit| !self.books.crossing(interval, Side::Buy, limit, &self.me, now).is_empty();
-                if reprice { offers_at(self.community.retail) } else { offers_at(price) }
+                if reprice { offers_at(self.community.terms_at(interval).retail) } else { offers_at(price) }
             }
         }
     }
@@ -113,7 +113,10 @@ impl Trader {
         let (_, closes) = self.community.trading_window(interval);
         let (price, limit) = curve
             .or_else(|| self.maker.current(interval, side).map(|o| (o.body().price_at(now), o.body().limit_price)))
-            .unwrap_or((self.community.feed_in, self.community.feed_in));
+            .unwrap_or_else(|| {
+                let feed_in = self.community.terms_at(interval).feed_in;
+                (feed_in, feed_in)
+            });
         let order = Signed::sign(
             &self.key,
             Order {
@@ -126,6 +129,7 @@ impl Trader {
                 seq: self.next_order_seq,
                 created_at: now,
                 expires_at: closes,
+                rules: self.community.terms_at(interval).version,
             },
         );
         self.next_order_seq += 1;
