@@ -6,13 +6,15 @@
 //! - [`settlements`]: every settlement recomputed from the signed statements and trades, and
 //!   its arithmetic checked against what was metered;
 //! - [`heads`]: signed tree heads against each other and against their owners' ledgers;
-//! - [`meter_data`]: statements against the grid operator's official meter data;
+//! - [`meter_data`]: statements against the grid operator's official meter data (a generic
+//!   CSV, or the Austrian EDA energy-data report, [`eda`]);
 //! - [`zones`]: energy traded per zone and interval against the operator's limits;
 //! - [`report`]: `audit.json`, `exceptions.csv`, `zones.csv` and the human summary.
 //!
 //! Pure apart from reading the ledgers: no network, no async.
 
 pub mod collect;
+pub mod eda;
 pub mod exception;
 pub mod heads;
 pub mod meter_data;

@@ -43,7 +43,8 @@ pub enum Quality {
 }
 
 impl Quality {
-    fn parse(text: &str) -> Option<Quality> {
+    /// `L1`, `L2`, `L3`, or empty for unknown.
+    pub fn parse(text: &str) -> Option<Quality> {
         match text.trim() {
             "L1" => Some(Quality::L1),
             "L2" => Some(Quality::L2),
@@ -98,6 +99,9 @@ pub enum MeterDataError {
         /// The header found.
         found: String,
     },
+    /// A grid operator's report that cannot be read as such.
+    #[error("{0}")]
+    Report(String),
     /// A row cannot be read.
     #[error("row {row}: {why}")]
     Row {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use peerwatt_audit::meter_data::{MeterData, PointMap};
-use peerwatt_audit::{Input, Limits, OfficialData, Options, audit};
+use peerwatt_audit::{Input, Limits, OfficialData, Options, audit, eda};
 use peerwatt_core::Community;
 use peerwatt_node::NodeConfig;
 use peerwatt_node::community_file::load_community;
@@ -30,8 +30,9 @@ pub struct AuditArgs {
     /// Zone limits (TOML: `[[zone]]` with `name`, `limit_wh`, `members`).
     #[arg(long)]
     limits: Option<PathBuf>,
-    /// The grid operator's official meter values (CSV: metering_point, interval_start,
-    /// interval_end, direction, register, kwh, quality; docs/audit.md).
+    /// The grid operator's official meter values: the generic CSV (metering_point,
+    /// interval_start, interval_end, direction, register, kwh, quality) or an EDA energy-data
+    /// report (.xlsx); docs/audit.md.
     #[arg(long, requires = "meter_map")]
     meter_data: Option<PathBuf>,
     /// Which metering points are whose (CSV: peer_id, metering_point).
@@ -89,9 +90,18 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode, Failure> {
 /// Reads the official meter data and the map of metering points.
 fn official(data: &Path, map: &Path, tolerance_wh: u64, community: &Community) -> Result<OfficialData, Failure> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display()));
-    let values = MeterData::parse_csv(&read(data)?, community.interval)
-        .map_err(|e| anyhow!("{}: {e}", data.display()))
-        .hint("the generic meter data CSV is described in docs/audit.md")?;
+    let bytes = std::fs::read(data).map_err(|e| anyhow!("{}: {e}", data.display()))?;
+    // An .xlsx (a zip) is a grid operator's energy-data report; anything else the generic CSV.
+    let values = if bytes.starts_with(b"PK\x03\x04") {
+        eda::parse_report(&bytes, community.interval)
+            .map_err(|e| anyhow!("{}: {e}", data.display()))
+            .hint("an EDA energy-data report (sheet Energiedaten), as docs/audit.md describes")?
+    } else {
+        let text = String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", data.display()))?;
+        MeterData::parse_csv(&text, community.interval)
+            .map_err(|e| anyhow!("{}: {e}", data.display()))
+            .hint("the generic meter data CSV is described in docs/audit.md")?
+    };
     let map = PointMap::parse_csv(&read(map)?).map_err(|e| anyhow!("{}: {e}", map.display()))?;
     Ok(OfficialData { data: values, map, tolerance_wh })
 }

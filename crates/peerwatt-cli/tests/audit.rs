@@ -80,3 +80,45 @@ fn an_audit_that_cannot_run_exits_2_and_says_why() {
     assert_eq!(nothing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("does not exist"));
 }
+
+#[test]
+fn official_meter_data_is_read_from_the_generic_csv_or_an_eda_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(SPEC);
+    street(&plan, dir.path());
+    let map = dir.path().join("map.csv");
+    let member = plan.keys[0].public();
+    std::fs::write(&map, format!("peer_id,metering_point\n{member},AT0020000000000000000000000000001\n")).unwrap();
+    let eda = concat!(env!("CARGO_MANIFEST_DIR"), "/../peerwatt-audit/tests/data/eda-2023-10-29.xlsx");
+    let (ledgers, community) = (dir.path().join("ledgers"), dir.path().join("community.toml"));
+    let run = |data: &str| {
+        let out = dir.path().join("out");
+        let args = [
+            "audit",
+            ledgers.to_str().unwrap(),
+            "--community",
+            community.to_str().unwrap(),
+            "--meter-data",
+            data,
+            "--meter-map",
+            map.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        peerwatt(&args)
+    };
+    // The report's day (2023) holds no interval of the street (2026): read, nothing to compare.
+    let o = run(eda);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("official meter data: 0 values compared"));
+    // A CSV with a bad row: the audit cannot run, and says which row.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "metering_point,interval_start,interval_end,direction,register,kwh,quality\nAT1,yesterday,today,consumption,x,1,L1\n").unwrap();
+    let o = run(bad.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("row 2: \"yesterday\" is not a UTC time"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
