@@ -88,6 +88,9 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
         println!("  listening on {addr}");
     }
     println!("  meter: {}", status.meter);
+    if !status.market.is_empty() {
+        println!("  market: {}", status.market);
+    }
     println!("peers ({}):", status.peers.len());
     for p in &status.peers {
         println!("  {p}");

@@ -36,4 +36,4 @@ pub use memo::VerifiedMemo;
 pub use statements::{Measured, Statements, Taken};
 pub use strategy::{ForecastMethod, Forecaster, Intent, Observed, UserLimits, intent, price_at};
 pub use taker::{RequestState, Taker, TakerAction};
-pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Trader, TraderConfig, Writes};
+pub use trader::{CallId, CommandId, Effect, Input, Recorded, ReplyTo, Trader, TraderConfig, TradingState, Writes};

@@ -1,9 +1,14 @@
 //! The default trading strategy: it trades for the homeowner, within limits the homeowner sets.
 //!
-//! - **Forecast**: an interval's surplus (+) or deficit (−) is the average of
-//!   `exported − imported` at the same time of day over the last `days` days, complete
-//!   intervals only. A new node, with less than a day of history, trades cautiously from its
-//!   first complete hour: half the average of its last hour. No complete hour: no trading.
+//! - **Forecast** (docs/market.md, "Sizing orders"): from the complete intervals at the same
+//!   time of day over the last `days` days. The side is the median day's: surplus (+) if the
+//!   median `exported − imported` is positive, deficit (−) if negative. A surplus is that
+//!   median; a deficit is the lower quartile of the days' import (the 2nd lowest of 7), not
+//!   their average: household load is spiky (a kettle, an oven), a spike that does not recur
+//!   made a buyer contract energy it then did not import, and a contract only fixes the price
+//!   of what is delivered (what contracts miss is shared after the interval). A new node,
+//!   with less than a day of history, trades cautiously from its first complete hour: half
+//!   the average of its last hour. No complete hour: no trading.
 //! - **Price**: over the trading window (opens at the horizon, closes at gate closure) a seller
 //!   starts at the retail tariff and descends linearly to its floor (the feed-in tariff, or
 //!   its owner's minimum), and a buyer starts at feed-in and rises to its ceiling (retail, or
@@ -96,29 +101,48 @@ impl Forecaster {
     }
 
     /// Expected `exported − imported` in `interval`, in Wh (positive: surplus), or `None`
-    /// without any complete interval to go by.
+    /// without any complete interval to go by: what the node contracts (module documentation).
     pub fn net_export(&self, interval: IntervalId) -> Option<i64> {
-        let (sum, n) = match self.method {
-            // The same time of day on each of the last `days` days, found by binary search (the
-            // history is sorted and holds each interval once): every tick asks for every open
-            // interval, and a scan of a month of history each time showed in a large street's
-            // profile.
-            ForecastMethod::SameTimeOfDay { days } => (1..=days.max(1))
-                .map_while(|k| interval.0.checked_sub(k.saturating_mul(self.per_day)))
-                .filter_map(|at| self.history.binary_search_by_key(&at, |o| o.interval.0).ok())
-                .map(|i| &self.history[i])
-                .filter(|o| o.complete)
-                .fold((0i128, 0i128), add),
+        match self.method {
+            ForecastMethod::SameTimeOfDay { days } => {
+                let same_time = self.same_time_of_day(interval, days);
+                if same_time.is_empty() {
+                    return self.first_hour(interval);
+                }
+                Some(cautious(&same_time))
+            }
             ForecastMethod::Recent { intervals } => {
                 let earlier = self.history.iter().rev().filter(|o| o.complete && o.interval < interval);
-                earlier.take(usize::try_from(intervals.max(1)).unwrap_or(usize::MAX)).fold((0i128, 0i128), add)
+                let (sum, n) =
+                    earlier.take(usize::try_from(intervals.max(1)).unwrap_or(usize::MAX)).fold((0i128, 0i128), add);
+                // Integer mean, rounded toward zero (a forecast never claims more than was seen).
+                (n > 0).then(|| i64::try_from(sum / n).unwrap_or(0))
             }
-        };
-        if n == 0 && matches!(self.method, ForecastMethod::SameTimeOfDay { .. }) {
-            return self.first_hour(interval);
         }
-        // Integer mean, rounded toward zero (a forecast never claims more than was seen).
-        (n > 0).then(|| i64::try_from(sum / n).unwrap_or(0))
+    }
+
+    /// While the forecaster cannot forecast at all: the complete intervals it has and how
+    /// many it needs (an hour's, for a new node's first forecasts); `None` once it can.
+    pub fn learning(&self) -> Option<(usize, usize)> {
+        let need = match self.method {
+            ForecastMethod::SameTimeOfDay { .. } => usize::try_from((self.per_day / 24).max(1)).unwrap_or(1),
+            ForecastMethod::Recent { .. } => 1,
+        };
+        let have = self.history.iter().filter(|o| o.complete).count();
+        (have < need).then_some((have, need))
+    }
+
+    /// The complete intervals at the same time of day on each of the last `days` days, found
+    /// by binary search (the history is sorted and holds each interval once): every tick asks
+    /// for every open interval, and a scan of a month of history each time showed in a large
+    /// street's profile.
+    fn same_time_of_day(&self, interval: IntervalId, days: u64) -> Vec<&Observed> {
+        (1..=days.max(1))
+            .map_while(|k| interval.0.checked_sub(k.saturating_mul(self.per_day)))
+            .filter_map(|at| self.history.binary_search_by_key(&at, |o| o.interval.0).ok())
+            .map(|i| &self.history[i])
+            .filter(|o| o.complete)
+            .collect()
     }
 
     /// A new node's forecast (less than a day of history, so no same time of day yet): half
@@ -139,6 +163,30 @@ impl Forecaster {
         let (sum, n) = hour.into_iter().fold((0i128, 0i128), |acc, o| add(acc, o));
         i64::try_from(sum / n / 2).ok()
     }
+}
+
+/// The contract the same time of day on earlier days supports: the median day's side; a
+/// surplus is the median net export, a deficit the lower quartile of the import (rounded
+/// down: the 2nd lowest of 7 days, the lowest of up to 4), at most the median day's deficit.
+fn cautious(days: &[&Observed]) -> i64 {
+    let mut nets: Vec<i64> = days.iter().map(|o| net_of(o)).collect();
+    nets.sort_unstable();
+    let median = nets[(nets.len() - 1) / 2]; // the lower median: rounded toward no surplus
+    match median.cmp(&0) {
+        std::cmp::Ordering::Greater => median,
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Less => {
+            let mut imports: Vec<u64> = days.iter().map(|o| o.imported.0).collect();
+            imports.sort_unstable();
+            let low = i64::try_from(imports[(imports.len() - 1) / 4]).unwrap_or(i64::MAX);
+            -low.min(median.saturating_neg()) // and never more than the median day's deficit
+        }
+    }
+}
+
+/// One observation's `exported − imported`.
+fn net_of(o: &Observed) -> i64 {
+    i64::try_from(i128::from(o.exported.0) - i128::from(o.imported.0)).unwrap_or(0)
 }
 
 /// Adds one observation's net export to a (sum, count) pair.

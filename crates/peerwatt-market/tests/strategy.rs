@@ -64,7 +64,7 @@ fn day_ago(days: u64, imported: u64, exported: u64, complete: bool) -> Observed 
 }
 
 #[test]
-fn the_forecast_averages_the_same_time_of_day() {
+fn the_forecast_sells_the_median_surplus_and_buys_the_low_quartile_of_the_import() {
     let c = community();
     let history = vec![
         day_ago(1, 50, 650, true),   // +600
@@ -74,8 +74,23 @@ fn the_forecast_averages_the_same_time_of_day() {
         Observed { interval: IntervalId(I.0 - 1), imported: Wh(0), exported: Wh(9_999), complete: true }, // other time of day
     ];
     let f = Forecaster::new(&c, history, 7);
-    assert_eq!(f.net_export(I), Some(500));
+    assert_eq!(f.net_export(I), Some(400), "the lower median of +400 and +600");
     assert_eq!(f.net_export(IntervalId(I.0 + 1)), None, "no history at 12:15");
+    // A week of evening load with two spikes (an oven, guests): the contract is the load that
+    // recurs, the 2nd lowest of the seven days, not the average the spikes inflate (207).
+    let evening: Vec<Observed> =
+        [90, 60, 700, 50, 80, 400, 70].iter().enumerate().map(|(d, &wh)| day_ago(d as u64 + 1, wh, 0, true)).collect();
+    assert_eq!(Forecaster::new(&c, evening, 7).net_export(I), Some(-60));
+    // A surplus on most days is sold at the median even if one day was cloudy.
+    let sunny: Vec<Observed> = [900, 850, -200, 950, 800]
+        .iter()
+        .enumerate()
+        .map(|(d, &net)| {
+            let (imported, exported) = if net < 0 { (200, 0) } else { (0, net as u64) };
+            day_ago(d as u64 + 1, imported, exported, true)
+        })
+        .collect();
+    assert_eq!(Forecaster::new(&c, sunny, 7).net_export(I), Some(850));
 }
 
 #[test]

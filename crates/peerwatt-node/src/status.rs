@@ -122,6 +122,9 @@ pub struct Status {
     pub peers: Vec<String>,
     /// The meter connection, in words.
     pub meter: String,
+    /// Whether the node trades, and if not, why, in words.
+    #[serde(default)]
+    pub market: String,
     /// The node's open orders.
     pub orders: Vec<OrderStatus>,
     /// The node's trades since midnight UTC.
@@ -198,6 +201,19 @@ impl Reporter {
         self.trades.push((trade.accepted_at, trade_status(trade, length)));
     }
 
+    /// Whether the node trades, and if not, why: without a meter it cannot, without peers its
+    /// orders reach nobody; else as the trading core says.
+    fn market_state<S: Store>(&self, node: &NodeView<'_, S>, now: Timestamp) -> String {
+        if self.meter == "not configured" {
+            return "not trading: no meter (add a [meter] section to node.toml, docs/meters.md)".into();
+        }
+        let state = node.trader.trading_state(now).to_string();
+        if node.peers.is_empty() {
+            return format!("{state}; no peers connected: orders reach nobody");
+        }
+        state
+    }
+
     /// Whether a write is due at `now`: once per `period` of the node's clock.
     pub fn due(&self, now: Timestamp, period_ms: u64) -> bool {
         self.last.is_none_or(|last| now.0.saturating_sub(last.0) >= period_ms)
@@ -208,6 +224,7 @@ impl Reporter {
         self.last = Some(now);
         let day_start = now.0 - now.0 % 86_400_000;
         self.trades.retain(|(accepted_at, _)| accepted_at.0 >= day_start);
+        let market = self.market_state(&node, now);
         let status = Status {
             updated_at: now.0,
             running,
@@ -217,6 +234,7 @@ impl Reporter {
             listen: self.listen.clone(),
             peers: node.peers,
             meter: self.meter.clone(),
+            market,
             orders: orders(node.trader, node.community, now),
             trades_today: self.trades.iter().map(|(_, t)| t.clone()).collect(),
             ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },

@@ -168,6 +168,46 @@ pub struct Recorded {
     pub accepted_at: Timestamp,
 }
 
+/// Whether a node trades, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradingState {
+    /// Trading is off in the node's configuration.
+    Disabled,
+    /// The forecaster has fewer complete meter intervals than it needs (an hour's).
+    Learning {
+        /// Complete intervals measured.
+        have: usize,
+        /// Complete intervals needed.
+        need: usize,
+    },
+    /// No interval is open for trading now.
+    NoOpenInterval,
+    /// No surplus or deficit is forecast in the open intervals.
+    NothingForecast,
+    /// Trading: this many open orders.
+    Trading {
+        /// Open orders of this node.
+        orders: usize,
+    },
+}
+
+impl std::fmt::Display for TradingState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TradingState::Disabled => write!(f, "not trading: trading is off ([market] enabled = false)"),
+            TradingState::Learning { have, need } => write!(
+                f,
+                "not trading yet: learning the household's use from the meter, {have} of {need} complete intervals measured (it trades cautiously from its first complete hour)"
+            ),
+            TradingState::NoOpenInterval => write!(f, "not trading: no interval is open for trading now"),
+            TradingState::NothingForecast => {
+                write!(f, "not trading: no surplus or deficit is forecast in the open intervals")
+            }
+            TradingState::Trading { orders } => write!(f, "trading: {orders} open orders"),
+        }
+    }
+}
+
 /// The trading settings a node gives its core.
 #[derive(Debug, Clone)]
 pub struct TraderConfig {
@@ -484,6 +524,29 @@ impl Trader {
     /// made durable: a draining node may stop.
     pub fn drained(&self) -> bool {
         self.taker.pending_count() == 0 && self.window.is_empty() && self.pipeline.is_idle() && self.turn.is_empty()
+    }
+
+    /// Whether this node trades at `now`, and if not, why (for `peerwatt status`).
+    pub fn trading_state(&self, now: Timestamp) -> TradingState {
+        if !self.cfg.enabled {
+            return TradingState::Disabled;
+        }
+        if let Some((have, need)) = self.forecaster.learning() {
+            return TradingState::Learning { have, need };
+        }
+        let open = self.open_intervals(now);
+        if open.is_empty() {
+            return TradingState::NoOpenInterval;
+        }
+        let orders = open
+            .iter()
+            .flat_map(|i| [(*i, Side::Sell), (*i, Side::Buy)])
+            .filter(|(i, side)| self.maker.current(*i, *side).is_some())
+            .count();
+        if orders == 0 && open.iter().all(|i| self.forecaster.net_export(*i).is_none_or(|n| n == 0)) {
+            return TradingState::NothingForecast;
+        }
+        TradingState::Trading { orders }
     }
 
     /// The intervals open for trading at `now`.

@@ -63,7 +63,7 @@ fn admin() -> NodeKey {
     NodeKey::from_seed(&[200; 32])
 }
 
-fn key(n: usize) -> NodeKey {
+pub(crate) fn key(n: usize) -> NodeKey {
     NodeKey::from_seed(&[u8::try_from(n + 1).unwrap_or(u8::MAX); 32])
 }
 
@@ -186,7 +186,7 @@ impl Street {
         Forecaster::with_method(&self.community, vec![observed], ForecastMethod::Recent { intervals: 1 })
     }
 
-    fn cert(&self, n: usize) -> Signed<MembershipCert> {
+    pub(crate) fn cert(&self, n: usize) -> Signed<MembershipCert> {
         Signed::sign(
             &admin(),
             MembershipCert {

@@ -438,3 +438,26 @@ fn both_parties_settle_each_trade_alike_and_a_missing_statement_gives_a_provisio
 fn settled_unsynced(street: &Street, n: usize) -> bool {
     unsynced_has(street, n, EntryKind::Settlement)
 }
+
+/// `peerwatt status` says why a node does not trade: a new node is learning its household's
+/// use, a node with nothing forecast has nothing to trade, one with orders trades.
+#[test]
+fn the_trading_state_says_why_a_node_does_not_trade() {
+    use super::TradingState;
+    use crate::strategy::{ForecastMethod, Forecaster};
+    let mut street = Street::new(&[500, -300, 0]);
+    street.tick(0);
+    let now = street.now;
+    let trader = |street: &Street, n: usize| street.houses[n].trader.as_ref().unwrap().trading_state(now);
+    assert!(matches!(trader(&street, 0), TradingState::Trading { orders } if orders > 0), "{:?}", trader(&street, 0));
+    assert_eq!(trader(&street, 2), TradingState::NothingForecast);
+    // A new node without a complete hour of meter history: learning.
+    let community = street.community().clone();
+    let fresh = Forecaster::with_method(&community, vec![], ForecastMethod::SameTimeOfDay { days: 7 });
+    let cert = street.cert(0);
+    let new_node =
+        super::Trader::new(super::testkit::key(0), community, cert, fresh, super::testkit::config(), 0, None);
+    let state = new_node.trading_state(now);
+    assert_eq!(state, TradingState::Learning { have: 0, need: 4 });
+    assert!(state.to_string().contains("0 of 4 complete intervals"), "{state}");
+}
