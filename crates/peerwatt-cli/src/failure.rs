@@ -28,6 +28,12 @@ impl Failure {
         ExitCode::from(self.code)
     }
 
+    /// The same failure with `hint` printed after it.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = Some(hint.into());
+        self
+    }
+
     /// The exit code this failure ends the process with.
     pub fn code(&self) -> u8 {
         self.code

@@ -69,6 +69,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Demo(_) if cli.verbose == 0 => init_logging_with("error,rumqttd=off"),
         #[cfg(feature = "demo")]
         Command::Demo(_) => init_logging_with("info,libp2p=warn,libp2p_gossipsub=error,rumqttd=off"),
+        // `meter watch` prints every refusal and disconnect itself: the meter crate's warning
+        // for the same event would say it twice.
+        Command::Meter(_) if cli.verbose == 0 => init_logging_with("error"),
         _ => init_logging(cli.verbose),
     }
     match cli.command {

@@ -12,6 +12,7 @@ use anyhow::anyhow;
 use peerwatt_core::{IntervalLength, SystemClock};
 use peerwatt_meter::decode::Format;
 use peerwatt_meter::{Connection, History, IntervalTotals, MeterEvent, Outcome, Reason, Role};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::failure::{Failure, Hint};
@@ -39,6 +40,10 @@ pub struct WatchArgs {
     /// With --detect: give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// One JSON object per line (readings, refusals, interval totals, connection state;
+    /// docs/meters.md lists the fields) instead of lines for people.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs a `peerwatt meter` subcommand.
@@ -61,13 +66,16 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
     let history = History::open(&cfg.dir.join("meter-history.json"), meter.history_intervals);
     let length = IntervalLength::from_secs(meter.interval_secs).unwrap_or_default();
 
-    println!("watching {}:{} ({})", meter.host, meter.port, describe_roles(&meter));
+    let broker = format!("{}:{}", meter.host, meter.port);
+    if !args.json {
+        println!("watching {broker} ({})", describe_roles(&meter));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let (tx, mut events) = mpsc::channel(4096);
         let handle = peerwatt_meter::spawn(&meter, pipeline, accountant, history, Arc::new(SystemClock), tx)
             .hint("check the TLS settings of [meter]")?;
-        let mut view = View { length, ..View::default() };
+        let mut view = View { length, json: args.json, ..View::default() };
         let all_roles: Vec<Role> = meter.roles().iter().map(|(r, _)| *r).collect();
         let deadline = tokio::time::sleep(Duration::from_secs(args.timeout));
         tokio::pin!(deadline);
@@ -75,16 +83,15 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break Ok(()),
                 _ = &mut deadline, if args.detect => {
-                    break Err(anyhow!("no recognisable meter message within {} s", args.timeout))
-                        .hint("check the topics with the broker (e.g. `mosquitto_sub -v -t '#'`) and the meter's MQTT settings");
+                    break Err(view.not_detected(&broker, args.timeout));
                 }
                 event = events.recv() => {
                     let Some(event) = event else { break Ok(()) };
                     view.show(&event, args.detect);
                     let detected = if args.detect { view.detected(&all_roles) } else { None };
                     if let Some(done) = detected {
-                        for line in done {
-                            println!("{line}");
+                        for (role, format, topic) in done {
+                            view.detected_line(role, format, &topic);
                         }
                         break Ok(());
                     }
@@ -118,6 +125,11 @@ fn describe_roles(meter: &peerwatt_meter::MeterConfig) -> String {
 #[derive(Debug, Default)]
 struct View {
     length: IntervalLength,
+    /// One JSON object per line instead of text.
+    json: bool,
+    /// Whether the broker ever accepted the connection, and the last error if not.
+    connected: bool,
+    last_error: Option<String>,
     messages: u64,
     accepted: u64,
     rejected: BTreeMap<Reason, u64>,
@@ -130,47 +142,89 @@ struct View {
 impl View {
     fn show(&mut self, event: &MeterEvent, quiet: bool) {
         match event {
-            MeterEvent::Connection(Connection::Connected) => println!("connected; subscriptions active"),
+            MeterEvent::Connection(Connection::Connected) => {
+                self.connected = true;
+                self.line(
+                    || "connected; subscriptions active".into(),
+                    || json!({"type": "connection", "state": "connected"}),
+                );
+            }
             MeterEvent::Connection(Connection::Connecting) => {}
             MeterEvent::Connection(Connection::Down { error, retry_in }) => {
-                println!("disconnected: {error} (retrying in {} ms)", retry_in.as_millis());
+                self.last_error = Some(error.to_string());
+                let retry_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX);
+                self.line(
+                    || format!("disconnected: {error} (retrying in {retry_ms} ms)"),
+                    || json!({"type": "connection", "state": "down", "error": error.to_string(), "retry_in_ms": retry_ms}),
+                );
             }
-            MeterEvent::Message { topic, format, outcome } => {
-                self.messages += 1;
-                match outcome {
-                    Outcome::Reading(r, notice) => {
-                        self.accepted += 1;
-                        self.first_reading.entry(r.role).or_insert_with(|| topic.clone());
-                        if let Some(f) = format {
-                            self.recognised.insert(r.role, *f);
-                        }
-                        if let Some(n) = notice {
-                            *self.rejected.entry(n.reason).or_default() += 1;
-                            println!("notice   {topic}: {n}");
-                        }
-                        if !quiet {
-                            println!("reading  {r}");
-                        }
-                    }
-                    Outcome::Pending => {
-                        if !quiet {
-                            println!("partial  {topic}: waiting for the companion value");
-                        }
-                    }
-                    Outcome::Rejected(reject) => {
-                        *self.rejected.entry(reject.reason).or_default() += 1;
-                        println!("rejected {topic}: {reject}");
-                    }
-                }
-            }
+            MeterEvent::Message { topic, format, outcome } => self.message(topic, format.as_ref(), outcome, quiet),
             MeterEvent::Stale(reject) => {
                 *self.rejected.entry(reject.reason).or_default() += 1;
-                println!("stale    {}", reject.detail);
+                self.line(
+                    || format!("stale    {}", reject.detail),
+                    || json!({"type": "stale", "reason": reject.reason.name(), "detail": reject.detail}),
+                );
             }
-            MeterEvent::Running(t) if !quiet => println!("running  {}", self.describe(t)),
-            MeterEvent::Interval(t) if !quiet => println!("interval {}", self.describe(t)),
+            MeterEvent::Running(t) if !quiet => self.totals("running", t),
+            MeterEvent::Interval(t) if !quiet => self.totals("interval", t),
             MeterEvent::Running(_) | MeterEvent::Interval(_) => {}
         }
+    }
+
+    /// One line of output: text for people, or a JSON object.
+    fn line(&self, text: impl FnOnce() -> String, object: impl FnOnce() -> serde_json::Value) {
+        if self.json {
+            println!("{}", object());
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    fn message(&mut self, topic: &str, format: Option<&Format>, outcome: &Outcome, quiet: bool) {
+        self.messages += 1;
+        let format_name = format.map(|f| f.to_string());
+        match outcome {
+            Outcome::Reading(r, notice) => {
+                self.accepted += 1;
+                self.first_reading.entry(r.role).or_insert_with(|| topic.to_owned());
+                if let Some(f) = format {
+                    self.recognised.insert(r.role, *f);
+                }
+                if let Some(n) = notice {
+                    *self.rejected.entry(n.reason).or_default() += 1;
+                    self.line(
+                        || format!("notice   {topic}: {n}"),
+                        || json!({"type": "notice", "topic": topic, "reason": n.reason.name(), "detail": n.detail}),
+                    );
+                }
+                if !quiet {
+                    self.line(
+                        || format!("reading  {r}"),
+                        || json!({"type": "reading", "topic": topic, "format": format_name, "reading": r}),
+                    );
+                }
+            }
+            Outcome::Pending => {
+                if !quiet {
+                    self.line(
+                        || format!("partial  {topic}: waiting for the companion value"),
+                        || json!({"type": "partial", "topic": topic}),
+                    );
+                }
+            }
+            Outcome::Rejected(reject) => {
+                *self.rejected.entry(reject.reason).or_default() += 1;
+                self.line(
+                    || format!("rejected {topic}: {reject}"),
+                    || json!({"type": "refusal", "topic": topic, "format": format_name, "reason": reject.reason.name(), "detail": reject.detail}),
+                );
+            }
+        }
+    }
+
+    fn totals(&self, kind: &'static str, t: &IntervalTotals) {
+        self.line(|| format!("{kind:<8} {}", self.describe(t)), || json!({"type": kind, "totals": t}));
     }
 
     fn describe(&self, t: &IntervalTotals) -> String {
@@ -187,29 +241,57 @@ impl View {
         format!("{} ({}): imported {}, exported {} [{state}]", t.interval, t.start, t.imported, t.exported)
     }
 
-    /// Once every role has delivered a reading: one line per role naming its format.
-    fn detected(&self, all: &[Role]) -> Option<Vec<String>> {
+    /// Once every role has delivered a reading: per role, its format and first topic.
+    fn detected(&self, all: &[Role]) -> Option<Vec<(Role, Format, String)>> {
         if !all.iter().all(|r| self.first_reading.contains_key(r)) {
             return None;
         }
         Some(
             all.iter()
-                .map(|r| {
-                    let topic = &self.first_reading[r];
-                    let format = self.recognised.get(r).copied().unwrap_or(Format::Auto);
-                    format!("detected {r}: {format} (from {topic})")
-                })
+                .map(|r| (*r, self.recognised.get(r).copied().unwrap_or(Format::Auto), self.first_reading[r].clone()))
                 .collect(),
+        )
+    }
+
+    fn detected_line(&self, role: Role, format: Format, topic: &str) {
+        self.line(
+            || format!("detected {role}: {format} (from {topic})"),
+            || json!({"type": "detected", "role": role, "format": format.to_string(), "topic": topic}),
+        );
+    }
+
+    /// Why `--detect` found nothing: the broker never answered, or it did and nothing on the
+    /// topics was a meter message this build recognises.
+    fn not_detected(&self, broker: &str, timeout: u64) -> Failure {
+        if !self.connected {
+            let why = self.last_error.as_deref().unwrap_or("no answer");
+            return Failure::from(anyhow!("cannot reach the broker at {broker}: {why}"))
+                .with_hint("check [meter] host and port (and TLS), and that the broker runs");
+        }
+        let seen = if self.messages == 0 {
+            "no message arrived on the configured topics".to_owned()
+        } else {
+            format!("{} messages arrived, none recognisable as a meter reading", self.messages)
+        };
+        Failure::from(anyhow!("connected to the broker at {broker}, but {seen} within {timeout} s")).with_hint(
+            "check the topics with the broker (e.g. `mosquitto_sub -v -t '#'`) and the meter's MQTT settings",
         )
     }
 
     fn summary(&self) {
         let refused: Vec<String> = self.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
-        println!(
-            "summary: {} messages, {} readings accepted, refused: {}",
-            self.messages,
-            self.accepted,
-            if refused.is_empty() { "none".to_owned() } else { refused.join(", ") }
+        let by_reason: serde_json::Map<String, serde_json::Value> =
+            self.rejected.iter().map(|(r, n)| (r.name().to_owned(), json!(n))).collect();
+        self.line(
+            || {
+                format!(
+                    "summary: {} messages, {} readings accepted, refused: {}",
+                    self.messages,
+                    self.accepted,
+                    if refused.is_empty() { "none".to_owned() } else { refused.join(", ") }
+                )
+            },
+            || json!({"type": "summary", "messages": self.messages, "accepted": self.accepted, "refused": by_reason}),
         );
     }
 }

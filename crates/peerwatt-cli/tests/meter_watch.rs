@@ -76,6 +76,13 @@ fn publish(port: u16, messages: &[(&str, &str)]) {
     }
 }
 
+/// A Tasmota SML meter's three messages: a reading, one with a NaN counter, a reading 10 Wh on.
+const SML_MESSAGES: [(&str, &str); 3] = [
+    ("tele/meter/SENSOR", r#"{"Time":"t","SML":{"Total_in":34507.4761,"Total_out":14737.1422,"Power_curr":-894}}"#),
+    ("tele/meter/SENSOR", r#"{"Time":"t","SML":{"Total_in":"NaN","Total_out":1,"Power_curr":1}}"#),
+    ("tele/meter/SENSOR", r#"{"Time":"t","SML":{"Total_in":34507.4861,"Total_out":14737.1422,"Power_curr":-880}}"#),
+];
+
 #[test]
 fn watch_prints_readings_refusals_and_running_totals() {
     let broker = Mosquitto::start().unwrap();
@@ -85,20 +92,7 @@ fn watch_prints_readings_refusals_and_running_totals() {
     let mut watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--count", "3"]);
     assert!(watch.expect("watching").contains("grid: tasmota on tele/meter/SENSOR"));
     watch.expect("connected");
-    publish(
-        broker.port(),
-        &[
-            (
-                "tele/meter/SENSOR",
-                r#"{"Time":"t","SML":{"Total_in":34507.4761,"Total_out":14737.1422,"Power_curr":-894}}"#,
-            ),
-            ("tele/meter/SENSOR", r#"{"Time":"t","SML":{"Total_in":"NaN","Total_out":1,"Power_curr":1}}"#),
-            (
-                "tele/meter/SENSOR",
-                r#"{"Time":"t","SML":{"Total_in":34507.4861,"Total_out":14737.1422,"Power_curr":-880}}"#,
-            ),
-        ],
-    );
+    publish(broker.port(), &SML_MESSAGES);
     let first = watch.expect("reading");
     assert!(first.contains("grid power=-894 W import=34507476 Wh export=14737142 Wh"), "{first}");
     let refused = watch.expect("rejected");
@@ -151,5 +145,77 @@ fn a_config_without_a_meter_fails_with_a_hint() {
         String::from_utf8_lossy(&out.stderr).contains("unknown field `hots`"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn watch_json_prints_one_object_per_line() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        node_toml(dir.path(), broker.port(), RoleConfig::new(Format::Tasmota, vec!["tele/meter/SENSOR".into()]));
+    let watch = Watch::spawn(&["meter", "watch", "--config", config.to_str().unwrap(), "--count", "3", "--json"]);
+    // Every line is one JSON object; waits for the next one `pick` accepts.
+    let next = |what: &str, pick: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let line = watch.lines.wait_for(what, Duration::from_secs(20), |l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| pick(&v))
+        });
+        serde_json::from_str(&line).unwrap()
+    };
+    let of_type = |t: &'static str| move |v: &serde_json::Value| v["type"] == t;
+    assert_eq!(
+        next("connected", &of_type("connection")),
+        serde_json::json!({"type": "connection", "state": "connected"})
+    );
+    publish(broker.port(), &SML_MESSAGES);
+    let reading = next("a reading", &of_type("reading"));
+    assert_eq!((reading["topic"].as_str(), reading["format"].as_str()), (Some("tele/meter/SENSOR"), Some("tasmota")));
+    let r = &reading["reading"];
+    assert_eq!((r["role"].as_str(), r["grid_power"].as_i64()), (Some("grid"), Some(-894)), "{reading}");
+    assert_eq!(
+        (r["import_total"].as_i64(), r["export_total"].as_i64()),
+        (Some(34_507_476), Some(14_737_142)),
+        "{reading}"
+    );
+    let refusal = next("a refusal", &of_type("refusal"));
+    assert_eq!((refusal["reason"].as_str(), refusal["detail"].as_str()), (Some("not_finite"), Some("Total_in is NaN")));
+    let running = next("the running totals after the second reading", &|v| {
+        v["type"] == "running" && v["totals"]["imported"] == 10
+    });
+    assert_eq!(running["totals"]["exported"], 0);
+    let summary = next("the summary", &of_type("summary"));
+    assert_eq!(
+        summary,
+        serde_json::json!({"type": "summary", "messages": 3, "accepted": 2, "refused": {"not_finite": 1}})
+    );
+    assert!(watch.wait().success());
+}
+
+#[test]
+fn detect_tells_an_unreachable_broker_from_a_quiet_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = peerwatt_net::free_port().unwrap();
+    let config = node_toml(dir.path(), nobody, RoleConfig::new(Format::Auto, vec!["tele/meter/SENSOR".into()]));
+    let args = ["meter", "watch", "--config", config.to_str().unwrap(), "--detect", "--timeout", "2"];
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot reach the broker at 127.0.0.1:{nobody}")), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "said once: {err}");
+
+    let broker = Mosquitto::start().unwrap();
+    let quiet = tempfile::tempdir().unwrap();
+    let config =
+        node_toml(quiet.path(), broker.port(), RoleConfig::new(Format::Auto, vec!["tele/meter/SENSOR".into()]));
+    let args = ["meter", "watch", "--config", config.to_str().unwrap(), "--detect", "--timeout", "2"];
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "connected to the broker at 127.0.0.1:{}, but no message arrived on the configured topics within 2 s",
+            broker.port()
+        )),
+        "{err}"
     );
 }
