@@ -111,6 +111,18 @@ impl Decimal {
         Ok(Decimal { mantissa, exponent: self.exponent + other.exponent }.normalised())
     }
 
+    /// `self + other`, exactly (a sum of per-phase values, rounded once afterwards).
+    pub fn checked_add(self, other: Decimal) -> Result<Decimal, NumberError> {
+        let exponent = self.exponent.min(other.exponent);
+        let align = |d: Decimal| -> Result<i128, NumberError> {
+            let shift = u32::try_from(d.exponent - exponent).map_err(|_| NumberError::OutOfRange)?;
+            let factor = 10i128.checked_pow(shift).ok_or(NumberError::OutOfRange)?;
+            d.mantissa.checked_mul(factor).ok_or(NumberError::OutOfRange)
+        };
+        let mantissa = align(self)?.checked_add(align(other)?).ok_or(NumberError::OutOfRange)?;
+        Ok(Decimal { mantissa, exponent }.normalised())
+    }
+
     /// Whether the value is below zero.
     pub fn is_negative(self) -> bool {
         self.mantissa < 0
@@ -150,6 +162,15 @@ mod tests {
 
     fn kwh_to_wh(s: &str) -> Result<i64, NumberError> {
         Decimal::parse(s)?.scaled(Decimal::from_int(1000))
+    }
+
+    #[test]
+    fn sums_are_exact_and_rounded_once() {
+        let d = |t: &str| Decimal::parse(t).unwrap();
+        let sum = d("-136.495").checked_add(d("0.000")).unwrap().checked_add(d("-78.478")).unwrap();
+        assert_eq!(sum.round(), Ok(-215), "-214.973, where rounding each first would give -214");
+        assert_eq!(d("4392.588").checked_add(d("2795.954")).unwrap().scaled(Decimal::from_int(1000)), Ok(7_188_542));
+        assert_eq!(d("1e30").checked_add(d("1e-30")), Err(NumberError::OutOfRange));
     }
 
     #[test]

@@ -144,3 +144,26 @@ fn auto_detection_recognises_every_format_from_one_message() {
     assert_eq!(detect("x/y", b"\x00\x01binary", &sml), None);
     assert_eq!(detect("x/y", br#"{"temperature":21.5}"#, &sml), None);
 }
+
+/// A payload of the corpus (tests/corpus/, copied from public sources) and what it should give.
+fn corpus(name: &str) -> (String, String, Sample) {
+    let path = format!("{}/tests/corpus/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let int = |k: &str| file.get(k).and_then(toml::Value::as_integer);
+    let text = |k: &str| file[k].as_str().unwrap().to_owned();
+    (text("topic"), text("payload"), sample(int("power_w"), int("energy_in_wh"), int("energy_out_wh")))
+}
+
+#[test]
+fn tasmota_status_replies_phase_arrays_and_import_export_counters() {
+    for name in [
+        "tasmota-02-pow-r2-status8",              // the Status reply: sensors under StatusSNS
+        "tasmota-04-status10-energy-4dec",        // the same on newer firmware
+        "tasmota-05-status10-power-array",        // per-channel Power in an array, under StatusSNS
+        "tasmota-12-modbus-3phase-import-export", // per-phase ImportActive/ExportActive, Power summed exactly
+    ] {
+        let (topic, payload, expected) = corpus(name);
+        let got = TasmotaDecoder::default().decode(&topic, payload.as_bytes());
+        assert_eq!(got, Ok(expected), "{name}");
+    }
+}

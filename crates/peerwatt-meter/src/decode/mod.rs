@@ -191,6 +191,26 @@ pub(crate) fn number(value: &Value, what: &str) -> Result<Decimal, Reject> {
     }
 }
 
+/// The number at `key`, or the exact sum of the numbers in an array or object there (per
+/// phase or channel: `[p1, p2, p3]` or `{"L1": …, "L2": …}`): `None` if absent or null.
+pub(crate) fn field_sum(v: &Value, key: &str) -> Result<Option<Decimal>, Reject> {
+    let parts: Vec<&Value> = match v.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(Value::Object(map)) => map.values().collect(),
+        Some(value) => return number(value, key).map(Some),
+    };
+    if parts.is_empty() {
+        return Err(Reject::new(Reason::MissingField, format!("{key} is empty")));
+    }
+    let mut sum = Decimal::from_int(0);
+    for part in parts {
+        let n = number(part, key)?;
+        sum = sum.checked_add(n).map_err(|e| number_reject(e, key, "its sum"))?;
+    }
+    Ok(Some(sum))
+}
+
 /// The number at `key`, which must be there.
 pub(crate) fn required(v: &Value, key: &str) -> Result<Decimal, Reject> {
     field(v, key)?.ok_or_else(|| Reject::new(Reason::MissingField, format!("{key} is missing")))

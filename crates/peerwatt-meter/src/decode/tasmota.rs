@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decoder, Format, KILO, ONE, field, object, parse_json, scaled};
+use super::{Decoder, Format, KILO, ONE, field, field_sum, object, parse_json, scaled};
 use crate::reading::{Reason, Reject, Sample};
 
 /// The JSON names a Tasmota SML script uses.
@@ -53,9 +53,12 @@ impl Decoder for TasmotaDecoder {
     }
 
     fn decode(&mut self, _topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        let v = parse_json(payload)?;
+        let parsed = parse_json(payload)?;
+        // The `Status 10` reply (stat/<topic>/STATUS10, and `cm?cmnd=status 10` over HTTP)
+        // wraps the same sensors in StatusSNS (STATUS8 on older firmware).
+        let v = object(&parsed, "StatusSNS")?.unwrap_or(&parsed);
         let k = &self.keys;
-        if let Some(sml) = object(&v, &k.object)? {
+        if let Some(sml) = object(v, &k.object)? {
             let sample = Sample {
                 power: field(sml, &k.power)?.map(|d| scaled(d, ONE, &k.power)).transpose()?,
                 energy_in: field(sml, &k.import)?.map(|d| scaled(d, KILO, &k.import)).transpose()?,
@@ -69,11 +72,21 @@ impl Decoder for TasmotaDecoder {
             }
             return Ok(sample);
         }
-        if let Some(energy) = object(&v, "ENERGY")? {
+        if let Some(energy) = object(v, "ENERGY")? {
+            // Multi-channel and three-phase devices publish arrays (or, for Total, an object
+            // keyed by phase): summed exactly, then rounded once. A meter that counts import
+            // and export (ImportActive/ExportActive, per phase) gives both counters; its
+            // Total is Tasmota's own sum and says neither.
+            let import = field_sum(energy, "ImportActive")?;
+            let export = field_sum(energy, "ExportActive")?;
+            let (total, name) = match import {
+                Some(i) => (Some(i), "ImportActive"),
+                None => (field_sum(energy, "Total")?, "Total"),
+            };
             let sample = Sample {
-                power: field(energy, "Power")?.map(|d| scaled(d, ONE, "Power")).transpose()?,
-                energy_in: field(energy, "Total")?.map(|d| scaled(d, KILO, "Total")).transpose()?,
-                energy_out: None,
+                power: field_sum(energy, "Power")?.map(|d| scaled(d, ONE, "Power")).transpose()?,
+                energy_in: total.map(|d| scaled(d, KILO, name)).transpose()?,
+                energy_out: export.map(|d| scaled(d, KILO, "ExportActive")).transpose()?,
             };
             if sample.is_empty() {
                 return Err(Reject::new(Reason::MissingField, "ENERGY has neither Total nor Power"));
