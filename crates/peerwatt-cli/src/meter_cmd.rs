@@ -61,6 +61,7 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
         .clone()
         .ok_or_else(|| anyhow!("{} has no [meter] section", args.config.display()))
         .hint("add [meter] and [meter.grid] (format and topics); docs/meters.md has the lines for your meter")?;
+    meter.require_grid().hint("add [meter.grid] with the format and topics of your grid meter (docs/meters.md)")?;
     let pipeline = meter.pipeline().hint("see docs/meters.md for the settings of each format")?;
     let accountant = meter.accountant().hint("interval_secs must divide a day (900 = 15 minutes)")?;
     let history = History::open(&cfg.dir.join("meter-history.json"), meter.history_intervals);

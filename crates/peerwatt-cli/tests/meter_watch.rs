@@ -146,6 +146,15 @@ fn a_config_without_a_meter_fails_with_a_hint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A PV meter alone: the grid meter is required, as docs/meters.md says.
+    let mut meter = MeterConfig::new("127.0.0.1", 1883);
+    meter.pv = Some(RoleConfig::new(Format::Opendtu, vec!["solar/ac/power".into()]));
+    peerwatt_node::NodeConfig::builder("pv-only").meter(meter).build().save(&path).unwrap();
+    let out = watch_once(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no [meter.grid]: the meter at the grid connection is required"), "{err}");
 }
 
 #[test]

@@ -18,6 +18,12 @@ pub enum ConfigError {
     /// No meter role has topics.
     #[error("no meter configured: add a [meter.grid] section with format and topics")]
     NoMeter,
+    /// A PV or battery meter without the grid meter: the node states, trades and settles
+    /// what crosses the grid connection, which only the grid meter measures.
+    #[error(
+        "no [meter.grid]: the meter at the grid connection is required; a PV or battery meter alone cannot say what was imported or exported"
+    )]
+    NoGridMeter,
     /// A role lists no topics.
     #[error("[meter.{0}] lists no topics")]
     NoTopics(Role),
@@ -212,6 +218,15 @@ impl MeterConfig {
             return Err(ConfigError::NoMeter);
         }
         Ok(Pipeline::new(inputs, self.limits()))
+    }
+
+    /// A node's meter: the grid meter is required (a PV or battery meter alone cannot say
+    /// what crossed the grid connection, which is what a node states, trades and settles).
+    pub fn require_grid(&self) -> Result<(), ConfigError> {
+        if self.grid.is_none() && (self.pv.is_some() || self.battery.is_some()) {
+            return Err(ConfigError::NoGridMeter);
+        }
+        Ok(())
     }
 
     /// The interval accountant for the grid meter.

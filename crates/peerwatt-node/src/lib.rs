@@ -176,6 +176,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let mut recent = Vec::new();
     let meter = match &cfg.meter {
         Some(m) => {
+            m.require_grid()?;
             let mut m = m.clone();
             m.interval_secs = community.interval.secs();
             let history = History::open(&cfg.meter_history_file(), m.history_intervals);
