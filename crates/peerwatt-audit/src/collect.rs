@@ -14,7 +14,8 @@ use peerwatt_core::{
     CommunityId, Decode, Encode, EntryKind, Hash, IntervalId, LedgerEntry, MeterStatement, Price, PublicKey,
     Settlement, Side, Signed, Timestamp, Trade, TreeHead, Wh,
 };
-use peerwatt_ledger::{LedgerReader, Visit, verify_export_visiting};
+use peerwatt_ledger::{LedgerReader, SledStore, Visit, verify_export_visiting};
+use peerwatt_market::Stated;
 use peerwatt_market::statements::Kept;
 
 use crate::AuditError;
@@ -231,13 +232,15 @@ impl Collector<'_> {
 
     fn statement(&mut self, owner: &PublicKey, seq: u64, payload: &[u8]) -> Result<(), String> {
         let statement = own_message::<MeterStatement>(owner, payload)?;
+        // The digest of the bytes at hand, not of the statement encoded again.
+        let kept = Kept::from(Stated::of(&statement, Hash::of(payload)));
         let s = statement.body();
         self.statements.push(StatementFact {
             seq,
             community: s.community,
             interval: s.interval,
             created_at: s.created_at,
-            kept: Kept::of_statement(&statement),
+            kept,
             bytes: payload.to_vec(),
         });
         Ok(())
@@ -290,7 +293,7 @@ pub fn read(input: &Input, verified: &Verified) -> Result<Read, AuditError> {
     let walked = match input {
         Input::Export(path) => verify_export_visiting(File::open(path).map_err(|e| open(e.to_string()))?, &mut c),
         Input::Store(path) => {
-            if !(path.join("conf").is_file() && path.join("db").is_file()) {
+            if !SledStore::exists(path) {
                 return Err(open("no ledger database here".into()));
             }
             let reader = LedgerReader::open_dir(path).map_err(|e| open(e.to_string()))?;

@@ -208,7 +208,7 @@ pub fn check<'a>(
                     let before: Vec<OwnTrade> = trades
                         .get(interval)
                         .map_or_else(Vec::new, |t| t.iter().filter(|(seq, _)| *seq < s.seq).map(|(_, o)| *o).collect());
-                    let read = read_set(&mut found, statements, owner, &s.body, &before, community);
+                    let read = read_set(&mut found, statements, members, owner, &s.body, &before, community);
                     judge(read, facts, &e, s, community)
                 }
                 Err(error) => Verdict::Exception(
@@ -282,6 +282,7 @@ struct Read<'a> {
 fn read_set<'a>(
     found: &mut HashMap<Hash, Read<'a>>,
     statements: &StatementIndex<'a>,
+    final_set: &[([u8; 32], &'a Kept)],
     owner: &[u8; 32],
     s: &Settlement,
     trades: &[OwnTrade],
@@ -293,7 +294,7 @@ fn read_set<'a>(
             let want = usize::try_from(s.members).unwrap_or(usize::MAX);
             let candidates = [
                 statements.as_of(s.interval, s.created_at),
-                statements.final_of(s.interval),
+                final_set.to_vec(),
                 statements.first_made(s.interval, owner, s.created_at, want),
             ];
             let members = candidates.iter().find_map(|set| with_digest(set, want, &s.inputs))?;

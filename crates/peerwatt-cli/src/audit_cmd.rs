@@ -11,6 +11,8 @@ use anyhow::anyhow;
 use peerwatt_audit::meter_data::{MeterData, PointMap};
 use peerwatt_audit::{Input, Limits, OfficialData, Options, audit, eda};
 use peerwatt_core::Community;
+use peerwatt_ledger::SledStore;
+use peerwatt_ledger::export::MAGIC as EXPORT_MAGIC;
 use peerwatt_node::NodeConfig;
 use peerwatt_node::community_file::load_community;
 
@@ -169,7 +171,7 @@ impl Found {
             self.inputs.push(Input::Store(cfg.resolve(&cfg.node.ledger_dir)));
             return Ok(true);
         }
-        if dir.join("conf").is_file() && dir.join("db").is_file() {
+        if SledStore::exists(dir) {
             self.inputs.push(Input::Store(dir.to_owned()));
             return Ok(true);
         }
@@ -179,7 +181,7 @@ impl Found {
 
 /// Whether the file starts as a ledger export does.
 fn is_export(path: &Path) -> Result<bool, Failure> {
-    let mut magic = [0u8; 8];
+    let mut magic = [0u8; EXPORT_MAGIC.len()];
     let mut file = std::fs::File::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(file.read(&mut magic)? == 8 && &magic == b"PWLEDGER")
+    Ok(file.read(&mut magic)? == magic.len() && &magic == EXPORT_MAGIC)
 }

@@ -57,14 +57,12 @@ impl Timestamp {
             Some(_) => return None,
             None => (time, 0),
         };
-        let parts: Vec<&str> = hms.split(':').collect();
-        let (h, m, sec) = match parts[..] {
-            [h, m] => (h, m, "0"),
-            [h, m, s] => (h, m, s),
+        let two = |t: &str| (t.len() == 2).then(|| t.parse::<u64>().ok()).flatten();
+        let (h, m, sec) = match hms.split(':').collect::<Vec<_>>()[..] {
+            [h, m] => (two(h)?, two(m)?, 0),
+            [h, m, s] => (two(h)?, two(m)?, two(s)?),
             _ => return None,
         };
-        let two = |t: &str| (t.len() == 2 || t == "0").then(|| t.parse::<u64>().ok()).flatten();
-        let (h, m, sec) = (two(h)?, two(m)?, two(sec)?);
         if h > 23 || m > 59 || sec > 59 {
             return None;
         }

@@ -19,7 +19,8 @@ use crate::ledger::{LedgerError, LedgerReader};
 use crate::store::Store;
 use crate::verify::{LogVerifier, Problem, VerifyError, VerifyReport, Visit};
 
-const MAGIC: &[u8; 8] = b"PWLEDGER";
+/// The first eight bytes of every export file.
+pub const MAGIC: &[u8; 8] = b"PWLEDGER";
 const END: &[u8; 8] = b"PWLEDEND";
 const VERSION: u8 = 1;
 /// Largest framed head or entry accepted: an entry envelope is its body plus 106 bytes.

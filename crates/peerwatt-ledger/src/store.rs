@@ -202,6 +202,12 @@ impl SledStore {
         }
     }
 
+    /// Whether `dir` holds a ledger database already ([`SledStore::open`] creates one where
+    /// none is).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("conf").is_file() && dir.join("db").is_file()
+    }
+
     /// The directory this store lives in.
     pub fn path(&self) -> &str {
         &self.path

@@ -35,68 +35,6 @@ use peerwatt_core::{
 use crate::statements::Kept;
 use peerwatt_core::Wh;
 
-/// One trade of the interval, between parties numbered by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Contract {
-    /// The seller's index into the meter figures.
-    pub seller: usize,
-    /// The buyer's index.
-    pub buyer: usize,
-    /// The energy traded.
-    pub energy: Wh,
-}
-
-/// One party's meter figures for the interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Metered {
-    /// Imported from the grid.
-    pub imported: Wh,
-    /// Exported to the grid.
-    pub exported: Wh,
-}
-
-/// Why a settlement could not be computed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettlementError {
-    /// A contract names a party without meter figures.
-    #[error("contract {0} names a party without meter figures")]
-    UnknownParty(usize),
-}
-
-/// The energy delivered under each contract (same order as `contracts`).
-pub fn delivered(contracts: &[Contract], meters: &[Metered]) -> Result<Vec<Wh>, SettlementError> {
-    if let Some(i) = contracts.iter().position(|c| c.seller >= meters.len() || c.buyer >= meters.len()) {
-        return Err(SettlementError::UnknownParty(i));
-    }
-    let mut amounts: Vec<u64> = contracts.iter().map(|c| c.energy.0).collect();
-    cap_per_party(contracts, &mut amounts, |c| c.seller, |p| meters[p].exported.0);
-    cap_per_party(contracts, &mut amounts, |c| c.buyer, |p| meters[p].imported.0);
-    Ok(amounts.into_iter().map(Wh).collect())
-}
-
-/// Scales each party's amounts down to its cap where they exceed it.
-fn cap_per_party(
-    contracts: &[Contract],
-    amounts: &mut [u64],
-    party: impl Fn(&Contract) -> usize,
-    cap: impl Fn(usize) -> u64,
-) {
-    let mut parties: Vec<usize> = contracts.iter().map(&party).collect();
-    parties.sort_unstable();
-    parties.dedup();
-    for p in parties {
-        let mine: Vec<usize> = (0..contracts.len()).filter(|&i| party(&contracts[i]) == p).collect();
-        let weights: Vec<u64> = mine.iter().map(|&i| amounts[i]).collect();
-        let limit = cap(p);
-        if weights.iter().sum::<u64>() <= limit {
-            continue;
-        }
-        for (i, share) in mine.into_iter().zip(shares(limit, &weights)) {
-            amounts[i] = share;
-        }
-    }
-}
-
 /// `total` shared in proportion to `weights` (whose sum exceeds `total`) by the largest
 /// remainder method: each gets the floor of its exact share, and the Wh left over go to the
 /// largest remainders (the earlier on ties). The shares add up to `total` exactly.
@@ -484,14 +422,6 @@ mod tests {
 
     use super::*;
 
-    fn c(seller: usize, buyer: usize, energy: u64) -> Contract {
-        Contract { seller, buyer, energy: Wh(energy) }
-    }
-
-    fn m(imported: u64, exported: u64) -> Metered {
-        Metered { imported: Wh(imported), exported: Wh(exported) }
-    }
-
     #[test]
     fn shares_add_up_and_follow_the_weights() {
         assert_eq!(shares(100, &[1, 1, 1]), vec![34, 33, 33]);
@@ -501,22 +431,6 @@ mod tests {
         for total in 0..50 {
             assert_eq!(shares(total, &[13, 29, 8]).iter().sum::<u64>(), total);
         }
-    }
-
-    #[test]
-    fn full_delivery_when_the_meters_cover_the_trades() {
-        let meters = [m(0, 500), m(300, 0), m(400, 0)];
-        let got = delivered(&[c(0, 1, 200), c(0, 2, 250)], &meters).unwrap();
-        assert_eq!(got, vec![Wh(200), Wh(250)]);
-    }
-
-    #[test]
-    fn a_short_seller_delivers_pro_rata_and_a_short_buyer_takes_its_import() {
-        // Seller 0 sold 300 + 100 but exported 200: 150 and 50. Buyer 2 imported only 30.
-        let meters = [m(0, 200), m(1_000, 0), m(30, 0)];
-        let got = delivered(&[c(0, 1, 300), c(0, 2, 100)], &meters).unwrap();
-        assert_eq!(got, vec![Wh(150), Wh(30)]);
-        assert_eq!(delivered(&[c(0, 5, 1)], &meters), Err(SettlementError::UnknownParty(0)));
     }
 
     #[test]
