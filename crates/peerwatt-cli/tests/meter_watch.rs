@@ -64,16 +64,7 @@ impl Drop for Watch {
 
 /// Publishes like a meter firmware (a real MQTT client).
 fn publish(port: u16, messages: &[(&str, &str)]) {
-    let (client, mut connection) = Client::new(MqttOptions::new("fake-meter", "127.0.0.1", port), 10);
-    for (topic, payload) in messages {
-        client.publish(*topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
-    }
-    client.disconnect().unwrap();
-    for event in connection.iter() {
-        if event.is_err() {
-            break; // disconnected after sending everything
-        }
-    }
+    publish_as("fake-meter", port, messages);
 }
 
 /// A Tasmota SML meter's three messages: a reading, one with a NaN counter, a reading 10 Wh on.
@@ -227,4 +218,170 @@ fn detect_tells_an_unreachable_broker_from_a_quiet_one() {
         )),
         "{err}"
     );
+}
+
+/// One corpus file's topic and payload, and the reading it completes (W, Wh, Wh).
+fn corpus_message(name: &str) -> (String, String, [Option<i64>; 3]) {
+    let path = format!("{}/../peerwatt-meter/tests/corpus/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let int = |k: &str| file.get(k).and_then(toml::Value::as_integer);
+    let text = |k: &str| file[k].as_str().unwrap().to_owned();
+    (text("topic"), text("payload"), [int("power_w"), int("energy_in_wh"), int("energy_out_wh")])
+}
+
+/// A family's meter, and corpus messages whose last completes a reading.
+struct Family {
+    meter: MeterConfig,
+    messages: &'static [&'static str],
+}
+
+fn families(port: u16) -> Vec<(&'static str, Family)> {
+    let grid = |format: Format, topics: &[&str], extra: &str| -> MeterConfig {
+        let mut meter = MeterConfig::new("127.0.0.1", port);
+        let mut role: toml::Table = toml::from_str(extra).unwrap();
+        role.insert("format".into(), format.name().into());
+        role.insert("topics".into(), topics.iter().map(|t| toml::Value::from(*t)).collect::<Vec<_>>().into());
+        meter.grid = Some(role.try_into().unwrap());
+        meter
+    };
+    let mut opendtu = grid(Format::Tasmota, &["tele/unused/SENSOR"], "");
+    opendtu.pv = Some(RoleConfig::new(Format::Opendtu, vec!["solar/ac/#".into()]));
+    vec![
+        (
+            "tasmota",
+            Family {
+                meter: grid(Format::Tasmota, &["tele/Zaehler/SENSOR"], ""),
+                messages: &["tasmota-12-modbus-3phase-import-export"],
+            },
+        ),
+        (
+            "shelly",
+            Family {
+                meter: grid(Format::ShellyGen2, &["aiida/+/events/rpc"], ""),
+                messages: &["shelly-01-pro3em-notifystatus-em0", "shelly-02-pro3em-notifystatus-emdata0"],
+            },
+        ),
+        (
+            "dsmr",
+            Family {
+                meter: grid(Format::DsmrReader, &["dsmr/reading/+"], ""),
+                messages: &["dsmr-01-split-delivered-1-leading-zeros", "dsmr-02-split-delivered-2-leading-zeros"],
+            },
+        ),
+        (
+            "esphome",
+            Family {
+                meter: grid(Format::Esphome, &["<node>/sensor/+/state"], ""),
+                messages: &["esphome-05-dsmr-power-consumed-kw", "esphome-06-dsmr-power-produced-kw"],
+            },
+        ),
+        ("opendtu", Family { meter: opendtu, messages: &["opendtu-01-ac-power-total", "opendtu-02-ac-yieldtotal"] }),
+        (
+            "zigbee2mqtt",
+            Family {
+                meter: grid(Format::Zigbee2mqtt, &["zigbee2mqtt/+"], ""),
+                messages: &["zigbee2mqtt-08-3phase-din-produced-energy"],
+            },
+        ),
+        (
+            "json",
+            Family {
+                meter: grid(
+                    Format::Json,
+                    &["dsmr/el"],
+                    "json = { power = \"/p_consumed\", power_export = \"/p_generated\", import = \"/el_consumed\", export = \"/el_returned\" }",
+                ),
+                messages: &["json-03-dsmr2mqtt-el-wh"],
+            },
+        ),
+    ]
+}
+
+/// Runs `meter watch --json --count N` for one family's messages; returns its JSON lines up
+/// to the summary.
+fn watch_family(port: u16, dir: &std::path::Path, name: &str, family: &Family) -> Vec<serde_json::Value> {
+    let path = dir.join(format!("{name}.toml"));
+    peerwatt_node::NodeConfig::builder(name).meter(family.meter.clone()).build().save(&path).unwrap();
+    let count = family.messages.len().to_string();
+    let watch = Watch::spawn(&["meter", "watch", "--config", path.to_str().unwrap(), "--json", "--count", &count]);
+    let is_json = |l: &str| serde_json::from_str::<serde_json::Value>(l).is_ok();
+    watch.lines.wait_for("connected", Duration::from_secs(20), |l| is_json(l) && l.contains("\"connected\""));
+    let messages: Vec<_> = family.messages.iter().map(|m| corpus_message(m)).collect();
+    let pairs: Vec<(&str, &str)> = messages.iter().map(|(t, p, _)| (t.as_str(), p.as_str())).collect();
+    publish_as(&format!("fake-{name}"), port, &pairs);
+    let mut lines = Vec::new();
+    loop {
+        let line = watch.lines.wait_for(&format!("{name}: the next JSON line"), Duration::from_secs(20), is_json);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let done = v["type"] == "summary";
+        lines.push(v);
+        if done {
+            break;
+        }
+    }
+    assert!(watch.wait().success(), "{name}");
+    lines
+}
+
+/// Publishes as `client_id`, so several fake meters can publish at once.
+fn publish_as(client_id: &str, port: u16, messages: &[(&str, &str)]) {
+    let (client, mut connection) = Client::new(MqttOptions::new(client_id, "127.0.0.1", port), 10);
+    for (topic, payload) in messages {
+        client.publish(*topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).unwrap();
+    }
+    client.disconnect().unwrap();
+    for event in connection.iter() {
+        if event.is_err() {
+            break;
+        }
+    }
+}
+
+#[test]
+fn watch_json_reads_a_real_payload_of_every_family_over_mosquitto() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = broker.port();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = families(port)
+            .into_iter()
+            .map(|(name, family)| {
+                let dir = dir.path();
+                s.spawn(move || (name, family.messages, watch_family(port, dir, name, &family)))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(results.len(), 7, "every family");
+    for (name, messages, lines) in results {
+        let summary = lines.last().unwrap();
+        let n = messages.len() as u64;
+        // A register of a split-topic meter is accepted as `partial` until its companion arrives.
+        let partial = lines.iter().filter(|l| l["type"] == "partial").count() as u64;
+        assert_eq!(
+            (
+                summary["messages"].as_u64(),
+                summary["accepted"].as_u64(),
+                summary["refused"].as_object().map(|o| o.len())
+            ),
+            (Some(n), Some(n - partial), Some(0)),
+            "{name}: {summary}"
+        );
+        let reading =
+            lines.iter().rev().find(|l| l["type"] == "reading").unwrap_or_else(|| panic!("{name}: no reading"));
+        let (topic, _, [power, energy_in, energy_out]) = corpus_message(messages[messages.len() - 1]);
+        assert_eq!(reading["topic"].as_str(), Some(topic.as_str()), "{name}");
+        let r = &reading["reading"];
+        let got = if r["role"] == "pv" {
+            [r["pv_power"].as_i64(), r["pv_yield_total"].as_i64(), None]
+        } else {
+            [r["grid_power"].as_i64(), r["import_total"].as_i64(), r["export_total"].as_i64()]
+        };
+        // The last message completes what it carries; the earlier ones may have carried the rest.
+        for (i, (want, got)) in [power, energy_in, energy_out].into_iter().zip(got).enumerate() {
+            if want.is_some() {
+                assert_eq!(got, want, "{name}: field {i} of {reading}");
+            }
+        }
+    }
 }

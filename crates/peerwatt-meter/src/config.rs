@@ -7,7 +7,9 @@ use peerwatt_core::IntervalLength;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::decode::{Format, GenericJsonConfig, TasmotaSmlKeys, decoder_for};
+use crate::decode::{
+    DecoderSettings, EsphomeSensors, Format, GenericJsonConfig, ShellyChannels, TasmotaSmlKeys, decoder_for,
+};
 use crate::interval::Accountant;
 use crate::pipeline::{Input, Limits, Pipeline};
 use crate::reading::Role;
@@ -52,17 +54,31 @@ pub struct RoleConfig {
     pub format: Format,
     /// MQTT topic filters to subscribe to.
     pub topics: Vec<String>,
-    /// Tasmota SML names (only for `format = "tasmota"` with a custom meter script).
+    /// Tasmota SML names and units (only for `format = "tasmota"` with a custom meter script).
     #[serde(default)]
     pub sml: TasmotaSmlKeys,
-    /// Generic JSON pointers (only for `format = "json"`).
+    /// Generic JSON sources (only for `format = "json"`).
     pub json: Option<GenericJsonConfig>,
+    /// ESPHome object ids and units (only for `format = "esphome"` with other sensor names).
+    pub esphome: Option<EsphomeSensors>,
+    /// Shelly channels (only for `format = "shelly-gen2"` when not channel 0).
+    pub shelly: Option<ShellyChannels>,
 }
 
 impl RoleConfig {
     /// A meter of `format` on `topics`, with no further decoder settings.
     pub fn new(format: Format, topics: Vec<String>) -> RoleConfig {
-        RoleConfig { format, topics, sml: TasmotaSmlKeys::default(), json: None }
+        RoleConfig { format, topics, sml: TasmotaSmlKeys::default(), json: None, esphome: None, shelly: None }
+    }
+
+    /// The decoder settings of this meter.
+    pub fn settings(&self) -> DecoderSettings {
+        DecoderSettings {
+            sml: self.sml.clone(),
+            json: self.json.clone(),
+            esphome: self.esphome.clone(),
+            shelly: self.shelly.clone(),
+        }
     }
 }
 
@@ -210,8 +226,7 @@ impl MeterConfig {
             if rc.topics.is_empty() {
                 return Err(ConfigError::NoTopics(role));
             }
-            let decoder =
-                decoder_for(rc.format, rc.json.as_ref(), &rc.sml).map_err(|e| ConfigError::Decoder(role, e))?;
+            let decoder = decoder_for(rc.format, &rc.settings()).map_err(|e| ConfigError::Decoder(role, e))?;
             inputs.push(Input { role, topics: rc.topics.clone(), decoder });
         }
         if inputs.is_empty() {

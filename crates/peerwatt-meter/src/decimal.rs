@@ -16,8 +16,9 @@ pub enum NumberError {
     /// Not a decimal number at all (text, empty, hex, …).
     #[error("not a number")]
     NotANumber,
-    /// `NaN` or an infinity, as some firmwares send for a failed sensor.
-    #[error("NaN or infinite")]
+    /// `NaN`, an infinity, or a word for no value (`None`, `unknown`, `unavailable`), as
+    /// firmwares send for a failed sensor.
+    #[error("NaN, infinite or no value")]
     NotFinite,
     /// A number, but too large for the unit.
     #[error("number out of range")]
@@ -46,7 +47,7 @@ impl Decimal {
     pub fn parse(text: &str) -> Result<Decimal, NumberError> {
         let t = text.trim();
         let bare = t.trim_start_matches(['+', '-']).to_ascii_lowercase();
-        if matches!(bare.as_str(), "nan" | "inf" | "infinity") {
+        if matches!(bare.as_str(), "nan" | "inf" | "infinity" | "none" | "null" | "unknown" | "unavailable") {
             return Err(NumberError::NotFinite);
         }
         let (negative, t) = match t.as_bytes().first() {
@@ -121,6 +122,11 @@ impl Decimal {
         };
         let mantissa = align(self)?.checked_add(align(other)?).ok_or(NumberError::OutOfRange)?;
         Ok(Decimal { mantissa, exponent }.normalised())
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(self) -> bool {
+        self.mantissa == 0
     }
 
     /// Whether the value is below zero.

@@ -79,6 +79,8 @@ pub struct Pipeline {
     last_reading: Option<Timestamp>,
     started: Option<Timestamp>,
     stale_reported: bool,
+    /// Since when a meter's device has said it is offline (its last will), until a reading.
+    offline_since: Option<Timestamp>,
 }
 
 /// Whether MQTT topic filter `filter` matches `topic`.
@@ -107,6 +109,7 @@ impl Pipeline {
             last_reading: None,
             started: None,
             stale_reported: false,
+            offline_since: None,
         }
     }
 
@@ -152,10 +155,16 @@ impl Pipeline {
                 }
                 self.last_reading = Some(now);
                 self.stale_reported = false;
+                self.offline_since = None;
                 Outcome::Reading(reading, notice)
             }
             Ok(None) => Outcome::Pending,
             Err(reject) => {
+                if reject.reason == Reason::Availability && crate::decode::says_offline(payload) {
+                    // The device's last will: its readings stop now, so the meter is stale now
+                    // rather than after `stale_after` of silence.
+                    self.offline_since.get_or_insert(now);
+                }
                 self.counters.count(reject.reason);
                 tracing::warn!(%topic, reason = %reject.reason, "meter message rejected: {}", reject.detail);
                 Outcome::Rejected(reject)
@@ -192,20 +201,26 @@ impl Pipeline {
     /// Reports staleness once when no reading arrived for `stale_after` (counted as `stale`).
     pub fn check_stale(&mut self, now: Timestamp) -> Option<Reject> {
         let since = self.last_reading.or(self.started)?;
-        if self.stale_reported || now.saturating_since(since) < self.limits.stale_after {
+        let silent = now.saturating_since(since) >= self.limits.stale_after;
+        if self.stale_reported || !silent && self.offline_since.is_none() {
             return None;
         }
         self.stale_reported = true;
         self.counters.count(Reason::Stale);
-        let reject =
-            Reject::new(Reason::Stale, format!("no meter reading for {} s", now.saturating_since(since).as_secs()));
+        let detail = match self.offline_since {
+            Some(_) if !silent => "the meter's device says it is offline (its last will)".to_owned(),
+            _ => format!("no meter reading for {} s", now.saturating_since(since).as_secs()),
+        };
+        let reject = Reject::new(Reason::Stale, detail);
         tracing::warn!(reason = %reject.reason, "{}", reject.detail);
         Some(reject)
     }
 
-    /// Whether the meter is stale now (no reading within `stale_after`).
+    /// Whether the meter is stale now (no reading within `stale_after`, or its device said it
+    /// went offline since the last reading).
     pub fn is_stale(&self, now: Timestamp) -> bool {
-        self.last_reading.is_none_or(|t| now.saturating_since(t) >= self.limits.stale_after)
+        self.offline_since.is_some()
+            || self.last_reading.is_none_or(|t| now.saturating_since(t) >= self.limits.stale_after)
     }
 }
 

@@ -158,13 +158,26 @@ pub enum Reason {
     WrongTopic,
     /// `format = "auto"` could not recognise the payload.
     UnrecognisedFormat,
+    /// A JSON object names the same key twice: the message is ambiguous, so nothing in it is
+    /// trusted.
+    RepeatedKey,
+    /// An availability message (an MQTT last will, `online`/`offline`, `true`/`false`): the
+    /// device's state, not a measurement.
+    Availability,
+    /// A figure for a period (today, yesterday, this month or year) that resets: not a counter.
+    PeriodAggregate,
+    /// One part of the meter's quantity (one phase, one DC input, one channel not configured)
+    /// where the whole is needed.
+    PartialQuantity,
+    /// Every value of the meter's message is zero: the reader has not decoded the meter yet.
+    AllZero,
     /// No reading arrived for longer than the configured staleness limit.
     Stale,
 }
 
 impl Reason {
     /// Every reason, in a fixed order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Oversized,
         Reason::Malformed,
         Reason::TooDeep,
@@ -180,6 +193,11 @@ impl Reason {
         Reason::CounterReset,
         Reason::WrongTopic,
         Reason::UnrecognisedFormat,
+        Reason::RepeatedKey,
+        Reason::Availability,
+        Reason::PeriodAggregate,
+        Reason::PartialQuantity,
+        Reason::AllZero,
         Reason::Stale,
     ];
 
@@ -201,6 +219,11 @@ impl Reason {
             Reason::CounterReset => "counter_reset",
             Reason::WrongTopic => "wrong_topic",
             Reason::UnrecognisedFormat => "unrecognised_format",
+            Reason::RepeatedKey => "repeated_key",
+            Reason::Availability => "availability",
+            Reason::PeriodAggregate => "period_aggregate",
+            Reason::PartialQuantity => "partial_quantity",
+            Reason::AllZero => "all_zero",
             Reason::Stale => "stale",
         }
     }

@@ -25,9 +25,14 @@ fn tasmota_sml_and_plug() {
     );
     assert_eq!(d.decode("tele/plug/SENSOR", TASMOTA_PLUG.as_bytes()).unwrap(), sample(Some(0), Some(196_708), None));
     // Custom SML names from the user's meter script.
-    let keys =
-        TasmotaSmlKeys { object: "MT681".into(), import: "E_in".into(), export: "E_out".into(), power: "P".into() };
-    let mut d = TasmotaDecoder::new(keys);
+    let keys = TasmotaSmlKeys {
+        object: Some("MT681".into()),
+        import: "E_in".into(),
+        export: "E_out".into(),
+        power: "P".into(),
+        ..TasmotaSmlKeys::default()
+    };
+    let mut d = TasmotaDecoder::new(keys).unwrap();
     let custom = r#"{"Time":"x","MT681":{"E_in":1.0005,"E_out":0,"P":12.5}}"#;
     assert_eq!(d.decode("tele/m/SENSOR", custom.as_bytes()).unwrap(), sample(Some(13), Some(1_001), Some(0)));
     let state = r#"{"Time":"x","Uptime":"0T00:01:00","Heap":25,"Wifi":{"RSSI":60}}"#;
@@ -50,12 +55,13 @@ fn shelly_status_and_notify_deltas_over_the_last_full_status() {
     assert_eq!(d.decode("shellypro3em-a/events/rpc", delta.as_bytes()).unwrap(), sample(None, Some(3_476), Some(831)));
     let other = r#"{"src":"s","method":"NotifyEvent","params":{"ts":1,"events":[]}}"#;
     assert_eq!(d.decode("shellypro3em-a/events/rpc", other.as_bytes()).unwrap_err().reason, Reason::MissingField);
-    assert_eq!(d.decode("shellypro3em-a/status/switch:0", b"{}").unwrap_err().reason, Reason::WrongTopic);
+    assert_eq!(d.decode("shellypro3em-a/status/switch:0", b"{}").unwrap_err().reason, Reason::MissingField);
+    assert_eq!(d.decode("shellypro3em-a/status/wifi", br#"{"sta_ip":null}"#).unwrap_err().reason, Reason::WrongTopic);
 }
 
 #[test]
 fn dsmr_reader_sums_tariffs_and_nets_power() {
-    let mut d = DsmrReaderDecoder;
+    let mut d = DsmrReaderDecoder::default();
     // Import 1234.567 + 2345.678 kWh, export 12.345 + 23.456 kWh, 0.412 kW delivered.
     assert_eq!(
         d.decode("dsmr/json", DSMR_READER.as_bytes()).unwrap(),
@@ -88,10 +94,10 @@ fn esphome_waits_for_both_tariffs_and_both_directions() {
 
 #[test]
 fn opendtu_power_and_yield() {
-    let mut d = OpendtuDecoder;
+    let mut d = OpendtuDecoder::default();
     assert_eq!(d.decode("solar/116491234567/0/power", b"612.4").unwrap(), sample(Some(612), None, None));
     assert_eq!(d.decode("solar/116491234567/0/yieldtotal", b"1532.118").unwrap(), sample(None, Some(1_532_118), None));
-    assert_eq!(d.decode("solar/116491234567/1/power", b"300").unwrap_err().reason, Reason::WrongTopic);
+    assert_eq!(d.decode("solar/116491234567/1/power", b"300").unwrap_err().reason, Reason::PartialQuantity);
     assert_eq!(d.decode("solar/116491234567/0/power", b"on").unwrap_err().reason, Reason::NonNumeric);
 }
 
@@ -112,8 +118,8 @@ fn generic_json_with_pointers_scale_and_invert() {
         import: Some("/meter/counters/0".into()),
         export: Some("/meter/counters/1".into()),
         scale: Some(peerwatt_meter::decode::ScaleValue::Float(1000.0)),
-        energy_scale: None,
         invert: true,
+        ..GenericJsonConfig::default()
     };
     let mut d = GenericJsonDecoder::new(cfg).unwrap();
     let payload = br#"{"meter":{"p_kw":0.75,"counters":[12.5,"3.25"]},"ts":1}"#;
@@ -145,25 +151,121 @@ fn auto_detection_recognises_every_format_from_one_message() {
     assert_eq!(detect("x/y", br#"{"temperature":21.5}"#, &sml), None);
 }
 
-/// A payload of the corpus (tests/corpus/, copied from public sources) and what it should give.
-fn corpus(name: &str) -> (String, String, Sample) {
-    let path = format!("{}/tests/corpus/{name}.toml", env!("CARGO_MANIFEST_DIR"));
-    let file: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let int = |k: &str| file.get(k).and_then(toml::Value::as_integer);
-    let text = |k: &str| file[k].as_str().unwrap().to_owned();
-    (text("topic"), text("payload"), sample(int("power_w"), int("energy_in_wh"), int("energy_out_wh")))
+#[test]
+fn a_json_object_naming_a_key_twice_is_refused_by_every_json_format() {
+    let twice = br#"{"ENERGY":{"Total":1.5,"Power":12,"Power":-300}}"#;
+    let refused = TasmotaDecoder::default().decode("tele/plug/SENSOR", twice).unwrap_err();
+    assert_eq!(refused.reason, Reason::RepeatedKey, "{refused}");
+    assert!(refused.detail.contains("\"Power\" appears twice"), "{refused}");
+    let z2m = br#"{"power":10,"energy":1.0,"power":20}"#;
+    assert_eq!(Zigbee2mqttDecoder.decode("zigbee2mqtt/p", z2m).unwrap_err().reason, Reason::RepeatedKey);
+    // The same key in two different objects is fine.
+    let nested = br#"{"a":{"power":1},"b":{"power":2},"power":3}"#;
+    assert_eq!(Zigbee2mqttDecoder.decode("zigbee2mqtt/p", nested).unwrap(), sample(Some(3), None, None));
 }
 
 #[test]
-fn tasmota_status_replies_phase_arrays_and_import_export_counters() {
-    for name in [
-        "tasmota-02-pow-r2-status8",              // the Status reply: sensors under StatusSNS
-        "tasmota-04-status10-energy-4dec",        // the same on newer firmware
-        "tasmota-05-status10-power-array",        // per-channel Power in an array, under StatusSNS
-        "tasmota-12-modbus-3phase-import-export", // per-phase ImportActive/ExportActive, Power summed exactly
-    ] {
-        let (topic, payload, expected) = corpus(name);
-        let got = TasmotaDecoder::default().decode(&topic, payload.as_bytes());
-        assert_eq!(got, Ok(expected), "{name}");
+fn generic_json_subtracts_export_power_sums_phases_and_converts_units_per_field() {
+    let cfg: GenericJsonConfig = toml::from_str(
+        r#"
+        power = ["/P1", "/P2", "/P3"]
+        power_export = "/PO"
+        import = { pointer = "/E_in", unit = "kWh" }
+        export = "/E_out"
+        power_unit = "kW"
+        "#,
+    )
+    .unwrap();
+    let mut d = GenericJsonDecoder::new(cfg).unwrap();
+    let payload = br#"{"P1":0.1004,"P2":"0.2","P3":0,"PO":1.5,"E_in":12.3456,"E_out":789}"#;
+    // 0.1004 + 0.2 + 0 − 1.5 kW = −1.1996 kW → −1,200 W (rounded once); 12.3456 kWh; 789 Wh.
+    assert_eq!(d.decode("m", payload).unwrap(), sample(Some(-1_200), Some(12_346), Some(789)));
+    // A missing phase refuses the whole message, and nothing of it is kept.
+    assert_eq!(
+        d.decode("m", br#"{"P1":1,"P2":1,"PO":0,"E_in":1,"E_out":1}"#).unwrap_err().reason,
+        Reason::MissingField
+    );
+    let wrong_unit: GenericJsonConfig = toml::from_str(
+        r#"power = "/p"
+power_unit = "kWh""#,
+    )
+    .unwrap();
+    assert!(GenericJsonDecoder::new(wrong_unit).unwrap_err().contains("not a unit of power"));
+}
+
+#[test]
+fn generic_json_reads_plain_number_topics_once_every_register_has_arrived() {
+    let cfg: GenericJsonConfig = toml::from_str(
+        r#"
+        power = { topic = "p1/power" }
+        import = [{ topic = "p1/low" }, { topic = "p1/high" }]
+        energy_unit = "kWh"
+        "#,
+    )
+    .unwrap();
+    let mut d = GenericJsonDecoder::new(cfg).unwrap();
+    assert_eq!(d.decode("p1/power", b"313").unwrap(), sample(Some(313), None, None));
+    assert_eq!(d.decode("p1/low", b"2209.397").unwrap(), Sample::default());
+    assert_eq!(d.decode("p1/high", b"1964.962").unwrap(), sample(None, Some(4_174_359), None));
+    assert_eq!(d.decode("p1/voltage", b"230").unwrap_err().reason, Reason::WrongTopic);
+    assert_eq!(d.decode("p1/power", b"nan").unwrap_err().reason, Reason::NotFinite);
+}
+
+#[test]
+fn tasmota_sml_in_kilowatts_with_separate_export_power() {
+    let keys: TasmotaSmlKeys = toml::from_str(
+        r#"
+        object = "MT175"
+        import = "E_in"
+        export = "E_out"
+        power = "Pp"
+        power_export = "Pm"
+        power_unit = "kW"
+        energy_unit = "Wh"
+        "#,
+    )
+    .unwrap();
+    let mut d = TasmotaDecoder::new(keys).unwrap();
+    let payload = br#"{"Time":"x","MT175":{"E_in":1234567,"E_out":89,"Pp":0.000,"Pm":0.894}}"#;
+    assert_eq!(d.decode("tele/m/SENSOR", payload).unwrap(), sample(Some(-894), Some(1_234_567), Some(89)));
+    let zero = br#"{"Time":"x","MT175":{"E_in":0,"E_out":0,"Pp":0.000,"Pm":0}}"#;
+    assert_eq!(d.decode("tele/m/SENSOR", zero).unwrap_err().reason, Reason::AllZero);
+}
+
+#[test]
+fn shelly_gen1_3em_sums_its_three_phases_once_each_has_reported() {
+    let mut d = ShellyGen2Decoder::default();
+    let t = |i: u32, q: &str| format!("shellies/shellyem3-485519D6FEC7/emeter/{i}/{q}");
+    assert_eq!(d.decode(&t(0, "power"), b"120.11").unwrap(), Sample::default());
+    assert_eq!(d.decode(&t(1, "power"), b"2.35").unwrap(), Sample::default());
+    assert_eq!(d.decode(&t(2, "power"), b"-300.2").unwrap(), sample(Some(-178), None, None));
+    assert_eq!(d.decode(&t(1, "power"), b"3").unwrap(), sample(Some(-177), None, None));
+    assert_eq!(d.decode(&t(0, "voltage"), b"231").unwrap_err().reason, Reason::WrongTopic);
+    // A single-phase Shelly EM reads channel 0 alone; its second clamp is another circuit.
+    let mut em = ShellyGen2Decoder::default();
+    assert_eq!(
+        em.decode("shellies/shellyem-D3B45C/emeter/0/total", b"64541.0").unwrap(),
+        sample(None, Some(64_541), None)
+    );
+    assert_eq!(em.decode("shellies/shellyem-D3B45C/emeter/1/power", b"5").unwrap_err().reason, Reason::PartialQuantity);
+}
+
+#[test]
+fn availability_messages_are_refused_as_such_by_every_format() {
+    let sml = TasmotaSmlKeys::default();
+    for format in
+        [Format::Tasmota, Format::ShellyGen2, Format::DsmrReader, Format::Esphome, Format::Opendtu, Format::Zigbee2mqtt]
+    {
+        let mut d = peerwatt_meter::decode::decoder_for(format, &Default::default()).unwrap();
+        for (topic, payload) in [
+            ("tele/m/LWT", "Offline"),
+            ("node/status", "online"),
+            ("shellies/x/online", "false"),
+            ("zigbee2mqtt/plug/availability", r#"{"state":"offline"}"#),
+        ] {
+            let refused = d.decode(topic, payload.as_bytes()).unwrap_err();
+            assert_eq!(refused.reason, Reason::Availability, "{format} {topic}: {refused}");
+        }
     }
+    let _ = sml;
 }

@@ -98,3 +98,27 @@ fn staleness_is_reported_once_until_readings_resume() {
     assert_eq!(p.check_stale(at(161)).map(|r| r.reason), Some(Reason::Stale));
     assert_eq!(p.counters().get(Reason::Stale), 2);
 }
+
+#[test]
+fn a_last_will_saying_offline_makes_the_meter_stale_at_once_until_the_next_reading() {
+    let input = Input {
+        role: Role::Grid,
+        topics: vec!["tele/meter/SENSOR".into(), "tele/meter/LWT".into()],
+        decoder: Box::new(TasmotaDecoder::default()),
+    };
+    let mut p = Pipeline::new(vec![input], Limits { stale_after: Duration::from_secs(60), ..Limits::default() });
+    assert!(matches!(p.handle("tele/meter/SENSOR", &sml("100", "50", "0"), at(0)), Outcome::Reading(..)));
+    assert_eq!(reason(p.handle("tele/meter/LWT", b"Online", at(1))), Reason::Availability);
+    assert!(!p.is_stale(at(2)) && p.check_stale(at(2)).is_none(), "online is not a reason to stop");
+    assert_eq!(reason(p.handle("tele/meter/LWT", b"Offline", at(3))), Reason::Availability);
+    assert!(p.is_stale(at(4)), "stale 1 s after the last reading, not after 60 s of silence");
+    let stale = p.check_stale(at(4)).expect("reported");
+    assert_eq!(
+        (stale.reason, stale.detail.as_str()),
+        (Reason::Stale, "the meter's device says it is offline (its last will)")
+    );
+    assert!(p.check_stale(at(5)).is_none(), "reported once");
+    assert!(matches!(p.handle("tele/meter/SENSOR", &sml("100.001", "50", "0"), at(6)), Outcome::Reading(..)));
+    assert!(!p.is_stale(at(7)));
+    assert_eq!((p.counters().get(Reason::Availability), p.counters().get(Reason::Stale)), (2, 1));
+}

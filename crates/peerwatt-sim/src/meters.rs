@@ -251,6 +251,6 @@ mod tests {
         };
         assert_eq!(decoded(Box::<TasmotaDecoder>::default(), MeterKind::Tasmota), expect);
         assert_eq!(decoded(Box::<ShellyGen2Decoder>::default(), MeterKind::Shelly), expect);
-        assert_eq!(decoded(Box::new(DsmrReaderDecoder), MeterKind::Dsmr), expect);
+        assert_eq!(decoded(Box::<DsmrReaderDecoder>::default(), MeterKind::Dsmr), expect);
     }
 }

@@ -1,35 +1,54 @@
-//! DSMR-reader's JSON telegram (`dsmr/json`): `electricity_delivered_1/2` and
-//! `electricity_returned_1/2` (kWh, tariffs 1 and 2; "delivered" is what the grid delivered to
-//! the home, i.e. import), `electricity_currently_delivered` / `_returned` (kW, both ≥ 0).
+//! DSMR-reader: the JSON telegram (`dsmr/json`), or split topics (`dsmr/reading/<field>`, one
+//! plain value each). Fields: `electricity_delivered_1/2` and `electricity_returned_1/2` (kWh,
+//! tariffs 1 and 2; "delivered" is what the grid delivered to the home, i.e. import),
+//! `electricity_currently_delivered` / `_returned` (kW, both ≥ 0). In split mode import and
+//! export are reported once both tariffs are known, and power once both directions are.
 
-use super::{Decoder, Format, KILO, add, expect_object, field, parse_json, required, scaled};
+use super::{
+    Decoder, Format, KILO, Parts, Unit, add, expect_object, field, last_segment, parse_json, period_aggregate,
+    period_reject, plain_value, required, scaled,
+};
 use crate::reading::{Reason, Reject, Sample};
 
-/// Decodes DSMR-reader telegrams.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DsmrReaderDecoder;
+/// Decodes DSMR-reader telegrams and split topics.
+#[derive(Debug, Clone)]
+pub struct DsmrReaderDecoder {
+    import: Parts,
+    export: Parts,
+    power_in: Parts,
+    power_out: Parts,
+}
 
-impl Decoder for DsmrReaderDecoder {
-    fn format(&self) -> Format {
-        Format::DsmrReader
+impl Default for DsmrReaderDecoder {
+    fn default() -> Self {
+        DsmrReaderDecoder {
+            import: Parts::new(2),
+            export: Parts::new(2),
+            power_in: Parts::new(1),
+            power_out: Parts::new(1),
+        }
     }
+}
 
-    fn decode(&mut self, _topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+/// A direction-specific power in kW as W, refusing a negative one.
+fn direction_power(kw: crate::decimal::Decimal, key: &str) -> Result<i64, Reject> {
+    if kw.is_negative() {
+        return Err(Reject::new(
+            Reason::NegativePower,
+            format!("{key} is negative; DSMR reports both directions as ≥ 0"),
+        ));
+    }
+    scaled(kw, KILO, key)
+}
+
+impl DsmrReaderDecoder {
+    fn telegram(&self, payload: &[u8]) -> Result<Sample, Reject> {
         let v = parse_json(payload)?;
         expect_object(&v)?;
         let wh = |key: &str| required(&v, key).and_then(|d| scaled(d, KILO, key));
         let import = add(wh("electricity_delivered_1")?, wh("electricity_delivered_2")?, "import")?;
         let export = add(wh("electricity_returned_1")?, wh("electricity_returned_2")?, "export")?;
-        let watts = |key: &str| -> Result<Option<i64>, Reject> {
-            let Some(kw) = field(&v, key)? else { return Ok(None) };
-            if kw.is_negative() {
-                return Err(Reject::new(
-                    Reason::NegativePower,
-                    format!("{key} is negative; DSMR reports both directions as ≥ 0"),
-                ));
-            }
-            scaled(kw, KILO, key).map(Some)
-        };
+        let watts = |key: &str| field(&v, key)?.map(|kw| direction_power(kw, key)).transpose();
         let power = match (watts("electricity_currently_delivered")?, watts("electricity_currently_returned")?) {
             (Some(d), Some(r)) => Some(d - r),
             (Some(d), None) => Some(d),
@@ -37,5 +56,67 @@ impl Decoder for DsmrReaderDecoder {
             (None, None) => None,
         };
         Ok(Sample { power, energy_in: Some(import), energy_out: Some(export) })
+    }
+
+    fn split(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        if period_aggregate(topic) {
+            return Err(period_reject(topic));
+        }
+        let name = last_segment(topic);
+        let kwh = || plain_value(payload, Unit::KWh, name);
+        let kw = || plain_value(payload, Unit::KW, name);
+        let mut sample = Sample::default();
+        match name {
+            "electricity_delivered_1" | "electricity_delivered_2" => {
+                self.import.set(usize::from(name.ends_with('2')), kwh()?);
+                sample.energy_in = self.import.total("import")?;
+            }
+            "electricity_returned_1" | "electricity_returned_2" => {
+                self.export.set(usize::from(name.ends_with('2')), kwh()?);
+                sample.energy_out = self.export.total("export")?;
+            }
+            "electricity_currently_delivered" | "electricity_currently_returned" => {
+                let w = kw()?;
+                if w < 0 {
+                    return Err(Reject::new(
+                        Reason::NegativePower,
+                        format!("{name} is negative; DSMR reports both directions as ≥ 0"),
+                    ));
+                }
+                let parts = if name.ends_with("delivered") { &mut self.power_in } else { &mut self.power_out };
+                parts.set(0, w);
+                let (i, o) = (self.power_in.total("power")?, self.power_out.total("power")?);
+                sample.power = i.zip(o).map(|(i, o)| i - o);
+            }
+            _ if name.starts_with("phase_") => {
+                return Err(Reject::new(
+                    Reason::PartialQuantity,
+                    format!("{name} is one phase, not the meter's total"),
+                ));
+            }
+            _ => {
+                return Err(Reject::new(
+                    Reason::WrongTopic,
+                    format!(
+                        "DSMR-reader field {name} is not read (electricity_delivered_1/2, electricity_returned_1/2, electricity_currently_delivered/returned are)"
+                    ),
+                ));
+            }
+        }
+        Ok(sample)
+    }
+}
+
+impl Decoder for DsmrReaderDecoder {
+    fn format(&self) -> Format {
+        Format::DsmrReader
+    }
+
+    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        // The telegram is JSON; a split topic carries one plain value.
+        if topic.ends_with("/json") || payload.trim_ascii_start().starts_with(b"{") {
+            return self.telegram(payload);
+        }
+        self.split(topic, payload)
     }
 }

@@ -5,8 +5,9 @@
 
 use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::decimal::{Decimal, NumberError};
 use crate::reading::{Reason, Reject, Sample};
@@ -22,10 +23,10 @@ mod zigbee2mqtt;
 
 pub use auto::{AutoDecoder, detect};
 pub use dsmr::DsmrReaderDecoder;
-pub use esphome::EsphomeDecoder;
-pub use json::{GenericJsonConfig, GenericJsonDecoder, ScaleValue};
+pub use esphome::{EsphomeDecoder, EsphomeSensors};
+pub use json::{GenericJsonConfig, GenericJsonDecoder, ScaleValue, Source, Sources};
 pub use opendtu::OpendtuDecoder;
-pub use shelly::ShellyGen2Decoder;
+pub use shelly::{ShellyChannels, ShellyGen2Decoder};
 pub use tasmota::{TasmotaDecoder, TasmotaSmlKeys};
 pub use zigbee2mqtt::Zigbee2mqttDecoder;
 
@@ -38,17 +39,20 @@ pub const MAX_JSON_DEPTH: usize = 16;
 pub enum Format {
     /// Tasmota: SML smart-meter reader or ENERGY (plugs), on `tele/<topic>/SENSOR`.
     Tasmota,
-    /// Shelly Pro 3EM and other Gen2 energy meters: `status/em:0`, `status/emdata:0`, `events/rpc`.
+    /// Shelly energy meters, plugs and switches: Gen2/Gen3 status topics and `events/rpc`
+    /// (`em`, `emdata`, `em1`, `em1data`, `switch`, `pm1`), and Gen1 `shellies/<id>/emeter/<i>/…`.
     ShellyGen2,
-    /// DSMR-reader's JSON telegram on `dsmr/json`.
+    /// DSMR-reader: the JSON telegram on `dsmr/json`, or one value per `dsmr/reading/<field>`.
     DsmrReader,
-    /// ESPHome's DSMR component: one plain number per `…/sensor/<object_id>/state` topic.
+    /// ESPHome: one plain number per `…/sensor/<object_id>/state` topic (DSMR names by default).
     Esphome,
-    /// OpenDTU (Hoymiles inverters): plain numbers under `solar/<serial>/0/…`.
+    /// OpenDTU (Hoymiles inverters): plain numbers under `solar/ac/…` (all inverters) or
+    /// `solar/<serial>/0/…` (one).
     Opendtu,
-    /// zigbee2mqtt devices reporting `power` (W) and `energy` (kWh).
+    /// zigbee2mqtt devices: JSON with `power` (W), `energy` and `produced_energy` (kWh), or one
+    /// attribute per topic.
     Zigbee2mqtt,
-    /// Any JSON, read with JSON pointers plus `scale` and `invert` (as evcc users know it).
+    /// Any JSON or plain number, read with JSON pointers, units, sums and `invert`.
     Json,
     /// Recognise the format from the first payload.
     Auto,
@@ -80,29 +84,174 @@ impl fmt::Display for Format {
 pub trait Decoder: Send + fmt::Debug {
     /// The format decoded (for `auto`, the one recognised, once it is known).
     fn format(&self) -> Format;
-    /// Decodes one message.
-    fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject>;
+    /// Decodes one message of this format.
+    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject>;
+    /// Decodes one message: availability messages (last wills, `online`) are refused as such
+    /// for every format before the format's own decoding.
+    fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        if let Some(refusal) = availability(topic, payload) {
+            return Err(refusal);
+        }
+        self.decode_payload(topic, payload)
+    }
 }
 
-/// A decoder for `format`; `json` needs the generic JSON settings.
-pub fn decoder_for(
-    format: Format,
-    json: Option<&GenericJsonConfig>,
-    sml: &TasmotaSmlKeys,
-) -> Result<Box<dyn Decoder>, String> {
+/// What a meter's decoder is told besides its format (the `[meter.<role>.…]` subsections).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecoderSettings {
+    /// Tasmota SML names and units.
+    pub sml: TasmotaSmlKeys,
+    /// Generic JSON sources (required for `format = "json"`).
+    pub json: Option<GenericJsonConfig>,
+    /// ESPHome object ids and units (default: the DSMR component's names).
+    pub esphome: Option<EsphomeSensors>,
+    /// Shelly channels (default: channel 0; all three phases of a Gen1 3EM).
+    pub shelly: Option<ShellyChannels>,
+}
+
+/// A decoder for `format` with `settings`; `json` needs the generic JSON settings.
+pub fn decoder_for(format: Format, settings: &DecoderSettings) -> Result<Box<dyn Decoder>, String> {
     Ok(match format {
-        Format::Tasmota => Box::new(TasmotaDecoder::new(sml.clone())),
-        Format::ShellyGen2 => Box::new(ShellyGen2Decoder::default()),
-        Format::DsmrReader => Box::new(DsmrReaderDecoder),
-        Format::Esphome => Box::new(EsphomeDecoder::default()),
-        Format::Opendtu => Box::new(OpendtuDecoder),
+        Format::Tasmota => Box::new(TasmotaDecoder::new(settings.sml.clone())?),
+        Format::ShellyGen2 => Box::new(ShellyGen2Decoder::new(settings.shelly.clone())?),
+        Format::DsmrReader => Box::new(DsmrReaderDecoder::default()),
+        Format::Esphome => Box::new(EsphomeDecoder::new(settings.esphome.clone())?),
+        Format::Opendtu => Box::new(OpendtuDecoder::default()),
         Format::Zigbee2mqtt => Box::new(Zigbee2mqttDecoder),
         Format::Json => {
-            let cfg = json.ok_or("format = \"json\" needs a [meter.<role>.json] section with JSON pointers")?;
+            let cfg = settings
+                .json
+                .as_ref()
+                .ok_or("format = \"json\" needs a [meter.<role>.json] section with JSON pointers")?;
             Box::new(GenericJsonDecoder::new(cfg.clone())?)
         }
-        Format::Auto => Box::new(AutoDecoder::new(sml.clone())),
+        Format::Auto => Box::new(AutoDecoder::new(settings.clone())),
     })
+}
+
+/// A unit a value is published in: it is converted to W or Wh exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// Watts.
+    W,
+    /// Kilowatts.
+    #[serde(rename = "kW")]
+    KW,
+    /// Watt-hours.
+    Wh,
+    /// Kilowatt-hours.
+    #[serde(rename = "kWh")]
+    KWh,
+}
+
+impl Unit {
+    /// The factor to W or Wh.
+    pub(crate) fn factor(self) -> Decimal {
+        match self {
+            Unit::W | Unit::Wh => ONE,
+            Unit::KW | Unit::KWh => KILO,
+        }
+    }
+
+    /// Whether it is a unit of power (W, kW) rather than energy.
+    pub fn is_power(self) -> bool {
+        matches!(self, Unit::W | Unit::KW)
+    }
+
+    /// Refuses a power unit for an energy value and the reverse.
+    pub(crate) fn check(self, power: bool, what: &str) -> Result<Unit, String> {
+        if self.is_power() == power {
+            Ok(self)
+        } else {
+            Err(format!("{what}: {self:?} is not a unit of {}", if power { "power" } else { "energy" }))
+        }
+    }
+}
+
+/// Words devices publish as their availability (last wills, online flags), in any case.
+const AVAILABILITY_WORDS: [&str; 6] = ["online", "offline", "true", "false", "connected", "disconnected"];
+/// Last topic segments that carry availability.
+const AVAILABILITY_TOPICS: [&str; 4] = ["lwt", "availability", "online", "status"];
+
+/// An availability message (an MQTT last will, `online`, `true`), recognised by its word or by
+/// its topic: never a measurement, whatever the decoder would make of it.
+fn availability(topic: &str, payload: &[u8]) -> Option<Reject> {
+    let text = std::str::from_utf8(payload).ok()?.trim();
+    let last = topic.rsplit('/').next().unwrap_or(topic).to_ascii_lowercase();
+    let word = AVAILABILITY_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w));
+    let by_topic = AVAILABILITY_TOPICS.contains(&last.as_str()) && !text.starts_with('{');
+    let z2m_json = last == "availability";
+    (word || by_topic || z2m_json).then(|| {
+        let shown: String = text.chars().take(20).collect();
+        Reject::new(
+            Reason::Availability,
+            format!("{topic} says {shown:?}: the device's availability, not a measurement"),
+        )
+    })
+}
+
+/// Whether an availability message says the device went away (`offline`, `false`,
+/// `disconnected`, or zigbee2mqtt's `{"state":"offline"}`).
+pub fn says_offline(payload: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(payload) else { return false };
+    let text = text.trim();
+    let word = |t: &str| ["offline", "false", "disconnected"].iter().any(|w| t.eq_ignore_ascii_case(w));
+    word(text)
+        || serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("state").and_then(Value::as_str).map(word))
+            .unwrap_or(false)
+}
+
+/// Names of figures that reset every day, month or year, recognised in topics and keys.
+const PERIOD_WORDS: [&str; 9] = ["today", "yesterday", "yieldday", "daily", "_day", "day-", "month", "year", "period"];
+
+/// Whether `name` (a topic, object id or key) names a period figure rather than a counter.
+pub(crate) fn period_aggregate(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    PERIOD_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// A refusal of the period figure `name`.
+pub(crate) fn period_reject(name: &str) -> Reject {
+    Reject::new(
+        Reason::PeriodAggregate,
+        format!("{name} is a figure for a period that resets (a day, month or year), not the meter's counter"),
+    )
+}
+
+/// A quantity made of parts that arrive in separate messages (tariff registers, phases,
+/// channels): known once every part has been seen, then their exact sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Parts(Vec<Option<i64>>);
+
+impl Parts {
+    /// `n` parts, none known yet.
+    pub(crate) fn new(n: usize) -> Parts {
+        Parts(vec![None; n])
+    }
+
+    /// Whether the quantity has any part at all.
+    pub(crate) fn is_used(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Records part `i`.
+    pub(crate) fn set(&mut self, i: usize, value: i64) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(value);
+        }
+    }
+
+    /// The sum once every part is known.
+    pub(crate) fn total(&self, what: &str) -> Result<Option<i64>, Reject> {
+        let mut sum = 0i64;
+        for part in &self.0 {
+            let Some(v) = part else { return Ok(None) };
+            sum = add(sum, *v, what)?;
+        }
+        Ok((!self.0.is_empty()).then_some(sum))
+    }
 }
 
 /// 1,000: kWh → Wh and kW → W.
@@ -115,14 +264,88 @@ pub(crate) fn text(payload: &[u8]) -> Result<&str, Reject> {
     std::str::from_utf8(payload).map_err(|e| Reject::new(Reason::Malformed, format!("payload is not UTF-8 text ({e})")))
 }
 
-/// Parses a JSON payload, refusing deep nesting before the parser sees it.
+/// Parses a JSON payload, refusing deep nesting before the parser sees it and any object
+/// that names a key twice (which of the two would the meter mean?).
 pub(crate) fn parse_json(payload: &[u8]) -> Result<Value, Reject> {
     let text = text(payload)?;
     check_depth(text)?;
-    serde_json::from_str(text).map_err(|e| {
-        let reason = if e.to_string().contains("number out of range") { Reason::OutOfRange } else { Reason::Malformed };
-        Reject::new(reason, format!("invalid JSON: {e}"))
-    })
+    match serde_json::from_str::<Strict>(text) {
+        Ok(Strict(value)) => Ok(value),
+        Err(e) => {
+            let message = e.to_string();
+            let reason = if message.starts_with(REPEATED) {
+                Reason::RepeatedKey
+            } else if message.contains("number out of range") {
+                Reason::OutOfRange
+            } else {
+                Reason::Malformed
+            };
+            Err(Reject::new(reason, format!("invalid JSON: {message}")))
+        }
+    }
+}
+
+/// The start of the parser's message for a repeated key.
+const REPEATED: &str = "the key";
+
+/// A JSON value whose objects were checked for repeated keys while parsing.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+/// Builds a [`Value`] as serde_json does, refusing a key an object already has.
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(40).collect();
+                return Err(de::Error::custom(format!("{REPEATED} {shown:?} appears twice in one object")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], scanning outside strings.
@@ -160,6 +383,16 @@ fn check_depth(text: &str) -> Result<(), Reject> {
 pub(crate) fn plain_number(payload: &[u8], what: &str) -> Result<Decimal, Reject> {
     let text = text(payload)?;
     Decimal::parse(text).map_err(|e| number_reject(e, what, text))
+}
+
+/// A plain-number payload in `unit`, as W or Wh.
+pub(crate) fn plain_value(payload: &[u8], unit: Unit, what: &str) -> Result<i64, Reject> {
+    scaled(plain_number(payload, what)?, unit.factor(), what)
+}
+
+/// The last segment of a topic.
+pub(crate) fn last_segment(topic: &str) -> &str {
+    topic.rsplit('/').next().unwrap_or(topic)
 }
 
 fn number_reject(e: NumberError, what: &str, value: &str) -> Reject {

@@ -1,29 +1,241 @@
-//! Shelly Pro 3EM and other Gen2 energy meters.
+//! Shelly energy meters, plugs and switches.
 //!
-//! - `<prefix>/status/em:0`: `total_act_power` (W, negative = export);
-//! - `<prefix>/status/emdata:0`: `total_act` (import Wh) and `total_act_ret` (export Wh);
-//! - `<id>/events/rpc`: `NotifyStatus` / `NotifyFullStatus` whose `params` carry changed fields
-//!   of `em:0` / `emdata:0`. They are laid over the last full status, so a delta that only says
-//!   `{"em:0":{"total_act_power":-512.3}}` still yields a complete picture.
+//! Gen2/Gen3 (`<prefix>/status/<component>:<channel>`, and `<prefix>/events/rpc` whose
+//! `NotifyStatus` / `NotifyFullStatus` carry changed fields, laid over the last full status so
+//! a delta that only says `{"em:0":{"total_act_power":-512.3}}` still completes the picture):
+//! - `em:N` (Pro 3EM): `total_act_power` (W, negative = export); `emdata:N`: `total_act`,
+//!   `total_act_ret` (Wh);
+//! - `em1:N` (Pro EM, EM Gen3): `act_power`; `em1data:N`: `total_act_energy`,
+//!   `total_act_ret_energy` (Wh);
+//! - `switch:N`, `pm1:N` (Plus 1PM, Plug, PM Mini): `apower`, `aenergy.total`,
+//!   `ret_aenergy.total` (Wh).
+//!
+//! Gen1 (`shellies/<id>/emeter/<i>/power|total|total_returned`: W, Wh, Wh as plain numbers).
+//!
+//! Each quantity is the sum over the configured channels (default channel 0; a Gen1 3EM,
+//! `shellyem3-…`, all three phases), known once every channel has reported it.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Decoder, Format, ONE, expect_object, field, object, parse_json, scaled};
+use super::{Decoder, Format, ONE, Parts, expect_object, number, object, parse_json, plain_value, scaled};
+use crate::decode::Unit;
 use crate::reading::{Reason, Reject, Sample};
 
-/// Decodes Shelly Gen2 status topics and RPC notifications.
-#[derive(Debug, Clone)]
-pub struct ShellyGen2Decoder {
-    /// The last known `em:0` status (always a JSON object).
-    em: Value,
-    /// The last known `emdata:0` status (always a JSON object).
-    emdata: Value,
+/// Which of a Shelly's channels make up the meter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellyChannels {
+    /// The channels summed (the `N` of `em1:N`, the `<i>` of `emeter/<i>`).
+    pub channels: Vec<u32>,
 }
 
-impl Default for ShellyGen2Decoder {
-    fn default() -> Self {
-        ShellyGen2Decoder { em: Value::Object(Map::new()), emdata: Value::Object(Map::new()) }
+/// The fields of a Gen2 component: power, import, export (pointers into its status).
+struct Component {
+    power: Option<&'static str>,
+    import: Option<&'static str>,
+    export: Option<&'static str>,
+}
+
+/// The Gen2 components read, by name.
+fn component(name: &str) -> Option<Component> {
+    let c = |power, import, export| Some(Component { power, import, export });
+    match name {
+        "em" => c(Some("/total_act_power"), None, None),
+        "emdata" => c(None, Some("/total_act"), Some("/total_act_ret")),
+        "em1" => c(Some("/act_power"), None, None),
+        "em1data" => c(None, Some("/total_act_energy"), Some("/total_act_ret_energy")),
+        "switch" | "pm1" => c(Some("/apower"), Some("/aenergy/total"), Some("/ret_aenergy/total")),
+        _ => None,
     }
+}
+
+/// The three quantities, each summed over the channels.
+#[derive(Debug, Clone, Default)]
+struct Quantities {
+    power: Parts,
+    import: Parts,
+    export: Parts,
+}
+
+/// Decodes Shelly status topics, RPC notifications and Gen1 emeter topics.
+#[derive(Debug, Clone, Default)]
+pub struct ShellyGen2Decoder {
+    /// Configured channels; `None` until the first message picks the default.
+    channels: Option<Vec<u32>>,
+    /// The last known status of each Gen2 component (always a JSON object), by `name:N`.
+    status: BTreeMap<String, Value>,
+    sums: Quantities,
+}
+
+impl ShellyGen2Decoder {
+    /// A decoder for these channels (default: 0, or the three phases of a Gen1 3EM).
+    pub fn new(channels: Option<ShellyChannels>) -> Result<ShellyGen2Decoder, String> {
+        let mut d = ShellyGen2Decoder::default();
+        if let Some(c) = channels {
+            if c.channels.is_empty() {
+                return Err("shelly.channels lists no channel".into());
+            }
+            d.set_channels(c.channels);
+        }
+        Ok(d)
+    }
+
+    fn set_channels(&mut self, channels: Vec<u32>) {
+        let n = channels.len();
+        self.sums = Quantities { power: Parts::new(n), import: Parts::new(n), export: Parts::new(n) };
+        self.channels = Some(channels);
+    }
+
+    /// The position of `channel` among the configured ones, choosing the default on first use.
+    fn slot(&mut self, channel: u32, gen1_3em: bool) -> Result<usize, Reject> {
+        if self.channels.is_none() {
+            self.set_channels(if gen1_3em { vec![0, 1, 2] } else { vec![0] });
+        }
+        let channels = self.channels.as_deref().unwrap_or_default();
+        channels.iter().position(|c| *c == channel).ok_or_else(|| {
+            Reject::new(
+                Reason::PartialQuantity,
+                format!(
+                    "channel {channel} is not one of the meter's channels {channels:?} ([meter.<role>.shelly] channels)"
+                ),
+            )
+        })
+    }
+
+    /// Records what a Gen2 component's status says, and returns what is now known.
+    fn component(&mut self, key: &str, status: &Value, delta: bool) -> Result<Sample, Reject> {
+        let (name, channel) = split_key(key)
+            .ok_or_else(|| Reject::new(Reason::WrongTopic, format!("{key} is not a Shelly component")))?;
+        let fields = component(name).ok_or_else(|| {
+            Reject::new(Reason::WrongTopic, format!("Shelly component {name} measures no power or energy"))
+        })?;
+        let slot = self.slot(channel, false)?;
+        let merged = self.status.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if delta {
+            merge(merged, status);
+        } else {
+            *merged = status.clone();
+        }
+        let merged = merged.clone();
+        let read = |p: Option<&str>| -> Result<Option<i64>, Reject> {
+            let Some(p) = p else { return Ok(None) };
+            match merged.pointer(p) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => scaled(number(v, p)?, ONE, p).map(Some),
+            }
+        };
+        let (power, import, export) = (read(fields.power)?, read(fields.import)?, read(fields.export)?);
+        if power.is_none() && import.is_none() && export.is_none() {
+            return Err(Reject::new(Reason::MissingField, format!("{key} carries no power or energy value")));
+        }
+        let mut sample = Sample::default();
+        if let Some(w) = power {
+            self.sums.power.set(slot, w);
+            sample.power = self.sums.power.total("power")?;
+        }
+        if let Some(wh) = import {
+            self.sums.import.set(slot, wh);
+            sample.energy_in = self.sums.import.total("import")?;
+        }
+        if let Some(wh) = export {
+            self.sums.export.set(slot, wh);
+            sample.energy_out = self.sums.export.total("export")?;
+        }
+        Ok(sample)
+    }
+
+    fn notification(&mut self, v: &Value) -> Result<Sample, Reject> {
+        let method = v.get("method").and_then(Value::as_str).unwrap_or("");
+        if method != "NotifyStatus" && method != "NotifyFullStatus" {
+            return Err(Reject::new(Reason::MissingField, format!("RPC event {method:?} carries no status")));
+        }
+        let params = object(v, "params")?.ok_or_else(|| Reject::new(Reason::MissingField, "params is missing"))?;
+        let Value::Object(params) = params else { return Err(Reject::new(Reason::WrongType, "params")) };
+        let mut sample = Sample::default();
+        let mut read_any = false;
+        let mut other_channel = None;
+        for (key, status) in params {
+            let Some((name, _)) = split_key(key) else { continue };
+            if component(name).is_none() || !status.is_object() {
+                continue;
+            }
+            match self.component(key, status, true) {
+                Ok(s) => {
+                    read_any = true;
+                    sample.power = s.power.or(sample.power);
+                    sample.energy_in = s.energy_in.or(sample.energy_in);
+                    sample.energy_out = s.energy_out.or(sample.energy_out);
+                }
+                Err(e) if e.reason == Reason::PartialQuantity => other_channel = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match (read_any, other_channel) {
+            (false, Some(e)) => Err(e),
+            (false, None) => {
+                Err(Reject::new(Reason::MissingField, "the notification changes no power or energy value"))
+            }
+            (true, _) => Ok(sample),
+        }
+    }
+
+    /// Gen1: `shellies/<id>/emeter/<i>/<quantity>`, a plain number.
+    fn gen1(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        let mut parts = topic.rsplit('/');
+        let (quantity, channel, _, device) = (parts.next(), parts.next(), parts.next(), parts.next());
+        let (Some(quantity), Some(channel), Some(device)) = (quantity, channel, device) else {
+            return Err(Reject::new(Reason::WrongTopic, format!("{topic} is not a Shelly emeter topic")));
+        };
+        let channel: u32 = channel
+            .parse()
+            .map_err(|_| Reject::new(Reason::WrongTopic, format!("{topic}: {channel:?} is not a channel number")))?;
+        let (parts, what) = match quantity {
+            "power" => (Kind::Power, "power"),
+            "total" => (Kind::Import, "total"),
+            "total_returned" => (Kind::Export, "total_returned"),
+            other => {
+                return Err(Reject::new(
+                    Reason::WrongTopic,
+                    format!("Shelly emeter {other} is not read (power in W, total and total_returned in Wh are)"),
+                ));
+            }
+        };
+        let value = plain_value(payload, if parts == Kind::Power { Unit::W } else { Unit::Wh }, what)?;
+        let slot = self.slot(channel, device.starts_with("shellyem3"))?;
+        let mut sample = Sample::default();
+        match parts {
+            Kind::Power => {
+                self.sums.power.set(slot, value);
+                sample.power = self.sums.power.total("power")?;
+            }
+            Kind::Import => {
+                self.sums.import.set(slot, value);
+                sample.energy_in = self.sums.import.total("import")?;
+            }
+            Kind::Export => {
+                self.sums.export.set(slot, value);
+                sample.energy_out = self.sums.export.total("export")?;
+            }
+        }
+        Ok(sample)
+    }
+}
+
+/// Which quantity a Gen1 topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Power,
+    Import,
+    Export,
+}
+
+/// `em1:2` → (`em1`, 2).
+fn split_key(key: &str) -> Option<(&str, u32)> {
+    let (name, channel) = key.split_once(':')?;
+    Some((name, channel.parse().ok()?))
 }
 
 /// Lays the fields of `from` over `into` (both JSON objects).
@@ -35,61 +247,23 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-impl ShellyGen2Decoder {
-    fn power(&self) -> Result<Option<i64>, Reject> {
-        field(&self.em, "total_act_power")?.map(|d| scaled(d, ONE, "total_act_power")).transpose()
-    }
-
-    fn energy(&self) -> Result<(Option<i64>, Option<i64>), Reject> {
-        let import = field(&self.emdata, "total_act")?.map(|d| scaled(d, ONE, "total_act")).transpose()?;
-        let export = field(&self.emdata, "total_act_ret")?.map(|d| scaled(d, ONE, "total_act_ret")).transpose()?;
-        Ok((import, export))
-    }
-}
-
 impl Decoder for ShellyGen2Decoder {
     fn format(&self) -> Format {
         Format::ShellyGen2
     }
 
-    fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        if topic.contains("/emeter/") {
+            return self.gen1(topic, payload);
+        }
         let v = parse_json(payload)?;
         expect_object(&v)?;
-        let mut sample = Sample::default();
-        if topic.ends_with("/status/em:0") {
-            self.em = v;
-            sample.power =
-                Some(self.power()?.ok_or_else(|| Reject::new(Reason::MissingField, "total_act_power is missing"))?);
-        } else if topic.ends_with("/status/emdata:0") {
-            self.emdata = v;
-            let (import, export) = self.energy()?;
-            if import.is_none() && export.is_none() {
-                return Err(Reject::new(Reason::MissingField, "total_act and total_act_ret are missing"));
-            }
-            (sample.energy_in, sample.energy_out) = (import, export);
-        } else if topic.ends_with("/events/rpc") {
-            let method = v.get("method").and_then(Value::as_str).unwrap_or("");
-            if method != "NotifyStatus" && method != "NotifyFullStatus" {
-                return Err(Reject::new(Reason::MissingField, format!("RPC event {method:?} carries no status")));
-            }
-            let params = object(&v, "params")?.ok_or_else(|| Reject::new(Reason::MissingField, "params is missing"))?;
-            if let Some(em) = object(params, "em:0")? {
-                merge(&mut self.em, em);
-                sample.power = self.power()?;
-            }
-            if let Some(data) = object(params, "emdata:0")? {
-                merge(&mut self.emdata, data);
-                (sample.energy_in, sample.energy_out) = self.energy()?;
-            }
-            if sample.is_empty() {
-                return Err(Reject::new(Reason::MissingField, "the notification changes no em:0 or emdata:0 value"));
-            }
-        } else {
-            return Err(Reject::new(
-                Reason::WrongTopic,
-                format!("{topic} is not a Shelly em:0/emdata:0 status or events/rpc topic"),
-            ));
+        if topic.ends_with("/rpc") {
+            return self.notification(&v);
         }
-        Ok(sample)
+        if let Some((_, key)) = topic.rsplit_once("/status/") {
+            return self.component(key, &v, false);
+        }
+        Err(Reject::new(Reason::WrongTopic, format!("{topic} is not a Shelly status, events/rpc or emeter topic")))
     }
 }
