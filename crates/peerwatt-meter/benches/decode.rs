@@ -20,8 +20,10 @@ fn run(name: &str, format: Format, json: Option<GenericJsonConfig>, messages: &[
         let (topic, payload) = &messages[(i as usize) % messages.len()];
         let topic = topic.as_str();
         // One second apart, so counter plausibility checks see realistic rates.
-        if let Outcome::Reading(..) | Outcome::Pending = p.handle(topic, payload.as_bytes(), Timestamp(i * 1000)) {
-            accepted += 1;
+        match p.handle(topic, payload.as_bytes(), Timestamp(i * 1000)) {
+            Outcome::Reading(..) | Outcome::Pending => accepted += 1,
+            Outcome::Rejected(r) if accepted == i => eprintln!("{name}: {topic}: {r}"),
+            Outcome::Rejected(_) => {}
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -124,7 +126,8 @@ fn main() {
         .map(|i| {
             let topic =
                 ["p1/actual_consumption", "p1/consumption_low_tarif", "p1/consumption_high_tarif"][i as usize % 3];
-            (topic.to_owned(), format!("{}", 2_209_397 + i))
+            let value = if i % 3 == 0 { format!("{}", 300 + i % 50) } else { format!("{}", 2_209_397 + i) };
+            (topic.to_owned(), value)
         })
         .collect();
     run("json (plain topics, summed)", Format::Json, Some(p1_cfg), &p1, n);
