@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use peerwatt_core::{IntervalLength, SystemClock};
 use peerwatt_meter::decode::Format;
-use peerwatt_meter::{Connection, History, IntervalTotals, MeterEvent, Outcome, Reason, Role};
+use peerwatt_meter::scan::{Scan, ScanDecoder};
+use peerwatt_meter::{
+    Connection, History, Input, IntervalTotals, MeterConfig, MeterEvent, Outcome, Pipeline, Reason, Role,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -23,6 +26,32 @@ use peerwatt_node::NodeConfig;
 pub enum MeterCommand {
     /// Show live readings, refusals and interval totals from the configured meter.
     Watch(WatchArgs),
+    /// Find the meters on a broker without settings: listens to every topic and prints a
+    /// `[meter.<role>]` section for each meter it recognises.
+    Scan(ScanArgs),
+}
+
+/// Arguments of `meter scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// A node configuration whose [meter] broker settings (host, port, login, TLS) to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The broker's host (overrides the configuration's).
+    #[arg(long)]
+    host: Option<String>,
+    /// The broker's port (overrides the configuration's).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen for this many seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// One JSON object per line: each meter found, then a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `meter watch`.
@@ -50,6 +79,7 @@ pub struct WatchArgs {
 pub fn run(cmd: MeterCommand) -> Result<ExitCode, Failure> {
     match cmd {
         MeterCommand::Watch(args) => watch(&args),
+        MeterCommand::Scan(args) => scan(&args),
     }
 }
 
@@ -111,6 +141,124 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
         view.summary();
         result.map(|()| ExitCode::SUCCESS)
     })
+}
+
+/// The broker settings for `meter scan`: the configuration's, with --host and --port on top.
+fn scan_broker(args: &ScanArgs) -> Result<MeterConfig, Failure> {
+    let mut meter = match &args.config {
+        Some(path) => NodeConfig::load(path)
+            .hint("--config names a node.toml; without it, give --host and --port")?
+            .meter
+            .unwrap_or_else(|| MeterConfig::new("127.0.0.1", 1883)),
+        None => MeterConfig::new("127.0.0.1", 1883),
+    };
+    if let Some(host) = &args.host {
+        meter.host.clone_from(host);
+    }
+    if let Some(port) = args.port {
+        meter.port = port;
+    }
+    Ok(meter)
+}
+
+fn scan(args: &ScanArgs) -> Result<ExitCode, Failure> {
+    let meter = scan_broker(args)?;
+    let shared = Arc::new(Mutex::new(Scan::default()));
+    let input = Input { role: Role::Grid, topics: vec!["#".into()], decoder: Box::new(ScanDecoder(shared.clone())) };
+    let pipeline = Pipeline::new(vec![input], meter.limits());
+    let accountant = meter.accountant().hint("interval_secs must divide a day (900 = 15 minutes)")?;
+    let broker = format!("{}:{}", meter.host, meter.port);
+    let mut view = View { json: args.json, ..View::default() };
+    if !args.json {
+        println!("scanning {broker} (every topic, up to {} s)", args.timeout);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let (tx, mut events) = mpsc::channel(4096);
+        let handle =
+            peerwatt_meter::spawn(&meter, pipeline, accountant, History::in_memory(1), Arc::new(SystemClock), tx)
+                .hint("check the TLS settings of [meter]")?;
+        let deadline = tokio::time::sleep(Duration::from_secs(args.timeout));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = &mut deadline => break,
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    match event {
+                        MeterEvent::Message { .. } => view.messages += 1,
+                        MeterEvent::Connection(_) => view.show(&event, true),
+                        _ => {}
+                    }
+                    if args.count.is_some_and(|n| view.messages >= n) {
+                        break;
+                    }
+                }
+            }
+        }
+        handle.shutdown().await;
+        Ok::<(), Failure>(())
+    })?;
+    let scan = match shared.lock() {
+        Ok(scan) => scan,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    report_scan(&view, &scan, &broker, args.timeout)
+}
+
+/// Prints each meter found with its section; fails as `--detect` does when there is none.
+fn report_scan(view: &View, scan: &Scan, broker: &str, timeout: u64) -> Result<ExitCode, Failure> {
+    let found = scan.found();
+    for f in &found {
+        let latest = f.latest;
+        let reading: Vec<String> =
+            [("power", latest.power, "W"), ("import", latest.energy_in, "Wh"), ("export", latest.energy_out, "Wh")]
+                .iter()
+                .filter_map(|(name, v, unit)| v.map(|v| format!("{name} {v} {unit}")))
+                .collect();
+        let reading =
+            if reading.is_empty() { "waiting for its other registers".to_owned() } else { reading.join(", ") };
+        let refused: serde_json::Map<String, serde_json::Value> =
+            f.refused.iter().map(|(r, n)| (r.name().to_owned(), json!(n))).collect();
+        view.line(
+            || {
+                let plural = if f.messages == 1 { "" } else { "s" };
+                format!(
+                    "\n{} on {}: {reading} ({} message{plural})\n{}",
+                    f.format,
+                    f.source,
+                    f.messages,
+                    f.section().trim_end()
+                )
+            },
+            || {
+                json!({"type": "found", "format": f.format.to_string(), "role": f.role(), "source": f.source,
+                       "topics": f.suggested_topics(), "power": latest.power, "import": latest.energy_in,
+                       "export": latest.energy_out, "messages": f.messages, "refused": refused, "section": f.section()})
+            },
+        );
+    }
+    view.line(
+        || {
+            format!(
+                "\nfound {} meter{} in {} messages on {} topics ({} not recognisable as a meter)",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" },
+                view.messages,
+                scan.topics_seen.len(),
+                scan.unrecognised
+            )
+        },
+        || {
+            json!({"type": "summary", "found": found.len(), "messages": view.messages,
+                   "topics": scan.topics_seen.len(), "unrecognised": scan.unrecognised})
+        },
+    );
+    if found.is_empty() {
+        return Err(view.not_detected(broker, timeout));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe_roles(meter: &peerwatt_meter::MeterConfig) -> String {

@@ -385,3 +385,79 @@ fn watch_json_reads_a_real_payload_of_every_family_over_mosquitto() {
         }
     }
 }
+
+#[test]
+fn scan_finds_the_meters_on_a_broker_without_settings_and_prints_their_sections() {
+    let broker = Mosquitto::start().unwrap();
+    let port = broker.port();
+    // What a home broker holds (retained, as firmwares publish their state): a Tasmota meter,
+    // OpenDTU's totals, DSMR-reader's split topics, a last will and a thermostat.
+    let names = [
+        "tasmota-12-modbus-3phase-import-export",
+        "opendtu-01-ac-power-total",
+        "opendtu-02-ac-yieldtotal",
+        "dsmr-01-split-delivered-1-leading-zeros",
+        "dsmr-02-split-delivered-2-leading-zeros",
+    ];
+    let mut messages: Vec<(String, String)> = names.iter().map(|n| corpus_message(n)).map(|(t, p, _)| (t, p)).collect();
+    messages.push(("tele/Zaehler/LWT".into(), "Online".into()));
+    messages.push(("home/livingroom/temperature".into(), "21.5".into()));
+    let (client, mut connection) = Client::new(MqttOptions::new("retained-home", "127.0.0.1", port), 10);
+    for (topic, payload) in &messages {
+        client.publish(topic.as_str(), QoS::AtLeastOnce, true, payload.as_bytes().to_vec()).unwrap();
+    }
+    client.disconnect().unwrap();
+    for event in connection.iter() {
+        if event.is_err() {
+            break;
+        }
+    }
+    let count = messages.len().to_string();
+    let port_arg = port.to_string();
+    let args = ["meter", "scan", "--port", &port_arg, "--count", &count, "--timeout", "20", "--json"];
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let found = |source: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "found" && l["source"] == source)
+            .unwrap_or_else(|| panic!("{source}: {lines:#?}"))
+    };
+    let tasmota = found("Zaehler");
+    assert_eq!(
+        tasmota["section"],
+        "[meter.grid]\nformat = \"tasmota\"\ntopics = [\"tele/Zaehler/LWT\", \"tele/Zaehler/SENSOR\"]\n",
+        "with its last will"
+    );
+    assert_eq!((tasmota["power"].as_i64(), tasmota["import"].as_i64()), (Some(-215), Some(11_489_575)));
+    let dtu = found("solar/ac");
+    assert_eq!((dtu["role"].as_str(), dtu["import"].as_i64()), (Some("pv"), Some(13_338)));
+    let dsmr = found("dsmr");
+    assert_eq!(dsmr["import"].as_i64(), Some(15_030_717), "both tariff registers summed: {dsmr}");
+    let summary = lines.last().unwrap();
+    assert_eq!(
+        (summary["type"].as_str(), summary["found"].as_u64(), summary["messages"].as_u64()),
+        (Some("summary"), Some(3), Some(messages.len() as u64)),
+        "{summary}"
+    );
+    // For people: the output docs/meters.md shows, on this broker.
+    let args = ["meter", "scan", "--port", &port_arg, "--count", &count, "--timeout", "20"];
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwatt")).args(args).output().unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/meters.md")).unwrap();
+    let start = doc.find("```text\nscanning ").unwrap() + "```text\n".len();
+    let shown = &doc[start..start + doc[start..].find("```").unwrap()];
+    let shown = shown.replace("192.168.1.10:1883", &format!("127.0.0.1:{port}")).replace("up to 30 s", "up to 20 s");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), shown);
+    // The section it prints is a configuration that works: `meter watch` reads the meter with it.
+    let dir = tempfile::tempdir().unwrap();
+    let section = format!("[meter]\nport = {port}\n{}", tasmota["section"].as_str().unwrap());
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, format!("[node]\nname = \"scanned\"\n{section}")).unwrap();
+    // Two retained messages: the meter's and its last will's.
+    let mut watch = Watch::spawn(&["meter", "watch", "--config", path.to_str().unwrap(), "--count", "2"]);
+    let reading = watch.expect("reading");
+    assert!(reading.contains("grid power=-215 W import=11489575 Wh export=5134481 Wh"), "{reading}");
+    assert!(watch.wait().success());
+}

@@ -6,7 +6,8 @@
 //! - [`decode`]: one decoder per firmware, plus `auto`;
 //! - [`pipeline`]: topic routing, size limit, decoding and plausibility, with counters;
 //! - [`interval`]: per-interval import/export and the persisted history;
-//! - [`config`] and [`client`]: the `[meter]` settings and the MQTT client task.
+//! - [`config`] and [`client`]: the `[meter]` settings and the MQTT client task;
+//! - [`scan`]: finding the meters on a broker without settings (`peerwatt meter scan`).
 
 pub mod client;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod decode;
 pub mod interval;
 pub mod pipeline;
 pub mod reading;
+pub mod scan;
 
 pub use client::{Connection, MeterEvent, MeterHandle, spawn};
 pub use config::{ConfigError, MeterConfig, RoleConfig};

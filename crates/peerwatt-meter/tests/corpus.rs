@@ -148,6 +148,9 @@ fn the_corpus_readme_counts_the_payloads_of_every_family() {
         }
     }
     assert_eq!(documented, counted, "the README's family table");
+    let meters_doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/meters.md")).unwrap();
+    assert!(meters_doc.contains(&format!("has {} real", all.len())), "docs/meters.md's corpus size ({})", all.len());
     let refusals = all.iter().filter(|c| matches!(c.expected, Expected::Refused(_))).count();
     assert!(readme.contains(&format!("Refusals: {refusals} files")), "the README's refusal count ({refusals})");
 }
@@ -164,4 +167,64 @@ fn auto_detection_recognises_every_payload_its_family_reads_without_settings() {
         }
     }
     assert!(missed.is_empty(), "not recognised as their format:\n{}", missed.join("\n"));
+}
+
+#[test]
+fn a_scan_of_the_whole_corpus_finds_each_device_once_with_the_topics_that_read_it() {
+    let all = corpus();
+    let mut scan = peerwatt_meter::scan::Scan::default();
+    for case in &all {
+        scan.observe(&case.topic, case.payload.as_bytes());
+    }
+    let found = scan.found();
+    let find =
+        |source: &str| found.iter().find(|f| f.source == source).unwrap_or_else(|| panic!("{source}: {found:#?}"));
+    // Two DSMR-reader registers on their own topics are one meter, whose import is their sum.
+    let dsmr = find("dsmr");
+    assert_eq!(dsmr.format, Format::DsmrReader);
+    assert!(dsmr.topics.contains("dsmr/reading/electricity_delivered_1"), "{dsmr:?}");
+    // A Gen1 3EM's phase topics are one meter, suggested with the channel as a wildcard; it
+    // reads nothing until all three phases of a quantity have reported.
+    let em3 = find("shellies/shellyem3-3494546ECFF8");
+    assert_eq!(
+        em3.section(),
+        "[meter.grid]\nformat = \"shelly-gen2\"\ntopics = [\"shellies/shellyem3-3494546ECFF8/emeter/+/power\", \"shellies/shellyem3-3494546ECFF8/emeter/+/total\", \"shellies/shellyem3-3494546ECFF8/emeter/+/total_returned\"]\n"
+    );
+    assert_eq!(em3.latest, Sample::default());
+    // OpenDTU's total is suggested as the PV meter, with its power and yield topics.
+    let dtu = find("solar/ac");
+    assert_eq!(
+        dtu.section(),
+        "[meter.pv]\nformat = \"opendtu\"\ntopics = [\"solar/ac/power\", \"solar/ac/yieldtotal\"]\n"
+    );
+    assert_eq!(dtu.latest, Sample { power: Some(0), energy_in: Some(13_338), energy_out: None });
+    // Every format that needs no settings is found; generic JSON (which needs pointers) is not.
+    let formats: std::collections::BTreeSet<Format> = found.iter().map(|f| f.format).collect();
+    assert_eq!(formats.len(), 6, "{formats:?}");
+    assert!(!formats.contains(&Format::Json));
+}
+
+#[test]
+fn a_real_counter_reset_starts_a_new_counter_epoch_instead_of_booking_a_negative_import() {
+    use peerwatt_core::Timestamp;
+    use peerwatt_meter::{Input, Limits, Outcome, Pipeline, Reason, Role};
+    let all = corpus();
+    let case = |name: &str| all.iter().find(|c| c.name == name).unwrap();
+    let (before, after) =
+        (case("tasmota-26-sonoff-pow-before-energyreset3"), case("fault-16-tasmota-sensor-total-reset-to-zero"));
+    let decoder = decoder_for(Format::Tasmota, &Default::default()).unwrap();
+    let input = Input { role: Role::Grid, topics: vec!["#".into()], decoder };
+    let mut pipeline = Pipeline::new(vec![input], Limits::default());
+    // Five minutes apart, as in the source's log.
+    let Outcome::Reading(first, None) = pipeline.handle(&before.topic, before.payload.as_bytes(), Timestamp(0)) else {
+        panic!("the reading before the reset")
+    };
+    let Outcome::Reading(second, Some(notice)) =
+        pipeline.handle(&after.topic, after.payload.as_bytes(), Timestamp(300_000))
+    else {
+        panic!("the reading after the reset, with a notice")
+    };
+    assert_eq!(notice.reason, Reason::CounterReset, "{notice}");
+    assert_eq!((first.counter_epoch, second.counter_epoch), (0, 1));
+    assert_eq!(second.import_total.map(|w| w.0), Some(0));
 }

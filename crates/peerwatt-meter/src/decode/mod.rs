@@ -34,7 +34,7 @@ pub use zigbee2mqtt::Zigbee2mqttDecoder;
 pub const MAX_JSON_DEPTH: usize = 16;
 
 /// The payload formats peerwatt understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Tasmota: SML smart-meter reader or ENERGY (plugs), on `tele/<topic>/SENSOR`.
