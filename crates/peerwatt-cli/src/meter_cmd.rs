@@ -114,7 +114,7 @@ fn watch(args: &WatchArgs) -> Result<ExitCode, Failure> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break Ok(()),
                 _ = &mut deadline, if args.detect => {
-                    break Err(view.not_detected(&broker, args.timeout));
+                    break Err(view.not_detected(&broker, args.timeout, "on the configured topics"));
                 }
                 event = events.recv() => {
                     let Some(event) = event else { break Ok(()) };
@@ -256,7 +256,13 @@ fn report_scan(view: &View, scan: &Scan, broker: &str, timeout: u64) -> Result<E
         },
     );
     if found.is_empty() {
-        return Err(view.not_detected(broker, timeout));
+        return Err(view.not_detected(broker, timeout, "on any topic"));
+    }
+    let grids = found.iter().filter(|f| f.role() == Role::Grid).count();
+    if grids > 1 && !view.json {
+        println!(
+            "a node reads one grid meter: take the section of the meter at your grid connection; a plug or a second meter can be [meter.pv] or [meter.battery]"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -411,14 +417,14 @@ impl View {
 
     /// Why `--detect` found nothing: the broker never answered, or it did and nothing on the
     /// topics was a meter message this build recognises.
-    fn not_detected(&self, broker: &str, timeout: u64) -> Failure {
+    fn not_detected(&self, broker: &str, timeout: u64, listened: &str) -> Failure {
         if !self.connected {
             let why = self.last_error.as_deref().unwrap_or("no answer");
             return Failure::from(anyhow!("cannot reach the broker at {broker}: {why}"))
                 .with_hint("check [meter] host and port (and TLS), and that the broker runs");
         }
         let seen = if self.messages == 0 {
-            "no message arrived on the configured topics".to_owned()
+            format!("no message arrived {listened}")
         } else {
             format!("{} messages arrived, none recognisable as a meter reading", self.messages)
         };

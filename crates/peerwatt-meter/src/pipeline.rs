@@ -79,8 +79,8 @@ pub struct Pipeline {
     last_reading: Option<Timestamp>,
     started: Option<Timestamp>,
     stale_reported: bool,
-    /// Since when a meter's device has said it is offline (its last will), until a reading.
-    offline_since: Option<Timestamp>,
+    /// The meters whose device said it is offline (its last will), until their next reading.
+    offline: BTreeMap<Role, Timestamp>,
 }
 
 /// Whether MQTT topic filter `filter` matches `topic`.
@@ -109,7 +109,7 @@ impl Pipeline {
             last_reading: None,
             started: None,
             stale_reported: false,
-            offline_since: None,
+            offline: BTreeMap::new(),
         }
     }
 
@@ -154,16 +154,20 @@ impl Pipeline {
                     tracing::warn!(%topic, reason = %n.reason, "{}", n.detail);
                 }
                 self.last_reading = Some(now);
-                self.stale_reported = false;
-                self.offline_since = None;
+                self.offline.remove(&reading.role);
+                if !self.offline.contains_key(&Role::Grid) {
+                    self.stale_reported = false; // a PV reading does not bring an offline grid meter back
+                }
                 Outcome::Reading(reading, notice)
             }
             Ok(None) => Outcome::Pending,
             Err(reject) => {
-                if reject.reason == Reason::Availability && crate::decode::says_offline(payload) {
-                    // The device's last will: its readings stop now, so the meter is stale now
-                    // rather than after `stale_after` of silence.
-                    self.offline_since.get_or_insert(now);
+                if reject.reason == Reason::Availability && crate::decode::says_offline(topic, payload) {
+                    // The device's last will: its readings stop now. For the grid meter that
+                    // makes the meter stale now rather than after `stale_after` of silence.
+                    if let Some(i) = self.input_for(topic) {
+                        self.offline.entry(self.inputs[i].role).or_insert(now);
+                    }
                 }
                 self.counters.count(reject.reason);
                 tracing::warn!(%topic, reason = %reject.reason, "meter message rejected: {}", reject.detail);
@@ -189,37 +193,48 @@ impl Pipeline {
             .ok_or_else(|| Reject::new(Reason::WrongTopic, format!("{topic} matches no configured meter topic")))?;
         let input = &mut self.inputs[index];
         let role = input.role;
+        let before = input.decoder.snapshot();
         let sample = input.decoder.decode(topic, payload)?;
         if sample.is_empty() {
             return Ok(None);
         }
         let state = self.state.entry(role).or_default();
-        let notice = validate(&self.limits, state, &sample, now)?;
-        Ok(Some((Reading::from_sample(now, role, &sample, state.epoch), notice)))
+        match validate(&self.limits, state, &sample, now) {
+            Ok(notice) => Ok(Some((Reading::from_sample(now, role, &sample, state.epoch), notice))),
+            Err(refused) => {
+                // Undo what the decoder remembered of it: a glitch must not stay in a register.
+                if let Some(before) = before {
+                    input.decoder = before;
+                }
+                Err(refused)
+            }
+        }
     }
 
     /// Reports staleness once when no reading arrived for `stale_after` (counted as `stale`).
     pub fn check_stale(&mut self, now: Timestamp) -> Option<Reject> {
         let since = self.last_reading.or(self.started)?;
         let silent = now.saturating_since(since) >= self.limits.stale_after;
-        if self.stale_reported || !silent && self.offline_since.is_none() {
+        let offline = self.offline.contains_key(&Role::Grid);
+        if self.stale_reported || !silent && !offline {
             return None;
         }
         self.stale_reported = true;
         self.counters.count(Reason::Stale);
-        let detail = match self.offline_since {
-            Some(_) if !silent => "the meter's device says it is offline (its last will)".to_owned(),
-            _ => format!("no meter reading for {} s", now.saturating_since(since).as_secs()),
+        let detail = if offline && !silent {
+            "the grid meter's device says it is offline (its last will)".to_owned()
+        } else {
+            format!("no meter reading for {} s", now.saturating_since(since).as_secs())
         };
         let reject = Reject::new(Reason::Stale, detail);
         tracing::warn!(reason = %reject.reason, "{}", reject.detail);
         Some(reject)
     }
 
-    /// Whether the meter is stale now (no reading within `stale_after`, or its device said it
-    /// went offline since the last reading).
+    /// Whether the meter is stale now (no reading within `stale_after`, or the grid meter's
+    /// device said it went offline since its last reading).
     pub fn is_stale(&self, now: Timestamp) -> bool {
-        self.offline_since.is_some()
+        self.offline.contains_key(&Role::Grid)
             || self.last_reading.is_none_or(|t| now.saturating_since(t) >= self.limits.stale_after)
     }
 }

@@ -32,12 +32,12 @@ impl Found {
         if self.format == Format::Opendtu { Role::Pv } else { Role::Grid }
     }
 
-    /// The topics to subscribe to: those that were read, with a Gen1 Shelly's channel as `+`
-    /// (a 3EM's phases arrive one topic each, and all three make the meter).
+    /// The topics to subscribe to: those that were read, with a Gen1 3EM's channel as `+`
+    /// (its phases arrive one topic each, and all three make the meter).
     pub fn suggested_topics(&self) -> BTreeSet<String> {
         self.topics
             .iter()
-            .map(|t| match t.split_once("/emeter/") {
+            .map(|t| match t.split_once("/emeter/").filter(|_| t.contains("shellyem3-")) {
                 Some((device, rest)) => {
                     let quantity = rest.split_once('/').map_or(rest, |(_, q)| q);
                     format!("{device}/emeter/+/{quantity}")

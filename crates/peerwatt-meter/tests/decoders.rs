@@ -269,3 +269,73 @@ fn availability_messages_are_refused_as_such_by_every_format() {
     }
     let _ = sml;
 }
+
+#[test]
+fn extreme_values_and_a_users_own_topic_prefix_are_no_trap() {
+    // An export power of i64::MIN W, and an inversion of it, are refused, not wrapped or panicked on.
+    let cfg: GenericJsonConfig = toml::from_str("power = \"/p\"\npower_export = \"/o\"\ninvert = true").unwrap();
+    let mut d = GenericJsonDecoder::new(cfg).unwrap();
+    let huge = br#"{"p":0,"o":-9223372036854775808}"#;
+    assert_eq!(d.decode("m", huge).unwrap_err().reason, Reason::OutOfRange);
+    assert_eq!(d.decode("m", br#"{"p":5,"o":2}"#).unwrap(), sample(Some(-3), None, None));
+    // A day figure is told by DSMR-reader's folder and field, not by words in the user's prefix.
+    let mut dsmr = DsmrReaderDecoder::default();
+    assert_eq!(dsmr.decode("holiday-home/dsmr/reading/electricity_delivered_1", b"1.000").unwrap(), Sample::default());
+    let day = dsmr.decode("holiday-home/dsmr/day-consumption/electricity1", b"1.000").unwrap_err();
+    assert_eq!(day.reason, Reason::PeriodAggregate);
+}
+
+#[test]
+fn a_refused_message_changes_nothing_a_decoder_remembers() {
+    let mut d = ShellyGen2Decoder::default();
+    let rpc = |params: &str| format!(r#"{{"src":"shellyplus1pm-a","method":"NotifyStatus","params":{params}}}"#);
+    let t = "shellyplus1pm-a/events/rpc";
+    assert_eq!(
+        d.decode(t, rpc(r#"{"switch:0":{"apower":10,"aenergy":{"total":5.0}}}"#).as_bytes()).unwrap(),
+        sample(Some(10), Some(5), None)
+    );
+    // A bad counter in a delta is refused, and not merged into the last status ...
+    let bad = rpc(r#"{"switch:0":{"aenergy":{"total":true}}}"#);
+    assert_eq!(d.decode(t, bad.as_bytes()).unwrap_err().reason, Reason::WrongType);
+    // ... so the next delta still reads, with the counter from before.
+    assert_eq!(d.decode(t, rpc(r#"{"switch:0":{"apower":15}}"#).as_bytes()).unwrap(), sample(Some(15), Some(5), None));
+    // A notification whose second component fails leaves the first one unapplied too.
+    let mixed = rpc(r#"{"switch:0":{"apower":100},"pm1:0":{"apower":"x"}}"#);
+    assert_eq!(d.decode(t, mixed.as_bytes()).unwrap_err().reason, Reason::NonNumeric);
+    assert_eq!(
+        d.decode(t, rpc(r#"{"switch:0":{"voltage":230}}"#).as_bytes()).unwrap(),
+        sample(Some(15), Some(5), None)
+    );
+    // Two tariff registers whose sum overflows: refused, and the first register is kept as it was.
+    let mut dsmr = DsmrReaderDecoder::default();
+    let r = |f: &str| format!("dsmr/reading/electricity_delivered_{f}");
+    assert_eq!(dsmr.decode(&r("1"), b"5000000000000000").unwrap(), Sample::default());
+    assert_eq!(dsmr.decode(&r("2"), b"5000000000000000").unwrap_err().reason, Reason::OutOfRange);
+    // The refused register was not kept: tariff 2 is still unknown, so tariff 1 alone waits.
+    assert_eq!(dsmr.decode(&r("1"), b"1.0").unwrap(), Sample::default());
+    assert_eq!(dsmr.decode(&r("2"), b"1.5").unwrap(), sample(None, Some(2_500), None));
+}
+
+#[test]
+fn a_shelly_that_cannot_be_placed_must_be_told_its_channels() {
+    // A Gen1 3EM under a custom MQTT prefix: channel 0 alone would be one phase of three.
+    let mut d = ShellyGen2Decoder::default();
+    assert_eq!(d.decode("home/grid/emeter/0/power", b"120").unwrap(), sample(Some(120), None, None));
+    let refused = d.decode("home/grid/emeter/1/power", b"80").unwrap_err();
+    assert_eq!(refused.reason, Reason::PartialQuantity);
+    let refused = d.decode("home/grid/emeter/0/power", b"120").unwrap_err();
+    assert!(refused.detail.contains("channels = [0] (one clamp) or [0, 1, 2]"), "{refused}");
+    // Told, it sums the three phases.
+    let cfg = peerwatt_meter::decode::ShellyChannels { channels: vec![0, 1, 2] };
+    let mut d = ShellyGen2Decoder::new(Some(cfg)).unwrap();
+    for (i, w) in [(0, "120"), (1, "80")] {
+        assert_eq!(d.decode(&format!("home/grid/emeter/{i}/power"), w.as_bytes()).unwrap(), Sample::default());
+    }
+    assert_eq!(d.decode("home/grid/emeter/2/power", b"-500").unwrap(), sample(Some(-300), None, None));
+    // A Shelly EM's second clamp is another circuit: refused alone, channel 0 keeps reading.
+    let mut em = ShellyGen2Decoder::default();
+    assert_eq!(em.decode("shellies/shellyem-D3B45C/emeter/1/power", b"5").unwrap_err().reason, Reason::PartialQuantity);
+    assert_eq!(em.decode("shellies/shellyem-D3B45C/emeter/0/power", b"612").unwrap(), sample(Some(612), None, None));
+    // A Gen1 plug's relay power is not an OpenDTU inverter's channel 0.
+    assert_eq!(detect("shellies/shellyplug-s-1/relay/0/power", b"12.5", &TasmotaSmlKeys::default()), None);
+}

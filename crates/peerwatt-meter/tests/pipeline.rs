@@ -115,10 +115,54 @@ fn a_last_will_saying_offline_makes_the_meter_stale_at_once_until_the_next_readi
     let stale = p.check_stale(at(4)).expect("reported");
     assert_eq!(
         (stale.reason, stale.detail.as_str()),
-        (Reason::Stale, "the meter's device says it is offline (its last will)")
+        (Reason::Stale, "the grid meter's device says it is offline (its last will)")
     );
     assert!(p.check_stale(at(5)).is_none(), "reported once");
     assert!(matches!(p.handle("tele/meter/SENSOR", &sml("100.001", "50", "0"), at(6)), Outcome::Reading(..)));
     assert!(!p.is_stale(at(7)));
     assert_eq!((p.counters().get(Reason::Availability), p.counters().get(Reason::Stale)), (2, 1));
+}
+
+#[test]
+fn an_offline_pv_device_leaves_the_grid_meter_fresh_and_a_pv_reading_does_not_revive_the_grid_meter() {
+    let grid = Input {
+        role: Role::Grid,
+        topics: vec!["tele/meter/SENSOR".into(), "tele/meter/LWT".into()],
+        decoder: Box::new(TasmotaDecoder::default()),
+    };
+    let pv = Input {
+        role: Role::Pv,
+        topics: vec!["tele/pvplug/SENSOR".into(), "tele/pvplug/LWT".into()],
+        decoder: Box::new(TasmotaDecoder::default()),
+    };
+    let mut p = Pipeline::new(vec![grid, pv], Limits { stale_after: Duration::from_secs(60), ..Limits::default() });
+    let plug = br#"{"ENERGY":{"Total":1.5,"Power":300}}"#;
+    assert!(matches!(p.handle("tele/meter/SENSOR", &sml("100", "50", "0"), at(0)), Outcome::Reading(..)));
+    assert_eq!(reason(p.handle("tele/pvplug/LWT", b"Offline", at(1))), Reason::Availability);
+    assert!(!p.is_stale(at(2)), "the PV plug's last will says nothing about the grid meter");
+    assert_eq!(reason(p.handle("tele/meter/LWT", b"Offline", at(3))), Reason::Availability);
+    assert!(matches!(p.handle("tele/pvplug/SENSOR", plug, at(4)), Outcome::Reading(..)));
+    assert!(p.is_stale(at(5)), "a PV reading does not bring the grid meter back");
+    // A boolean on a topic that is not an availability topic is no last will.
+    let mut other = Pipeline::new(
+        vec![Input { role: Role::Grid, topics: vec!["#".into()], decoder: Box::new(TasmotaDecoder::default()) }],
+        Limits::default(),
+    );
+    assert!(matches!(other.handle("tele/meter/SENSOR", &sml("100", "50", "0"), at(0)), Outcome::Reading(..)));
+    assert_eq!(reason(other.handle("evcc/site/batteryDischargeControl", b"false", at(1))), Reason::MissingField);
+    assert!(!other.is_stale(at(2)));
+}
+
+#[test]
+fn a_reading_refused_by_validation_leaves_nothing_in_the_decoders_registers() {
+    use peerwatt_meter::decode::EsphomeDecoder;
+    let input = Input { role: Role::Grid, topics: vec!["#".into()], decoder: Box::new(EsphomeDecoder::default()) };
+    let mut p = Pipeline::new(vec![input], Limits { max_power_w: 20_000, ..Limits::default() });
+    let t = |id: &str| format!("p1/sensor/{id}/state");
+    assert_eq!(p.handle(&t("power_consumed"), b"0.000", at(0)), Outcome::Pending);
+    assert!(matches!(p.handle(&t("power_produced"), b"1.100", at(1)), Outcome::Reading(..)));
+    // A glitch of 60 kW is refused, and forgotten: the next consumed power pairs with 1.1 kW.
+    assert_eq!(reason(p.handle(&t("power_produced"), b"60.000", at(2))), Reason::ImplausiblePower);
+    let Outcome::Reading(r, _) = p.handle(&t("power_consumed"), b"0.200", at(3)) else { panic!("a reading") };
+    assert_eq!(r.grid_power, Some(W(-900)));
 }

@@ -33,6 +33,9 @@ pub fn detect(topic: &str, payload: &[u8], sml: &TasmotaSmlKeys) -> Option<Forma
         if topic.contains("/reading/electricity_") {
             return Some(Format::DsmrReader);
         }
+        if topic.contains("/relay/") {
+            return None; // a Gen1 Shelly plug's relay/0/power, not an inverter's channel 0
+        }
         return PLAIN_TOPICS.iter().find(|(end, _)| topic.ends_with(end)).map(|(_, f)| *f);
     }
     if text.len() > 64 * 1024 {
@@ -71,6 +74,14 @@ impl AutoDecoder {
 impl Decoder for AutoDecoder {
     fn format(&self) -> Format {
         self.inner.as_ref().map_or(Format::Auto, |d| d.format())
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        let inner = match &self.inner {
+            None => None,
+            Some(d) => Some(d.snapshot()?), // a stateless format needs no undoing
+        };
+        Some(Box::new(AutoDecoder { settings: self.settings.clone(), inner }))
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {

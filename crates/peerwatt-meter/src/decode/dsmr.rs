@@ -59,10 +59,13 @@ impl DsmrReaderDecoder {
     }
 
     fn split(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        if period_aggregate(topic) {
+        // The field and the folder it sits in (`dsmr/current-year/…`, `dsmr/day-consumption/…`):
+        // not the whole topic, whose prefix is the user's (a "holiday-home/dsmr/…" is no day figure).
+        let name = last_segment(topic);
+        let folder = topic.strip_suffix(name).map(|t| last_segment(t.trim_end_matches('/'))).unwrap_or_default();
+        if period_aggregate(name) || period_aggregate(folder) {
             return Err(period_reject(topic));
         }
-        let name = last_segment(topic);
         let kwh = || plain_value(payload, Unit::KWh, name);
         let kw = || plain_value(payload, Unit::KW, name);
         let mut sample = Sample::default();
@@ -113,6 +116,17 @@ impl Decoder for DsmrReaderDecoder {
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        super::transaction(self, |d| d.apply(topic, payload))
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl DsmrReaderDecoder {
+    /// Decodes one message into `self` (a copy, kept only if the message is read).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         // The telegram is JSON; a split topic carries one plain value.
         if topic.ends_with("/json") || payload.trim_ascii_start().starts_with(b"{") {
             return self.telegram(payload);

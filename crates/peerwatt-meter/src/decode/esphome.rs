@@ -165,6 +165,17 @@ impl Decoder for EsphomeDecoder {
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        super::transaction(self, |d| d.apply(topic, payload))
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl EsphomeDecoder {
+    /// Decodes one message into `self` (a copy, kept only if the message is read).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let id = object_id(topic).ok_or_else(|| {
             Reject::new(Reason::WrongTopic, format!("{topic} is not an ESPHome …/sensor/<object_id>/state topic"))
         })?;

@@ -165,7 +165,8 @@ struct Compiled {
 /// Decodes any JSON with configured sources.
 #[derive(Debug, Clone)]
 pub struct GenericJsonDecoder {
-    sources: Vec<Compiled>,
+    /// Shared by the copies a message is decoded into.
+    sources: std::sync::Arc<[Compiled]>,
     parts: [Parts; 4],
     invert: bool,
 }
@@ -211,7 +212,7 @@ impl GenericJsonDecoder {
         if sources.is_empty() {
             return Err("format = \"json\" needs at least one of power, import, export".into());
         }
-        Ok(GenericJsonDecoder { sources, parts, invert: cfg.invert })
+        Ok(GenericJsonDecoder { sources: sources.into(), parts, invert: cfg.invert })
     }
 
     /// The value of one source in a message (parsed once, as JSON or as a plain number).
@@ -248,6 +249,17 @@ impl Decoder for GenericJsonDecoder {
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        super::transaction(self, |d| d.apply(topic, payload))
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl GenericJsonDecoder {
+    /// Decodes one message into `self` (a copy, kept only if the message is read).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let matching: Vec<usize> =
             (0..self.sources.len()).filter(|i| self.sources[*i].topic.as_deref().is_none_or(|t| t == topic)).collect();
         if matching.is_empty() {
@@ -275,11 +287,13 @@ impl Decoder for GenericJsonDecoder {
             power = self.total(Quantity::Power)?;
             if self.parts[Quantity::PowerExport as usize].is_used() {
                 power = match (power, self.total(Quantity::PowerExport)?) {
-                    (Some(p), Some(out)) => Some(super::add(p, -out, "power")?),
+                    (Some(p), Some(out)) => Some(super::sub(p, out, "power")?),
                     _ => None,
                 };
             }
-            power = power.map(|p| if self.invert { -p } else { p });
+            if self.invert {
+                power = power.map(|p| super::sub(0, p, "power")).transpose()?;
+            }
         }
         let counter = |q: Quantity| if touched[q as usize] { self.total(q) } else { Ok(None) };
         Ok(Sample { power, energy_in: counter(Quantity::Import)?, energy_out: counter(Quantity::Export)? })

@@ -84,8 +84,13 @@ impl fmt::Display for Format {
 pub trait Decoder: Send + fmt::Debug {
     /// The format decoded (for `auto`, the one recognised, once it is known).
     fn format(&self) -> Format;
-    /// Decodes one message of this format.
+    /// Decodes one message of this format. A refused message changes nothing.
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject>;
+    /// A copy of a decoder that remembers earlier messages (registers, last status), so the
+    /// pipeline can undo a message whose reading it then refuses; `None` for one that does not.
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        None
+    }
     /// Decodes one message: availability messages (last wills, `online`) are refused as such
     /// for every format before the format's own decoding.
     fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
@@ -168,20 +173,25 @@ impl Unit {
     }
 }
 
-/// Words devices publish as their availability (last wills, online flags), in any case.
-const AVAILABILITY_WORDS: [&str; 6] = ["online", "offline", "true", "false", "connected", "disconnected"];
-/// Last topic segments that carry availability.
-const AVAILABILITY_TOPICS: [&str; 4] = ["lwt", "availability", "online", "status"];
+/// Last topic segments that carry a device's availability (last wills, online flags).
+const AVAILABILITY_TOPICS: [&str; 5] = ["lwt", "availability", "online", "status", "connected"];
 
-/// An availability message (an MQTT last will, `online`, `true`), recognised by its word or by
-/// its topic: never a measurement, whatever the decoder would make of it.
+/// Whether `topic` is one where devices publish their availability.
+fn availability_topic(topic: &str) -> bool {
+    let last = last_segment(topic);
+    AVAILABILITY_TOPICS.iter().any(|t| last.eq_ignore_ascii_case(t))
+}
+
+/// An availability message (an MQTT last will, `online`, zigbee2mqtt's `{"state":"online"}`)
+/// on an availability topic: never a measurement, whatever the decoder would make of it.
+/// (Tasmota's `stat/<topic>/STATUS` replies are JSON objects with readings, and pass.)
 fn availability(topic: &str, payload: &[u8]) -> Option<Reject> {
+    if !availability_topic(topic) {
+        return None;
+    }
     let text = std::str::from_utf8(payload).ok()?.trim();
-    let last = topic.rsplit('/').next().unwrap_or(topic).to_ascii_lowercase();
-    let word = AVAILABILITY_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w));
-    let by_topic = AVAILABILITY_TOPICS.contains(&last.as_str()) && !text.starts_with('{');
-    let z2m_json = last == "availability";
-    (word || by_topic || z2m_json).then(|| {
+    let z2m_json = last_segment(topic).eq_ignore_ascii_case("availability");
+    (z2m_json || !text.starts_with('{')).then(|| {
         let shown: String = text.chars().take(20).collect();
         Reject::new(
             Reason::Availability,
@@ -190,9 +200,12 @@ fn availability(topic: &str, payload: &[u8]) -> Option<Reject> {
     })
 }
 
-/// Whether an availability message says the device went away (`offline`, `false`,
+/// Whether a message on an availability topic says the device went away (`offline`, `false`,
 /// `disconnected`, or zigbee2mqtt's `{"state":"offline"}`).
-pub fn says_offline(payload: &[u8]) -> bool {
+pub fn says_offline(topic: &str, payload: &[u8]) -> bool {
+    if !availability_topic(topic) {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(payload) else { return false };
     let text = text.trim();
     let word = |t: &str| ["offline", "false", "disconnected"].iter().any(|w| t.eq_ignore_ascii_case(w));
@@ -218,6 +231,18 @@ pub(crate) fn period_reject(name: &str) -> Reject {
         Reason::PeriodAggregate,
         format!("{name} is a figure for a period that resets (a day, month or year), not the meter's counter"),
     )
+}
+
+/// Runs `step` on a copy of `state` and keeps the copy only if it succeeds: a refused message
+/// leaves a decoder that remembers earlier messages as it was.
+pub(crate) fn transaction<T: Clone, R>(
+    state: &mut T,
+    step: impl FnOnce(&mut T) -> Result<R, Reject>,
+) -> Result<R, Reject> {
+    let mut next = state.clone();
+    let result = step(&mut next)?;
+    *state = next;
+    Ok(result)
 }
 
 /// A quantity made of parts that arrive in separate messages (tariff registers, phases,
@@ -480,6 +505,11 @@ fn type_name(v: &Value) -> &'static str {
 /// `round(d × scale)` as an integer, refusals named after `what`.
 pub(crate) fn scaled(d: Decimal, scale: Decimal, what: &str) -> Result<i64, Reject> {
     d.scaled(scale).map_err(|e| number_reject(e, what, "its scaled value"))
+}
+
+/// `a − b` (an import power less an export power), refusing overflow.
+pub(crate) fn sub(a: i64, b: i64, what: &str) -> Result<i64, Reject> {
+    a.checked_sub(b).ok_or_else(|| Reject::new(Reason::OutOfRange, format!("{what} overflows")))
 }
 
 /// Sums two integer quantities (tariff 1 + tariff 2), refusing overflow.

@@ -20,9 +20,20 @@ impl Decoder for OpendtuDecoder {
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        super::transaction(self, |d| d.apply(topic, payload))
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl OpendtuDecoder {
+    /// Decodes one message into `self` (a copy, kept only if the message is read).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let (source, quantity) = topic.rsplit_once('/').unwrap_or(("", topic));
         let channel = last_segment(source);
-        if source.contains("/status") || last_segment(source) == "status" {
+        if source.split('/').any(|segment| segment == "status") {
             return Err(Reject::new(Reason::Availability, format!("{topic} is an inverter status, not a measurement")));
         }
         if period_aggregate(quantity) {

@@ -65,6 +65,11 @@ struct Quantities {
 pub struct ShellyGen2Decoder {
     /// Configured channels; `None` until the first message picks the default.
     channels: Option<Vec<u32>>,
+    /// Whether the channels were configured rather than guessed from the device.
+    configured: bool,
+    /// A channel outside the guessed ones was seen on a device whose channels peerwatt cannot
+    /// tell: every message is refused until the user says which channels make the meter.
+    ambiguous: Option<u32>,
     /// The last known status of each Gen2 component (always a JSON object), by `name:N`.
     status: BTreeMap<String, Value>,
     sums: Quantities,
@@ -79,6 +84,7 @@ impl ShellyGen2Decoder {
                 return Err("shelly.channels lists no channel".into());
             }
             d.set_channels(c.channels);
+            d.configured = true;
         }
         Ok(d)
     }
@@ -90,9 +96,9 @@ impl ShellyGen2Decoder {
     }
 
     /// The position of `channel` among the configured ones, choosing the default on first use.
-    fn slot(&mut self, channel: u32, gen1_3em: bool) -> Result<usize, Reject> {
+    fn slot(&mut self, channel: u32, topic: &str) -> Result<usize, Reject> {
         if self.channels.is_none() {
-            self.set_channels(if gen1_3em { vec![0, 1, 2] } else { vec![0] });
+            self.set_channels(known_channels(topic).unwrap_or_else(|| vec![0]));
         }
         let channels = self.channels.as_deref().unwrap_or_default();
         channels.iter().position(|c| *c == channel).ok_or_else(|| {
@@ -105,14 +111,28 @@ impl ShellyGen2Decoder {
         })
     }
 
+    /// Refuses everything once channels were seen that a guess cannot place.
+    fn check_ambiguous(&self) -> Result<(), Reject> {
+        match self.ambiguous {
+            None => Ok(()),
+            Some(channel) => Err(Reject::new(
+                Reason::PartialQuantity,
+                format!(
+                    "this Shelly also publishes channel {channel}: say which channels make the meter, e.g. [meter.<role>.shelly] channels = [0] (one clamp) or [0, 1, 2] (three phases)"
+                ),
+            )),
+        }
+    }
+
     /// Records what a Gen2 component's status says, and returns what is now known.
-    fn component(&mut self, key: &str, status: &Value, delta: bool) -> Result<Sample, Reject> {
+    /// `device` is what names the device (its topic, and a notification's `src`).
+    fn component(&mut self, key: &str, status: &Value, delta: bool, device: &str) -> Result<Sample, Reject> {
         let (name, channel) = split_key(key)
             .ok_or_else(|| Reject::new(Reason::WrongTopic, format!("{key} is not a Shelly component")))?;
         let fields = component(name).ok_or_else(|| {
             Reject::new(Reason::WrongTopic, format!("Shelly component {name} measures no power or energy"))
         })?;
-        let slot = self.slot(channel, false)?;
+        let slot = self.slot(channel, device)?;
         let merged = self.status.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
         if delta {
             merge(merged, status);
@@ -147,7 +167,8 @@ impl ShellyGen2Decoder {
         Ok(sample)
     }
 
-    fn notification(&mut self, v: &Value) -> Result<Sample, Reject> {
+    fn notification(&mut self, topic: &str, v: &Value) -> Result<Sample, Reject> {
+        let device = format!("{topic} {}", v.get("src").and_then(Value::as_str).unwrap_or_default());
         let method = v.get("method").and_then(Value::as_str).unwrap_or("");
         if method != "NotifyStatus" && method != "NotifyFullStatus" {
             return Err(Reject::new(Reason::MissingField, format!("RPC event {method:?} carries no status")));
@@ -162,7 +183,7 @@ impl ShellyGen2Decoder {
             if component(name).is_none() || !status.is_object() {
                 continue;
             }
-            match self.component(key, status, true) {
+            match self.component(key, status, true, &device) {
                 Ok(s) => {
                     read_any = true;
                     sample.power = s.power.or(sample.power);
@@ -185,8 +206,8 @@ impl ShellyGen2Decoder {
     /// Gen1: `shellies/<id>/emeter/<i>/<quantity>`, a plain number.
     fn gen1(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let mut parts = topic.rsplit('/');
-        let (quantity, channel, _, device) = (parts.next(), parts.next(), parts.next(), parts.next());
-        let (Some(quantity), Some(channel), Some(device)) = (quantity, channel, device) else {
+        let (quantity, channel) = (parts.next(), parts.next());
+        let (Some(quantity), Some(channel)) = (quantity, channel) else {
             return Err(Reject::new(Reason::WrongTopic, format!("{topic} is not a Shelly emeter topic")));
         };
         let channel: u32 = channel
@@ -204,7 +225,7 @@ impl ShellyGen2Decoder {
             }
         };
         let value = plain_value(payload, if parts == Kind::Power { Unit::W } else { Unit::Wh }, what)?;
-        let slot = self.slot(channel, device.starts_with("shellyem3"))?;
+        let slot = self.slot(channel, topic)?;
         let mut sample = Sample::default();
         match parts {
             Kind::Power => {
@@ -232,6 +253,28 @@ enum Kind {
     Export,
 }
 
+/// The channels of a device recognised by its id in the topic: a Gen1 3EM's three phases,
+/// or channel 0 of the two-clamp meters (Shelly EM, Pro EM, EM Gen3), whose second clamp
+/// measures another circuit.
+fn known_channels(topic: &str) -> Option<Vec<u32>> {
+    let t = topic.to_ascii_lowercase();
+    if t.contains("shellyem3-") {
+        Some(vec![0, 1, 2])
+    } else if ["shellyem-", "shellyproem50", "shellyemg3"].iter().any(|d| t.contains(d)) {
+        Some(vec![0])
+    } else {
+        None
+    }
+}
+
+/// The channel a topic (or the first component of a notification) is about.
+fn channel_of(topic: &str) -> Option<u32> {
+    if let Some((_, rest)) = topic.split_once("/emeter/") {
+        return rest.split('/').next()?.parse().ok();
+    }
+    split_key(topic.rsplit_once("/status/")?.1).map(|(_, c)| c)
+}
+
 /// `em1:2` → (`em1`, 2).
 fn split_key(key: &str) -> Option<(&str, u32)> {
     let (name, channel) = key.split_once(':')?;
@@ -253,16 +296,36 @@ impl Decoder for ShellyGen2Decoder {
     }
 
     fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        self.check_ambiguous()?;
+        let result = super::transaction(self, |d| d.apply(topic, payload));
+        if let Err(refused) = &result {
+            // Learnt from the refusal itself: a device that cannot be placed publishes a channel
+            // beyond channel 0, so channel 0 alone may be one phase of three.
+            if refused.reason == Reason::PartialQuantity && !self.configured && known_channels(topic).is_none() {
+                self.ambiguous = channel_of(topic);
+            }
+        }
+        result
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl ShellyGen2Decoder {
+    /// Decodes one message into `self` (a copy, kept only if the message is read).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         if topic.contains("/emeter/") {
             return self.gen1(topic, payload);
         }
         let v = parse_json(payload)?;
         expect_object(&v)?;
         if topic.ends_with("/rpc") {
-            return self.notification(&v);
+            return self.notification(topic, &v);
         }
         if let Some((_, key)) = topic.rsplit_once("/status/") {
-            return self.component(key, &v, false);
+            return self.component(key, &v, false, topic);
         }
         Err(Reject::new(Reason::WrongTopic, format!("{topic} is not a Shelly status, events/rpc or emeter topic")))
     }

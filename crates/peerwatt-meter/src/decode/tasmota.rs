@@ -93,7 +93,7 @@ impl TasmotaDecoder {
         let mut power = watts(&k.power)?;
         if let Some(out_key) = &k.power_export {
             power = match (power, watts(out_key)?) {
-                (Some(p), Some(out)) => Some(super::add(p, -out, &k.power)?),
+                (Some(p), Some(out)) => Some(super::sub(p, out, &k.power)?),
                 _ => None, // half a power is no power
             };
         }
