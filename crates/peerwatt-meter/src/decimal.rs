@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_number_and_huge_is_out_of_range() {
-        for bad in ["nan", "NaN", "inf", "-inf", "Infinity", "+INF"] {
+        for bad in ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "+INF", "None", "unknown", "unavailable"] {
             assert_eq!(Decimal::parse(bad), Err(NumberError::NotFinite), "{bad:?}");
         }
         for bad in ["", "abc", "1.2.3", "--1", "1e", "e5", ".", "0x10", "1,5", "12 34"] {
