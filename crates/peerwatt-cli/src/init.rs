@@ -42,8 +42,9 @@ ledger_dir = "ledger"
 filter = "info"
 
 # Your meter, read over MQTT from the broker your meter reader already publishes to.
-# Check it with `peerwatt meter watch --config node.toml`; docs/meters.md has the exact
-# lines for Tasmota, Shelly, DSMR-reader, ESPHome, OpenDTU, zigbee2mqtt and any JSON.
+# `peerwatt meter scan --host <broker>` finds it and prints the lines; check them with
+# `peerwatt meter watch --config node.toml`. docs/meters.md has the lines for Tasmota, Shelly,
+# DSMR-reader, ESPHome, OpenDTU, zigbee2mqtt and any JSON.
 #
 # [meter]
 # host = "127.0.0.1"
@@ -60,6 +61,12 @@ filter = "info"
 # [community]
 # file = "community.toml"
 # certificate = "membership.cert"
+
+# The local HTTP interface (REST API and Prometheus metrics, docs/interfaces.md); off without
+# this section. Requests from other machines need a token: `peerwatt token new`.
+#
+# [api]
+# listen = "127.0.0.1:8470"
 "#
     )
 }

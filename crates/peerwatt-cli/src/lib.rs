@@ -18,6 +18,7 @@ pub mod meter_cmd;
 pub mod proof_file;
 pub mod run_cmd;
 pub mod statement_cmd;
+pub mod token_cmd;
 
 pub use failure::Failure;
 
@@ -58,6 +59,9 @@ pub enum Command {
     Statement(statement_cmd::StatementArgs),
     /// Audit many ledgers against each other: trades, settlements, heads, zone limits.
     Audit(audit_cmd::AuditArgs),
+    /// Bearer tokens for the node's HTTP interface (`[api]`).
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Status(args) => run_cmd::status(&args),
         Command::Statement(args) => statement_cmd::run(&args),
         Command::Audit(args) => audit_cmd::run(&args),
+        Command::Token(cmd) => token_cmd::run(cmd),
     }
 }
 

@@ -253,3 +253,28 @@ fn the_binary_links_no_test_harness_and_the_demo_is_a_feature() {
         assert!(!daemon.contains(demo_only), "the daemon links {demo_only}:\n{daemon}");
     }
 }
+
+#[test]
+fn token_new_prints_a_secret_once_and_keeps_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let out = peerwatt(&["token", "new", "--data-dir", d, "--name", "home-assistant"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret = stdout(&out).trim().to_owned();
+    assert!(secret.starts_with("pwt_") && secret.len() == 68, "{secret}");
+    assert!(stderr(&out).contains("no [api] section"), "says the interface is off: {}", stderr(&out));
+    let file = fs::read_to_string(dir.path().join("api-tokens.json")).unwrap();
+    assert!(!file.contains(&secret[4..]) && file.contains("home-assistant"), "{file}");
+    assert_eq!(fs::metadata(dir.path().join("api-tokens.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    let again = peerwatt(&["token", "new", "--data-dir", d, "--name", "home-assistant", "--scope", "control"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("a token named \"home-assistant\" exists"), "{}", stderr(&again));
+    let control = peerwatt(&["token", "new", "--data-dir", d, "--name", "me", "--scope", "control"]);
+    assert!(control.status.success());
+    let list = stdout(&peerwatt(&["token", "list", "--data-dir", d]));
+    assert!(list.contains("home-assistant\tread") && list.contains("me\tcontrol"), "{list}");
+    assert!(peerwatt(&["token", "remove", "--data-dir", d, "--name", "me"]).status.success());
+    assert!(!stdout(&peerwatt(&["token", "list", "--data-dir", d])).contains("me\t"));
+    assert_eq!(peerwatt(&["token", "remove", "--data-dir", d, "--name", "me"]).status.code(), Some(2));
+}

@@ -362,6 +362,12 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 self.commands.insert(command.0, reply);
                 self.input(Input::Place { command, interval, side, energy, price });
             }
+            crate::NodeCommand::SetLimits { min_sell_price, max_buy_price, reply } => {
+                let limits = peerwatt_market::UserLimits { min_sell_price, max_buy_price, ..self.trader.limits() };
+                self.trader.set_limits(limits);
+                tracing::info!(?min_sell_price, ?max_buy_price, "limits set");
+                let _ = reply.send(limits);
+            }
         }
     }
 

@@ -69,6 +69,8 @@ pub struct NodeConfig {
     /// `[network]`: where to listen and whom to ask first.
     #[serde(default)]
     pub network: NetworkSection,
+    /// `[api]`: the local HTTP interface (REST API, Prometheus metrics); off without it.
+    pub api: Option<ApiSection>,
     /// The directory of the file; relative paths are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -230,6 +232,63 @@ impl NetworkSection {
     }
 }
 
+/// The homeowner's price limits, micro-currency per kWh (`limits.json`, the API's body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceLimits {
+    /// Never sell below this price (`null`: no limit of the homeowner's own).
+    pub min_sell_price: Option<u64>,
+    /// Never buy above this price.
+    pub max_buy_price: Option<u64>,
+}
+
+impl PriceLimits {
+    /// The prices of `limits`.
+    pub fn of(limits: &UserLimits) -> PriceLimits {
+        PriceLimits {
+            min_sell_price: limits.min_sell_price.map(|p| p.0),
+            max_buy_price: limits.max_buy_price.map(|p| p.0),
+        }
+    }
+
+    /// Writes them to `path` atomically.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// `[api]`: the node's local HTTP interface. Requests from loopback need no token (unless
+/// `trust_loopback = false`, as behind a reverse proxy on the same host); any other needs a
+/// bearer token from `peerwatt token new`, whose scope (read or control) decides what it may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address and port to listen on (default 127.0.0.1:8470; `0.0.0.0:8470` for the LAN).
+    pub listen: String,
+    /// Serve loopback requests without a token.
+    pub trust_loopback: bool,
+    /// The hashed tokens, relative to node.toml's directory.
+    pub tokens_file: PathBuf,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: "127.0.0.1:8470".into(),
+            trust_loopback: true,
+            tokens_file: "api-tokens.json".into(),
+            max_body_bytes: 16 * 1024,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
 fn default_key_file() -> PathBuf {
     "node.key".into()
 }
@@ -252,6 +311,12 @@ impl NodeConfigBuilder {
     /// A tracing filter for the node's log.
     pub fn log_filter(mut self, filter: &str) -> NodeConfigBuilder {
         self.config.log.filter = Some(filter.to_owned());
+        self
+    }
+
+    /// The HTTP interface.
+    pub fn api(mut self, api: ApiSection) -> NodeConfigBuilder {
+        self.config.api = Some(api);
         self
     }
 
@@ -307,6 +372,7 @@ impl NodeConfig {
                 community: None,
                 market: MarketSection::default(),
                 network: NetworkSection::default(),
+                api: None,
                 dir: PathBuf::new(),
             },
         }
@@ -346,6 +412,29 @@ impl NodeConfig {
     /// Where the running node writes its status (read by `peerwatt status`).
     pub fn status_file(&self) -> PathBuf {
         self.dir.join("status.json")
+    }
+
+    /// The price limits set through the API (`PUT /api/v1/limits`), which override `[market]`'s
+    /// `min_sell_price` and `max_buy_price` from the next start on.
+    pub fn limits_file(&self) -> PathBuf {
+        self.dir.join("limits.json")
+    }
+
+    /// `[market]`'s limits, with the prices of `limits.json` over them if the API set any (a
+    /// damaged file is reported and ignored: node.toml's limits hold).
+    pub fn effective_limits(&self) -> UserLimits {
+        let mut limits = self.market.limits();
+        match std::fs::read_to_string(self.limits_file()) {
+            Err(_) => {}
+            Ok(text) => match serde_json::from_str::<PriceLimits>(&text) {
+                Ok(set) => {
+                    limits.min_sell_price = set.min_sell_price.map(Price);
+                    limits.max_buy_price = set.max_buy_price.map(Price);
+                }
+                Err(e) => tracing::warn!(error = %e, "limits.json is damaged; the limits of node.toml hold"),
+            },
+        }
+        limits
     }
 
     /// The node's own state database (pending trade requests).

@@ -10,6 +10,7 @@
 //! screening worker (`screen`) on its way, which checks signatures and reports the verdict.
 
 mod actor;
+pub mod api;
 mod committer;
 pub mod community_file;
 pub mod config;
@@ -70,6 +71,15 @@ pub enum StartError {
     /// The meter settings.
     #[error("meter: {0}")]
     Meter(#[from] peerwatt_meter::ConfigError),
+    /// The HTTP interface cannot listen where `[api] listen` says.
+    #[error("cannot start the HTTP interface on {listen}: {source}")]
+    Api {
+        /// The address.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A node that is running.
@@ -81,9 +91,16 @@ pub struct RunningNode {
     peer_id: String,
     commands: mpsc::Sender<NodeCommand>,
     events: broadcast::Sender<NodeEvent>,
+    /// The HTTP interface's task and where it listens.
+    api: Option<(JoinHandle<()>, std::net::SocketAddr)>,
 }
 
 impl RunningNode {
+    /// Where the HTTP interface listens (`[api]`), if it is on.
+    pub fn api_address(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// The node's public id (its PeerId).
     pub fn peer_id(&self) -> &str {
         &self.peer_id
@@ -115,6 +132,9 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some((api, _)) = self.api {
+            let _ = api.await;
+        }
         if let Some(meter) = self.meter {
             meter.shutdown().await;
         }
@@ -222,7 +242,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let rate = clock.rate().max(1);
     let trader_cfg = TraderConfig {
         enabled: cfg.market.enabled,
-        limits: cfg.market.limits(),
+        limits: cfg.effective_limits(),
         reprice_ms: cfg.market.reprice_ms,
         // The timeout is real time; the core compares it with times of the node's clock.
         request_timeout_ms: cfg.market.request_timeout_ms.saturating_mul(u64::from(rate)),
@@ -245,12 +265,22 @@ pub async fn start_with_store<S: Store + 'static>(
     };
     let inbound = screen::spawn(screen, net_events, event_queue);
 
+    // The HTTP interface listens before the node trades: a busy port is a start error.
+    let api_listener = match &cfg.api {
+        Some(section) => {
+            let bound = api::bind(section).await;
+            Some(bound.map_err(|source| StartError::Api { listen: section.listen.clone(), source })?)
+        }
+        None => None,
+    };
+
     let (command_tx, command_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(4096);
     let mut reporter = status::Reporter::new(cfg.status_file());
     if meter.is_some() {
         reporter.meter("connecting".into());
     }
+    let published = reporter.subscribe();
     let mut node = actor::Node::new(actor::Parts {
         trader,
         committer: committer::Committer::new(ledger, state),
@@ -270,8 +300,25 @@ pub async fn start_with_store<S: Store + 'static>(
     }
     let meter_events = meter.as_ref().map(|_| meter_rx);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let api = match (api_listener, &cfg.api) {
+        (Some(listener), Some(section)) => {
+            let addr =
+                listener.local_addr().map_err(|source| StartError::Api { listen: section.listen.clone(), source })?;
+            let context = api::Api {
+                status: published,
+                commands: command_tx.clone(),
+                limits_file: cfg.limits_file(),
+                tokens: cfg.resolve(&section.tokens_file),
+                trust_loopback: section.trust_loopback,
+                timeout: Duration::from_millis(section.timeout_ms.max(1)),
+            };
+            tracing::info!(%addr, "HTTP interface listening");
+            Some((api::spawn(listener, context, section.max_body_bytes, shutdown_rx.clone()), addr))
+        }
+        _ => None,
+    };
     let task = tokio::spawn(node.run(inbound, meter_events, command_rx, shutdown_rx));
-    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events })
+    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events, api })
 }
 
 /// Rebuilds the core's state from the ledger (own orders, agreed trades) and the state

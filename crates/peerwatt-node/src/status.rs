@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use peerwatt_core::{Community, IntervalLength, Side, Timestamp};
 use peerwatt_ledger::{Ledger, Store};
@@ -10,6 +11,7 @@ use peerwatt_market::{Recorded, Trader};
 
 use crate::metrics::NodeMetrics;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 pub use peerwatt_market::trader::metrics::ORDER_AGE_BUCKETS_MS;
 use peerwatt_market::trader::metrics::{order_age_bucket, order_age_name};
@@ -134,6 +136,9 @@ pub struct Status {
     /// Trade requests sent whose answers have not arrived (asked about again until they do).
     #[serde(default)]
     pub requests_pending: u64,
+    /// The homeowner's price limits in force (absent in the status of an older node).
+    #[serde(default)]
+    pub limits: crate::config::PriceLimits,
     /// Every counter.
     pub counters: Counters,
 }
@@ -164,6 +169,8 @@ pub(crate) struct Reporter {
     meter: String,
     /// This node's trades since midnight (as shown: public ids encoded once).
     trades: Vec<(Timestamp, TradeStatus)>,
+    /// Where each status written is also published (the HTTP interface reads it there).
+    published: watch::Sender<Option<Arc<Status>>>,
 }
 
 /// The parts of a running node a status is made of.
@@ -183,7 +190,19 @@ pub(crate) struct NodeView<'a, S: Store> {
 impl Reporter {
     /// A reporter writing to `path`; the meter is "not configured" until said otherwise.
     pub fn new(path: PathBuf) -> Reporter {
-        Reporter { path, last: None, listen: Vec::new(), meter: "not configured".into(), trades: Vec::new() }
+        Reporter {
+            path,
+            last: None,
+            listen: Vec::new(),
+            meter: "not configured".into(),
+            trades: Vec::new(),
+            published: watch::channel(None).0,
+        }
+    }
+
+    /// The latest status, as each write publishes it (`None` before the first).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Status>>> {
+        self.published.subscribe()
     }
 
     /// The node listens at `addr`.
@@ -239,11 +258,13 @@ impl Reporter {
             trades_today: self.trades.iter().map(|(_, t)| t.clone()).collect(),
             ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
             requests_pending: node.trader.pending_requests() as u64,
+            limits: crate::config::PriceLimits::of(&node.trader.limits()),
             counters: counters_of(node.metrics, node.trader),
         };
         if let Err(e) = status.write(&self.path) {
             tracing::warn!(error = %e, path = %self.path.display(), "cannot write the status file");
         }
+        self.published.send_replace(Some(Arc::new(status)));
     }
 }
 

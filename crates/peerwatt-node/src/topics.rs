@@ -68,6 +68,16 @@ pub enum NodeCommand {
         /// The order's id, or why it was not placed.
         reply: oneshot::Sender<Result<Hash, String>>,
     },
+    /// Set the homeowner's price limits (the other limits stay); answered with the limits in
+    /// force.
+    SetLimits {
+        /// Never sell below this price (`None`: no limit of the homeowner's own).
+        min_sell_price: Option<Price>,
+        /// Never buy above this price.
+        max_buy_price: Option<Price>,
+        /// The limits now in force.
+        reply: oneshot::Sender<peerwatt_market::UserLimits>,
+    },
 }
 
 /// What a running node tells its subscribers.

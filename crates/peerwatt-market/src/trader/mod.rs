@@ -510,6 +510,16 @@ impl Trader {
         Some((order, self.maker.available(&order.digest())))
     }
 
+    /// The homeowner's limits in force.
+    pub fn limits(&self) -> UserLimits {
+        self.cfg.limits
+    }
+
+    /// Sets the homeowner's limits; the next tick prices and sizes orders by them.
+    pub fn set_limits(&mut self, limits: UserLimits) {
+        self.cfg.limits = limits;
+    }
+
     /// How many of this node's requests await a final answer.
     pub fn pending_requests(&self) -> usize {
         self.taker.pending_count()

@@ -1,0 +1,263 @@
+//! The node's HTTP interface (`[api]` in node.toml, off without it): a versioned REST API
+//! under `/api/v1` and Prometheus metrics on `/metrics`, served by axum on the node's runtime.
+//!
+//! Requests from loopback need no token (unless `trust_loopback = false`); any other needs a
+//! bearer token (`tokens`), whose scope decides what it may do: 401 without a valid token, 403
+//! with one of too small a scope. Every error is a JSON object (`{"error": …, "status": …}`),
+//! bodies are limited, and a request that takes longer than `timeout_ms` is answered 503.
+
+pub mod exposition;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::NodeCommand;
+use crate::config::{ApiSection, PriceLimits};
+use crate::status::Status;
+use tokens::Scope;
+
+/// The version the API reports and `/metrics` names in `peerwatt_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the handlers read.
+#[derive(Debug)]
+pub(crate) struct Api {
+    /// The node's latest status.
+    pub status: watch::Receiver<Option<Arc<Status>>>,
+    /// The node's commands (limits).
+    pub commands: mpsc::Sender<NodeCommand>,
+    /// Where limits set through the API are kept for the next start.
+    pub limits_file: PathBuf,
+    /// The tokens file (read on each request that needs a token, so a new token works at once).
+    pub tokens: PathBuf,
+    /// Serve loopback requests without a token.
+    pub trust_loopback: bool,
+    /// Longest a request may take.
+    pub timeout: Duration,
+}
+
+/// An error answer: a status code and a JSON body saying why.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.message, "status": self.status.as_u16()});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Binds the API's listener (before the node starts, so a busy port is a start error).
+pub(crate) async fn bind(section: &ApiSection) -> std::io::Result<TcpListener> {
+    TcpListener::bind(&section.listen).await
+}
+
+/// Serves the API until `shutdown` turns true.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    api: Api,
+    max_body_bytes: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let app = router(Arc::new(api), max_body_bytes);
+    tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "the HTTP interface stopped");
+        }
+    })
+}
+
+fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
+    let read = Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/state", get(state))
+        .route("/api/v1/ledger/head", get(ledger_head))
+        .route("/api/v1/limits", get(limits))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Read), authorise));
+    let control = Router::new()
+        .route("/api/v1/limits", put(set_limits))
+        .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Control), authorise));
+    Router::new()
+        .merge(read)
+        .merge(control)
+        .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(api.clone(), time_limit))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(api)
+}
+
+/// The scope a request has: every scope from a trusted loopback address, else its token's.
+fn scope_of(api: &Api, peer: SocketAddr, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    if api.trust_loopback && peer.ip().is_loopback() {
+        return Ok(Scope::Control);
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required (peerwatt token new)"))?;
+    let known = tokens::load(&api.tokens).map_err(|e| {
+        tracing::error!(error = %e, "cannot read the API tokens");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the node cannot read its tokens file")
+    })?;
+    tokens::scope_of(&known, presented.trim())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is not one of this node's"))
+}
+
+/// Lets a request through if its scope covers `needed`.
+async fn authorise(
+    State((api, needed)): State<(Arc<Api>, Scope)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match scope_of(&api, peer, request.headers()) {
+        Err(e) => e.into_response(),
+        Ok(scope) if scope < needed => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token's scope is {}; this needs {}", scope.name(), needed.name()),
+        )
+        .into_response(),
+        Ok(_) => next.run(request).await,
+    }
+}
+
+/// Answers 503 when a request takes longer than the configured time.
+async fn time_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(api.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request took longer than {} ms", api.timeout.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// Turns the framework's plain-text errors (405, 413, 400 of extractors) into JSON ones.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    ApiError::new(status, message).into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {} {}", request.method(), request.uri().path()))
+}
+
+/// The latest status, or 503 while the node has not written one yet.
+fn latest(api: &Api) -> Result<Arc<Status>, ApiError> {
+    api.status.borrow().clone().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is starting"))
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let status = latest(&api)?;
+    let body = json!({"status": if status.running { "ok" } else { "stopping" }, "running": status.running,
+                      "updated_at": status.updated_at, "version": VERSION});
+    let code = if status.running { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((code, axum::Json(body)).into_response())
+}
+
+async fn state(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let status = latest(&api)?;
+    let body = serde_json::to_vec(&*status)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the state: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn ledger_head(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let status = latest(&api)?;
+    Ok(axum::Json(json!({"entries": status.ledger.entries, "root": status.ledger.root})).into_response())
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let status = latest(&api)?;
+    let text = exposition::render(&status, VERSION);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+async fn limits(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let status = latest(&api)?;
+    Ok(axum::Json(status.limits).into_response())
+}
+
+/// Highest price a limit may name, micro-currency per kWh (1,000 per kWh): beyond any tariff.
+const MAX_PRICE: u64 = 1_000_000_000;
+
+/// Sets the price limits: checked first, so a refused body changes nothing; applied by the
+/// node, then kept in `limits.json` for the next start.
+async fn set_limits(
+    State(api): State<Arc<Api>>,
+    body: Result<axum::Json<PriceLimits>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let axum::Json(wanted) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    for (name, price) in [("min_sell_price", wanted.min_sell_price), ("max_buy_price", wanted.max_buy_price)] {
+        if price.is_some_and(|p| p > MAX_PRICE) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{name} is above {MAX_PRICE} (micro-currency per kWh)"),
+            ));
+        }
+    }
+    let (reply, answer) = oneshot::channel();
+    let command = NodeCommand::SetLimits {
+        min_sell_price: wanted.min_sell_price.map(peerwatt_core::Price),
+        max_buy_price: wanted.max_buy_price.map(peerwatt_core::Price),
+        reply,
+    };
+    let stopped = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    api.commands.send(command).await.map_err(|_| stopped())?;
+    let in_force = PriceLimits::of(&answer.await.map_err(|_| stopped())?);
+    if let Err(e) = in_force.save(&api.limits_file) {
+        tracing::error!(error = %e, "cannot keep the limits for the next start");
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the limits are in force, but could not be kept for the next start: {e}"),
+        ));
+    }
+    Ok(axum::Json(in_force).into_response())
+}

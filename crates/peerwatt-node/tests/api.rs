@@ -1,0 +1,253 @@
+//! The node's HTTP interface, on a real node: every endpoint, JSON errors, and the token rules
+//! (a request off a trusted loopback without a valid token: 401; a read token: read only).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwatt_core::{Clock, SystemClock};
+use peerwatt_node::api::tokens::{self, Scope};
+use peerwatt_node::config::ApiSection;
+use peerwatt_node::{NodeConfig, RunningNode};
+use peerwatt_testkit::community_of;
+
+/// An HTTP answer: status code, headers (lower-case names) and body.
+struct Answer {
+    code: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`), as a client sends it.
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Answer { code, headers: head.to_ascii_lowercase(), body: body.to_owned() }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    http(addr, "GET", path, &[], b"")
+}
+
+/// Starts `cfg` with the HTTP interface on a free loopback port.
+async fn start(mut cfg: NodeConfig, api: ApiSection) -> (RunningNode, SocketAddr) {
+    cfg.api = Some(ApiSection { listen: "127.0.0.1:0".into(), ..api });
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let node = peerwatt_node::start(&cfg, clock).await.unwrap();
+    let addr = node.api_address().expect("the API is on");
+    (node, addr)
+}
+
+/// Waits until the node has published its first status (the API answers 503 before).
+async fn wait_until_up(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = tokio::task::spawn_blocking(move || get(addr, "/api/v1/health")).await.unwrap();
+        if answer.code == 200 {
+            return;
+        }
+        assert_eq!(answer.code, 503, "{}", answer.body);
+        assert!(Instant::now() < deadline, "the node never reported itself up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_and_every_error_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (community, configs) = community_of(dir.path(), 1).unwrap();
+    let (node, addr) = start(configs[0].clone(), ApiSection::default()).await;
+    wait_until_up(addr).await;
+    let peer_id = node.peer_id().to_owned();
+    let (health, state, head, metrics, missing, wrong_method) = tokio::task::spawn_blocking(move || {
+        (
+            get(addr, "/api/v1/health"),
+            get(addr, "/api/v1/state"),
+            get(addr, "/api/v1/ledger/head"),
+            get(addr, "/metrics"),
+            get(addr, "/api/v1/nothing-here"),
+            http(addr, "POST", "/api/v1/state", &[("Content-Type", "application/json")], b"{}"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((health.code, health.json()["status"].as_str()), (200, Some("ok")));
+    let s = state.json();
+    assert_eq!(
+        (s["peer_id"].as_str(), s["community"].as_str()),
+        (Some(peer_id.as_str()), Some(community.name.as_str()))
+    );
+    assert_eq!(s["running"], true);
+    let h = head.json();
+    assert_eq!(h["entries"], s["ledger"]["entries"]);
+    assert_eq!(h["root"].as_str().map(str::len), Some(64));
+    assert_eq!(metrics.code, 200);
+    assert!(metrics.headers.contains("content-type: text/plain; version=0.0.4"), "{}", metrics.headers);
+    assert!(metrics.body.contains(&format!("peerwatt_build_info{{version=\"{}\"}} 1", peerwatt_node::api::VERSION)));
+    assert!(
+        metrics.body.contains("# TYPE peerwatt_peers_connected gauge\npeerwatt_peers_connected 0\n"),
+        "{}",
+        metrics.body
+    );
+    for line in metrics.body.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.starts_with("peerwatt_"), "{line}");
+        assert!(!line.contains("12D3Koo"), "no peer ids in metrics: {line}");
+    }
+    assert_eq!((missing.code, missing.json()["status"].as_u64()), (404, Some(404)));
+    assert!(missing.json()["error"].as_str().unwrap().contains("/api/v1/nothing-here"));
+    assert_eq!(wrong_method.code, 405);
+    assert_eq!(wrong_method.json()["status"], 405, "a JSON body even for the framework's own errors");
+    node.shutdown().await;
+    assert!(TcpStream::connect(addr).is_err(), "the interface stops with the node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_trusted_loopback_a_request_needs_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, configs) = community_of(dir.path(), 1).unwrap();
+    let cfg = configs[0].clone();
+    let tokens_file = cfg.resolve(&ApiSection::default().tokens_file);
+    // Made before and after the node starts: both work, as the file is read when needed.
+    let read = tokens::create(&tokens_file, "home-assistant", Scope::Read, 1).unwrap();
+    let (node, addr) = start(cfg, ApiSection { trust_loopback: false, ..ApiSection::default() }).await;
+    let control = tokens::create(&tokens_file, "me", Scope::Control, 2).unwrap();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (read2, control2) = (read.clone(), control.clone());
+    let (none, wrong, with_read, with_control) = tokio::task::spawn_blocking(move || {
+        (
+            get(addr, "/api/v1/health"),
+            http(addr, "GET", "/api/v1/health", &[("Authorization", "Bearer pwt_0000")], b""),
+            http(addr, "GET", "/metrics", &[("Authorization", &bearer(&read2))], b""),
+            http(addr, "GET", "/api/v1/ledger/head", &[("Authorization", &bearer(&control2))], b""),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((none.code, none.json()["status"].as_u64()), (401, Some(401)));
+    assert!(none.headers.contains("www-authenticate: bearer"), "{}", none.headers);
+    assert_eq!(wrong.code, 401);
+    assert!(wrong.json()["error"].as_str().unwrap().contains("not one of this node's"));
+    // The node may not have published its status yet: up, or 503, never refused.
+    assert!(matches!(with_read.code, 200 | 503), "{} {}", with_read.code, with_read.body);
+    assert!(matches!(with_control.code, 200 | 503), "{} {}", with_control.code, with_control.body);
+    // Changing the limits needs the control scope.
+    let json = [("Content-Type", "application/json")];
+    let body = br#"{"min_sell_price":1000,"max_buy_price":null}"#;
+    let (read_put, control_put) = tokio::task::spawn_blocking(move || {
+        let read_auth = [json[0], ("Authorization", &bearer(&read))];
+        let control_auth = [json[0], ("Authorization", &bearer(&control))];
+        (
+            http(addr, "PUT", "/api/v1/limits", &read_auth, body),
+            http(addr, "PUT", "/api/v1/limits", &control_auth, body),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((read_put.code, read_put.json()["status"].as_u64()), (403, Some(403)));
+    assert!(read_put.json()["error"].as_str().unwrap().contains("scope is read"), "{}", read_put.body);
+    assert_eq!(control_put.code, 200, "{}", control_put.body);
+    assert_eq!(control_put.json()["min_sell_price"], 1000);
+    node.shutdown().await;
+}
+
+/// The limits in the node's latest status, once it shows `want`.
+async fn wait_for_limits(addr: SocketAddr, want: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = tokio::task::spawn_blocking(move || get(addr, "/api/v1/state")).await.unwrap();
+        if state.json()["limits"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the status never showed {want}: {}", state.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_set_checked_and_kept_and_bad_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, configs) = community_of(dir.path(), 1).unwrap();
+    let cfg = configs[0].clone();
+    let (node, addr) = start(cfg.clone(), ApiSection::default()).await;
+    wait_until_up(addr).await;
+    let json = [("Content-Type", "application/json")];
+    let set = tokio::task::spawn_blocking(move || {
+        http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":90000,"max_buy_price":250000}"#)
+    })
+    .await
+    .unwrap();
+    let want = serde_json::json!({"min_sell_price": 90000, "max_buy_price": 250000});
+    assert_eq!((set.code, set.json()), (200, want.clone()), "{}", set.body);
+    wait_for_limits(addr, want.clone()).await;
+    let big = vec![b' '; 20 * 1024];
+    let refused = tokio::task::spawn_blocking(move || {
+        [
+            http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":"#),
+            http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":"cheap"}"#),
+            http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":1,"max_buy":2}"#),
+            http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":-5}"#),
+            http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":99999999999}"#),
+            http(addr, "PUT", "/api/v1/limits", &[], br#"{"min_sell_price":1}"#),
+            http(addr, "PUT", "/api/v1/limits", &json, &big),
+            get(addr, "/api/v1/limits"),
+        ]
+    })
+    .await
+    .unwrap();
+    let codes: Vec<u16> = refused.iter().map(|a| a.code).collect();
+    assert_eq!(
+        codes,
+        [400, 422, 422, 422, 422, 415, 413, 200],
+        "{:?}",
+        refused.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    for answer in &refused[..7] {
+        assert_eq!(answer.json()["status"].as_u64(), Some(u64::from(answer.code)), "{}", answer.body);
+    }
+    assert_eq!(refused[7].json(), want, "nothing changed");
+    node.shutdown().await;
+    // Kept for the next start.
+    let (node, addr) = start(cfg, ApiSection::default()).await;
+    wait_for_limits(addr, want).await;
+    node.shutdown().await;
+}
+
+#[test]
+fn the_interfaces_doc_lists_every_metric_family_the_node_renders() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/interfaces.md")).unwrap();
+    let mut status: peerwatt_node::Status = serde_json::from_value(serde_json::json!({
+        "updated_at": 1, "running": true, "pid": 1, "peer_id": "p", "community": "c", "listen": [], "peers": [],
+        "meter": "connected", "orders": [], "trades_today": [], "ledger": {"entries": 0, "root": ""},
+        "counters": {"gossip_accepted_orders": 3, "gossip_rejected_replay": 1, "trades_recorded": 2}
+    }))
+    .unwrap();
+    status.requests_pending = 0;
+    let text = peerwatt_node::api::exposition::render(&status, "0.1.0");
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()) {
+        let documented = doc.contains(&format!("| `{family}"))
+            || family.ends_with("_total") && doc.contains("| `peerwatt_<counter>_total`");
+        assert!(documented, "{family} is not in docs/interfaces.md");
+    }
+}
