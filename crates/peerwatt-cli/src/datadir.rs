@@ -78,7 +78,16 @@ impl DataDir {
         Ok(())
     }
 
+    /// Whether another process (a running node) holds the ledger open.
+    pub fn ledger_in_use(&self) -> bool {
+        use peerwatt_ledger::LedgerError;
+        use peerwatt_ledger::store::StoreError;
+        // Only an existing ledger: opening a missing one would create it.
+        self.ledger_path().is_dir()
+            && matches!(LedgerReader::open_dir(&self.ledger_path()), Err(LedgerError::Store(StoreError::Locked(_))))
+    }
+
     fn in_use_hint(&self) -> &'static str {
-        "only one process can open a ledger at a time; stop the node using it, or work on an export (`peerwatt ledger export`)"
+        "only one process can open a ledger at a time: `peerwatt ledger export` and `verify` work on a running node through its HTTP interface ([api]); stop the node for the rest"
     }
 }

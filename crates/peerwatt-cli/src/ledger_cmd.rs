@@ -236,7 +236,11 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode, Failure> {
             .invalid(TAMPER_HINT)?;
         print_report("export", &report);
     } else if let Some(dir) = &args.data_dir {
-        let ledger = DataDir::new(dir).open_ledger_reader()?;
+        let dir = DataDir::new(dir);
+        if dir.ledger_in_use() {
+            return verify_running_node(&dir);
+        }
+        let ledger = dir.open_ledger_reader()?;
         let report = ledger.verify().map_err(|e| anyhow!("ledger failed verification: {e}")).invalid(TAMPER_HINT)?;
         print_report("ledger", &report);
     }
@@ -248,7 +252,11 @@ fn export(args: &ExportArgs) -> Result<ExitCode, Failure> {
         return Err(anyhow!("{} already exists", args.out.display()))
             .hint("choose another --out, or add --force to overwrite it");
     }
-    let ledger = DataDir::new(&args.dir.data_dir).open_ledger()?;
+    let dir = DataDir::new(&args.dir.data_dir);
+    if dir.ledger_in_use() {
+        return export_from_running_node(&dir, args);
+    }
+    let ledger = dir.open_ledger()?;
     // Close the export with a head that covers every entry, so a cut-off copy is detectable.
     let covered = ledger.latest_head()?.map(|h| h.body().size);
     if covered != Some(ledger.len()?) {
@@ -268,6 +276,74 @@ fn export(args: &ExportArgs) -> Result<ExitCode, Failure> {
         summary.bytes,
         args.out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A running node holds its ledger: its export comes through the node's HTTP interface (the
+/// same file, up to a head the node signs for it) into `to`. Returns the bytes and the address.
+fn download_export(dir: &DataDir, to: &Path) -> Result<(u64, std::net::SocketAddr), Failure> {
+    let cfg = peerwatt_node::NodeConfig::load(&dir.config_path()).hint("is this a node's data directory?")?;
+    let section = cfg
+        .api
+        .as_ref()
+        .ok_or_else(|| {
+            anyhow!("the ledger is in use by another process (a running node?), and node.toml has no [api] through which a running node gives its ledger")
+        })
+        .hint("add an [api] section to node.toml and restart the node (docs/interfaces.md), or stop the node")?;
+    let addr = peerwatt_node::api::client::local_address(&section.listen)
+        .ok_or_else(|| anyhow!("[api] listen {:?} is not an address and port", section.listen))
+        .hint("e.g. listen = \"127.0.0.1:8470\"")?;
+    // Needed when the node does not trust loopback (behind a reverse proxy).
+    let token = std::env::var("PEERWATT_API_TOKEN").ok();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let downloaded: Result<u64, Failure> = runtime.block_on(async {
+        let mut file = tokio::fs::File::create(to)
+            .await
+            .with_context(|| format!("cannot create {}", to.display()))
+            .hint("check that the output directory exists and is writable")?;
+        let bytes = peerwatt_node::api::client::download(addr, "/api/v1/ledger/export", token.as_deref(), &mut file)
+            .await
+            .hint("is the node running with this node.toml? `peerwatt status` says; PEERWATT_API_TOKEN holds a token when the node does not trust loopback")?;
+        file.sync_all().await?;
+        Ok(bytes)
+    });
+    let bytes = downloaded.inspect_err(|_| {
+        let _ = fs::remove_file(to);
+    })?;
+    Ok((bytes, addr))
+}
+
+/// The export of a running node, verified before it is called done.
+fn export_from_running_node(dir: &DataDir, args: &ExportArgs) -> Result<ExitCode, Failure> {
+    let tmp = temp_path(&args.out);
+    let (bytes, addr) = download_export(dir, &tmp)?;
+    let report = match fs::File::open(&tmp).map(std::io::BufReader::new).map(verify_export) {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(anyhow!("the export from the running node does not verify: {e}")).invalid(TAMPER_HINT);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    fs::rename(&tmp, &args.out)?;
+    println!(
+        "exported {} and {} ({bytes} bytes) from the running node at {addr} to {}",
+        count(report.entries, "entry", "entries"),
+        count(report.heads, "signed tree head", "signed tree heads"),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies a running node's ledger through its export (up to the head it signs for it).
+fn verify_running_node(dir: &DataDir) -> Result<ExitCode, Failure> {
+    let tmp = std::env::temp_dir().join(format!("peerwatt-verify-{}.pwl", std::process::id()));
+    download_export(dir, &tmp)?;
+    let verified = fs::File::open(&tmp).map(std::io::BufReader::new).map(verify_export);
+    let _ = fs::remove_file(&tmp);
+    let report =
+        verified?.map_err(|e| anyhow!("the running node's ledger failed verification: {e}")).invalid(TAMPER_HINT)?;
+    print_report("ledger (of the running node, up to the head it signed for this check)", &report);
     Ok(ExitCode::SUCCESS)
 }
 

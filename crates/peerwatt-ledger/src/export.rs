@@ -53,8 +53,20 @@ pub struct ExportSummary {
 
 /// Writes the first `len()` entries and every head that covers no more than them.
 pub fn write_export<S: Store, W: Write>(ledger: &LedgerReader<S>, out: W) -> Result<ExportSummary, ExportError> {
-    let owner = ledger.owner().ok_or(ExportError::NoOwner)?;
     let size = ledger.len()?;
+    write_export_upto(ledger, out, size)
+}
+
+/// Writes the first `size` entries (at most `len()`) and every head that covers no more than
+/// them: a consistent copy of a ledger that is still being appended to (a running node's, up
+/// to the head it just signed).
+pub fn write_export_upto<S: Store, W: Write>(
+    ledger: &LedgerReader<S>,
+    out: W,
+    size: u64,
+) -> Result<ExportSummary, ExportError> {
+    let owner = ledger.owner().ok_or(ExportError::NoOwner)?;
+    let size = size.min(ledger.len()?);
     let heads: Vec<Signed<TreeHead>> = ledger.heads()?.into_iter().filter(|h| h.body().size <= size).collect();
     let mut out = CountingWriter { inner: BufWriter::new(out), bytes: 0 };
     out.write_all(MAGIC)?;

@@ -17,7 +17,7 @@ pub mod merkle;
 pub mod store;
 pub mod verify;
 
-pub use export::{ExportError, ExportSummary, verify_export, verify_export_visiting, write_export};
+pub use export::{ExportError, ExportSummary, verify_export, verify_export_visiting, write_export, write_export_upto};
 pub use ledger::{Appended, InclusionProof, InclusionProofError, Ledger, LedgerError, LedgerReader};
 pub use store::{MemoryStore, SledStore, Store, StoreError};
 pub use verify::{Checked, LogVerifier, Problem, VerifyError, VerifyReport, Visit};

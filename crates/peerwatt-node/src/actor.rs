@@ -362,6 +362,13 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 self.commands.insert(command.0, reply);
                 self.input(Input::Place { command, interval, side, energy, price });
             }
+            crate::NodeCommand::SignHead { reply } => {
+                let signed = crate::committer::blocking(|| self.committer.ledger().sign_head());
+                if signed.is_ok() {
+                    self.metrics.heads_signed += 1;
+                }
+                let _ = reply.send(signed.map(|h| h.body().size).map_err(|e| e.to_string()));
+            }
             crate::NodeCommand::SetLimits { min_sell_price, max_buy_price, reply } => {
                 let limits = peerwatt_market::UserLimits { min_sell_price, max_buy_price, ..self.trader.limits() };
                 self.trader.set_limits(limits);

@@ -189,6 +189,7 @@ pub async fn start_with_store<S: Store + 'static>(
     community.check_cert(&cert, &key.public(), clock.now())?;
     let ledger = Arc::new(Ledger::open(store, NodeKey::from_seed(&key.secret_seed()), clock.clone())?);
     let state = State::open(&cfg.state_dir())?;
+    let api_ledger: Arc<dyn api::LedgerAccess> = ledger.clone();
 
     // The meter: its interval is the community's.
     let (meter_tx, meter_rx) = mpsc::channel(4096);
@@ -308,6 +309,7 @@ pub async fn start_with_store<S: Store + 'static>(
                 status: published,
                 commands: command_tx.clone(),
                 limits_file: cfg.limits_file(),
+                ledger: api_ledger.clone(),
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,
                 timeout: Duration::from_millis(section.timeout_ms.max(1)),

@@ -68,6 +68,12 @@ pub enum NodeCommand {
         /// The order's id, or why it was not placed.
         reply: oneshot::Sender<Result<Hash, String>>,
     },
+    /// Sign a tree head over every entry now (for an export that a signature covers whole);
+    /// answered with the head's size.
+    SignHead {
+        /// The size, or why no head was signed.
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
     /// Set the homeowner's price limits (the other limits stay); answered with the limits in
     /// force.
     SetLimits {

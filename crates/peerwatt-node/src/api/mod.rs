@@ -6,6 +6,7 @@
 //! with one of too small a scope. Every error is a JSON object (`{"error": …, "status": …}`),
 //! bodies are limited, and a request that takes longer than `timeout_ms` is answered 503.
 
+pub mod client;
 pub mod exposition;
 pub mod tokens;
 
@@ -25,6 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use peerwatt_ledger::{ExportError, ExportSummary, Ledger, Store};
+
 use crate::NodeCommand;
 use crate::config::{ApiSection, PriceLimits};
 use crate::status::Status;
@@ -33,8 +36,19 @@ use tokens::Scope;
 /// The version the API reports and `/metrics` names in `peerwatt_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What the API reads of the node's ledger, whatever its store.
+pub(crate) trait LedgerAccess: Send + Sync {
+    /// Writes the export of the first `size` entries to `out`.
+    fn export(&self, size: u64, out: &mut dyn std::io::Write) -> Result<ExportSummary, ExportError>;
+}
+
+impl<S: Store> LedgerAccess for Ledger<S> {
+    fn export(&self, size: u64, out: &mut dyn std::io::Write) -> Result<ExportSummary, ExportError> {
+        peerwatt_ledger::write_export_upto(self.reader(), out, size)
+    }
+}
+
 /// What the handlers read.
-#[derive(Debug)]
 pub(crate) struct Api {
     /// The node's latest status.
     pub status: watch::Receiver<Option<Arc<Status>>>,
@@ -42,6 +56,8 @@ pub(crate) struct Api {
     pub commands: mpsc::Sender<NodeCommand>,
     /// Where limits set through the API are kept for the next start.
     pub limits_file: PathBuf,
+    /// The node's ledger, for exports while the node runs.
+    pub ledger: Arc<dyn LedgerAccess>,
     /// The tokens file (read on each request that needs a token, so a new token works at once).
     pub tokens: PathBuf,
     /// Serve loopback requests without a token.
@@ -103,6 +119,7 @@ fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/state", get(state))
         .route("/api/v1/ledger/head", get(ledger_head))
+        .route("/api/v1/ledger/export", get(ledger_export))
         .route("/api/v1/limits", get(limits))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Read), authorise));
@@ -260,4 +277,48 @@ async fn set_limits(
         ));
     }
     Ok(axum::Json(in_force).into_response())
+}
+
+/// The export file's bytes, handed from the blocking writer to the response body.
+struct ChannelWriter(mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The same file as `peerwatt ledger export`, streamed while the node runs: the node signs a
+/// head over every entry first, and the export ends there, so a signature covers it whole (a
+/// cut-off download lacks the end marker and fails `ledger verify`).
+async fn ledger_export(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let stopped = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    api.commands.send(NodeCommand::SignHead { reply }).await.map_err(|_| stopped())?;
+    let size = answer
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign a tree head: {e}")))?;
+    let (tx, rx) = mpsc::channel(16);
+    let ledger = api.ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter(tx.clone());
+        if let Err(e) = ledger.export(size, &mut out) {
+            tracing::warn!(error = %e, "ledger export over HTTP stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let name = latest(&api).map(|s| s.peer_id.clone()).unwrap_or_else(|_| "ledger".into());
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.pwl\"")),
+    ];
+    Ok((headers, axum::body::Body::from_stream(chunks)).into_response())
 }
