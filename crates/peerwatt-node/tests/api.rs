@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,42 +13,7 @@ use peerwatt_node::config::ApiSection;
 use peerwatt_node::{NodeConfig, RunningNode};
 use peerwatt_testkit::community_of;
 
-/// An HTTP answer: status code, headers (lower-case names) and body.
-struct Answer {
-    code: u16,
-    headers: String,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection (`Connection: close`), as a client sends it.
-fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Answer { code, headers: head.to_ascii_lowercase(), body: body.to_owned() }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Answer {
-    http(addr, "GET", path, &[], b"")
-}
+use peerwatt_testkit::http::{get, request as http};
 
 /// Starts `cfg` with the HTTP interface on a free loopback port.
 async fn start(mut cfg: NodeConfig, api: ApiSection) -> (RunningNode, SocketAddr) {

@@ -6,7 +6,8 @@
 //!   [`peerwatt_node::start`];
 //! - [`households`]: a neighbourhood of real `peerwatt run` processes with fake meters, and
 //!   the checks over the ledgers they leave;
-//! - [`wait`]: waiting on conditions, never on fixed sleeps.
+//! - [`wait`]: waiting on conditions, never on fixed sleeps;
+//! - [`http`]: a plain HTTP client for the node's interface.
 //!
 //! Free loopback ports are [`peerwatt_net::free_port`] (the demo needs them too); the trades a
 //! ledger holds are [`peerwatt_ledger::LedgerReader::trades`].
@@ -15,6 +16,7 @@
 
 pub mod community;
 pub mod households;
+pub mod http;
 pub mod mosquitto;
 pub mod wait;
 
