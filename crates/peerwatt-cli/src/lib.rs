@@ -93,6 +93,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
+/// Prints `text` to stdout; a reader that went away (`peerwatt status | head`) ends the output
+/// quietly instead of failing the command.
+pub fn print_text(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Logs to stderr: warnings by default, more with `-v`; `RUST_LOG` wins when set.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {

@@ -1,5 +1,6 @@
 //! `peerwatt run` and `peerwatt status`.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -69,11 +70,20 @@ const STALE_MS: u64 = 10_000;
 
 /// Prints what the node reported last.
 pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
+    // Written whole at the end: a reader that stops early (`| head`) ends the output, not the
+    // command.
+    let mut out = String::new();
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(out, $($arg)*);
+        }};
+    }
     let cfg = NodeConfig::load(&args.data_dir.join("node.toml")).hint("is this a node's data directory?")?;
     let status = Status::read(&cfg.status_file())
         .hint("the node has not run yet here: start it with `peerwatt run --config node.toml`")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        say!("{}", serde_json::to_string_pretty(&status)?);
+        crate::print_text(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let now = SystemClock.now().0;
@@ -83,21 +93,21 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     } else {
         format!("NOT running (last status at {})", clock_time(status.updated_at))
     };
-    println!("node {} in \"{}\": {state}", status.peer_id, status.community);
+    say!("node {} in \"{}\": {state}", status.peer_id, status.community);
     for addr in &status.listen {
-        println!("  listening on {addr}");
+        say!("  listening on {addr}");
     }
-    println!("  meter: {}", status.meter);
+    say!("  meter: {}", status.meter);
     if !status.market.is_empty() {
-        println!("  market: {}", status.market);
+        say!("  market: {}", status.market);
     }
-    println!("peers ({}):", status.peers.len());
+    say!("peers ({}):", status.peers.len());
     for p in &status.peers {
-        println!("  {p}");
+        say!("  {p}");
     }
-    println!("open orders ({}):", status.orders.len());
+    say!("open orders ({}):", status.orders.len());
     for o in &status.orders {
-        println!(
+        say!(
             "  {}  {:<4}  {} Wh ({} Wh free) at {} now, limit {}",
             clock_time(o.interval_start),
             o.side,
@@ -109,9 +119,9 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     }
     let sold: u64 = status.trades_today.iter().filter(|t| t.direction == "sold").map(|t| t.energy_wh).sum();
     let bought: u64 = status.trades_today.iter().filter(|t| t.direction == "bought").map(|t| t.energy_wh).sum();
-    println!("trades today ({}): sold {sold} Wh, bought {bought} Wh", status.trades_today.len());
+    say!("trades today ({}): sold {sold} Wh, bought {bought} Wh", status.trades_today.len());
     for t in &status.trades_today {
-        println!(
+        say!(
             "  {}  {:<6} {} Wh at {} with {} (as {})",
             clock_time(t.interval_start),
             t.direction,
@@ -121,12 +131,13 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
             t.role
         );
     }
-    println!("trade requests awaiting an answer: {}", status.requests_pending);
-    println!("ledger: {} entries, root {}", status.ledger.entries, status.ledger.root);
-    println!("counters:");
+    say!("trade requests awaiting an answer: {}", status.requests_pending);
+    say!("ledger: {} entries, root {}", status.ledger.entries, status.ledger.root);
+    say!("counters:");
     for (name, value) in status.counters.iter() {
-        println!("  {name} {value}");
+        say!("  {name} {value}");
     }
+    crate::print_text(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 

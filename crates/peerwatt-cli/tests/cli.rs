@@ -278,3 +278,32 @@ fn token_new_prints_a_secret_once_and_keeps_only_its_hash() {
     assert!(!stdout(&peerwatt(&["token", "list", "--data-dir", d])).contains("me\t"));
     assert_eq!(peerwatt(&["token", "remove", "--data-dir", d, "--name", "me"]).status.code(), Some(2));
 }
+
+#[test]
+fn status_piped_into_a_reader_that_stops_early_neither_panics_nor_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let status: peerwatt_node::Status = serde_json::from_value(serde_json::json!({
+        "updated_at": 1, "running": false, "pid": 1, "peer_id": "p", "community": "c", "listen": [], "peers": [],
+        "meter": "connected", "orders": [], "trades_today": [], "ledger": {"entries": 0, "root": ""},
+        "counters": {"trades_recorded": 2}
+    }))
+    .unwrap();
+    status.write(&dir.path().join("status.json")).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["status", "--data-dir", dir.path().to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line (`| head -0`)
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use peerwatt_core::{Clock, Hash, IntervalId, Price, Side, Signed, SystemClock, Wh};
 use peerwatt_ledger::LedgerReader;
-use peerwatt_node::{NodeConfig, NodeEvent, RunningNode, Status};
+use peerwatt_node::{NodeConfig, RunningNode, Status};
 use peerwatt_testkit::community_of;
 use tokio::task::JoinSet;
 
@@ -21,17 +21,8 @@ async fn maker_and_taker(dir: &std::path::Path) -> (RunningNode, RunningNode, Ve
     let maker = peerwatt_node::start(&configs[0], clock.clone()).await.unwrap();
     let taker = peerwatt_node::start(&configs[1], clock.clone()).await.unwrap();
     let interval = IntervalId(community.interval.interval_at(clock.now()).0 + 3);
-    // The offer is gossiped once the mesh has formed: offer again until the taker trades.
-    let mut events = taker.subscribe();
-    for _ in 0..60 {
-        maker.place_order(interval, Side::Sell, Wh(1_000_000), Price(100_000)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        taker.place_order(interval, Side::Buy, Wh(1), Price(150_000)).await.unwrap();
-        if let Ok(Ok(NodeEvent::TradeRecorded { .. })) =
-            tokio::time::timeout(Duration::from_millis(300), events.recv()).await
-        {
-            return (maker, taker, configs, interval);
-        }
+    if peerwatt_testkit::trade_once(&maker, &taker, interval, Wh(1)).await {
+        return (maker, taker, configs, interval);
     }
     panic!("the nodes never traded");
 }

@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peerwatt_core::{Clock, IntervalId, Price, Side, SystemClock, Wh};
-use peerwatt_node::NodeEvent;
+use peerwatt_core::{Clock, IntervalId, SystemClock, Wh};
 use peerwatt_node::config::ApiSection;
 use peerwatt_testkit::community_of;
 use peerwatt_testkit::http::get;
@@ -44,21 +43,9 @@ async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metric
     let taker = peerwatt_node::start(&configs[1], clock.clone()).await.unwrap();
     let api = maker.api_address().unwrap();
 
-    // One trade: the offer is gossiped once the mesh has formed, so offer until the taker trades.
+    // One trade.
     let interval = IntervalId(community.interval.interval_at(clock.now()).0 + 3);
-    let mut events = taker.subscribe();
-    let mut traded = false;
-    for _ in 0..60 {
-        maker.place_order(interval, Side::Sell, Wh(1_000_000), Price(100_000)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        taker.place_order(interval, Side::Buy, Wh(500), Price(150_000)).await.unwrap();
-        if let Ok(Ok(NodeEvent::TradeRecorded { .. })) =
-            tokio::time::timeout(Duration::from_millis(300), events.recv()).await
-        {
-            traded = true;
-            break;
-        }
-    }
+    let traded = peerwatt_testkit::trade_once(&maker, &taker, interval, Wh(500)).await;
     assert!(traded, "the nodes never traded");
     // The maker's state shows the trade once it has written its status.
     let deadline = Instant::now() + Duration::from_secs(20);

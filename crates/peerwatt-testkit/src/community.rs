@@ -54,3 +54,26 @@ pub fn community_of(dir: &Path, n: usize) -> Result<(Community, Vec<NodeConfig>)
     }
     Ok((community, configs))
 }
+
+/// Has `taker` buy `buy` from a large offer of `maker` in `interval` until a trade is recorded
+/// (the offer is gossiped once the mesh has formed, so it is offered again until then); false
+/// if they never trade within about 40 s.
+pub async fn trade_once(
+    maker: &peerwatt_node::RunningNode,
+    taker: &peerwatt_node::RunningNode,
+    interval: peerwatt_core::IntervalId,
+    buy: peerwatt_core::Wh,
+) -> bool {
+    use peerwatt_core::{Price, Side, Wh};
+    let mut events = taker.subscribe();
+    for _ in 0..60 {
+        maker.place_order(interval, Side::Sell, Wh(1_000_000), Price(100_000)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        taker.place_order(interval, Side::Buy, buy, Price(150_000)).await.unwrap();
+        let recorded = tokio::time::timeout(std::time::Duration::from_millis(300), events.recv()).await;
+        if let Ok(Ok(peerwatt_node::NodeEvent::TradeRecorded { .. })) = recorded {
+            return true;
+        }
+    }
+    false
+}

@@ -20,7 +20,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod wait;
 
-pub use community::{bench_community, community_of};
+pub use community::{bench_community, community_of, trade_once};
 pub use mosquitto::{BrokerOptions, Mosquitto};
 pub use peerwatt_net::free_port;
 
