@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use peerwatt_core::Timestamp;
-use peerwatt_market::bill::{Bill, Line, bill, latest};
+use peerwatt_market::bill::{Bill, kwh, money};
 use peerwatt_node::NodeConfig;
 use peerwatt_node::community_file::load_community;
 
@@ -50,16 +50,12 @@ pub fn run(args: &StatementArgs) -> Result<ExitCode, Failure> {
     let dir = DataDir::new(&args.dir.data_dir);
     let ms = interval_ms(&dir)?;
     let ledger = dir.open_ledger_reader()?;
-    let in_range = ledger
-        .settlements()?
-        .into_iter()
-        .map(|s| s.body().clone())
-        .filter(|s| (from..to).contains(&s.interval.0.saturating_mul(ms)));
-    let statement = bill(latest(in_range).values())?;
+    let settlements = ledger.settlements()?.into_iter().map(|s| s.body().clone());
+    let statement = peerwatt_market::bill::statement_of(settlements, from, to, ms)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&statement)?)?,
-        Format::Csv => write_csv(&mut out, &statement, ms)?,
+        Format::Csv => write!(out, "{}", peerwatt_market::bill::csv(&statement, ms))?,
         Format::Text => write_text(&mut out, &statement, ms)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -80,90 +76,9 @@ fn interval_ms(dir: &DataDir) -> Result<u64, Failure> {
 
 /// The range asked for, ms since the epoch, `[from, to)`.
 fn range(args: &StatementArgs) -> Result<(u64, u64), Failure> {
-    let day = |text: &str| -> Result<u64, Failure> {
-        match Timestamp::parse_utc(text) {
-            Some(t) => Ok(t.0),
-            None => {
-                Err(anyhow!("{text:?} is not a date")).hint("write dates as YYYY-MM-DD, or YYYY-MM-DDTHH:MMZ (UTC)")
-            }
-        }
-    };
-    if let Some(month) = &args.month {
-        let first = match Timestamp::parse_date(&format!("{month}-01")) {
-            Some(t) => t.0,
-            None => return Err(anyhow!("{month:?} is not a month")).hint("write the month as YYYY-MM (UTC)"),
-        };
-        let (y, m) = month.split_once('-').unwrap_or(("", ""));
-        let (y, m): (u64, u64) = (y.parse().unwrap_or(0), m.parse().unwrap_or(0));
-        let next = if m == 12 { format!("{:04}-01-01", y + 1) } else { format!("{y:04}-{:02}-01", m + 1) };
-        return Ok((first, day(&next)?));
-    }
-    let from = args.from.as_deref().map(day).transpose()?.unwrap_or(0);
-    let to = args.to.as_deref().map(day).transpose()?.unwrap_or(u64::MAX);
-    Ok((from, to))
-}
-
-/// kWh with three decimals (exact: the energies are whole Wh).
-fn kwh(wh: u64) -> String {
-    format!("{}.{:03}", wh / 1_000, wh % 1_000)
-}
-
-/// Currency units with six decimals (exact: money is in micro-currency).
-fn money(m: i64) -> String {
-    let sign = if m < 0 { "-" } else { "" };
-    format!("{sign}{}.{:06}", m.unsigned_abs() / 1_000_000, m.unsigned_abs() % 1_000_000)
-}
-
-/// The CSV columns: the statement's own, then the names communities exchange with grid
-/// operators (the OBIS-style codes of Austrian energy communities, docs/settlement.md).
-const CSV_HEADER: &str = "interval_start,interval_end,revision,complete,imported_kwh,exported_kwh,bought_kwh,sold_kwh,\
-delivered_bought_kwh,delivered_sold_kwh,shared_import_kwh,shared_export_kwh,grid_import_kwh,grid_export_kwh,\
-local_cost,local_credit,shared_cost,shared_credit,grid_cost,grid_credit,cost,baseline,savings,\
-1-1:1.9.0 G.01 consumption,1-1:2.9.0 G.02 community share,1-1:2.9.0 G.03 self-coverage,\
-1-1:2.9.0 G.01 generation,1-1:2.9.0 P.01 surplus to grid";
-
-fn csv_fields(l: &Line) -> String {
-    let community_share = l.delivered_bought_wh + l.shared_import_wh;
-    let fields = [
-        kwh(l.imported_wh),
-        kwh(l.exported_wh),
-        kwh(l.bought_wh),
-        kwh(l.sold_wh),
-        kwh(l.delivered_bought_wh),
-        kwh(l.delivered_sold_wh),
-        kwh(l.shared_import_wh),
-        kwh(l.shared_export_wh),
-        kwh(l.grid_import_wh),
-        kwh(l.grid_export_wh),
-        money(l.local_cost),
-        money(l.local_credit),
-        money(l.shared_cost),
-        money(l.shared_credit),
-        money(l.grid_cost),
-        money(l.grid_credit),
-        money(l.cost),
-        money(l.baseline),
-        money(l.savings),
-        kwh(l.imported_wh),
-        kwh(community_share),
-        kwh(community_share.min(l.imported_wh)),
-        kwh(l.exported_wh),
-        kwh(l.grid_export_wh),
-    ];
-    fields.join(",")
-}
-
-fn write_csv(out: &mut impl Write, b: &Bill, ms: u64) -> std::io::Result<()> {
-    writeln!(out, "{CSV_HEADER}")?;
-    for i in &b.intervals {
-        let (start, end) = (Timestamp(i.interval * ms), Timestamp((i.interval + 1) * ms));
-        writeln!(out, "{start},{end},{},{},{}", i.revision, i.complete, csv_fields(&i.line))?;
-    }
-    let (first, last) = match (b.intervals.first(), b.intervals.last()) {
-        (Some(f), Some(l)) => (Timestamp(f.interval * ms).to_string(), Timestamp((l.interval + 1) * ms).to_string()),
-        _ => (String::new(), String::new()),
-    };
-    writeln!(out, "{first},{last},total,{},{}", b.intervals.iter().all(|i| i.complete), csv_fields(&b.total))
+    peerwatt_market::bill::range(args.month.as_deref(), args.from.as_deref(), args.to.as_deref())
+        .map_err(|e| anyhow!(e))
+        .hint("write a month as YYYY-MM, dates as YYYY-MM-DD or YYYY-MM-DDTHH:MMZ (UTC)")
 }
 
 fn write_text(out: &mut impl Write, b: &Bill, ms: u64) -> std::io::Result<()> {

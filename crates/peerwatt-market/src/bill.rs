@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use peerwatt_core::{IntervalId, Money, Settlement, Side, UnitsError, Wh};
+use peerwatt_core::{IntervalId, Money, Settlement, Side, Timestamp, UnitsError, Wh};
 use serde::Serialize;
 
 /// One interval of a household's statement (or the sum of many).
@@ -168,4 +168,97 @@ pub fn bill<'a>(settlements: impl IntoIterator<Item = &'a Settlement>) -> Result
     }
     bill.intervals.sort_by_key(|l| l.interval);
     Ok(bill)
+}
+/// kWh with three decimals (exact: the energies are whole Wh).
+pub fn kwh(wh: u64) -> String {
+    format!("{}.{:03}", wh / 1_000, wh % 1_000)
+}
+
+/// Currency units with six decimals (exact: money is in micro-currency).
+pub fn money(m: i64) -> String {
+    let sign = if m < 0 { "-" } else { "" };
+    format!("{sign}{}.{:06}", m.unsigned_abs() / 1_000_000, m.unsigned_abs() % 1_000_000)
+}
+
+/// The CSV columns: the statement's own, then the names communities exchange with grid
+/// operators (the OBIS-style codes of Austrian energy communities, docs/settlement.md).
+pub const CSV_HEADER: &str = "interval_start,interval_end,revision,complete,imported_kwh,exported_kwh,bought_kwh,sold_kwh,\
+delivered_bought_kwh,delivered_sold_kwh,shared_import_kwh,shared_export_kwh,grid_import_kwh,grid_export_kwh,\
+local_cost,local_credit,shared_cost,shared_credit,grid_cost,grid_credit,cost,baseline,savings,\
+1-1:1.9.0 G.01 consumption,1-1:2.9.0 G.02 community share,1-1:2.9.0 G.03 self-coverage,\
+1-1:2.9.0 G.01 generation,1-1:2.9.0 P.01 surplus to grid";
+
+fn csv_fields(l: &Line) -> String {
+    let community_share = l.delivered_bought_wh + l.shared_import_wh;
+    let fields = [
+        kwh(l.imported_wh),
+        kwh(l.exported_wh),
+        kwh(l.bought_wh),
+        kwh(l.sold_wh),
+        kwh(l.delivered_bought_wh),
+        kwh(l.delivered_sold_wh),
+        kwh(l.shared_import_wh),
+        kwh(l.shared_export_wh),
+        kwh(l.grid_import_wh),
+        kwh(l.grid_export_wh),
+        money(l.local_cost),
+        money(l.local_credit),
+        money(l.shared_cost),
+        money(l.shared_credit),
+        money(l.grid_cost),
+        money(l.grid_credit),
+        money(l.cost),
+        money(l.baseline),
+        money(l.savings),
+        kwh(l.imported_wh),
+        kwh(community_share),
+        kwh(community_share.min(l.imported_wh)),
+        kwh(l.exported_wh),
+        kwh(l.grid_export_wh),
+    ];
+    fields.join(",")
+}
+
+/// The statement as CSV: a row per interval (`interval_ms` long) and a total row.
+pub fn csv(b: &Bill, ms: u64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{CSV_HEADER}");
+    for i in &b.intervals {
+        let (start, end) = (Timestamp(i.interval * ms), Timestamp((i.interval + 1) * ms));
+        let _ = writeln!(out, "{start},{end},{},{},{}", i.revision, i.complete, csv_fields(&i.line));
+    }
+    let (first, last) = match (b.intervals.first(), b.intervals.last()) {
+        (Some(f), Some(l)) => (Timestamp(f.interval * ms).to_string(), Timestamp((l.interval + 1) * ms).to_string()),
+        _ => (String::new(), String::new()),
+    };
+    let _ = writeln!(out, "{first},{last},total,{},{}", b.intervals.iter().all(|i| i.complete), csv_fields(&b.total));
+    out
+}
+
+/// The range `[from, to)` in ms since the epoch of a statement asked for by `month`
+/// (`YYYY-MM`) or by `from`/`to` (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MMZ`, UTC; open-ended if absent).
+pub fn range(month: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<(u64, u64), String> {
+    let day = |text: &str| Timestamp::parse_utc(text).map(|t| t.0).ok_or_else(|| format!("{text:?} is not a date"));
+    if let Some(month) = month {
+        let first = Timestamp::parse_date(&format!("{month}-01")).ok_or_else(|| format!("{month:?} is not a month"))?;
+        let (y, m) = month.split_once('-').unwrap_or(("", ""));
+        let (y, m): (u64, u64) = (y.parse().unwrap_or(0), m.parse().unwrap_or(0));
+        let next = if m == 12 { format!("{:04}-01-01", y + 1) } else { format!("{y:04}-{:02}-01", m + 1) };
+        return Ok((first.0, day(&next)?));
+    }
+    let from = from.map(day).transpose()?.unwrap_or(0);
+    let to = to.map(day).transpose()?.unwrap_or(u64::MAX);
+    Ok((from, to))
+}
+
+/// The statement of the settlements in `[from, to)` (by interval start, `ms` long intervals).
+pub fn statement_of(
+    settlements: impl IntoIterator<Item = Settlement>,
+    from: u64,
+    to: u64,
+    ms: u64,
+) -> Result<Bill, BillError> {
+    let in_range = settlements.into_iter().filter(|s| (from..to).contains(&s.interval.0.saturating_mul(ms)));
+    bill(latest(in_range).values())
 }

@@ -190,6 +190,8 @@ pub async fn start_with_store<S: Store + 'static>(
     let ledger = Arc::new(Ledger::open(store, NodeKey::from_seed(&key.secret_seed()), clock.clone())?);
     let state = State::open(&cfg.state_dir())?;
     let api_ledger: Arc<dyn api::LedgerAccess> = ledger.clone();
+    let api_me = key.public();
+    let api_interval_ms = community.interval.millis();
 
     // The meter: its interval is the community's.
     let (meter_tx, meter_rx) = mpsc::channel(4096);
@@ -310,6 +312,8 @@ pub async fn start_with_store<S: Store + 'static>(
                 commands: command_tx.clone(),
                 limits_file: cfg.limits_file(),
                 ledger: api_ledger.clone(),
+                me: api_me,
+                interval_ms: api_interval_ms,
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,
                 timeout: Duration::from_millis(section.timeout_ms.max(1)),

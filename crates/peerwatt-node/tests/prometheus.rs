@@ -1,6 +1,7 @@
-//! `/metrics` for real: `promtool check metrics` passes it, and a real Prometheus server
-//! (Debian's `prometheus` package, which scripts/test installs) scrapes a node that traded and
-//! answers a query for its trades with what the node's state says.
+//! A node that traded, seen through its interface: `/metrics` for real (`promtool check
+//! metrics` passes it, and a real Prometheus server, Debian's `prometheus` package, which
+//! scripts/test installs, scrapes it and answers a query for its trades with what the node's
+//! state says), and `/trades` and `/statement` in JSON and CSV.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
@@ -32,10 +33,11 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let (community, configs) = community_of(dir.path(), 2).unwrap();
+/// A maker with the HTTP interface on, a taker, and one trade between them.
+async fn traded(
+    dir: &std::path::Path,
+) -> (peerwatt_node::RunningNode, peerwatt_node::RunningNode, std::net::SocketAddr, usize) {
+    let (community, configs) = community_of(dir, 2).unwrap();
     let mut maker_cfg = configs[0].clone();
     maker_cfg.api = Some(ApiSection { listen: "127.0.0.1:0".into(), ..ApiSection::default() });
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -58,7 +60,13 @@ async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metric
         assert!(Instant::now() < deadline, "the maker's state never showed its trade");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    (maker, taker, api, sold)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (maker, taker, api, sold) = traded(dir.path()).await;
     let metrics = tokio::task::spawn_blocking(move || get(api, "/metrics")).await.unwrap();
     let mut check = Command::new(program("promtool"))
         .args(["check", "metrics"])
@@ -109,6 +117,48 @@ async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metric
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(value, sold.to_string(), "Prometheus says what the node's state says");
+    maker.shutdown().await;
+    taker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_and_the_statement_are_served_in_json_and_csv_and_a_bad_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (maker, taker, api, _) = traded(dir.path()).await;
+    let taker_id = taker.peer_id().to_owned();
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            "/api/v1/trades",
+            "/api/v1/trades?format=csv",
+            "/api/v1/trades?from=2000-01-01&to=2000-01-02",
+            "/api/v1/trades?from=yesterday",
+            "/api/v1/trades?colour=red",
+            "/api/v1/statement?format=xml",
+            "/api/v1/statement?month=2026-12",
+            "/api/v1/statement?format=csv",
+        ]
+        .map(|path| get(api, path))
+    })
+    .await
+    .unwrap();
+    let [all, csv, none, bad_date, unknown, bad_format, month, statement_csv] = answers;
+    let rows = all.json();
+    let row = &rows[0];
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{}", all.body);
+    assert_eq!((row["direction"].as_str(), row["energy_wh"].as_u64()), (Some("sold"), Some(500)));
+    assert_eq!((row["counterparty"].as_str(), row["role"].as_str()), (Some(taker_id.as_str()), Some("maker")));
+    assert!(csv.headers.contains("content-type: text/csv"), "{}", csv.headers);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert!(lines[1].contains(&format!(",sold,500,{},{taker_id},maker,", row["price"])), "{}", lines[1]);
+    assert_eq!(none.json(), serde_json::json!([]));
+    for refused in [&bad_date, &unknown, &bad_format] {
+        assert_eq!((refused.code, refused.json()["status"].as_u64()), (400, Some(400)), "{}", refused.body);
+    }
+    assert!(bad_date.json()["error"].as_str().unwrap().contains("is not a date"));
+    // No interval has settled yet (settlement follows the meter statements): an empty statement.
+    assert_eq!(month.json()["intervals"], serde_json::json!([]), "{}", month.body);
+    assert!(statement_csv.body.starts_with(peerwatt_market::bill::CSV_HEADER), "{}", statement_csv.body);
     maker.shutdown().await;
     taker.shutdown().await;
 }

@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use peerwatt_ledger::{ExportError, ExportSummary, Ledger, Store};
+use peerwatt_core::{PublicKey, Settlement, Signed, Trade};
+use peerwatt_ledger::{ExportError, ExportSummary, Ledger, LedgerError, Store};
 
 use crate::NodeCommand;
 use crate::config::{ApiSection, PriceLimits};
@@ -40,11 +41,21 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) trait LedgerAccess: Send + Sync {
     /// Writes the export of the first `size` entries to `out`.
     fn export(&self, size: u64, out: &mut dyn std::io::Write) -> Result<ExportSummary, ExportError>;
+    /// Every trade in the ledger.
+    fn trades(&self) -> Result<Vec<Signed<Trade>>, LedgerError>;
+    /// Every settlement revision in the ledger.
+    fn settlements(&self) -> Result<Vec<Settlement>, LedgerError>;
 }
 
 impl<S: Store> LedgerAccess for Ledger<S> {
     fn export(&self, size: u64, out: &mut dyn std::io::Write) -> Result<ExportSummary, ExportError> {
         peerwatt_ledger::write_export_upto(self.reader(), out, size)
+    }
+    fn trades(&self) -> Result<Vec<Signed<Trade>>, LedgerError> {
+        self.reader().trades()
+    }
+    fn settlements(&self) -> Result<Vec<Settlement>, LedgerError> {
+        Ok(self.reader().settlements()?.into_iter().map(|s| s.body().clone()).collect())
     }
 }
 
@@ -58,6 +69,10 @@ pub(crate) struct Api {
     pub limits_file: PathBuf,
     /// The node's ledger, for exports while the node runs.
     pub ledger: Arc<dyn LedgerAccess>,
+    /// The node's own key (which side of a trade it was).
+    pub me: PublicKey,
+    /// The community's interval length, ms.
+    pub interval_ms: u64,
     /// The tokens file (read on each request that needs a token, so a new token works at once).
     pub tokens: PathBuf,
     /// Serve loopback requests without a token.
@@ -121,6 +136,8 @@ fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
         .route("/api/v1/ledger/head", get(ledger_head))
         .route("/api/v1/ledger/export", get(ledger_export))
         .route("/api/v1/limits", get(limits))
+        .route("/api/v1/trades", get(trades))
+        .route("/api/v1/statement", get(statement))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Read), authorise));
     let control = Router::new()
@@ -321,4 +338,126 @@ async fn ledger_export(State(api): State<Arc<Api>>) -> Result<Response, ApiError
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.pwl\"")),
     ];
     Ok((headers, axum::body::Body::from_stream(chunks)).into_response())
+}
+
+/// A range in the query: `month=YYYY-MM`, or `from`/`to` (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MMZ`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    month: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+impl RangeQuery {
+    fn range(&self) -> Result<(u64, u64), ApiError> {
+        peerwatt_market::bill::range(self.month.as_deref(), self.from.as_deref(), self.to.as_deref())
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))
+    }
+
+    fn csv(&self) -> Result<bool, ApiError> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(other) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("format {other:?}: json or csv"))),
+        }
+    }
+}
+
+/// The query, or a JSON 400 naming what is wrong with it.
+type Query = Result<axum::extract::Query<RangeQuery>, axum::extract::rejection::QueryRejection>;
+
+fn query(q: Query) -> Result<RangeQuery, ApiError> {
+    q.map(|axum::extract::Query(q)| q).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+/// Reads the ledger off the runtime's threads.
+async fn read_ledger<T: Send + 'static>(
+    api: &Api,
+    read: impl FnOnce(&dyn LedgerAccess) -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let ledger = api.ledger.clone();
+    tokio::task::spawn_blocking(move || read(ledger.as_ref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the ledger: {e}")))
+}
+
+/// The node's trades whose delivery interval starts in the range, oldest first.
+async fn trades(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let (from, to) = q.range()?;
+    let csv = q.csv()?;
+    let (me, ms) = (api.me, api.interval_ms);
+    let mut rows = read_ledger(&api, |l| l.trades())
+        .await?
+        .iter()
+        .filter_map(|t| {
+            let trade = t.body();
+            let terms = trade.request.body();
+            let start = terms.interval.0.saturating_mul(ms);
+            let sold = trade.seller() == &me;
+            let counterparty = if sold { trade.buyer() } else { trade.seller() };
+            (from..to).contains(&start).then(|| TradeRow {
+                interval_start: start,
+                direction: if sold { "sold" } else { "bought" },
+                energy_wh: terms.energy.0,
+                price: terms.price.0,
+                counterparty: counterparty.to_string(),
+                role: if terms.maker == me { "maker" } else { "taker" },
+                accepted_at: trade.accepted_at.0,
+                digest: t.digest().to_hex(),
+            })
+        })
+        .collect::<Vec<_>>();
+    rows.sort_by_key(|r| (r.interval_start, r.accepted_at));
+    if csv {
+        let mut text = String::from("interval_start,direction,energy_wh,price,counterparty,role,accepted_at,digest\n");
+        for r in &rows {
+            text.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                peerwatt_core::Timestamp(r.interval_start),
+                r.direction,
+                r.energy_wh,
+                r.price,
+                r.counterparty,
+                r.role,
+                peerwatt_core::Timestamp(r.accepted_at),
+                r.digest
+            ));
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+    }
+    Ok(axum::Json(rows).into_response())
+}
+
+/// One trade as `/trades` lists it.
+#[derive(Debug, serde::Serialize)]
+struct TradeRow {
+    interval_start: u64,
+    direction: &'static str,
+    energy_wh: u64,
+    price: u64,
+    counterparty: String,
+    role: &'static str,
+    accepted_at: u64,
+    digest: String,
+}
+
+/// The household's statement over the range, as `peerwatt statement --format json|csv`.
+async fn statement(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let (from, to) = q.range()?;
+    let csv = q.csv()?;
+    let ms = api.interval_ms;
+    let settlements = read_ledger(&api, |l| l.settlements()).await?;
+    let bill = peerwatt_market::bill::statement_of(settlements, from, to, ms)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the statement: {e}")))?;
+    if csv {
+        let text = peerwatt_market::bill::csv(&bill, ms);
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+    }
+    Ok(axum::Json(bill).into_response())
 }
