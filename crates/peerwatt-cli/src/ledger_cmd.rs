@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::datadir::DataDir;
 use crate::failure::{Failure, Hint};
-use crate::proof_file::ProofFile;
 use crate::{DataDirArg, count};
+use peerwatt_ledger::proof_file::ProofFile;
 
 /// The `peerwatt ledger` subcommands.
 #[derive(Debug, clap::Subcommand)]

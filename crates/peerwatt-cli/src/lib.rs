@@ -15,7 +15,6 @@ pub mod failure;
 pub mod init;
 pub mod ledger_cmd;
 pub mod meter_cmd;
-pub mod proof_file;
 pub mod run_cmd;
 pub mod statement_cmd;
 pub mod token_cmd;

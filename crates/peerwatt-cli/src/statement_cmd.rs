@@ -69,8 +69,8 @@ fn interval_ms(dir: &DataDir) -> Result<u64, Failure> {
         .as_ref()
         .ok_or_else(|| anyhow!("{} has no [community] section", dir.config_path().display()))
         .hint("a statement needs the community's interval length: add [community] to node.toml")?;
-    let community = load_community(&cfg.resolve(&section.file))
-        .invalid("ask your community admin for the current community.toml")?;
+    let community =
+        load_community(&cfg.resolve(&section.file)).hint("ask your community admin for the current community.toml")?;
     Ok(community.interval.millis())
 }
 

@@ -46,6 +46,30 @@ async fn ledger_export_on_a_running_node_gives_a_file_that_verifies() {
     let entries: u64 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(entries >= 3, "{text}");
     assert!(text.contains("signed tree head"), "{text}");
+    // An inclusion proof from the running node, checked by the CLI with nothing but the file.
+    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (proof, beyond, not_a_number) = tokio::task::spawn_blocking(move || {
+        use peerwatt_testkit::http::get;
+        (
+            get(api, "/api/v1/ledger/proof/2"),
+            get(api, "/api/v1/ledger/proof/99999"),
+            get(api, "/api/v1/ledger/proof/two"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(proof.code, 200, "{}", proof.body);
+    let proof_path = dir.path().join("proof.json");
+    std::fs::write(&proof_path, &proof.body).unwrap();
+    let args = vec!["ledger".into(), "check-proof".into(), "--file".into(), proof_path.to_str().unwrap().to_owned()];
+    let checked = tokio::task::spawn_blocking(move || peerwatt(args)).await.unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!((beyond.code, not_a_number.code), (404, 400), "{} {}", beyond.body, not_a_number.body);
     // `verify --data-dir` checks the running node's ledger the same way.
     let args = vec!["ledger".into(), "verify".into(), "--data-dir".into(), d];
     let live = tokio::task::spawn_blocking(move || peerwatt(args)).await.unwrap();

@@ -14,6 +14,7 @@
 pub mod export;
 pub mod ledger;
 pub mod merkle;
+pub mod proof_file;
 pub mod store;
 pub mod verify;
 

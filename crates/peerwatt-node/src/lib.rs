@@ -314,6 +314,7 @@ pub async fn start_with_store<S: Store + 'static>(
                 ledger: api_ledger.clone(),
                 me: api_me,
                 interval_ms: api_interval_ms,
+                latency: api::exposition::Latency::default(),
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,
                 timeout: Duration::from_millis(section.timeout_ms.max(1)),

@@ -208,7 +208,7 @@ fn the_interfaces_doc_lists_every_metric_family_the_node_renders() {
     }))
     .unwrap();
     status.requests_pending = 0;
-    let text = peerwatt_node::api::exposition::render(&status, "0.1.0");
+    let text = peerwatt_node::api::exposition::render(&status, "0.1.0", &Default::default());
     for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()) {
         let documented = doc.contains(&format!("| `{family}"))
             || family.ends_with("_total") && doc.contains("| `peerwatt_<counter>_total`");

@@ -3,6 +3,7 @@
 //! `_total`, refusals and topics as labels, and no peer ids anywhere.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::status::Status;
 
@@ -35,6 +36,29 @@ impl Exposition {
         }
     }
 
+    /// A histogram: cumulative counts per upper bound (`buckets_us`, microseconds, shown in
+    /// seconds), their sum and count.
+    pub(crate) fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets_us: &[u64],
+        counts: &[u64],
+        sum_us: u64,
+        count: u64,
+    ) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in buckets_us.iter().zip(counts) {
+            cumulative += n;
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{}\"}} {cumulative}", seconds(*bound));
+        }
+        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(self.text, "{name}_sum {}", seconds(sum_us));
+        let _ = writeln!(self.text, "{name}_count {count}");
+    }
+
     /// One unlabelled sample.
     pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: u64) {
         self.family(name, kind, help, &[(Vec::new(), value)]);
@@ -44,6 +68,13 @@ impl Exposition {
     pub(crate) fn finish(self) -> String {
         self.text
     }
+}
+
+/// Microseconds as decimal seconds, exactly (`1500` → `0.0015`).
+fn seconds(us: u64) -> String {
+    let frac = format!("{:06}", us % 1_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() { format!("{}", us / 1_000_000) } else { format!("{}.{frac}", us / 1_000_000) }
 }
 
 /// A label value, escaped as the format says.
@@ -60,9 +91,10 @@ fn counter_name(name: &str) -> String {
 /// Joules in a watt-hour.
 const JOULES_PER_WH: u64 = 3_600;
 
-/// The node's metrics from its latest status.
-pub fn render(status: &Status, version: &str) -> String {
+/// The node's metrics from its latest status, and the interface's own request durations.
+pub fn render(status: &Status, version: &str, requests: &Latency) -> String {
     let mut out = Exposition::default();
+    requests.render(&mut out);
     out.family(
         "peerwatt_build_info",
         Kind::Gauge,
@@ -128,5 +160,39 @@ fn counters(out: &mut Exposition, status: &Status) {
     }
     if !rejected.is_empty() {
         out.family("peerwatt_gossip_rejected_total", Kind::Counter, "Gossip frames refused, by reason.", &rejected);
+    }
+}
+
+/// Upper bounds of the request duration buckets, microseconds.
+const REQUEST_BUCKETS_US: [u64; 9] = [500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000, 5_000_000];
+
+/// How long the interface took to answer, as a Prometheus histogram (counted without locks).
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; REQUEST_BUCKETS_US.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Latency {
+    /// One request answered after `us` microseconds.
+    pub fn observe(&self, us: u64) {
+        if let Some(i) = REQUEST_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut Exposition) {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        out.histogram(
+            "peerwatt_http_request_duration_seconds",
+            "How long the node's HTTP interface took to answer a request.",
+            &REQUEST_BUCKETS_US,
+            &counts,
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        );
     }
 }

@@ -45,6 +45,10 @@ pub(crate) trait LedgerAccess: Send + Sync {
     fn trades(&self) -> Result<Vec<Signed<Trade>>, LedgerError>;
     /// Every settlement revision in the ledger.
     fn settlements(&self) -> Result<Vec<Settlement>, LedgerError>;
+    /// The number of entries.
+    fn len(&self) -> Result<u64, LedgerError>;
+    /// An inclusion proof of entry `seq` against the latest head that covers it, if one does.
+    fn prove(&self, seq: u64) -> Result<Option<peerwatt_ledger::InclusionProof>, LedgerError>;
 }
 
 impl<S: Store> LedgerAccess for Ledger<S> {
@@ -56,6 +60,12 @@ impl<S: Store> LedgerAccess for Ledger<S> {
     }
     fn settlements(&self) -> Result<Vec<Settlement>, LedgerError> {
         Ok(self.reader().settlements()?.into_iter().map(|s| s.body().clone()).collect())
+    }
+    fn len(&self) -> Result<u64, LedgerError> {
+        self.reader().len()
+    }
+    fn prove(&self, seq: u64) -> Result<Option<peerwatt_ledger::InclusionProof>, LedgerError> {
+        self.reader().prove_inclusion(seq)
     }
 }
 
@@ -73,6 +83,8 @@ pub(crate) struct Api {
     pub me: PublicKey,
     /// The community's interval length, ms.
     pub interval_ms: u64,
+    /// How long requests took.
+    pub latency: exposition::Latency,
     /// The tokens file (read on each request that needs a token, so a new token works at once).
     pub tokens: PathBuf,
     /// Serve loopback requests without a token.
@@ -135,6 +147,7 @@ fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
         .route("/api/v1/state", get(state))
         .route("/api/v1/ledger/head", get(ledger_head))
         .route("/api/v1/ledger/export", get(ledger_export))
+        .route("/api/v1/ledger/proof/:seq", get(ledger_proof))
         .route("/api/v1/limits", get(limits))
         .route("/api/v1/trades", get(trades))
         .route("/api/v1/statement", get(statement))
@@ -189,16 +202,20 @@ async fn authorise(
     }
 }
 
-/// Answers 503 when a request takes longer than the configured time.
+/// Answers 503 when a request takes longer than the configured time, and records how long
+/// each took (until its answer's head: a streamed body goes on after).
 async fn time_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(api.timeout, next.run(request)).await {
+    let started = std::time::Instant::now();
+    let response = match tokio::time::timeout(api.timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the request took longer than {} ms", api.timeout.as_millis()),
         )
         .into_response(),
-    }
+    };
+    api.latency.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    response
 }
 
 /// Turns the framework's plain-text errors (405, 413, 400 of extractors) into JSON ones.
@@ -250,7 +267,7 @@ async fn ledger_head(State(api): State<Arc<Api>>) -> Result<Response, ApiError> 
 
 async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
-    let text = exposition::render(&status, VERSION);
+    let text = exposition::render(&status, VERSION, &api.latency);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
@@ -296,6 +313,42 @@ async fn set_limits(
     Ok(axum::Json(in_force).into_response())
 }
 
+/// Has the node sign a tree head over every entry; its size.
+async fn sign_head(api: &Api) -> Result<u64, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let stopped = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
+    api.commands.send(NodeCommand::SignHead { reply }).await.map_err(|_| stopped())?;
+    answer
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign a tree head: {e}")))
+}
+
+/// An inclusion proof of entry `seq`, in the file form of `peerwatt ledger prove` (checked by
+/// `peerwatt ledger check-proof`); the node signs a head first if none covers the entry yet.
+async fn ledger_proof(
+    State(api): State<Arc<Api>>,
+    seq: Result<axum::extract::Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Path(seq) = seq.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let len = read_ledger(&api, |l| l.len()).await?;
+    if seq >= len {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("the ledger has {len} entries; there is no entry {seq}"),
+        ));
+    }
+    let mut proof = read_ledger(&api, move |l| l.prove(seq)).await?;
+    if proof.is_none() {
+        sign_head(&api).await?;
+        proof = read_ledger(&api, move |l| l.prove(seq)).await?;
+    }
+    let proof = proof.ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("no signed head covers entry {seq}"))
+    })?;
+    Ok(axum::Json(peerwatt_ledger::proof_file::ProofFile::from_proof(&proof)).into_response())
+}
+
 /// The export file's bytes, handed from the blocking writer to the response body.
 struct ChannelWriter(mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
 
@@ -315,13 +368,7 @@ impl std::io::Write for ChannelWriter {
 /// head over every entry first, and the export ends there, so a signature covers it whole (a
 /// cut-off download lacks the end marker and fails `ledger verify`).
 async fn ledger_export(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    let stopped = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping");
-    api.commands.send(NodeCommand::SignHead { reply }).await.map_err(|_| stopped())?;
-    let size = answer
-        .await
-        .map_err(|_| stopped())?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot sign a tree head: {e}")))?;
+    let size = sign_head(&api).await?;
     let (tx, rx) = mpsc::channel(16);
     let ledger = api.ledger.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,8 +1,8 @@
 //! The JSON file form of an inclusion proof (`peerwatt ledger prove` writes it,
 //! `peerwatt ledger check-proof` reads it). Hex strings carry the exact signed bytes.
 
+use crate::InclusionProof;
 use peerwatt_core::{Decode, Encode, Hash, Signed, TreeHead};
-use peerwatt_ledger::InclusionProof;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
