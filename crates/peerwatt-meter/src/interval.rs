@@ -317,6 +317,18 @@ impl History {
         Ok(())
     }
 
+    /// The intervals persisted at `path`, read only (a reader beside the node, such as its HTTP
+    /// interface, must not move a damaged file aside under it): none if the file is missing.
+    pub fn read(path: &Path) -> std::io::Result<Vec<IntervalTotals>> {
+        match std::fs::read(path) {
+            Ok(bytes) => parse_history(&bytes)
+                .map(|(items, _)| items)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The intervals kept, oldest first.
     pub fn items(&self) -> impl Iterator<Item = &IntervalTotals> {
         self.items.iter()

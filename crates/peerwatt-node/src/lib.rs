@@ -315,6 +315,7 @@ pub async fn start_with_store<S: Store + 'static>(
                 me: api_me,
                 interval_ms: api_interval_ms,
                 latency: api::exposition::Latency::default(),
+                meter_history: cfg.meter_history_file(),
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,
                 timeout: Duration::from_millis(section.timeout_ms.max(1)),

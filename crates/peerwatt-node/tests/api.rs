@@ -215,3 +215,47 @@ fn the_interfaces_doc_lists_every_metric_family_the_node_renders() {
         assert!(documented, "{family} is not in docs/interfaces.md");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_meters_closed_intervals_are_served_by_range_in_json_and_csv() {
+    use peerwatt_core::{IntervalId, Timestamp, Wh};
+    use peerwatt_meter::{History, IntervalTotals, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let (_, configs) = community_of(dir.path(), 1).unwrap();
+    let cfg = configs[0].clone();
+    // Three 15-minute intervals of 2026-12-07, as the meter client leaves them.
+    let day = Timestamp::parse_utc("2026-12-07").unwrap().0;
+    let closed: Vec<IntervalTotals> = (0..3u64)
+        .map(|i| IntervalTotals {
+            interval: IntervalId(day / 900_000 + i),
+            start: Timestamp(day + i * 900_000),
+            imported: Wh(100 * i),
+            exported: Wh(7),
+            complete: i > 0,
+            covered_ms: 900_000,
+            counter_reset: false,
+            source: Source::Counters,
+        })
+        .collect();
+    History::open(&cfg.meter_history_file(), 100).extend(&closed).unwrap();
+    let (node, addr) = start(cfg, ApiSection::default()).await;
+    let (all, later, csv, bad) = tokio::task::spawn_blocking(move || {
+        (
+            get(addr, "/api/v1/intervals"),
+            get(addr, "/api/v1/intervals?from=2026-12-07T00:15Z"),
+            get(addr, "/api/v1/intervals?format=csv"),
+            get(addr, "/api/v1/intervals?to=tomorrow"),
+        )
+    })
+    .await
+    .unwrap();
+    let all = all.json();
+    assert_eq!(all.as_array().map(Vec::len), Some(3), "{all}");
+    assert_eq!((all[2]["imported"].as_u64(), all[2]["exported"].as_u64()), (Some(200), Some(7)));
+    assert_eq!(later.json().as_array().map(Vec::len), Some(2));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", csv.body);
+    assert!(lines[1].ends_with(",0,7,false,900000,false,counters"), "{}", lines[1]);
+    assert_eq!(bad.code, 400);
+    node.shutdown().await;
+}

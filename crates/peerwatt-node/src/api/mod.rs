@@ -85,6 +85,8 @@ pub(crate) struct Api {
     pub interval_ms: u64,
     /// How long requests took.
     pub latency: exposition::Latency,
+    /// The meter's closed intervals (`meter-history.json`).
+    pub meter_history: PathBuf,
     /// The tokens file (read on each request that needs a token, so a new token works at once).
     pub tokens: PathBuf,
     /// Serve loopback requests without a token.
@@ -151,6 +153,7 @@ fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
         .route("/api/v1/limits", get(limits))
         .route("/api/v1/trades", get(trades))
         .route("/api/v1/statement", get(statement))
+        .route("/api/v1/intervals", get(intervals))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Read), authorise));
     let control = Router::new()
@@ -507,4 +510,33 @@ async fn statement(State(api): State<Arc<Api>>, q: Query) -> Result<Response, Ap
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
     }
     Ok(axum::Json(bill).into_response())
+}
+
+/// The meter's closed intervals that start in the range, oldest first (what the node states
+/// and forecasts from): `interval`, `start`, `imported`, `exported` (Wh), `complete`,
+/// `covered_ms`, `counter_reset`, `source`; `format=csv` for a CSV of the same.
+async fn intervals(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let (from, to) = q.range()?;
+    let csv = q.csv()?;
+    let path = api.meter_history.clone();
+    let all = tokio::task::spawn_blocking(move || peerwatt_meter::History::read(&path))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the meter history: {e}")))?;
+    let rows: Vec<_> = all.into_iter().filter(|t| (from..to).contains(&t.start.0)).collect();
+    if csv {
+        let mut text =
+            String::from("interval_start,imported_wh,exported_wh,complete,covered_ms,counter_reset,source\n");
+        for t in &rows {
+            let source =
+                serde_json::to_value(t.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            text.push_str(&format!(
+                "{},{},{},{},{},{},{source}\n",
+                t.start, t.imported.0, t.exported.0, t.complete, t.covered_ms, t.counter_reset
+            ));
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+    }
+    Ok(axum::Json(rows).into_response())
 }
