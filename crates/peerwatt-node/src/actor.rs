@@ -330,6 +330,10 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                         price: trade.price,
                     });
                     self.reporter.trade(&trade, self.community.interval);
+                    match trade.side {
+                        peerwatt_core::Side::Sell => self.metrics.traded_energy_sold_wh += trade.energy.0,
+                        peerwatt_core::Side::Buy => self.metrics.traded_energy_bought_wh += trade.energy.0,
+                    }
                 }
                 Effect::Placed { command, result } => {
                     if let Some(reply) = self.commands.remove(&command.0) {
@@ -494,7 +498,13 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             }
             MeterEvent::Message { outcome, .. } => match outcome {
                 Outcome::Rejected(_) => self.metrics.meter_readings_rejected += 1,
-                Outcome::Reading(..) | Outcome::Pending => self.metrics.meter_readings += 1,
+                Outcome::Reading(reading, _) => {
+                    self.metrics.meter_readings += 1;
+                    if reading.role == peerwatt_meter::Role::Grid {
+                        self.reporter.reading(reading.time);
+                    }
+                }
+                Outcome::Pending => self.metrics.meter_readings += 1,
             },
             MeterEvent::Connection(c) => self.reporter.meter(match c {
                 Connection::Connecting => "connecting".into(),

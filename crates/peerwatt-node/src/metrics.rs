@@ -38,6 +38,10 @@ peerwatt_market::counters! {
         meter_readings,
         /// Meter messages refused.
         meter_readings_rejected,
+        /// Energy this node sold in trades recorded since it started, Wh.
+        traded_energy_sold_wh,
+        /// Energy this node bought in trades recorded since it started, Wh.
+        traded_energy_bought_wh,
     }
     extra {
         /// Gossip frames accepted, by topic (in [`Topic::ALL`]'s order).

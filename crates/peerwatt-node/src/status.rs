@@ -139,6 +139,9 @@ pub struct Status {
     /// The homeowner's price limits in force (absent in the status of an older node).
     #[serde(default)]
     pub limits: crate::config::PriceLimits,
+    /// When the grid meter's last reading arrived (ms since the epoch), if one did.
+    #[serde(default)]
+    pub last_reading_at: Option<u64>,
     /// Every counter.
     pub counters: Counters,
 }
@@ -171,6 +174,8 @@ pub(crate) struct Reporter {
     trades: Vec<(Timestamp, TradeStatus)>,
     /// Where each status written is also published (the HTTP interface reads it there).
     published: watch::Sender<Option<Arc<Status>>>,
+    /// When the grid meter's last reading arrived.
+    last_reading: Option<Timestamp>,
 }
 
 /// The parts of a running node a status is made of.
@@ -197,6 +202,7 @@ impl Reporter {
             meter: "not configured".into(),
             trades: Vec::new(),
             published: watch::channel(None).0,
+            last_reading: None,
         }
     }
 
@@ -208,6 +214,11 @@ impl Reporter {
     /// The node listens at `addr`.
     pub fn listening(&mut self, addr: String) {
         self.listen.push(addr);
+    }
+
+    /// A grid meter reading arrived at `time`.
+    pub fn reading(&mut self, time: Timestamp) {
+        self.last_reading = Some(time);
     }
 
     /// The meter's state, in words.
@@ -259,6 +270,7 @@ impl Reporter {
             ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
             requests_pending: node.trader.pending_requests() as u64,
             limits: crate::config::PriceLimits::of(&node.trader.limits()),
+            last_reading_at: self.last_reading.map(|t| t.0),
             counters: counters_of(node.metrics, node.trader),
         };
         if let Err(e) = status.write(&self.path) {

@@ -204,11 +204,16 @@ fn the_interfaces_doc_lists_every_metric_family_the_node_renders() {
     let mut status: peerwatt_node::Status = serde_json::from_value(serde_json::json!({
         "updated_at": 1, "running": true, "pid": 1, "peer_id": "p", "community": "c", "listen": [], "peers": [],
         "meter": "connected", "orders": [], "trades_today": [], "ledger": {"entries": 0, "root": ""},
-        "counters": {"gossip_accepted_orders": 3, "gossip_rejected_replay": 1, "trades_recorded": 2}
+        "counters": {"gossip_accepted_orders": 3, "gossip_rejected_replay": 1, "trades_recorded": 2,
+                     "traded_energy_sold_wh": 500},
+        "last_reading_at": 1796672945655_u64
     }))
     .unwrap();
     status.requests_pending = 0;
     let text = peerwatt_node::api::exposition::render(&status, "0.1.0", &Default::default());
+    // Energy in joules, and times in seconds, exactly.
+    assert!(text.contains("peerwatt_traded_energy_joules_total{direction=\"sold\"} 1800000\n"), "{text}");
+    assert!(text.contains("peerwatt_meter_last_reading_timestamp_seconds 1796672945.655\n"), "{text}");
     for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()) {
         let documented = doc.contains(&format!("| `{family}"))
             || family.ends_with("_total") && doc.contains("| `peerwatt_<counter>_total`");

@@ -68,6 +68,12 @@ async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metric
     let dir = tempfile::tempdir().unwrap();
     let (maker, taker, api, sold) = traded(dir.path()).await;
     let metrics = tokio::task::spawn_blocking(move || get(api, "/metrics")).await.unwrap();
+    // The maker sold 500 Wh: 1,800,000 J.
+    assert!(
+        metrics.body.contains("peerwatt_traded_energy_joules_total{direction=\"sold\"} 1800000\n"),
+        "{}",
+        metrics.body
+    );
     let mut check = Command::new(program("promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

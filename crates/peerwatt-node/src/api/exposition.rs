@@ -59,6 +59,17 @@ impl Exposition {
         let _ = writeln!(self.text, "{name}_count {count}");
     }
 
+    /// One unlabelled sample with a decimal value.
+    pub(crate) fn decimal(&mut self, name: &str, kind: Kind, help: &str, value: &str) {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        let _ = writeln!(self.text, "{name} {value}");
+    }
+
     /// One unlabelled sample.
     pub(crate) fn single(&mut self, name: &str, kind: Kind, help: &str, value: u64) {
         self.family(name, kind, help, &[(Vec::new(), value)]);
@@ -123,6 +134,14 @@ pub fn render(status: &Status, version: &str, requests: &Latency) -> String {
         "1 when the grid meter gives no current reading.",
         u64::from(stale),
     );
+    if let Some(at) = status.last_reading_at {
+        out.decimal(
+            "peerwatt_meter_last_reading_timestamp_seconds",
+            Kind::Gauge,
+            "When the grid meter's last reading arrived (Unix time; its age is time() minus this).",
+            &seconds(at.saturating_mul(1_000)),
+        );
+    }
     let mut trades: Vec<(Vec<(&str, String)>, u64)> = Vec::new();
     let mut energy: Vec<(Vec<(&str, String)>, u64)> = Vec::new();
     for direction in ["sold", "bought"] {
@@ -146,8 +165,11 @@ pub fn render(status: &Status, version: &str, requests: &Latency) -> String {
 fn counters(out: &mut Exposition, status: &Status) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
+    let mut energy = Vec::new();
     for (name, n) in status.counters.iter() {
-        if let Some(topic) = name.strip_prefix("gossip_accepted_") {
+        if let Some(direction) = name.strip_prefix("traded_energy_").and_then(|d| d.strip_suffix("_wh")) {
+            energy.push((vec![("direction", direction.to_owned())], n.saturating_mul(JOULES_PER_WH)));
+        } else if let Some(topic) = name.strip_prefix("gossip_accepted_") {
             accepted.push((vec![("topic", topic.to_owned())], n));
         } else if let Some(reason) = name.strip_prefix("gossip_rejected_") {
             rejected.push((vec![("reason", reason.to_owned())], n));
@@ -157,6 +179,14 @@ fn counters(out: &mut Exposition, status: &Status) {
     }
     if !accepted.is_empty() {
         out.family("peerwatt_gossip_accepted_total", Kind::Counter, "Gossip frames accepted, by topic.", &accepted);
+    }
+    if !energy.is_empty() {
+        out.family(
+            "peerwatt_traded_energy_joules_total",
+            Kind::Counter,
+            "Energy of the node's recorded trades since it started, by direction (1 Wh = 3600 J).",
+            &energy,
+        );
     }
     if !rejected.is_empty() {
         out.family("peerwatt_gossip_rejected_total", Kind::Counter, "Gossip frames refused, by reason.", &rejected);
