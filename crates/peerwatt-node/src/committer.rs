@@ -52,6 +52,8 @@ pub(crate) struct Committer<S: Store + 'static = SledStore> {
     dirty: Dirty,
     /// Turns covered by the flush in progress; `None`: no flush in progress.
     in_progress: Option<Vec<u64>>,
+    /// How long flushes took (shown on `/metrics`).
+    flush_times: Arc<crate::metrics::Durations>,
 }
 
 /// Makes everything applied to the stores in `dirty` durable.
@@ -80,7 +82,20 @@ pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
 impl<S: Store + 'static> Committer<S> {
     /// A committer over the node's stores.
     pub fn new(ledger: Arc<Ledger<S>>, state: State) -> Committer<S> {
-        Committer { ledger, state, waiting: Vec::new(), dirty: Dirty::default(), in_progress: None }
+        Committer {
+            ledger,
+            state,
+            waiting: Vec::new(),
+            dirty: Dirty::default(),
+            in_progress: None,
+            flush_times: Arc::default(),
+        }
+    }
+
+    /// The committer, timing its flushes into `times`.
+    pub fn timed(mut self, times: Arc<crate::metrics::Durations>) -> Committer<S> {
+        self.flush_times = times;
+        self
     }
 
     /// The ledger (for reading, heads and witnessed heads).
@@ -136,8 +151,15 @@ impl<S: Store + 'static> Committer<S> {
         self.in_progress = Some(std::mem::take(&mut self.waiting));
         let dirty = std::mem::take(&mut self.dirty);
         let (ledger, state) = (Arc::clone(&self.ledger), self.state.clone());
+        let times = Arc::clone(&self.flush_times);
         Some(async move {
-            let flushed = tokio::task::spawn_blocking(move || flush(&ledger, &state, dirty)).await;
+            let flushed = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let result = flush(&ledger, &state, dirty);
+                times.since(started);
+                result
+            })
+            .await;
             flushed.unwrap_or_else(|e| Err(format!("the flush did not finish: {e}")))
         })
     }

@@ -190,6 +190,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let ledger = Arc::new(Ledger::open(store, NodeKey::from_seed(&key.secret_seed()), clock.clone())?);
     let state = State::open(&cfg.state_dir())?;
     let api_ledger: Arc<dyn api::LedgerAccess> = ledger.clone();
+    let flush_times = Arc::new(metrics::Durations::default());
     let api_me = key.public();
     let api_interval_ms = community.interval.millis();
 
@@ -286,7 +287,7 @@ pub async fn start_with_store<S: Store + 'static>(
     let published = reporter.subscribe();
     let mut node = actor::Node::new(actor::Parts {
         trader,
-        committer: committer::Committer::new(ledger, state),
+        committer: committer::Committer::new(ledger, state).timed(flush_times.clone()),
         clock,
         community,
         cert,
@@ -314,7 +315,7 @@ pub async fn start_with_store<S: Store + 'static>(
                 ledger: api_ledger.clone(),
                 me: api_me,
                 interval_ms: api_interval_ms,
-                latency: api::exposition::Latency::default(),
+                timings: api::exposition::Timings { flushes: flush_times.clone(), ..Default::default() },
                 meter_history: cfg.meter_history_file(),
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,

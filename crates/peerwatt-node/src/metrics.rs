@@ -4,6 +4,7 @@
 //! an exporter later) takes both under the same names, each a valid Prometheus metric name.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use peerwatt_market::Topic;
 
@@ -73,6 +74,40 @@ impl NodeMetrics {
             f(&format!("gossip_rejected_{reason}"), *n);
         }
         self.each_plain(&mut f);
+    }
+}
+
+/// Upper bounds of the duration buckets, microseconds (an `fsync` and a request alike).
+pub const DURATION_BUCKETS_US: [u64; 9] = [500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000, 5_000_000];
+
+/// Durations as a histogram, counted without locks: shared between the task that times
+/// something (a flush, a request) and the interface that shows it.
+#[derive(Debug, Default)]
+pub struct Durations {
+    buckets: [AtomicU64; DURATION_BUCKETS_US.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Durations {
+    /// One duration of `us` microseconds.
+    pub fn observe(&self, us: u64) {
+        if let Some(i) = DURATION_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One duration, from `started` until now.
+    pub fn since(&self, started: std::time::Instant) {
+        self.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// The count in each bucket (not cumulative), the sum in microseconds, and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        let counts = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        (counts, self.sum_us.load(Ordering::Relaxed), self.count.load(Ordering::Relaxed))
     }
 }
 

@@ -211,6 +211,7 @@ fn the_interfaces_doc_lists_every_metric_family_the_node_renders() {
     .unwrap();
     status.requests_pending = 0;
     let text = peerwatt_node::api::exposition::render(&status, "0.1.0", &Default::default());
+    assert!(text.contains("peerwatt_ledger_flush_duration_seconds_count 0\n"), "{text}");
     // Energy in joules, and times in seconds, exactly.
     assert!(text.contains("peerwatt_traded_energy_joules_total{direction=\"sold\"} 1800000\n"), "{text}");
     assert!(text.contains("peerwatt_meter_last_reading_timestamp_seconds 1796672945.655\n"), "{text}");

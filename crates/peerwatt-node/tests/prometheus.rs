@@ -68,6 +68,9 @@ async fn a_real_prometheus_scrapes_a_trading_node_and_promtool_passes_its_metric
     let dir = tempfile::tempdir().unwrap();
     let (maker, taker, api, sold) = traded(dir.path()).await;
     let metrics = tokio::task::spawn_blocking(move || get(api, "/metrics")).await.unwrap();
+    // The maker's trade was made durable: its flushes were timed.
+    let flushes = metrics.body.lines().find_map(|l| l.strip_prefix("peerwatt_ledger_flush_duration_seconds_count "));
+    assert!(flushes.and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0), "{}", metrics.body);
     // The maker sold 500 Wh: 1,800,000 J.
     assert!(
         metrics.body.contains("peerwatt_traded_energy_joules_total{direction=\"sold\"} 1800000\n"),

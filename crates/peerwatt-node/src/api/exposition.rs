@@ -3,8 +3,8 @@
 //! `_total`, refusals and topics as labels, and no peer ids anywhere.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::{DURATION_BUCKETS_US, Durations};
 use crate::status::Status;
 
 /// Renders metric families one after another, each with its HELP and TYPE once.
@@ -36,21 +36,14 @@ impl Exposition {
         }
     }
 
-    /// A histogram: cumulative counts per upper bound (`buckets_us`, microseconds, shown in
-    /// seconds), their sum and count.
-    pub(crate) fn histogram(
-        &mut self,
-        name: &str,
-        help: &str,
-        buckets_us: &[u64],
-        counts: &[u64],
-        sum_us: u64,
-        count: u64,
-    ) {
+    /// A histogram of `durations`: cumulative counts per upper bound (shown in seconds), their
+    /// sum and count.
+    pub(crate) fn histogram(&mut self, name: &str, help: &str, durations: &Durations) {
+        let (counts, sum_us, count) = durations.snapshot();
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} histogram");
         let mut cumulative = 0;
-        for (bound, n) in buckets_us.iter().zip(counts) {
+        for (bound, n) in DURATION_BUCKETS_US.iter().zip(&counts) {
             cumulative += n;
             let _ = writeln!(self.text, "{name}_bucket{{le=\"{}\"}} {cumulative}", seconds(*bound));
         }
@@ -102,10 +95,28 @@ fn counter_name(name: &str) -> String {
 /// Joules in a watt-hour.
 const JOULES_PER_WH: u64 = 3_600;
 
-/// The node's metrics from its latest status, and the interface's own request durations.
-pub fn render(status: &Status, version: &str, requests: &Latency) -> String {
+/// Durations the node measures: its ledger's flushes, and its interface's requests.
+#[derive(Debug, Default)]
+pub struct Timings {
+    /// Flushes of the ledger and the state database (`fsync`).
+    pub flushes: std::sync::Arc<Durations>,
+    /// Requests to the HTTP interface, until their answer's head.
+    pub requests: Durations,
+}
+
+/// The node's metrics from its latest status, and the durations it measured.
+pub fn render(status: &Status, version: &str, timings: &Timings) -> String {
     let mut out = Exposition::default();
-    requests.render(&mut out);
+    out.histogram(
+        "peerwatt_http_request_duration_seconds",
+        "How long the node's HTTP interface took to answer a request.",
+        &timings.requests,
+    );
+    out.histogram(
+        "peerwatt_ledger_flush_duration_seconds",
+        "How long making a group of the node's writes durable (fsync) took.",
+        &timings.flushes,
+    );
     out.family(
         "peerwatt_build_info",
         Kind::Gauge,
@@ -190,39 +201,5 @@ fn counters(out: &mut Exposition, status: &Status) {
     }
     if !rejected.is_empty() {
         out.family("peerwatt_gossip_rejected_total", Kind::Counter, "Gossip frames refused, by reason.", &rejected);
-    }
-}
-
-/// Upper bounds of the request duration buckets, microseconds.
-const REQUEST_BUCKETS_US: [u64; 9] = [500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000, 5_000_000];
-
-/// How long the interface took to answer, as a Prometheus histogram (counted without locks).
-#[derive(Debug, Default)]
-pub struct Latency {
-    buckets: [AtomicU64; REQUEST_BUCKETS_US.len()],
-    sum_us: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Latency {
-    /// One request answered after `us` microseconds.
-    pub fn observe(&self, us: u64) {
-        if let Some(i) = REQUEST_BUCKETS_US.iter().position(|b| us <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut Exposition) {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-        out.histogram(
-            "peerwatt_http_request_duration_seconds",
-            "How long the node's HTTP interface took to answer a request.",
-            &REQUEST_BUCKETS_US,
-            &counts,
-            self.sum_us.load(Ordering::Relaxed),
-            self.count.load(Ordering::Relaxed),
-        );
     }
 }

@@ -83,8 +83,8 @@ pub(crate) struct Api {
     pub me: PublicKey,
     /// The community's interval length, ms.
     pub interval_ms: u64,
-    /// How long requests took.
-    pub latency: exposition::Latency,
+    /// How long requests and flushes took.
+    pub timings: exposition::Timings,
     /// The meter's closed intervals (`meter-history.json`).
     pub meter_history: PathBuf,
     /// The tokens file (read on each request that needs a token, so a new token works at once).
@@ -217,7 +217,7 @@ async fn time_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -
         )
         .into_response(),
     };
-    api.latency.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    api.timings.requests.since(started);
     response
 }
 
@@ -270,7 +270,7 @@ async fn ledger_head(State(api): State<Arc<Api>>) -> Result<Response, ApiError> 
 
 async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
-    let text = exposition::render(&status, VERSION, &api.latency);
+    let text = exposition::render(&status, VERSION, &api.timings);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
