@@ -18,16 +18,6 @@ use peerwatt_node::config::ApiSection;
 use peerwatt_testkit::community_of;
 use peerwatt_testkit::http::get;
 
-/// Resident memory now, kB (Linux `VmRSS`).
-fn rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A node with or without the interface, up (its first status written).
 async fn node(dir: &std::path::Path, api: bool) -> (RunningNode, Option<SocketAddr>) {
     let (_, configs) = community_of(dir, 1).unwrap();
@@ -69,7 +59,7 @@ async fn memory(api: bool) {
         states(addr, 1_000).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await; // idle
-    println!("rss_kb {}", rss_kb());
+    println!("rss_kb {}", peerwatt_testkit::rss_kb());
     node.shutdown().await;
 }
 

@@ -27,10 +27,20 @@ pub use peerwatt_net::free_port;
 /// Peak resident memory of this process, kB (Linux `VmHWM`; 0 where it cannot be read): what
 /// the benchmarks report as peak memory.
 pub fn peak_rss_kb() -> u64 {
+    proc_status_kb("VmHWM:")
+}
+
+/// Resident memory of this process now, kB (Linux `VmRSS`; 0 where it cannot be read).
+pub fn rss_kb() -> u64 {
+    proc_status_kb("VmRSS:")
+}
+
+/// A kB figure of `/proc/self/status`.
+fn proc_status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

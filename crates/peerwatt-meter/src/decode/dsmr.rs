@@ -5,8 +5,8 @@
 //! export are reported once both tariffs are known, and power once both directions are.
 
 use super::{
-    Decoder, Format, KILO, Parts, Unit, add, expect_object, field, last_segment, parse_json, period_aggregate,
-    period_reject, plain_value, required, scaled,
+    Format, KILO, Parts, Unit, add, expect_object, field, last_segment, parse_json, period_aggregate, period_reject,
+    plain_number, plain_value, required, scaled,
 };
 use crate::reading::{Reason, Reject, Sample};
 
@@ -67,7 +67,6 @@ impl DsmrReaderDecoder {
             return Err(period_reject(topic));
         }
         let kwh = || plain_value(payload, Unit::KWh, name);
-        let kw = || plain_value(payload, Unit::KW, name);
         let mut sample = Sample::default();
         match name {
             "electricity_delivered_1" | "electricity_delivered_2" => {
@@ -79,13 +78,7 @@ impl DsmrReaderDecoder {
                 sample.energy_out = self.export.total("export")?;
             }
             "electricity_currently_delivered" | "electricity_currently_returned" => {
-                let w = kw()?;
-                if w < 0 {
-                    return Err(Reject::new(
-                        Reason::NegativePower,
-                        format!("{name} is negative; DSMR reports both directions as ≥ 0"),
-                    ));
-                }
+                let w = direction_power(plain_number(payload, name)?, name)?;
                 let parts = if name.ends_with("delivered") { &mut self.power_in } else { &mut self.power_out };
                 parts.set(0, w);
                 let (i, o) = (self.power_in.total("power")?, self.power_out.total("power")?);
@@ -110,22 +103,9 @@ impl DsmrReaderDecoder {
     }
 }
 
-impl Decoder for DsmrReaderDecoder {
-    fn format(&self) -> Format {
-        Format::DsmrReader
-    }
+impl super::Remembering for DsmrReaderDecoder {
+    const FORMAT: Format = Format::DsmrReader;
 
-    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        super::transaction(self, |d| d.apply(topic, payload))
-    }
-
-    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
-        Some(Box::new(self.clone()))
-    }
-}
-
-impl DsmrReaderDecoder {
-    /// Decodes one message into `self` (a copy, kept only if the message is read).
     fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         // The telegram is JSON; a split topic carries one plain value.
         if topic.ends_with("/json") || payload.trim_ascii_start().starts_with(b"{") {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decoder, Format, Parts, Unit, period_aggregate, period_reject, plain_number, scaled};
+use super::{Format, Parts, Unit, period_aggregate, period_reject, plain_number, scaled};
 use crate::reading::{Reason, Reject, Sample};
 
 const fn kw() -> Unit {
@@ -159,22 +159,9 @@ fn object_id(topic: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
-impl Decoder for EsphomeDecoder {
-    fn format(&self) -> Format {
-        Format::Esphome
-    }
+impl super::Remembering for EsphomeDecoder {
+    const FORMAT: Format = Format::Esphome;
 
-    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        super::transaction(self, |d| d.apply(topic, payload))
-    }
-
-    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
-        Some(Box::new(self.clone()))
-    }
-}
-
-impl EsphomeDecoder {
-    /// Decodes one message into `self` (a copy, kept only if the message is read).
     fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let id = object_id(topic).ok_or_else(|| {
             Reject::new(Reason::WrongTopic, format!("{topic} is not an ESPHome …/sensor/<object_id>/state topic"))

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Decoder, Format, Parts, Unit, number, parse_json, plain_number, scaled};
+use super::{Format, Parts, Unit, number, parse_json, plain_number, scaled};
 use crate::decimal::Decimal;
 use crate::reading::{Reason, Reject, Sample};
 
@@ -243,22 +243,9 @@ enum Message {
     Plain(Decimal),
 }
 
-impl Decoder for GenericJsonDecoder {
-    fn format(&self) -> Format {
-        Format::Json
-    }
+impl super::Remembering for GenericJsonDecoder {
+    const FORMAT: Format = Format::Json;
 
-    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        super::transaction(self, |d| d.apply(topic, payload))
-    }
-
-    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
-        Some(Box::new(self.clone()))
-    }
-}
-
-impl GenericJsonDecoder {
-    /// Decodes one message into `self` (a copy, kept only if the message is read).
     fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let matching: Vec<usize> =
             (0..self.sources.len()).filter(|i| self.sources[*i].topic.as_deref().is_none_or(|t| t == topic)).collect();

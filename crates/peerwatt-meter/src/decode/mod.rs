@@ -101,6 +101,30 @@ pub trait Decoder: Send + fmt::Debug {
     }
 }
 
+/// A decoder that remembers earlier messages (tariff registers, phases, the last source):
+/// it decodes each message into a copy of itself, kept only if the message is read, and the
+/// pipeline can undo a message whose reading it then refuses ([`Decoder::snapshot`]).
+pub(crate) trait Remembering: Clone + Send + fmt::Debug + 'static {
+    /// The format decoded.
+    const FORMAT: Format;
+    /// Decodes one message into `self` (a copy, dropped if this fails).
+    fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject>;
+}
+
+impl<T: Remembering> Decoder for T {
+    fn format(&self) -> Format {
+        T::FORMAT
+    }
+
+    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
+        transaction(self, |d| d.apply(topic, payload))
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
 /// What a meter's decoder is told besides its format (the `[meter.<role>.…]` subsections).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DecoderSettings {

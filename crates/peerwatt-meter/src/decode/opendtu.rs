@@ -4,7 +4,7 @@
 //! output; channels 1–6 are its DC inputs). The first source seen is the meter: a message
 //! from another (the per-inverter topics once the total is read) would count power twice.
 
-use super::{Decoder, Format, Unit, last_segment, period_aggregate, period_reject, plain_value};
+use super::{Format, Unit, last_segment, period_aggregate, period_reject, plain_value};
 use crate::reading::{Reason, Reject, Sample};
 
 /// Decodes OpenDTU totals and inverter topics.
@@ -14,22 +14,9 @@ pub struct OpendtuDecoder {
     source: Option<String>,
 }
 
-impl Decoder for OpendtuDecoder {
-    fn format(&self) -> Format {
-        Format::Opendtu
-    }
+impl super::Remembering for OpendtuDecoder {
+    const FORMAT: Format = Format::Opendtu;
 
-    fn decode_payload(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
-        super::transaction(self, |d| d.apply(topic, payload))
-    }
-
-    fn snapshot(&self) -> Option<Box<dyn Decoder>> {
-        Some(Box::new(self.clone()))
-    }
-}
-
-impl OpendtuDecoder {
-    /// Decodes one message into `self` (a copy, kept only if the message is read).
     fn apply(&mut self, topic: &str, payload: &[u8]) -> Result<Sample, Reject> {
         let (source, quantity) = topic.rsplit_once('/').unwrap_or(("", topic));
         let channel = last_segment(source);

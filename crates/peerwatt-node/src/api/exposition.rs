@@ -20,13 +20,20 @@ pub(crate) enum Kind {
     Gauge,
 }
 
+impl Kind {
+    /// The type's name in the format.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
 impl Exposition {
     /// A family with one sample per label set (`labels` like `[("reason", "replay")]`).
     pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str, samples: &[(Vec<(&str, String)>, u64)]) {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
+        let kind = kind.name();
         let _ = writeln!(self.text, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
         for (labels, value) in samples {
@@ -54,10 +61,7 @@ impl Exposition {
 
     /// One unlabelled sample with a decimal value.
     pub(crate) fn decimal(&mut self, name: &str, kind: Kind, help: &str, value: &str) {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
+        let kind = kind.name();
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
         let _ = writeln!(self.text, "{name} {value}");
