@@ -15,6 +15,7 @@ use peerwatt_core::{
 use crate::failure::{Failure, Hint};
 use peerwatt_node::NodeConfig;
 use peerwatt_node::community_file::{certificate_text, community_toml, load_certificate, load_community};
+use peerwatt_node::config::FileError;
 
 /// The `peerwatt community` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -284,6 +285,15 @@ fn sharing_of(args: &RulesArgs, current: Sharing) -> Result<Sharing, Failure> {
     })
 }
 
+/// A file that could not be read cannot be checked (exit 2); one that was read and is
+/// wrong was checked and found bad (exit 1), as everywhere (docs/interfaces.md "Exit codes").
+fn found_bad<T>(loaded: Result<T, FileError>, hint: &str) -> Result<T, Failure> {
+    match loaded {
+        Err(e @ FileError::Read { .. }) => Err(e).hint(hint),
+        other => other.invalid(hint),
+    }
+}
+
 fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let cfg = NodeConfig::load(&args.config).hint("`peerwatt init` writes a node.toml")?;
     let section = cfg
@@ -293,10 +303,12 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
         .hint("add [community] with file = \"community.toml\" and certificate = \"<your certificate>\"")?;
     let key = NodeKey::load(&cfg.resolve(&cfg.node.key_file))
         .hint("the key file must be private to its owner (mode 0600)")?;
-    let community = load_community(&cfg.resolve(&section.file))
-        .invalid("ask your community admin for the current community.toml")?;
+    let community = found_bad(
+        load_community(&cfg.resolve(&section.file)),
+        "ask your community admin for the current community.toml",
+    )?;
     let cert =
-        load_certificate(&cfg.resolve(&section.certificate)).invalid("ask your community admin for a certificate")?;
+        found_bad(load_certificate(&cfg.resolve(&section.certificate)), "ask your community admin for a certificate")?;
     community
         .check_cert(&cert, &key.public(), SystemClock.now())
         .map_err(|e| anyhow!("membership certificate: {e}"))

@@ -45,6 +45,11 @@ pub struct DemoArgs {
     /// No progress bar and no line per interval, only the report.
     #[arg(long)]
     quiet: bool,
+    /// Serve the street's dashboards: a page at this address (default 127.0.0.1:8480) lists
+    /// the households, each linking to its node's dashboard; after the day the street stays
+    /// up on its last moment until Ctrl-C.
+    #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:8480")]
+    serve: Option<String>,
 }
 
 /// `--network`: as the scenario file spells it.
@@ -75,7 +80,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, Failure> {
         return Err(anyhow::anyhow!("{} is not empty", dir.display()))
             .hint("--data-dir needs a new or empty directory");
     }
-    let options = RunOptions { scenario, out: args.out.clone(), data_dir: args.data_dir.clone() };
+    let options =
+        RunOptions { scenario, out: args.out.clone(), data_dir: args.data_dir.clone(), serve: args.serve.clone() };
     println!(
         "peerwatt demo: {} households, {} simulated from {}, at {}x speed (seed {})",
         options.scenario.households,
@@ -131,6 +137,13 @@ impl Observer for Terminal {
             self.clear_bar();
             println!("- {what}");
         }
+    }
+
+    fn serving(&mut self, url: &str) {
+        // Even when quiet: it is what the user asked for.
+        self.clear_bar();
+        println!("- dashboards: {url} (one per household; open it in a browser)");
+        let _ = std::io::stdout().flush();
     }
 
     fn interval(&mut self, line: &LiveLine, done: u64, total: u64) {

@@ -67,6 +67,14 @@ filter = "info"
 #
 # [api]
 # listen = "127.0.0.1:8470"
+
+# Home Assistant (docs/interfaces.md "Home Assistant"): a device with the Energy dashboard's
+# sensors, published on the [meter] broker; off without this section. `peerwatt ha remove`
+# clears it from Home Assistant.
+#
+# [home_assistant]
+# discovery_prefix = "homeassistant"
+# currency = "EUR"
 "#
     )
 }

@@ -106,52 +106,139 @@ pub fn run(cmd: LedgerCommand) -> Result<ExitCode, Failure> {
 }
 
 fn show(args: &ShowArgs) -> Result<ExitCode, Failure> {
-    let ledger = DataDir::new(&args.dir.data_dir).open_ledger_reader()?;
+    let dir = DataDir::new(&args.dir.data_dir);
+    if dir.ledger_in_use() {
+        return show_running_node(&dir, args);
+    }
+    let ledger = dir.open_ledger_reader()?;
     let len = ledger.len()?;
     let from = args.from.unwrap_or(len.saturating_sub(args.limit));
     let to = from.saturating_add(args.limit).min(len);
     let mut out = std::io::stdout().lock();
     if !args.json {
         let owner = ledger.owner().map(|o| o.to_string()).unwrap_or_else(|| "(none yet)".into());
-        writeln!(out, "ledger of {owner}")?;
-        writeln!(out, "  entries: {len}")?;
-        match ledger.latest_head()? {
-            Some(h) => writeln!(
-                out,
-                "  latest signed tree head: size {}, root {}, signed {}",
-                h.body().size,
-                h.body().root,
-                h.body().time
-            )?,
-            None => writeln!(out, "  latest signed tree head: none")?,
-        }
-        if from < to {
-            writeln!(out, "\n{:>6}  {:<24}  {:<16}  {:<16}  payload", "seq", "time (UTC)", "kind", "hash")?;
-        }
+        show_header(&mut out, &owner, len, ledger.latest_head()?.as_ref(), from < to)?;
     }
     for seq in from..to {
         let bytes = ledger.entry_bytes(seq)?;
         let hash = peerwatt_ledger::merkle::leaf_hash(&bytes);
-        match Signed::<LedgerEntry>::from_bytes(&bytes) {
-            Ok(signed) => {
-                let e = signed.body();
-                let summary = describe_payload(e.kind, &e.payload);
-                if args.json {
-                    let line = json!({
-                        "seq": e.seq, "time": e.time.to_string(), "time_ms": e.time.0, "kind": e.kind.name(),
-                        "hash": hash.to_hex(), "prev": e.prev.to_hex(), "payload_hex": hex_encode(&e.payload),
-                        "summary": summary,
-                    });
-                    writeln!(out, "{line}")?;
-                } else {
-                    let short = &hash.to_hex()[..16];
-                    writeln!(out, "{seq:>6}  {:<24}  {:<16}  {short}  {summary}", e.time.to_string(), e.kind.name())?;
-                }
-            }
-            Err(e) => writeln!(out, "{seq:>6}  (malformed: {e}; run `peerwatt ledger verify`)")?,
-        }
+        let entry = Signed::<LedgerEntry>::from_bytes(&bytes).map_err(|e| e.to_string());
+        show_entry(&mut out, args.json, seq, entry, hash)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ledger show` of a running node: from its export (through its HTTP interface), verified on
+/// the way; the entries shown are those the node's signed head covers.
+fn show_running_node(dir: &DataDir, args: &ShowArgs) -> Result<ExitCode, Failure> {
+    let tmp = std::env::temp_dir().join(format!("peerwatt-show-{}.pwl", std::process::id()));
+    download_export(dir, &tmp)?;
+    let mut window = Window { from: args.from, limit: args.limit, entries: Default::default(), head: None };
+    let walked = fs::File::open(&tmp)
+        .map(std::io::BufReader::new)
+        .map(|r| peerwatt_ledger::verify_export_visiting(r, &mut window));
+    let _ = fs::remove_file(&tmp);
+    let report =
+        walked?.map_err(|e| anyhow!("the running node's ledger failed verification: {e}")).invalid(TAMPER_HINT)?;
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        show_header(
+            &mut out,
+            &report.owner.to_string(),
+            report.entries,
+            window.head.as_ref(),
+            !window.entries.is_empty(),
+        )?;
+    }
+    for (entry, leaf) in window.entries {
+        show_entry(&mut out, args.json, entry.body().seq, Ok(entry), leaf)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The entries `ledger show` asks for, kept while an export is walked: `limit` from `from`,
+/// or the last `limit`.
+struct Window {
+    from: Option<u64>,
+    limit: u64,
+    entries: std::collections::VecDeque<(Signed<LedgerEntry>, peerwatt_core::Hash)>,
+    head: Option<Signed<TreeHead>>,
+}
+
+impl peerwatt_ledger::Visit for Window {
+    fn head(&mut self, head: &Signed<TreeHead>) {
+        if self.head.as_ref().is_none_or(|h| h.body().size <= head.body().size) {
+            self.head = Some(head.clone());
+        }
+    }
+
+    fn entry(&mut self, entry: &Signed<LedgerEntry>, leaf: peerwatt_core::Hash) {
+        let seq = entry.body().seq;
+        match self.from {
+            Some(from) if seq < from || seq >= from.saturating_add(self.limit) => {}
+            Some(_) => self.entries.push_back((entry.clone(), leaf)),
+            None => {
+                self.entries.push_back((entry.clone(), leaf));
+                if self.entries.len() as u64 > self.limit {
+                    self.entries.pop_front();
+                }
+            }
+        }
+    }
+}
+
+/// The lines above `ledger show`'s table.
+fn show_header(
+    out: &mut impl Write,
+    owner: &str,
+    len: u64,
+    head: Option<&Signed<TreeHead>>,
+    table: bool,
+) -> std::io::Result<()> {
+    writeln!(out, "ledger of {owner}")?;
+    writeln!(out, "  entries: {len}")?;
+    match head {
+        Some(h) => writeln!(
+            out,
+            "  latest signed tree head: size {}, root {}, signed {}",
+            h.body().size,
+            h.body().root,
+            h.body().time
+        )?,
+        None => writeln!(out, "  latest signed tree head: none")?,
+    }
+    if table {
+        writeln!(out, "\n{:>6}  {:<24}  {:<16}  {:<16}  payload", "seq", "time (UTC)", "kind", "hash")?;
+    }
+    Ok(())
+}
+
+/// One row of `ledger show` (a JSON object with `--json`).
+fn show_entry(
+    out: &mut impl Write,
+    as_json: bool,
+    seq: u64,
+    entry: Result<Signed<LedgerEntry>, String>,
+    hash: peerwatt_core::Hash,
+) -> std::io::Result<()> {
+    match entry {
+        Ok(signed) => {
+            let e = signed.body();
+            let summary = describe_payload(e.kind, &e.payload);
+            if as_json {
+                let line = json!({
+                    "seq": e.seq, "time": e.time.to_string(), "time_ms": e.time.0, "kind": e.kind.name(),
+                    "hash": hash.to_hex(), "prev": e.prev.to_hex(), "payload_hex": hex_encode(&e.payload),
+                    "summary": summary,
+                });
+                writeln!(out, "{line}")
+            } else {
+                let short = &hash.to_hex()[..16];
+                writeln!(out, "{seq:>6}  {:<24}  {:<16}  {short}  {summary}", e.time.to_string(), e.kind.name())
+            }
+        }
+        Err(e) => writeln!(out, "{seq:>6}  (malformed: {e}; run `peerwatt ledger verify`)"),
+    }
 }
 
 /// A one-line human description of an entry's payload.

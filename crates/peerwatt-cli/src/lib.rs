@@ -12,6 +12,7 @@ pub mod datadir;
 #[cfg(feature = "demo")]
 pub mod demo_cmd;
 pub mod failure;
+pub mod ha_cmd;
 pub mod init;
 pub mod ledger_cmd;
 pub mod meter_cmd;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Bearer tokens for the node's HTTP interface (`[api]`).
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Home Assistant discovery (`[home_assistant]`): remove the node's device.
+    #[command(subcommand)]
+    Ha(ha_cmd::HaCommand),
 }
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Statement(args) => statement_cmd::run(&args),
         Command::Audit(args) => audit_cmd::run(&args),
         Command::Token(cmd) => token_cmd::run(cmd),
+        Command::Ha(cmd) => ha_cmd::run(cmd),
     }
 }
 

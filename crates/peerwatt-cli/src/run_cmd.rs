@@ -65,6 +65,11 @@ async fn wait_for_signal() -> std::io::Result<()> {
     }
 }
 
+/// Money in currency units (six decimals: it is kept in micro-currency).
+fn money(m: i64) -> String {
+    peerwatt_market::bill::money(m)
+}
+
 /// A status file older than this means the node is not running (it rewrites it every second).
 const STALE_MS: u64 = 10_000;
 
@@ -93,17 +98,30 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     } else {
         format!("NOT running (last status at {})", clock_time(status.updated_at))
     };
-    say!("node {} in \"{}\": {state}", status.peer_id, status.community);
+    let me = if status.name.is_empty() { String::new() } else { format!("\"{}\" ", status.name) };
+    say!("node {me}{} in \"{}\": {state}", status.peer_id, status.community);
     for addr in &status.listen {
         say!("  listening on {addr}");
     }
     say!("  meter: {}", status.meter);
-    if !status.market.is_empty() {
-        say!("  market: {}", status.market);
+    if status.not_trading.is_empty() {
+        if !status.market.is_empty() {
+            say!("  market: {}", status.market);
+        }
+    } else {
+        say!("  market: not trading, because:");
+        for why in &status.not_trading {
+            say!("    - {why}");
+        }
     }
-    say!("peers ({}):", status.peers.len());
-    for p in &status.peers {
-        say!("  {p}");
+    let connected = status.members.iter().filter(|m| m.connected).count();
+    say!(
+        "peers: {} connected; members seen: {} ({connected} of them connected)",
+        status.peers.len(),
+        status.members.len()
+    );
+    for m in &status.members {
+        say!("  {:<20} {}  {}", m.name, m.id, if m.connected { "connected" } else { "-" });
     }
     say!("open orders ({}):", status.orders.len());
     for o in &status.orders {
@@ -117,20 +135,41 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
             Price(o.limit_price)
         );
     }
-    let sold: u64 = status.trades_today.iter().filter(|t| t.direction == "sold").map(|t| t.energy_wh).sum();
-    let bought: u64 = status.trades_today.iter().filter(|t| t.direction == "bought").map(|t| t.energy_wh).sum();
-    say!("trades today ({}): sold {sold} Wh, bought {bought} Wh", status.trades_today.len());
+    let t = &status.today;
+    say!(
+        "trades today ({}): sold {} Wh for {}, bought {} Wh for {}; {} saved against the grid's tariffs (as contracted)",
+        status.trades_today.len(),
+        t.sold_wh,
+        money(t.earned),
+        t.bought_wh,
+        money(t.spent),
+        money(t.savings)
+    );
     for t in &status.trades_today {
+        let with = t
+            .counterparty_name
+            .as_deref()
+            .map_or_else(|| t.counterparty.clone(), |n| format!("{n} ({})", t.counterparty));
         say!(
             "  {}  {:<6} {} Wh at {} with {} (as {})",
             clock_time(t.interval_start),
             t.direction,
             t.energy_wh,
             Price(t.price),
-            t.counterparty,
+            with,
             t.role
         );
     }
+    let m = &status.settled.month;
+    say!(
+        "this month, settled: cost {}, {} saved; {} Wh bought and {} Wh sold delivered, {} Wh shared in, {} Wh shared out",
+        money(m.cost),
+        money(m.savings),
+        m.delivered_bought_wh,
+        m.delivered_sold_wh,
+        m.shared_import_wh,
+        m.shared_export_wh
+    );
     say!("trade requests awaiting an answer: {}", status.requests_pending);
     say!("ledger: {} entries, root {}", status.ledger.entries, status.ledger.root);
     say!("counters:");

@@ -204,3 +204,14 @@ fn a_hand_edited_parameter_is_refused_by_check_and_by_run_and_the_admin_signs_a_
     let past = peerwatt(&["community", "rules", "--dir", c.to_str().unwrap(), "--from", "2020-01-01", "--retail", "1"]);
     assert_eq!(past.status.code(), Some(2), "{}", stderr(&past));
 }
+
+#[test]
+fn a_missing_certificate_could_not_be_checked_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, config) = admitted(tmp.path(), &[]);
+    std::fs::remove_file(tmp.path().join("node").join("membership.cert")).unwrap();
+    let out = peerwatt(&["community", "check", "--config", config.to_str().unwrap()]);
+    // 2: could not run (nothing was checked); 1 is kept for "checked and found bad".
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("membership.cert"), "{}", stderr(&out));
+}

@@ -1,5 +1,6 @@
 //! The CLI against a running node: `peerwatt ledger export` while the node holds its ledger
-//! gives, through the node's HTTP interface, a file that verifies.
+//! gives, through the node's HTTP interface, a file that verifies; `verify` and `show` work
+//! the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
@@ -71,10 +72,27 @@ async fn ledger_export_on_a_running_node_gives_a_file_that_verifies() {
     );
     assert_eq!((beyond.code, not_a_number.code), (404, 400), "{} {}", beyond.body, not_a_number.body);
     // `verify --data-dir` checks the running node's ledger the same way.
-    let args = vec!["ledger".into(), "verify".into(), "--data-dir".into(), d];
+    let args = vec!["ledger".into(), "verify".into(), "--data-dir".into(), d.clone()];
     let live = tokio::task::spawn_blocking(move || peerwatt(args)).await.unwrap();
     let said = String::from_utf8_lossy(&live.stdout).into_owned();
     assert!(live.status.success(), "{said}{}", String::from_utf8_lossy(&live.stderr));
     assert!(said.contains("of the running node"), "{said}");
+    // `show` lists the running node's entries: the last two, and from entry 0 on, as JSON (every entry from 0).
+    let args = vec!["ledger".into(), "show".into(), "--data-dir".into(), d.clone(), "--limit".into(), "2".into()];
+    let shown = tokio::task::spawn_blocking(move || peerwatt(args)).await.unwrap();
+    let table = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.status.success(), "{table}{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(table.contains(&format!("ledger of {}", node.peer_id())), "{table}");
+    let rows: Vec<&str> =
+        table.lines().filter(|l| l.contains("order-published") || l.contains("witnessed-head")).collect();
+    assert!(rows.iter().any(|l| l.contains("order-published")), "{table}");
+    let args: Vec<String> =
+        ["ledger", "show", "--data-dir", &d, "--from", "0", "--limit", "50", "--json"].map(String::from).to_vec();
+    let shown = tokio::task::spawn_blocking(move || peerwatt(args)).await.unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&shown.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.first().map(|l| l["seq"].clone()), Some(serde_json::json!(0)));
+    assert!(lines.len() as u64 >= entries, "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "order-published").count(), 3);
     node.shutdown().await;
 }

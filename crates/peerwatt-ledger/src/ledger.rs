@@ -224,8 +224,19 @@ impl<S: Store> LedgerReader<S> {
     /// Every entry of `kind`, in order, its payload decoded as `T` with its signatures
     /// verified; one that does not decode or verify is damage (named `what`).
     fn verified_of<T: Message>(&self, kind: EntryKind, what: &str) -> Result<Vec<Signed<T>>, LedgerError> {
+        self.verified_between(kind, what, 0, self.len()?)
+    }
+
+    /// As [`LedgerReader::verified_of`], of entries `from..to` only.
+    fn verified_between<T: Message>(
+        &self,
+        kind: EntryKind,
+        what: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Signed<T>>, LedgerError> {
         let mut found = Vec::new();
-        for seq in 0..self.len()? {
+        for seq in from..to {
             let entry = self.entry(seq)?;
             if entry.body().kind == kind {
                 let item = Signed::<T>::from_bytes_verified(&entry.body().payload)
@@ -252,6 +263,12 @@ impl<S: Store> LedgerReader<S> {
     /// signatures verified; one that does not decode or verify is damage.
     pub fn settlements(&self) -> Result<Vec<Signed<Settlement>>, LedgerError> {
         self.verified_of(EntryKind::Settlement, "settlement")
+    }
+
+    /// The settlements among entries `from..to` (as [`LedgerReader::settlements`]): a reader
+    /// that has seen the first `from` entries reads only what was added since.
+    pub fn settlements_between(&self, from: u64, to: u64) -> Result<Vec<Signed<Settlement>>, LedgerError> {
+        self.verified_between(EntryKind::Settlement, "settlement", from, to)
     }
 
     /// Every stored signed tree head, oldest (smallest) first.

@@ -10,6 +10,7 @@ use thiserror::Error;
 pub const FORMAT: &str = "peerwatt-inclusion-proof/1";
 
 /// An inclusion proof as JSON.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProofFile {

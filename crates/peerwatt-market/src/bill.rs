@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use peerwatt_core::{IntervalId, Money, Settlement, Side, Timestamp, UnitsError, Wh};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One interval of a household's statement (or the sum of many).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Line {
     /// Imported from the grid (the household's signed statement).
     pub imported_wh: u64,
@@ -124,6 +125,7 @@ pub enum BillError {
 }
 
 /// One interval of the statement.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntervalLine {
     /// The interval.
@@ -138,6 +140,7 @@ pub struct IntervalLine {
 }
 
 /// A household's statement over a range.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Bill {
     /// Per interval, in order.
@@ -156,6 +159,46 @@ pub fn latest(settlements: impl IntoIterator<Item = Settlement>) -> BTreeMap<Int
         }
     }
     latest
+}
+
+/// A running statement: the line of the latest revision of each interval's settlement, kept
+/// as settlements are recorded (a node's status sums it every second without reading its
+/// ledger again).
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    lines: BTreeMap<IntervalId, (u32, Line)>,
+}
+
+impl Tally {
+    /// Takes in a settlement: it replaces an earlier revision of its interval, and is
+    /// ignored beside a later one.
+    pub fn add(&mut self, s: &Settlement) -> Result<(), BillError> {
+        if self.lines.get(&s.interval).is_some_and(|(revision, _)| *revision >= s.revision) {
+            return Ok(());
+        }
+        let line = Line::of(s)?;
+        self.lines.insert(s.interval, (s.revision, line));
+        Ok(())
+    }
+
+    /// The sum over the intervals from `from` (inclusive) to `to` (exclusive).
+    pub fn total(&self, from: IntervalId, to: IntervalId) -> Line {
+        let mut sum = Line::default();
+        if from < to {
+            self.lines.range(from..to).for_each(|(_, (_, line))| sum.add(line));
+        }
+        sum
+    }
+
+    /// Intervals settled.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether nothing is settled yet.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
 }
 
 /// The statement of `settlements` (the latest revision of each interval, in any order).
@@ -252,6 +295,12 @@ pub fn range(month: Option<&str>, from: Option<&str>, to: Option<&str>) -> Resul
     Ok((from, to))
 }
 
+/// When the UTC month that contains `ms` (ms since the epoch) began.
+pub fn month_start(ms: u64) -> u64 {
+    let month = Timestamp(ms).to_string();
+    Timestamp::parse_date(&format!("{}-01", &month[..7])).map_or(0, |t| t.0)
+}
+
 /// The statement of the settlements in `[from, to)` (by interval start, `ms` long intervals).
 pub fn statement_of(
     settlements: impl IntoIterator<Item = Settlement>,
@@ -261,4 +310,71 @@ pub fn statement_of(
 ) -> Result<Bill, BillError> {
     let in_range = settlements.into_iter().filter(|s| (from..to).contains(&s.interval.0.saturating_mul(ms)));
     bill(latest(in_range).values())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerwatt_core::{CommunityId, Hash, Price};
+
+    /// A consistent settlement of `imported` Wh, shared `shared` of it at 200,000 per kWh, the
+    /// rest from the grid at 300,000.
+    fn settlement(interval: u64, revision: u32, imported: u64, shared: u64) -> Settlement {
+        let money = |wh: u64, p: u64| Wh(wh).cost_at(Price(p)).unwrap();
+        Settlement {
+            community: CommunityId(Hash([0; 32])),
+            interval: IntervalId(interval),
+            revision,
+            complete: true,
+            statement: Hash([0; 32]),
+            members: 2,
+            inputs: Hash([0; 32]),
+            imported: Wh(imported),
+            exported: Wh(0),
+            trades: Vec::new(),
+            shared_import: Wh(shared),
+            shared_export: Wh(0),
+            sharing_price: Price(200_000),
+            grid_import: Wh(imported - shared),
+            grid_export: Wh(0),
+            retail: Price(300_000),
+            feed_in: Price(80_000),
+            cost: Money(money(imported - shared, 300_000).0 + money(shared, 200_000).0),
+            baseline: money(imported, 300_000),
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn a_tally_keeps_the_latest_revision_of_each_interval_and_sums_a_range() {
+        let mut tally = Tally::default();
+        tally.add(&settlement(10, 0, 1_000, 0)).unwrap();
+        tally.add(&settlement(10, 1, 1_000, 400)).unwrap();
+        tally.add(&settlement(10, 0, 1_000, 0)).unwrap(); // an older revision, late: ignored
+        tally.add(&settlement(11, 0, 500, 500)).unwrap();
+        assert_eq!(tally.len(), 2);
+        let all = tally.total(IntervalId(0), IntervalId(u64::MAX));
+        assert_eq!((all.imported_wh, all.shared_import_wh), (1_500, 900));
+        // 900 Wh shared at 200,000 instead of 300,000 per kWh: 90,000 micro-currency saved.
+        assert_eq!(all.savings, 90_000);
+        assert_eq!(tally.total(IntervalId(11), IntervalId(12)).imported_wh, 500);
+        assert_eq!(tally.total(IntervalId(12), IntervalId(11)), Line::default());
+        // The same as the statement of the same settlements.
+        let statement = statement_of(
+            [settlement(10, 0, 1_000, 0), settlement(10, 1, 1_000, 400), settlement(11, 0, 500, 500)],
+            0,
+            u64::MAX,
+            1,
+        )
+        .unwrap();
+        assert_eq!(statement.total, all);
+    }
+
+    #[test]
+    fn a_month_starts_at_midnight_utc_of_its_first_day() {
+        // 2024-06-15T13:00:00Z → 2024-06-01T00:00:00Z; 2024-12-31T23:59:59.999Z → 2024-12-01.
+        assert_eq!(month_start(1_718_456_400_000), 1_717_200_000_000);
+        assert_eq!(month_start(1_735_689_599_999), 1_733_011_200_000);
+        assert_eq!(month_start(1_733_011_200_000), 1_733_011_200_000);
+    }
 }

@@ -180,6 +180,8 @@ pub enum Screened {
         orders: Vec<(Signed<Order>, Hash)>,
         /// The first late order's reason.
         late: Option<GossipReject>,
+        /// The member's display name, from its verified certificate.
+        name: String,
     },
     /// Trades announced by a party to each, with both signatures verified.
     Trades(Vec<(Signed<Trade>, Hash)>),
@@ -320,7 +322,7 @@ impl GossipValidator {
         match (topic, frame.messages.as_ref().map_err(Clone::clone)?) {
             (Topic::Orders, Messages::Orders(orders)) => {
                 let (orders, late) = self.check_orders(&frame.cert, member, orders, now)?;
-                Ok(Screened::Orders { orders, late })
+                Ok(Screened::Orders { orders, late, name: frame.cert.body().name.clone() })
             }
             (Topic::Trades, Messages::Trades(trades)) => self.check_trades(&frame.cert, trades).map(Screened::Trades),
             (Topic::Heads, Messages::Head(head, digest)) => {
@@ -395,7 +397,7 @@ impl GossipValidator {
     /// Screens a frame from the orders topic (see [`GossipValidator::check_orders`]).
     pub fn screen_orders(&mut self, data: &[u8], now: Timestamp) -> Result<ScreenedOrders, GossipReject> {
         match self.screen(Topic::Orders, data, now)? {
-            Screened::Orders { orders, late } => Ok((orders, late)),
+            Screened::Orders { orders, late, .. } => Ok((orders, late)),
             _ => Err(GossipReject::Malformed("not an order frame".into())),
         }
     }

@@ -312,7 +312,7 @@ fn a_replay_passes_the_screen_and_is_ignored_at_the_books() {
     let mut books = Books::new(community());
     let (older, newer) = (offer(&member, 1, I, 150_000), offer(&member, 2, I, 140_000));
     for order in [&newer, &older] {
-        let Screened::Orders { orders, late } =
+        let Screened::Orders { orders, late, .. } =
             worker.screen(Topic::Orders, &frame(cert(&member), order), NOW).unwrap()
         else {
             panic!("orders screen as orders");

@@ -79,8 +79,11 @@ impl MeterHandle {
     }
 }
 
-fn mqtt_options(cfg: &MeterConfig) -> Result<MqttOptions, ConfigError> {
-    let id = cfg.client_id.clone().unwrap_or_else(|| format!("peerwatt-{}", std::process::id()));
+/// The broker connection of `cfg` (host, login, TLS, keep-alive), as client `id` (default:
+/// `cfg`'s client id, else `peerwatt-<pid>`): the meter's, and any other client of the node on
+/// the same broker (Home Assistant's), which must take another id.
+pub fn mqtt_options(cfg: &MeterConfig, id: Option<String>) -> Result<MqttOptions, ConfigError> {
+    let id = id.or_else(|| cfg.client_id.clone()).unwrap_or_else(|| format!("peerwatt-{}", std::process::id()));
     let mut o = MqttOptions::new(id, cfg.host.clone(), cfg.port);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     o.set_max_packet_size(MAX_PACKET, 64 * 1024);
@@ -115,7 +118,7 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     events: mpsc::Sender<MeterEvent>,
 ) -> Result<MeterHandle, ConfigError> {
-    let (client, eventloop) = AsyncClient::new(mqtt_options(cfg)?, 64);
+    let (client, eventloop) = AsyncClient::new(mqtt_options(cfg, None)?, 64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (conn_tx, conn_rx) = watch::channel(Connection::Connecting);
     let backoff = Backoff::new(
@@ -140,20 +143,23 @@ pub fn spawn(
 
 /// Capped exponential backoff.
 #[derive(Debug, Clone, Copy)]
-struct Backoff {
+pub struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
 }
 
 impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
+    /// Starting at `min`, doubling up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
         Backoff { min, max: max.max(min), next: min }
     }
-    fn reset(&mut self) {
+    /// Back to `min` (after a success).
+    pub fn reset(&mut self) {
         self.next = self.min;
     }
-    fn step(&mut self) -> Duration {
+    /// The next delay.
+    pub fn step(&mut self) -> Duration {
         let now = self.next;
         self.next = (self.next * 2).min(self.max);
         now

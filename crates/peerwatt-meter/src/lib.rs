@@ -18,7 +18,7 @@ pub mod pipeline;
 pub mod reading;
 pub mod scan;
 
-pub use client::{Connection, MeterEvent, MeterHandle, spawn};
+pub use client::{Backoff, Connection, MeterEvent, MeterHandle, mqtt_options, spawn};
 pub use config::{ConfigError, MeterConfig, RoleConfig};
 pub use decode::Format;
 pub use interval::{Accountant, History, IntervalTotals, Source};

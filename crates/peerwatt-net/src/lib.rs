@@ -25,6 +25,13 @@ pub use network::Network;
 pub use ports::free_port;
 pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
 
+/// The libp2p peer id of a member's public key (the same ed25519 key); `None` if the key is
+/// not one libp2p takes.
+pub fn peer_id_of(key: &peerwatt_core::PublicKey) -> Option<PeerId> {
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key.to_bytes()).ok()?;
+    Some(libp2p::identity::PublicKey::from(ed).to_peer_id())
+}
+
 /// The libp2p keypair of a node key: the same ed25519 key, so the PeerId names the signer.
 /// Never substitutes another key: an error here means the node must not start.
 pub fn keypair_of(key: &peerwatt_core::NodeKey) -> Result<Keypair, libp2p::identity::DecodingError> {

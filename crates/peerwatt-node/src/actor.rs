@@ -485,6 +485,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                     tracing::warn!(%reason, "the meter is stale: not trading until it reports again");
                 }
                 self.meter_stale = true;
+                self.reporter.meter_stale(true);
                 self.input(Input::MeterStale(true));
                 self.reporter.meter(format!("stale: {reason}"));
             }
@@ -493,6 +494,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                     tracing::info!("the meter reports again");
                 }
                 self.meter_stale = false;
+                self.reporter.meter_stale(false);
                 self.input(Input::MeterStale(false));
                 self.reporter.meter("connected".into());
             }
@@ -500,9 +502,7 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 Outcome::Rejected(_) => self.metrics.meter_readings_rejected += 1,
                 Outcome::Reading(reading, _) => {
                     self.metrics.meter_readings += 1;
-                    if reading.role == peerwatt_meter::Role::Grid {
-                        self.reporter.reading(reading.time);
-                    }
+                    self.reporter.reading(&reading);
                 }
                 Outcome::Pending => self.metrics.meter_readings += 1,
             },

@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub network: NetworkSection,
     /// `[api]`: the local HTTP interface (REST API, Prometheus metrics); off without it.
     pub api: Option<ApiSection>,
+    /// `[home_assistant]`: MQTT discovery on the meter's broker; off without it.
+    pub home_assistant: Option<crate::home_assistant::HomeAssistantSection>,
     /// The directory of the file; relative paths are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -233,7 +235,7 @@ impl NetworkSection {
 }
 
 /// The homeowner's price limits, micro-currency per kWh (`limits.json`, the API's body).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceLimits {
     /// Never sell below this price (`null`: no limit of the homeowner's own).
@@ -314,6 +316,12 @@ impl NodeConfigBuilder {
         self
     }
 
+    /// Home Assistant discovery on the meter's broker.
+    pub fn home_assistant(mut self, section: crate::home_assistant::HomeAssistantSection) -> NodeConfigBuilder {
+        self.config.home_assistant = Some(section);
+        self
+    }
+
     /// The HTTP interface.
     pub fn api(mut self, api: ApiSection) -> NodeConfigBuilder {
         self.config.api = Some(api);
@@ -373,6 +381,7 @@ impl NodeConfig {
                 market: MarketSection::default(),
                 network: NetworkSection::default(),
                 api: None,
+                home_assistant: None,
                 dir: PathBuf::new(),
             },
         }

@@ -15,6 +15,7 @@ mod committer;
 pub mod community_file;
 pub mod config;
 mod heads;
+pub mod home_assistant;
 pub mod metrics;
 pub mod provision;
 mod screen;
@@ -71,6 +72,9 @@ pub enum StartError {
     /// The meter settings.
     #[error("meter: {0}")]
     Meter(#[from] peerwatt_meter::ConfigError),
+    /// `[home_assistant]` cannot work.
+    #[error(transparent)]
+    HomeAssistant(#[from] home_assistant::HomeAssistantError),
     /// The HTTP interface cannot listen where `[api] listen` says.
     #[error("cannot start the HTTP interface on {listen}: {source}")]
     Api {
@@ -93,6 +97,8 @@ pub struct RunningNode {
     events: broadcast::Sender<NodeEvent>,
     /// The HTTP interface's task and where it listens.
     api: Option<(JoinHandle<()>, std::net::SocketAddr)>,
+    /// Home Assistant's publisher, and its stop (after the node's last status).
+    home_assistant: Option<(home_assistant::HomeAssistant, watch::Sender<bool>)>,
 }
 
 impl RunningNode {
@@ -134,6 +140,10 @@ impl RunningNode {
         let _ = self.task.await;
         if let Some((api, _)) = self.api {
             let _ = api.await;
+        }
+        if let Some((publisher, stop)) = self.home_assistant {
+            let _ = stop.send(true);
+            publisher.stopped().await;
         }
         if let Some(meter) = self.meter {
             meter.shutdown().await;
@@ -269,6 +279,17 @@ pub async fn start_with_store<S: Store + 'static>(
     };
     let inbound = screen::spawn(screen, net_events, event_queue);
 
+    // Home Assistant's settings are checked before the node trades, too.
+    let ha_device = match (&cfg.home_assistant, &cfg.meter) {
+        (Some(section), Some(_)) => Some(home_assistant::Device {
+            node_id: section.checked_node_id(&cfg.node.name)?,
+            name: cfg.node.name.clone(),
+            public_id: peer_id.clone(),
+            version: api::VERSION.to_owned(),
+        }),
+        (Some(_), None) => return Err(home_assistant::HomeAssistantError::NoBroker.into()),
+        (None, _) => None,
+    };
     // The HTTP interface listens before the node trades: a busy port is a start error.
     let api_listener = match &cfg.api {
         Some(section) => {
@@ -285,6 +306,7 @@ pub async fn start_with_store<S: Store + 'static>(
         reporter.meter("connecting".into());
     }
     let published = reporter.subscribe();
+    let ha_status = reporter.subscribe();
     let mut node = actor::Node::new(actor::Parts {
         trader,
         committer: committer::Committer::new(ledger, state).timed(flush_times.clone()),
@@ -326,8 +348,15 @@ pub async fn start_with_store<S: Store + 'static>(
         }
         _ => None,
     };
+    let home_assistant = match (ha_device, &cfg.home_assistant, &cfg.meter) {
+        (Some(device), Some(section), Some(broker)) => {
+            let (stop, stopped) = watch::channel(false);
+            Some((home_assistant::spawn(broker, section, device, ha_status, stopped)?, stop))
+        }
+        _ => None,
+    };
     let task = tokio::spawn(node.run(inbound, meter_events, command_rx, shutdown_rx));
-    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events, api })
+    Ok(RunningNode { shutdown: shutdown_tx, task, meter, peer_id, commands: command_tx, events, api, home_assistant })
 }
 
 /// Rebuilds the core's state from the ledger (own orders, agreed trades) and the state

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use peerwatt_core::{Community, IntervalLength, Side, Timestamp};
+use peerwatt_core::{Community, IntervalId, IntervalLength, Side, Timestamp, Wh};
 use peerwatt_ledger::{Ledger, Store};
 use peerwatt_market::{Recorded, Trader};
 
@@ -59,7 +59,7 @@ impl Counters {
 }
 
 /// One of the node's own open orders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderStatus {
     /// The delivery interval's start (ms since the epoch).
     pub interval_start: u64,
@@ -78,7 +78,7 @@ pub struct OrderStatus {
 }
 
 /// One of the node's trades.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TradeStatus {
     /// The delivery interval's start (ms since the epoch).
     pub interval_start: u64,
@@ -90,6 +90,9 @@ pub struct TradeStatus {
     pub price: u64,
     /// The other party's public id.
     pub counterparty: String,
+    /// The other party's name, as its membership certificate gives it (absent if unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty_name: Option<String>,
     /// `maker` or `taker`: which side of the handshake this node was.
     pub role: String,
     /// When the maker accepted it (ms since the epoch).
@@ -97,16 +100,30 @@ pub struct TradeStatus {
 }
 
 /// The node's ledger head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerStatus {
     /// Entries.
     pub entries: u64,
     /// The Merkle root over them (hex).
     pub root: String,
+    /// The latest tree head the node signed (what its peers witness), if it signed one.
+    #[serde(default)]
+    pub signed_head: Option<SignedHeadStatus>,
+}
+
+/// A signed tree head, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SignedHeadStatus {
+    /// Entries it covers.
+    pub size: u64,
+    /// Their Merkle root (hex).
+    pub root: String,
+    /// When the node signed it (ms since the epoch).
+    pub time: u64,
 }
 
 /// Everything `status.json` holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     /// When this was written (ms since the epoch).
     pub updated_at: u64,
@@ -116,6 +133,9 @@ pub struct Status {
     pub pid: u32,
     /// The node's public id.
     pub peer_id: String,
+    /// The node's name (its membership certificate's).
+    #[serde(default)]
+    pub name: String,
     /// The community's name.
     pub community: String,
     /// Where the node listens.
@@ -127,6 +147,27 @@ pub struct Status {
     /// Whether the node trades, and if not, why, in words.
     #[serde(default)]
     pub market: String,
+    /// Every reason the node is not trading now (empty while it trades).
+    #[serde(default)]
+    pub not_trading: Vec<String>,
+    /// The members this node has seen (their orders or requests), by name.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
+    /// The market's clock.
+    #[serde(default)]
+    pub interval: IntervalStatus,
+    /// The grid's tariffs, the bounds of every local price.
+    #[serde(default)]
+    pub tariffs: TariffStatus,
+    /// What the meters measured last.
+    #[serde(default)]
+    pub power: PowerStatus,
+    /// Today's trades (since midnight UTC) summed: as contracted, before settlement.
+    #[serde(default)]
+    pub today: TodayStatus,
+    /// What the node's settlements say: this month's and all its ledger's.
+    #[serde(default)]
+    pub settled: SettledStatus,
     /// The node's open orders.
     pub orders: Vec<OrderStatus>,
     /// The node's trades since midnight UTC.
@@ -143,8 +184,83 @@ pub struct Status {
     #[serde(default)]
     pub last_reading_at: Option<u64>,
     /// Every counter.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub counters: Counters,
 }
+
+/// A member of the community, as the node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MemberStatus {
+    /// Its public id.
+    pub id: String,
+    /// Its name, from its membership certificate.
+    pub name: String,
+    /// Whether this node is connected to it.
+    pub connected: bool,
+}
+
+/// The market's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IntervalStatus {
+    /// The settlement interval's length, ms.
+    pub length_ms: u64,
+    /// When the current interval started (ms since the epoch).
+    pub current_start: u64,
+    /// How long before its start an interval's trading closes, ms.
+    pub gate_closure_ms: u64,
+}
+
+/// The community's grid tariffs, micro-currency per kWh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TariffStatus {
+    /// What the grid charges for import.
+    pub retail: u64,
+    /// What the grid pays for export.
+    pub feed_in: u64,
+}
+
+/// The meters' latest power readings, W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PowerStatus {
+    /// At the grid connection: positive importing, negative exporting.
+    pub grid_w: Option<i64>,
+    /// When the grid meter's power was read (ms since the epoch).
+    pub grid_at: Option<u64>,
+    /// The PV's production.
+    pub pv_w: Option<i64>,
+    /// When the PV's power was read.
+    pub pv_at: Option<u64>,
+}
+
+/// Today's trades summed (as contracted: settlement decides what was delivered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TodayStatus {
+    /// Energy bought from neighbours, Wh.
+    pub bought_wh: u64,
+    /// Energy sold to neighbours, Wh.
+    pub sold_wh: u64,
+    /// Paid for it, micro-currency.
+    pub spent: i64,
+    /// Paid for what was sold.
+    pub earned: i64,
+    /// Against the grid's tariffs: what buying at retail would have cost more, and selling at
+    /// feed-in would have paid less.
+    pub savings: i64,
+}
+
+/// What the node's settlements say (the honest figures: delivered and shared energy).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettledStatus {
+    /// Intervals settled in all.
+    pub intervals: u64,
+    /// This month (UTC) so far.
+    pub month: SettledLine,
+    /// Everything in the ledger.
+    pub all: SettledLine,
+}
+
+/// A statement line, as the status carries it (the same fields as `GET /statement`'s).
+pub type SettledLine = peerwatt_market::bill::Line;
 
 impl Status {
     /// Writes `path` atomically (a temporary file, then a rename: never half-written).
@@ -176,6 +292,17 @@ pub(crate) struct Reporter {
     published: watch::Sender<Option<Arc<Status>>>,
     /// When the grid meter's last reading arrived.
     last_reading: Option<Timestamp>,
+    /// The meters' latest powers.
+    power: PowerStatus,
+    /// Whether the grid meter has gone quiet.
+    meter_stale: bool,
+    /// The settlements read so far, and how many ledger entries were read for them.
+    tally: (peerwatt_market::bill::Tally, u64),
+    /// The latest signed head, and the ledger size and time it was read at (read again when
+    /// the ledger grows, or after a minute: reading it reads every head).
+    head: (u64, Timestamp, Option<SignedHeadStatus>),
+    /// Members' libp2p peer ids (to say which are connected), worked out once each.
+    peer_ids: std::collections::HashMap<peerwatt_core::PublicKey, String>,
 }
 
 /// The parts of a running node a status is made of.
@@ -203,6 +330,11 @@ impl Reporter {
             trades: Vec::new(),
             published: watch::channel(None).0,
             last_reading: None,
+            power: PowerStatus::default(),
+            meter_stale: false,
+            tally: Default::default(),
+            head: (u64::MAX, Timestamp(0), None),
+            peer_ids: Default::default(),
         }
     }
 
@@ -216,9 +348,27 @@ impl Reporter {
         self.listen.push(addr);
     }
 
-    /// A grid meter reading arrived at `time`.
-    pub fn reading(&mut self, time: Timestamp) {
-        self.last_reading = Some(time);
+    /// A meter reading arrived.
+    pub fn reading(&mut self, reading: &peerwatt_meter::Reading) {
+        let at = Some(reading.time.0);
+        match reading.role {
+            peerwatt_meter::Role::Grid => {
+                self.last_reading = Some(reading.time);
+                if let Some(w) = reading.grid_power {
+                    (self.power.grid_w, self.power.grid_at) = (Some(w.0), at);
+                }
+            }
+            _ => {
+                if let Some(w) = reading.pv_power {
+                    (self.power.pv_w, self.power.pv_at) = (Some(w.0), at);
+                }
+            }
+        }
+    }
+
+    /// The grid meter went quiet (`true`) or reports again.
+    pub fn meter_stale(&mut self, stale: bool) {
+        self.meter_stale = stale;
     }
 
     /// The meter's state, in words.
@@ -231,17 +381,121 @@ impl Reporter {
         self.trades.push((trade.accepted_at, trade_status(trade, length)));
     }
 
-    /// Whether the node trades, and if not, why: without a meter it cannot, without peers its
-    /// orders reach nobody; else as the trading core says.
-    fn market_state<S: Store>(&self, node: &NodeView<'_, S>, now: Timestamp) -> String {
+    /// Every reason the node does not trade at `now` (none while it trades): its meter, the
+    /// trading core's state, its peers, and limits no neighbour can meet.
+    fn not_trading<S: Store>(&self, node: &NodeView<'_, S>, now: Timestamp) -> Vec<String> {
+        let mut why = Vec::new();
         if self.meter == "not configured" {
-            return "not trading: no meter (add a [meter] section to node.toml, docs/meters.md)".into();
+            why.push("no meter: add a [meter] section to node.toml (docs/meters.md)".to_owned());
+        } else if self.meter.starts_with("down") {
+            why.push(format!("the meter's broker is {}", self.meter));
+        } else if self.meter_stale {
+            why.push("the meter has gone quiet: no trading on old readings".to_owned());
         }
-        let state = node.trader.trading_state(now).to_string();
+        match node.trader.trading_state(now) {
+            peerwatt_market::TradingState::Trading { .. } => {}
+            other => why.push(
+                other
+                    .to_string()
+                    .trim_start_matches("not trading yet: ")
+                    .trim_start_matches("not trading: ")
+                    .to_owned(),
+            ),
+        }
         if node.peers.is_empty() {
-            return format!("{state}; no peers connected: orders reach nobody");
+            why.push("no peers connected: orders reach nobody".to_owned());
         }
-        state
+        let limits = node.trader.limits();
+        let (retail, feed_in) = (node.community.retail, node.community.feed_in);
+        if limits.min_sell_price.is_some_and(|p| p > retail) {
+            why.push(format!(
+                "your minimum sell price is above the retail tariff ({retail}): no neighbour buys above it"
+            ));
+        }
+        if limits.max_buy_price.is_some_and(|p| p < feed_in) {
+            why.push(format!(
+                "your maximum buy price is below the feed-in tariff ({feed_in}): no neighbour sells below it"
+            ));
+        }
+        why
+    }
+
+    /// The market in words: the trading core's state, or why the node does not trade.
+    fn market_state<S: Store>(node: &NodeView<'_, S>, not_trading: &[String], now: Timestamp) -> String {
+        if not_trading.is_empty() {
+            return node.trader.trading_state(now).to_string();
+        }
+        format!("not trading: {}", not_trading.join("; "))
+    }
+
+    /// The members seen, by name, and whether each is connected.
+    fn members<S: Store>(&mut self, node: &NodeView<'_, S>) -> Vec<MemberStatus> {
+        let mut members: Vec<MemberStatus> = node
+            .trader
+            .members()
+            .map(|(key, name)| {
+                let peer = self
+                    .peer_ids
+                    .entry(*key)
+                    .or_insert_with(|| peerwatt_net::peer_id_of(key).map(|p| p.to_string()).unwrap_or_default());
+                MemberStatus { id: key.to_string(), name: name.to_owned(), connected: node.peers.contains(peer) }
+            })
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        members
+    }
+
+    /// Reads the settlements added to the ledger since the last write.
+    fn read_settlements<S: Store>(&mut self, ledger: &Ledger<S>) {
+        let (tally, seen) = &mut self.tally;
+        let Ok(len) = ledger.len() else { return };
+        if len <= *seen {
+            return;
+        }
+        match ledger.reader().settlements_between(*seen, len) {
+            Ok(new) => {
+                for s in &new {
+                    if let Err(e) = tally.add(s.body()) {
+                        tracing::warn!(error = %e, "a settlement in the ledger does not add up; left out of the status");
+                    }
+                }
+                *seen = len;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's settlements for the status"),
+        }
+    }
+
+    /// The latest signed head (read again when the ledger has grown or a minute has passed).
+    fn signed_head<S: Store>(&mut self, ledger: &Ledger<S>, len: u64, now: Timestamp) -> Option<SignedHeadStatus> {
+        let (read_len, read_at, _) = self.head;
+        if read_len != len || now.0.saturating_sub(read_at.0) >= 60_000 {
+            let head = match ledger.reader().latest_head() {
+                Ok(head) => head.map(|h| SignedHeadStatus {
+                    size: h.body().size,
+                    root: h.body().root.to_hex(),
+                    time: h.body().time.0,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the ledger's signed heads for the status");
+                    None
+                }
+            };
+            self.head = (len, now, head);
+        }
+        self.head.2.clone()
+    }
+
+    /// What the settlements say: this month's and all.
+    fn settled(&self, community: &Community, now: Timestamp) -> SettledStatus {
+        let tally = &self.tally.0;
+        let length = community.interval;
+        let month_start = peerwatt_market::bill::month_start(now.0);
+        let first = IntervalId(month_start.div_ceil(length.millis()));
+        SettledStatus {
+            intervals: tally.len() as u64,
+            month: tally.total(first, IntervalId(u64::MAX)),
+            all: tally.total(IntervalId(0), IntervalId(u64::MAX)),
+        }
     }
 
     /// Whether a write is due at `now`: once per `period` of the node's clock.
@@ -254,20 +508,47 @@ impl Reporter {
         self.last = Some(now);
         let day_start = now.0 - now.0 % 86_400_000;
         self.trades.retain(|(accepted_at, _)| accepted_at.0 >= day_start);
-        let market = self.market_state(&node, now);
+        let not_trading = self.not_trading(&node, now);
+        let market = Self::market_state(&node, &not_trading, now);
+        let members = self.members(&node);
+        self.read_settlements(node.ledger);
+        let trades_today: Vec<TradeStatus> = self
+            .trades
+            .iter()
+            .map(|(_, t)| {
+                let mut t = t.clone();
+                t.counterparty_name = members.iter().find(|m| m.id == t.counterparty).map(|m| m.name.clone());
+                t
+            })
+            .collect();
+        let community = node.community;
+        let ledger_len = node.ledger.len().unwrap_or(0);
+        let signed_head = self.signed_head(node.ledger, ledger_len, now);
         let status = Status {
             updated_at: now.0,
             running,
             pid: std::process::id(),
             peer_id: node.trader.me().to_string(),
-            community: node.community.name.clone(),
+            name: node.trader.name().to_owned(),
+            community: community.name.clone(),
             listen: self.listen.clone(),
             peers: node.peers,
             meter: self.meter.clone(),
             market,
-            orders: orders(node.trader, node.community, now),
-            trades_today: self.trades.iter().map(|(_, t)| t.clone()).collect(),
-            ledger: LedgerStatus { entries: node.ledger.len().unwrap_or(0), root: node.ledger.root().to_hex() },
+            not_trading,
+            members,
+            interval: IntervalStatus {
+                length_ms: community.interval.millis(),
+                current_start: community.interval.start(community.interval.interval_at(now)).0,
+                gate_closure_ms: community.gate_closure.as_millis() as u64,
+            },
+            tariffs: TariffStatus { retail: community.retail.0, feed_in: community.feed_in.0 },
+            power: self.power,
+            today: today(&trades_today, community),
+            settled: self.settled(community, now),
+            orders: orders(node.trader, community, now),
+            trades_today,
+            ledger: LedgerStatus { entries: ledger_len, root: node.ledger.root().to_hex(), signed_head },
             requests_pending: node.trader.pending_requests() as u64,
             limits: crate::config::PriceLimits::of(&node.trader.limits()),
             last_reading_at: self.last_reading.map(|t| t.0),
@@ -320,6 +601,25 @@ fn orders(trader: &Trader, community: &Community, now: Timestamp) -> Vec<OrderSt
         .collect()
 }
 
+/// Today's trades summed, with their savings against the grid's tariffs.
+fn today(trades: &[TradeStatus], community: &Community) -> TodayStatus {
+    let money = |wh: u64, price: u64| Wh(wh).cost_at(peerwatt_core::Price(price)).map(|m| m.0).unwrap_or(i64::MAX);
+    let mut t = TodayStatus::default();
+    for trade in trades {
+        let paid = money(trade.energy_wh, trade.price);
+        if trade.direction == "sold" {
+            t.sold_wh += trade.energy_wh;
+            t.earned = t.earned.saturating_add(paid);
+            t.savings = t.savings.saturating_add(paid.saturating_sub(money(trade.energy_wh, community.feed_in.0)));
+        } else {
+            t.bought_wh += trade.energy_wh;
+            t.spent = t.spent.saturating_add(paid);
+            t.savings = t.savings.saturating_add(money(trade.energy_wh, community.retail.0).saturating_sub(paid));
+        }
+    }
+    t
+}
+
 fn trade_status(t: &Recorded, length: IntervalLength) -> TradeStatus {
     TradeStatus {
         interval_start: length.start(t.interval).0,
@@ -327,6 +627,7 @@ fn trade_status(t: &Recorded, length: IntervalLength) -> TradeStatus {
         energy_wh: t.energy.0,
         price: t.price.0,
         counterparty: t.counterparty.to_string(),
+        counterparty_name: None,
         role: if t.as_maker { "maker" } else { "taker" }.into(),
         accepted_at: t.accepted_at.0,
     }

@@ -64,6 +64,18 @@ async fn every_endpoint_answers_and_every_error_is_json() {
         (Some(peer_id.as_str()), Some(community.name.as_str()))
     );
     assert_eq!(s["running"], true);
+    // Who it is, the market's clock and tariffs, and every reason it does not trade.
+    assert_eq!(s["name"], "node-0");
+    assert_eq!(
+        (s["tariffs"]["retail"].as_u64(), s["tariffs"]["feed_in"].as_u64()),
+        (Some(community.retail.0), Some(community.feed_in.0))
+    );
+    assert_eq!(s["interval"]["length_ms"].as_u64(), Some(community.interval.millis()));
+    let why: Vec<&str> = s["not_trading"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(why.iter().any(|w| w.starts_with("no meter")), "{why:?}");
+    assert!(why.iter().any(|w| w.starts_with("no peers connected")), "{why:?}");
+    assert!(s["market"].as_str().unwrap().starts_with("not trading: no meter"), "{}", s["market"]);
+    assert_eq!(s["settled"]["intervals"], 0);
     let h = head.json();
     assert_eq!(h["entries"], s["ledger"]["entries"]);
     assert_eq!(h["root"].as_str().map(str::len), Some(64));
@@ -264,4 +276,48 @@ async fn the_meters_closed_intervals_are_served_by_range_in_json_and_csv() {
     assert!(lines[1].ends_with(",0,7,false,900000,false,counters"), "{}", lines[1]);
     assert_eq!(bad.code, 400);
     node.shutdown().await;
+}
+
+/// `docs/api/openapi.json`, from the repository's root.
+fn kept_openapi() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api/openapi.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_the_one_in_docs_and_names_only_real_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_community, configs) = community_of(dir.path(), 1).unwrap();
+    let api = ApiSection { trust_loopback: false, ..ApiSection::default() };
+    let (_node, addr) = start(configs[0].clone(), api).await;
+    // Served without a token: it describes the API, nothing of the household.
+    let served = tokio::task::spawn_blocking(move || get(addr, "/api/v1/openapi.json")).await.unwrap();
+    assert_eq!(served.code, 200, "{}", served.body);
+    let doc = served.json();
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    let kept = kept_openapi();
+    if std::env::var_os("PEERWATT_BLESS").is_some() {
+        std::fs::write(&kept, &served.body).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&kept).unwrap_or_default();
+    assert!(
+        on_disk == served.body,
+        "docs/api/openapi.json is not what the node serves: rewrite it with \
+         `PEERWATT_BLESS=1 cargo test -p peerwatt-node --test api the_openapi_document` and commit it"
+    );
+    // Every documented path is routed (a request without a token is refused by the auth rules,
+    // never "no such endpoint"), and every authenticated one documents 401.
+    let paths = doc["paths"].as_object().unwrap().clone();
+    assert!(paths.len() >= 11, "{:?}", paths.keys());
+    for (path, item) in paths {
+        let concrete = path.replace("{seq}", "0");
+        for method in item.as_object().unwrap().keys() {
+            let (m, p) = (method.to_uppercase(), concrete.clone());
+            let answer = tokio::task::spawn_blocking(move || http(addr, &m, &p, &[], b"")).await.unwrap();
+            assert!(!answer.body.contains("no such endpoint"), "{method} {path}: {}", answer.body);
+            if path != "/api/v1/openapi.json" {
+                assert_eq!(answer.code, 401, "{method} {path} without a token off trusted loopback");
+                assert!(item[method]["responses"]["401"].is_object(), "{method} {path} documents 401");
+            }
+        }
+    }
 }

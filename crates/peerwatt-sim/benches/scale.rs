@@ -45,7 +45,7 @@ fn main() {
         ..Scenario::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None };
+    let options = RunOptions { scenario, out: out.path().to_owned(), data_dir: None, serve: None };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(8).enable_all().build().unwrap();
     let started = Instant::now();
     let report = runtime.block_on(peerwatt_sim::run(&options, &mut Quiet)).unwrap();

@@ -3,6 +3,7 @@
 //! the nodes connect).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peerwatt_core::{Clock, Timestamp};
@@ -13,12 +14,20 @@ pub struct AcceleratedClock {
     origin: Timestamp,
     rate: u32,
     started: OnceLock<Instant>,
+    /// The time it stands still at once it gets there (`u64::MAX`: never).
+    ceiling: AtomicU64,
 }
 
 impl AcceleratedClock {
     /// A clock standing at `origin` that will run at `rate` (at least 1).
     pub fn new(origin: Timestamp, rate: u32) -> AcceleratedClock {
-        AcceleratedClock { origin, rate: rate.max(1), started: OnceLock::new() }
+        AcceleratedClock { origin, rate: rate.max(1), started: OnceLock::new(), ceiling: AtomicU64::new(u64::MAX) }
+    }
+
+    /// Makes the clock stand still once it shows `t` (the demo's street, served to browsers
+    /// after its day, stays on that day).
+    pub fn stand_at(&self, t: Timestamp) {
+        self.ceiling.store(t.0, Ordering::Relaxed);
     }
 
     /// Starts the clock (a second call changes nothing).
@@ -38,7 +47,8 @@ impl AcceleratedClock {
 impl Clock for AcceleratedClock {
     fn now(&self) -> Timestamp {
         let elapsed = self.started.get().map_or(0, |s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
-        Timestamp(self.origin.0.saturating_add(elapsed.saturating_mul(u64::from(self.rate))))
+        let running = self.origin.0.saturating_add(elapsed.saturating_mul(u64::from(self.rate)));
+        Timestamp(running.min(self.ceiling.load(Ordering::Relaxed)))
     }
 
     fn rate(&self) -> u32 {
@@ -49,6 +59,15 @@ impl Clock for AcceleratedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn it_stands_still_at_its_ceiling() {
+        let c = AcceleratedClock::new(Timestamp(1_000_000), 1_000);
+        c.stand_at(Timestamp(1_010_000));
+        c.start();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.now(), Timestamp(1_010_000));
+    }
 
     #[test]
     fn it_stands_until_started_then_runs_at_its_rate() {

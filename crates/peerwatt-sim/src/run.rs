@@ -16,7 +16,7 @@ use peerwatt_market::trader::{SETTLE_AFTER_MS, STATEMENT_GOSSIP_MS};
 use peerwatt_meter::{History, IntervalTotals};
 use peerwatt_meter::{MeterConfig, RoleConfig};
 use peerwatt_net::{Hub, InProcessConfig};
-use peerwatt_node::config::{Forecast, MarketSection, NetworkSection};
+use peerwatt_node::config::{ApiSection, Forecast, MarketSection, NetworkSection};
 use peerwatt_node::provision::{self, MemberSpec, Provisioned};
 use peerwatt_node::{FrameCache, NodeConfig, NodeEvent, RunningNode, Shared};
 use thiserror::Error;
@@ -97,6 +97,10 @@ pub struct RunOptions {
     /// Keep the nodes' data (keys, ledgers, meter history) here; a temporary directory that
     /// is removed afterwards otherwise.
     pub data_dir: Option<PathBuf>,
+    /// Serve the street's dashboards: a page at this address lists the households, each
+    /// linking to its node's own dashboard; after the day, the clock stands at its last
+    /// moment and the nodes keep serving until Ctrl-C.
+    pub serve: Option<String>,
 }
 
 /// Whoever shows a run's progress (the CLI prints; tests stay quiet).
@@ -105,6 +109,10 @@ pub trait Observer: Send {
     fn phase(&mut self, what: &str);
     /// Interval `done` of `total` is over.
     fn interval(&mut self, line: &LiveLine, done: u64, total: u64);
+    /// The street's dashboards are served at `url` (`--serve`).
+    fn serving(&mut self, url: &str) {
+        self.phase(&format!("dashboards: {url}"));
+    }
 }
 
 /// An observer that shows nothing.
@@ -174,11 +182,21 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let broker = broker::start(s.households + 1)?;
 
     observer.phase("setting up the households (keys, certificates, a week of meter history)");
-    let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr)?;
+    let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr, options.serve.is_some())?;
 
     observer.phase(&format!("starting one node per household (real ledgers; network: {})", s.network_used()));
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
     let (nodes, trades, settled) = start_nodes(&members, &clock, &shared_of(s)).await?;
+    let street = match &options.serve {
+        Some(listen) => {
+            // The street's day stays on screen after it ends: its last moment, not the next day.
+            clock.stand_at(Timestamp(timeline.end.0 - 1));
+            let (url, server) = serve_street(listen, &members, &nodes).await?;
+            observer.serving(&url);
+            Some((url, server))
+        }
+        None => None,
+    };
     if s.network_in_use() == NetworkChoice::Libp2p {
         // Let the nodes find each other and form the gossip mesh before the clock runs.
         tokio::time::sleep(Duration::from_millis(1_000 + 5 * s.households as u64)).await;
@@ -211,7 +229,15 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let published = meter_messages.load(Ordering::Relaxed);
     // The last readings close the last intervals in every node's meter history.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    if s.wait_for_settlement {
+    if let Some((url, server)) = street {
+        observer.phase(&format!(
+            "the day is over; the clock stands at its last moment and the dashboards stay up at {url} until Ctrl-C"
+        ));
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot wait for Ctrl-C; stopping now");
+        }
+        server.abort();
+    } else if s.wait_for_settlement {
         observer.phase("settling: every node states its intervals in its hourly slot and settles them once its counterparties' statements are in");
         wait_until_settled(&settled, &timeline, &clock).await;
     }
@@ -296,6 +322,7 @@ fn set_up_households(
     profiles: &Profiles,
     data_dir: &std::path::Path,
     broker: std::net::SocketAddr,
+    api: bool,
 ) -> Result<Vec<Member>, RunError> {
     let variety = Variety {
         pv_share_pct: s.pv_share_pct,
@@ -312,7 +339,7 @@ fn set_up_households(
     for i in 0..s.households {
         let household = Household::draw(s.seed, i, &variety);
         let flows = simulate(&household, profiles, s.seed, first_step, steps);
-        let config = node_config(s, &household, broker);
+        let config = node_config(s, &household, broker, api);
         let port = peerwatt_net::free_port().map_err(io("a free port"))?;
         let bootstrap = bootstrap_of(&members, s.seed, i);
         let spec = MemberSpec { port, bootstrap: &bootstrap, config };
@@ -477,7 +504,7 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 
 /// A household's node configuration: its strategy's timing and limits, and its meter on the
 /// embedded broker.
-fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> NodeConfig {
+fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr, api: bool) -> NodeConfig {
     let market = MarketSection {
         enabled: true,
         tick_ms: s.tick_ms,
@@ -507,7 +534,41 @@ fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr) -> Nod
     // one, written when each node stops), and each lists every peer: written every 30 s
     // instead of every second (at 500 households every 5 s was still 5.7 % of the CPU).
     let status_every_ms = if s.households > LIBP2P_UP_TO { 30_000 } else { 1_000 };
-    NodeConfig::builder(&h.name).status_every_ms(status_every_ms).market(market).meter(meter).network(network).build()
+    let builder =
+        NodeConfig::builder(&h.name).status_every_ms(status_every_ms).market(market).meter(meter).network(network);
+    match api {
+        // Each node's dashboard on a port of its own.
+        true => builder.api(ApiSection { listen: "127.0.0.1:0".into(), ..ApiSection::default() }).build(),
+        false => builder.build(),
+    }
+}
+
+/// Serves the page that lists the street's households, each linking to its node's dashboard.
+async fn serve_street(
+    listen: &str,
+    members: &[Member],
+    nodes: &[RunningNode],
+) -> Result<(String, tokio::task::JoinHandle<()>), RunError> {
+    let houses = members
+        .iter()
+        .zip(nodes)
+        .filter_map(|(m, node)| {
+            let h = &m.household;
+            let pv = if h.pv_wp > 0 { format!("{:.1} kWp PV", h.pv_wp as f64 / 1000.0) } else { "no PV".into() };
+            let battery = if h.battery.is_some() { ", a battery" } else { "" };
+            let about = format!("{}, {pv}{battery}", h.load.label());
+            Some(peerwatt_node::api::street::House {
+                name: h.name.clone(),
+                about,
+                url: format!("http://{}/", node.api_address()?),
+            })
+        })
+        .collect();
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(io(format!("serving the dashboards on {listen}")))?;
+    let addr = listener.local_addr().map_err(io(format!("serving the dashboards on {listen}")))?;
+    let server = peerwatt_node::api::street::spawn(listener, houses);
+    Ok((format!("http://{addr}/"), server))
 }
 
 /// Writes the week before the clock's origin into the node's meter history, as a meter that

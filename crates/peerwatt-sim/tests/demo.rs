@@ -19,7 +19,7 @@ async fn a_short_demo_reports_what_the_ledgers_and_meters_hold() {
     let out = dir.path().join("out");
     // Three households (one with PV) from 11:30 for six intervals.
     let scenario = Scenario { households: 3, start_quarter: 46, intervals: Some(6), ..Scenario::default() };
-    let options = RunOptions { scenario, out: out.clone(), data_dir: Some(data.clone()) };
+    let options = RunOptions { scenario, out: out.clone(), data_dir: Some(data.clone()), serve: None };
     let report = peerwatt_sim::run(&options, &mut Quiet).await.unwrap();
 
     // The ledgers: all verified, every trade in both parties' ledgers.
@@ -215,7 +215,7 @@ async fn both_parties_settle_every_trade_of_a_demo_day_alike() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nodes");
     let scenario = Scenario { households: 4, speed: 2_880, ..Scenario::default() };
-    let options = RunOptions { scenario, out: dir.path().join("out"), data_dir: Some(data.clone()) };
+    let options = RunOptions { scenario, out: dir.path().join("out"), data_dir: Some(data.clone()), serve: None };
     let report = peerwatt_sim::run(&options, &mut Quiet).await.unwrap();
     let names: Vec<String> = report.households.iter().map(|h| h.household.name.clone()).collect();
     let settlements = settlements_of(&data, &names);

@@ -143,6 +143,7 @@ impl Trader {
             self.metrics.trade_requests_refused += 1;
             return Slot::Ready(Answer::Refused("the request is not signed by the certificate's member".into()));
         }
+        self.learn_name(cert.body().member, &cert.body().name);
         match self.maker.accept(&self.key, request, now) {
             Ok(Acceptance::Again(trade)) => Slot::Ready(Answer::Agreed(trade)),
             Ok(Acceptance::New(reserved)) => {

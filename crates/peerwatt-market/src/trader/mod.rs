@@ -263,6 +263,9 @@ pub struct Trader {
     draining: bool,
     /// This node's calls in flight: what each was about.
     calls: HashMap<CallId, taking::CallKind>,
+    /// Members' display names, from the certificates of their verified orders and requests
+    /// (at most one per member of the community).
+    names: HashMap<PublicKey, String>,
     next_call: u64,
     window: taking::Window,
     turn: Turn,
@@ -333,6 +336,7 @@ impl Trader {
             stale: false,
             draining: false,
             calls: HashMap::new(),
+            names: HashMap::new(),
             next_call: 0,
             window: taking::Window::default(),
             turn: Turn::default(),
@@ -460,7 +464,12 @@ impl Trader {
     pub fn apply_gossip(&mut self, screened: Screened, now: Timestamp) -> Result<Topic, GossipReject> {
         let topic = screened.topic();
         match screened {
-            Screened::Orders { orders, late } => self.on_orders(orders, late, now)?,
+            Screened::Orders { orders, late, name } => {
+                if let Some((o, _)) = orders.first() {
+                    self.learn_name(*o.signer(), &name);
+                }
+                self.on_orders(orders, late, now)?
+            }
             Screened::Trades(trades) => self.on_trades(trades, now),
             Screened::Head(head) => self.effects.push(Effect::Head(head)),
             Screened::Statements(statements) => self.on_statements(statements)?,
@@ -508,6 +517,31 @@ impl Trader {
     pub fn own_order(&self, interval: IntervalId, side: Side) -> Option<(&Signed<Order>, Wh)> {
         let order = self.maker.current(interval, side)?;
         Some((order, self.maker.available(&order.digest())))
+    }
+
+    /// This node's display name (its certificate's).
+    pub fn name(&self) -> &str {
+        &self.cert.body().name
+    }
+
+    /// A member's display name, if one of its orders or requests has been seen.
+    pub fn member_name(&self, member: &PublicKey) -> Option<&str> {
+        if member == &self.me {
+            return Some(self.name());
+        }
+        self.names.get(member).map(String::as_str)
+    }
+
+    /// Every other member seen, with its display name.
+    pub fn members(&self) -> impl Iterator<Item = (&PublicKey, &str)> {
+        self.names.iter().map(|(k, n)| (k, n.as_str()))
+    }
+
+    /// Keeps a member's name from its verified certificate (a renewed certificate may rename).
+    pub(crate) fn learn_name(&mut self, member: PublicKey, name: &str) {
+        if self.names.get(&member).is_none_or(|known| known != name) {
+            self.names.insert(member, name.to_owned());
+        }
     }
 
     /// The homeowner's limits in force.

@@ -7,7 +7,10 @@
 //! bodies are limited, and a request that takes longer than `timeout_ms` is answered 503.
 
 pub mod client;
+mod dashboard;
 pub mod exposition;
+pub mod openapi;
+pub mod street;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -21,7 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -108,9 +110,18 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Why, in words.
+    pub error: String,
+    /// The HTTP status code again.
+    pub status: u16,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.message, "status": self.status.as_u16()});
+        let body = ErrorBody { error: self.message, status: self.status.as_u16() };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -150,16 +161,20 @@ fn router(api: Arc<Api>, max_body_bytes: usize) -> Router {
         .route("/api/v1/ledger/head", get(ledger_head))
         .route("/api/v1/ledger/export", get(ledger_export))
         .route("/api/v1/ledger/proof/:seq", get(ledger_proof))
+        .route("/api/v1/ledger/verify", get(ledger_verify))
         .route("/api/v1/limits", get(limits))
         .route("/api/v1/trades", get(trades))
         .route("/api/v1/statement", get(statement))
         .route("/api/v1/intervals", get(intervals))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Read), authorise));
+    // What anyone who can reach the port may read: the API's own description.
+    let public = Router::new().route("/api/v1/openapi.json", get(openapi_document)).merge(dashboard::routes());
     let control = Router::new()
         .route("/api/v1/limits", put(set_limits))
         .route_layer(middleware::from_fn_with_state((api.clone(), Scope::Control), authorise));
     Router::new()
+        .merge(public)
         .merge(read)
         .merge(control)
         .fallback(not_found)
@@ -248,14 +263,40 @@ fn latest(api: &Api) -> Result<Arc<Status>, ApiError> {
     api.status.borrow().clone().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is starting"))
 }
 
+/// The answer of `GET /health`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `stopping` once the node drains.
+    pub status: &'static str,
+    /// Whether the node runs.
+    pub running: bool,
+    /// When the node last reported (ms since the epoch).
+    pub updated_at: u64,
+    /// The node's version.
+    pub version: &'static str,
+}
+
+/// For probes: 200 while the node runs, 503 while it starts or stops.
+#[utoipa::path(get, path = "/api/v1/health", tag = "node",
+    responses((status = 200, description = "The node runs", body = Health),
+              (status = 503, description = "The node is starting or stopping", body = Health)))]
 async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
-    let body = json!({"status": if status.running { "ok" } else { "stopping" }, "running": status.running,
-                      "updated_at": status.updated_at, "version": VERSION});
+    let body = Health {
+        status: if status.running { "ok" } else { "stopping" },
+        running: status.running,
+        updated_at: status.updated_at,
+        version: VERSION,
+    };
     let code = if status.running { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok((code, axum::Json(body)).into_response())
 }
 
+/// Everything the node reports about itself: node, community, members and peers, meter,
+/// market (open orders, the interval, tariffs, why it does not trade), today's trades and
+/// totals, the settled month, the ledger, counters (the same as `peerwatt status --json`).
+#[utoipa::path(get, path = "/api/v1/state", tag = "node",
+    responses((status = 200, description = "The node's state", body = Status)))]
 async fn state(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
     let body = serde_json::to_vec(&*status)
@@ -263,17 +304,33 @@ async fn state(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The ledger's size and Merkle root.
+#[utoipa::path(get, path = "/api/v1/ledger/head", tag = "ledger",
+    responses((status = 200, description = "The ledger head", body = crate::status::LedgerStatus)))]
 async fn ledger_head(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
-    Ok(axum::Json(json!({"entries": status.ledger.entries, "root": status.ledger.root})).into_response())
+    Ok(axum::Json(&status.ledger).into_response())
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "node", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API", content_type = "application/json")))]
+async fn openapi_document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::document()).into_response()
+}
+
+/// Prometheus metrics (text exposition format 0.0.4; docs/interfaces.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
     let text = exposition::render(&status, VERSION, &api.timings);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
+/// The homeowner's price limits in force.
+#[utoipa::path(get, path = "/api/v1/limits", tag = "market",
+    responses((status = 200, description = "The limits", body = PriceLimits)))]
 async fn limits(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let status = latest(&api)?;
     Ok(axum::Json(status.limits).into_response())
@@ -284,6 +341,12 @@ const MAX_PRICE: u64 = 1_000_000_000;
 
 /// Sets the price limits: checked first, so a refused body changes nothing; applied by the
 /// node, then kept in `limits.json` for the next start.
+#[utoipa::path(put, path = "/api/v1/limits", tag = "market", request_body = PriceLimits,
+    responses((status = 200, description = "The limits now in force", body = PriceLimits),
+              (status = 400, description = "The body is not JSON", body = ErrorBody),
+              (status = 413, description = "The body is too large", body = ErrorBody),
+              (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+              (status = 422, description = "A field is unknown, of the wrong type or out of range", body = ErrorBody)))]
 async fn set_limits(
     State(api): State<Arc<Api>>,
     body: Result<axum::Json<PriceLimits>, axum::extract::rejection::JsonRejection>,
@@ -329,6 +392,11 @@ async fn sign_head(api: &Api) -> Result<u64, ApiError> {
 
 /// An inclusion proof of entry `seq`, in the file form of `peerwatt ledger prove` (checked by
 /// `peerwatt ledger check-proof`); the node signs a head first if none covers the entry yet.
+#[utoipa::path(get, path = "/api/v1/ledger/proof/{seq}", tag = "ledger",
+    params(("seq" = u64, Path, description = "The entry's sequence number")),
+    responses((status = 200, description = "The proof", body = peerwatt_ledger::proof_file::ProofFile),
+              (status = 400, description = "`seq` is not a number", body = ErrorBody),
+              (status = 404, description = "The ledger has no such entry", body = ErrorBody)))]
 async fn ledger_proof(
     State(api): State<Arc<Api>>,
     seq: Result<axum::extract::Path<u64>, axum::extract::rejection::PathRejection>,
@@ -352,6 +420,52 @@ async fn ledger_proof(
     Ok(axum::Json(peerwatt_ledger::proof_file::ProofFile::from_proof(&proof)).into_response())
 }
 
+/// What `GET /ledger/verify` found.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Verified {
+    /// Whether every check passed.
+    pub verified: bool,
+    /// Entries verified.
+    pub entries: u64,
+    /// Signed tree heads verified.
+    pub heads: u64,
+    /// The Merkle root over every entry (hex), when verified.
+    pub root: Option<String>,
+    /// The first problem found, when not.
+    pub problem: Option<String>,
+}
+
+/// Runs every check of `peerwatt ledger verify` on the node's ledger (entries, hash chain,
+/// Merkle tree, signed heads) as it stands: its export up to the current size, verified as
+/// it is written (through a pipe: the node appends meanwhile, and a ledger of years is never
+/// held whole). 200 either way; `verified` says how it went.
+#[utoipa::path(get, path = "/api/v1/ledger/verify", tag = "ledger",
+    responses((status = 200, description = "What the verification found", body = Verified)))]
+async fn ledger_verify(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let size = read_ledger(&api, |l| l.len()).await?;
+    let (from_export, mut into_verifier) = std::io::pipe().map_err(|e| internal(e.to_string()))?;
+    let ledger = api.ledger.clone();
+    let writing = tokio::task::spawn_blocking(move || ledger.export(size, &mut into_verifier));
+    let verifying = tokio::task::spawn_blocking(move || peerwatt_ledger::verify_export(from_export));
+    let (written, outcome) = tokio::join!(writing, verifying);
+    // A verifier that stops at a problem breaks the writer's pipe: the problem is the answer.
+    let outcome = outcome.map_err(|e| internal(e.to_string()))?;
+    if outcome.is_ok() {
+        written.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(format!("cannot read the ledger: {e}")))?;
+    }
+    let answer = match outcome {
+        Ok(r) => {
+            Verified { verified: true, entries: r.entries, heads: r.heads, root: Some(r.root.to_hex()), problem: None }
+        }
+        Err(e) => {
+            tracing::error!(problem = %e, "the ledger failed verification");
+            Verified { verified: false, entries: 0, heads: 0, root: None, problem: Some(e.to_string()) }
+        }
+    };
+    Ok(axum::Json(answer).into_response())
+}
+
 /// The export file's bytes, handed from the blocking writer to the response body.
 struct ChannelWriter(mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
 
@@ -370,6 +484,8 @@ impl std::io::Write for ChannelWriter {
 /// The same file as `peerwatt ledger export`, streamed while the node runs: the node signs a
 /// head over every entry first, and the export ends there, so a signature covers it whole (a
 /// cut-off download lacks the end marker and fails `ledger verify`).
+#[utoipa::path(get, path = "/api/v1/ledger/export", tag = "ledger",
+    responses((status = 200, description = "The export file (as `peerwatt ledger export`)", content_type = "application/octet-stream")))]
 async fn ledger_export(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let size = sign_head(&api).await?;
     let (tx, rx) = mpsc::channel(16);
@@ -391,11 +507,15 @@ async fn ledger_export(State(api): State<Arc<Api>>) -> Result<Response, ApiError
 }
 
 /// A range in the query: `month=YYYY-MM`, or `from`/`to` (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MMZ`).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RangeQuery {
+    /// A UTC month, `YYYY-MM` (instead of `from` and `to`).
     month: Option<String>,
+    /// From (inclusive): `YYYY-MM-DD` or `YYYY-MM-DDTHH:MMZ`, UTC.
     from: Option<String>,
+    /// To (exclusive), as `from`.
     to: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
@@ -436,6 +556,9 @@ async fn read_ledger<T: Send + 'static>(
 }
 
 /// The node's trades whose delivery interval starts in the range, oldest first.
+#[utoipa::path(get, path = "/api/v1/trades", tag = "market", params(RangeQuery),
+    responses((status = 200, description = "The trades (`format=csv`: the same as CSV)", body = Vec<TradeRow>),
+              (status = 400, description = "A malformed query", body = ErrorBody)))]
 async fn trades(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
     let q = query(q)?;
     let (from, to) = q.range()?;
@@ -484,19 +607,30 @@ async fn trades(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiEr
 }
 
 /// One trade as `/trades` lists it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct TradeRow {
+    /// The delivery interval's start (ms since the epoch).
     interval_start: u64,
+    /// `sold` or `bought`.
     direction: &'static str,
+    /// Energy, Wh.
     energy_wh: u64,
+    /// Price, micro-currency per kWh.
     price: u64,
+    /// The other party's public id.
     counterparty: String,
+    /// `maker` or `taker`: which side of the handshake this node was.
     role: &'static str,
+    /// When the maker accepted it (ms since the epoch).
     accepted_at: u64,
+    /// The signed trade's digest (hex): find it in the ledger export.
     digest: String,
 }
 
 /// The household's statement over the range, as `peerwatt statement --format json|csv`.
+#[utoipa::path(get, path = "/api/v1/statement", tag = "settlement", params(RangeQuery),
+    responses((status = 200, description = "The statement (`format=csv`: the CSV of `peerwatt statement`)", body = peerwatt_market::bill::Bill),
+              (status = 400, description = "A malformed query", body = ErrorBody)))]
 async fn statement(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
     let q = query(q)?;
     let (from, to) = q.range()?;
@@ -515,6 +649,9 @@ async fn statement(State(api): State<Arc<Api>>, q: Query) -> Result<Response, Ap
 /// The meter's closed intervals that start in the range, oldest first (what the node states
 /// and forecasts from): `interval`, `start`, `imported`, `exported` (Wh), `complete`,
 /// `covered_ms`, `counter_reset`, `source`; `format=csv` for a CSV of the same.
+#[utoipa::path(get, path = "/api/v1/intervals", tag = "meter", params(RangeQuery),
+    responses((status = 200, description = "The intervals (`format=csv`: the same as CSV)", body = Vec<IntervalRow>),
+              (status = 400, description = "A malformed query", body = ErrorBody)))]
 async fn intervals(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiError> {
     let q = query(q)?;
     let (from, to) = q.range()?;
@@ -524,19 +661,62 @@ async fn intervals(State(api): State<Arc<Api>>, q: Query) -> Result<Response, Ap
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the meter history: {e}")))?;
-    let rows: Vec<_> = all.into_iter().filter(|t| (from..to).contains(&t.start.0)).collect();
+    let rows: Vec<IntervalRow> = all.iter().filter(|t| (from..to).contains(&t.start.0)).map(IntervalRow::of).collect();
     if csv {
         let mut text =
             String::from("interval_start,imported_wh,exported_wh,complete,covered_ms,counter_reset,source\n");
         for t in &rows {
-            let source =
-                serde_json::to_value(t.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             text.push_str(&format!(
-                "{},{},{},{},{},{},{source}\n",
-                t.start, t.imported.0, t.exported.0, t.complete, t.covered_ms, t.counter_reset
+                "{},{},{},{},{},{},{}\n",
+                peerwatt_core::Timestamp(t.start),
+                t.imported,
+                t.exported,
+                t.complete,
+                t.covered_ms,
+                t.counter_reset,
+                t.source
             ));
         }
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
     }
     Ok(axum::Json(rows).into_response())
+}
+
+/// One closed meter interval as `/intervals` lists it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct IntervalRow {
+    /// The interval's number (its start divided by its length).
+    interval: u64,
+    /// When it started (ms since the epoch).
+    start: u64,
+    /// Imported from the grid, Wh.
+    imported: u64,
+    /// Exported to the grid, Wh.
+    exported: u64,
+    /// Whether readings covered the whole interval.
+    complete: bool,
+    /// Milliseconds covered by readings.
+    covered_ms: u64,
+    /// Whether a counter reset fell into it.
+    counter_reset: bool,
+    /// `counters` (differences of the meter's totals) or `power` (power integrated over time).
+    source: &'static str,
+}
+
+impl IntervalRow {
+    fn of(t: &peerwatt_meter::IntervalTotals) -> IntervalRow {
+        IntervalRow {
+            interval: t.interval.0,
+            start: t.start.0,
+            imported: t.imported.0,
+            exported: t.exported.0,
+            complete: t.complete,
+            covered_ms: t.covered_ms,
+            counter_reset: t.counter_reset,
+            source: match t.source {
+                peerwatt_meter::Source::Counters => "counters",
+                peerwatt_meter::Source::Power => "power",
+            },
+        }
+    }
 }
