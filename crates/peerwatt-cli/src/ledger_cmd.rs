@@ -424,14 +424,37 @@ fn export_from_running_node(dir: &DataDir, args: &ExportArgs) -> Result<ExitCode
 
 /// Verifies a running node's ledger through its export (up to the head it signs for it).
 fn verify_running_node(dir: &DataDir) -> Result<ExitCode, Failure> {
-    let tmp = std::env::temp_dir().join(format!("peerwatt-verify-{}.pwl", std::process::id()));
-    download_export(dir, &tmp)?;
-    let verified = fs::File::open(&tmp).map(std::io::BufReader::new).map(verify_export);
-    let _ = fs::remove_file(&tmp);
+    let tmp = PrivateTemp::new()?;
+    download_export(dir, tmp.path())?;
+    let verified = fs::File::open(tmp.path()).map(std::io::BufReader::new).map(verify_export);
     let report =
         verified?.map_err(|e| anyhow!("the running node's ledger failed verification: {e}")).invalid(TAMPER_HINT)?;
     print_report("ledger (of the running node, up to the head it signed for this check)", &report);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A file of our own in the temporary directory: created exclusively (never through a link
+/// someone else planted), readable by us only, removed when dropped.
+struct PrivateTemp(PathBuf);
+
+impl PrivateTemp {
+    fn new() -> std::io::Result<PrivateTemp> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = std::env::temp_dir().join(format!("peerwatt-{}-{nanos}.pwl", std::process::id()));
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        Ok(PrivateTemp(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateTemp {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 fn temp_path(out: &Path) -> PathBuf {

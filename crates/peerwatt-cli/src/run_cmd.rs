@@ -65,6 +65,12 @@ async fn wait_for_signal() -> std::io::Result<()> {
     }
 }
 
+/// Text from outside (a member's name in its certificate) as it may reach a terminal: control
+/// characters (escape sequences) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// Money in currency units (six decimals: it is kept in micro-currency).
 fn money(m: i64) -> String {
     peerwatt_market::bill::money(m)
@@ -98,7 +104,7 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     } else {
         format!("NOT running (last status at {})", clock_time(status.updated_at))
     };
-    let me = if status.name.is_empty() { String::new() } else { format!("\"{}\" ", status.name) };
+    let me = if status.name.is_empty() { String::new() } else { format!("\"{}\" ", printable(&status.name)) };
     say!("node {me}{} in \"{}\": {state}", status.peer_id, status.community);
     for addr in &status.listen {
         say!("  listening on {addr}");
@@ -121,7 +127,7 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
         status.members.len()
     );
     for m in &status.members {
-        say!("  {:<20} {}  {}", m.name, m.id, if m.connected { "connected" } else { "-" });
+        say!("  {:<20} {}  {}", printable(&m.name), m.id, if m.connected { "connected" } else { "-" });
     }
     say!("open orders ({}):", status.orders.len());
     for o in &status.orders {

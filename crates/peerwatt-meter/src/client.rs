@@ -86,7 +86,8 @@ pub fn mqtt_options(cfg: &MeterConfig, id: Option<String>) -> Result<MqttOptions
     let id = id.or_else(|| cfg.client_id.clone()).unwrap_or_else(|| format!("peerwatt-{}", std::process::id()));
     let mut o = MqttOptions::new(id, cfg.host.clone(), cfg.port);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
-    o.set_max_packet_size(MAX_PACKET, 64 * 1024);
+    // Incoming and outgoing: a node's Home Assistant state grows with the day's trades.
+    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     o.set_clean_session(true);
     let password = std::env::var("PEERWATT_MQTT_PASSWORD").ok().or_else(|| cfg.password.clone());
     if let Some(user) = &cfg.username {

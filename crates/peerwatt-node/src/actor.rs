@@ -368,8 +368,9 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
             }
             crate::NodeCommand::SignHead { reply } => {
                 let signed = crate::committer::blocking(|| self.committer.ledger().sign_head());
-                if signed.is_ok() {
+                if let Ok(head) = &signed {
                     self.metrics.heads_signed += 1;
+                    self.reporter.head_signed(head);
                 }
                 let _ = reply.send(signed.map(|h| h.body().size).map_err(|e| e.to_string()));
             }
@@ -469,10 +470,12 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
         self.input(Input::Tick);
         let now = self.clock.now();
         if let Some(head) = self.heads.on_tick(now, &mut self.committer, &mut self.metrics) {
+            self.reporter.head_signed(&head);
             let frame = GossipFrame { cert: self.cert.clone(), messages: vec![head.to_bytes()] }.to_bytes();
             self.publish(Topic::Heads, frame).await;
         }
-        if self.reporter.due(now, self.status_every_ms * u64::from(self.clock.rate().max(1))) {
+        let real_every = Duration::from_millis(self.status_every_ms);
+        if self.reporter.due(now, self.status_every_ms * u64::from(self.clock.rate().max(1)), real_every) {
             self.write_status(true);
         }
     }

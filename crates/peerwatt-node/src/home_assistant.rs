@@ -135,10 +135,14 @@ struct Sensor {
 
 /// The sensor kinds the node publishes, each with Home Assistant's fitting classes.
 enum Kind {
-    /// Energy counted up, Wh (the Energy dashboard's kind).
+    /// Energy, Wh: `total`, not `total_increasing`: a settlement redone when late statements
+    /// arrive moves energy between shared and delivered, so a figure may go down a little.
     Energy,
     /// Money in micro-currency, shown in currency units (`total`: it may go down).
     Money,
+    /// Money of the month so far: no state class (it starts again each month; Home Assistant
+    /// would take the drop for a loss).
+    MonthMoney,
     /// A price in micro-currency per kWh, shown per kWh.
     Price,
     /// A power, W.
@@ -163,25 +167,69 @@ fn micro(p: &str) -> Value {
 fn sensors() -> Vec<Sensor> {
     let s = |key, name, value, kind, icon| Sensor { key, name, value, kind, icon };
     vec![
-        s("energy_bought", "Energy bought locally", path("settled.all.delivered_bought_wh"), Kind::Energy, Some("mdi:home-import-outline")),
-        s("energy_sold", "Energy sold locally", path("settled.all.delivered_sold_wh"), Kind::Energy, Some("mdi:home-export-outline")),
-        s("energy_shared_in", "Energy shared to the household", path("settled.all.shared_import_wh"), Kind::Energy, Some("mdi:transmission-tower-import")),
-        s("energy_shared_out", "Energy shared by the household", path("settled.all.shared_export_wh"), Kind::Energy, Some("mdi:transmission-tower-export")),
-        s("savings", "Savings against the grid", micro("settled.all.savings"), Kind::Money, Some("mdi:piggy-bank-outline")),
-        s("savings_month", "Savings this month", micro("settled.month.savings"), Kind::Money, Some("mdi:piggy-bank-outline")),
+        s(
+            "energy_bought",
+            "Energy bought locally",
+            path("settled.all.delivered_bought_wh"),
+            Kind::Energy,
+            Some("mdi:home-import-outline"),
+        ),
+        s(
+            "energy_sold",
+            "Energy sold locally",
+            path("settled.all.delivered_sold_wh"),
+            Kind::Energy,
+            Some("mdi:home-export-outline"),
+        ),
+        s(
+            "energy_shared_in",
+            "Energy shared to the household",
+            path("settled.all.shared_import_wh"),
+            Kind::Energy,
+            Some("mdi:transmission-tower-import"),
+        ),
+        s(
+            "energy_shared_out",
+            "Energy shared by the household",
+            path("settled.all.shared_export_wh"),
+            Kind::Energy,
+            Some("mdi:transmission-tower-export"),
+        ),
+        s(
+            "savings",
+            "Savings against the grid",
+            micro("settled.all.savings"),
+            Kind::Money,
+            Some("mdi:piggy-bank-outline"),
+        ),
+        s(
+            "savings_month",
+            "Savings this month",
+            micro("settled.month.savings"),
+            Kind::MonthMoney,
+            Some("mdi:piggy-bank-outline"),
+        ),
         s("local_cost", "Paid for local energy", micro("settled.all.local_cost"), Kind::Money, None),
         s("local_credit", "Paid for energy sold locally", micro("settled.all.local_credit"), Kind::Money, None),
         s(
             "local_price",
             "Local price",
             Value::String(
-                "{% set t = value_json.trades_today %}{{ ((t | last).price / 1000000) | round(6) if t else 'unknown' }}".into(),
+                // `None` is Home Assistant's "unknown" for a numeric sensor (no trade yet today).
+                "{% set t = value_json.trades_today %}{{ ((t | last).price / 1000000) | round(6) if t else 'None' }}"
+                    .into(),
             ),
             Kind::Price,
             Some("mdi:cash-sync"),
         ),
         s("grid_power", "Grid power", path("power.grid_w"), Kind::Power, None),
-        s("peers", "Peers connected", Value::String("{{ value_json.peers | length }}".into()), Kind::Count, Some("mdi:lan-connect")),
+        s(
+            "peers",
+            "Peers connected",
+            Value::String("{{ value_json.peers | length }}".into()),
+            Kind::Count,
+            Some("mdi:lan-connect"),
+        ),
         s(
             "market",
             "Market",
@@ -207,7 +255,8 @@ pub fn discovery(device: &Device, section: &HomeAssistantSection) -> Vec<(String
         .map(|sensor| {
             let mut config = json!({
                 "name": sensor.name,
-                "unique_id": format!("peerwatt_{id}_{}", sensor.key),
+                // The public id, not the node id: a device renamed keeps its entities' history.
+                "unique_id": format!("peerwatt_{}_{}", device.public_id, sensor.key),
                 "default_entity_id": format!("sensor.peerwatt_{id}_{}", sensor.key),
                 "state_topic": state_topic(id),
                 "value_template": sensor.value,
@@ -219,8 +268,9 @@ pub fn discovery(device: &Device, section: &HomeAssistantSection) -> Vec<(String
                            "support_url": "https://github.com/peerwatt/peerwatt"},
             });
             let fields = match sensor.kind {
-                Kind::Energy => json!({"device_class": "energy", "state_class": "total_increasing", "unit_of_measurement": "Wh"}),
+                Kind::Energy => json!({"device_class": "energy", "state_class": "total", "unit_of_measurement": "Wh"}),
                 Kind::Money => json!({"device_class": "monetary", "state_class": "total", "unit_of_measurement": section.currency}),
+                Kind::MonthMoney => json!({"device_class": "monetary", "unit_of_measurement": section.currency}),
                 Kind::Price => json!({"state_class": "measurement", "unit_of_measurement": format!("{}/kWh", section.currency)}),
                 Kind::Power => json!({"device_class": "power", "state_class": "measurement", "unit_of_measurement": "W"}),
                 Kind::Count => json!({"state_class": "measurement"}),
@@ -319,13 +369,16 @@ impl Publisher {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
                     self.backoff.reset();
-                    self.on_connected(&status).await;
+                    self.subscribe_birth().await;
+                    self.announce(&status).await;
                 }
+                // A retained `online` is an old birth, not a restart (and it comes again with
+                // every subscription): only a live one means Home Assistant came up.
                 Ok(Event::Incoming(Packet::Publish(p)))
-                    if p.topic == self.birth_topic && &p.payload[..] == b"online" =>
+                    if p.topic == self.birth_topic && &p.payload[..] == b"online" && !p.retain =>
                 {
                     tracing::info!("Home Assistant came online: publishing discovery again");
-                    self.on_connected(&status).await;
+                    self.announce(&status).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -344,12 +397,16 @@ impl Publisher {
         }
     }
 
-    /// Re-subscribes (rumqttc does not keep subscriptions across reconnects) and publishes
-    /// the configs, `online` and the state.
-    async fn on_connected(&mut self, status: &watch::Receiver<Option<Arc<Status>>>) {
+    /// Subscribes to Home Assistant's birth messages, on every connection (rumqttc does not
+    /// keep subscriptions across reconnects).
+    async fn subscribe_birth(&self) {
         if let Err(e) = self.client.subscribe(&self.birth_topic, QoS::AtMostOnce).await {
             tracing::warn!(error = %e, "cannot subscribe to Home Assistant's status");
         }
+    }
+
+    /// Publishes the configs, `online` and the state.
+    async fn announce(&self, status: &watch::Receiver<Option<Arc<Status>>>) {
         for (topic, payload) in &self.configs {
             self.publish(topic.clone(), payload.clone().into_bytes()).await;
         }

@@ -342,6 +342,7 @@ pub async fn start_with_store<S: Store + 'static>(
                 tokens: cfg.resolve(&section.tokens_file),
                 trust_loopback: section.trust_loopback,
                 timeout: Duration::from_millis(section.timeout_ms.max(1)),
+                verification: Default::default(),
             };
             tracing::info!(%addr, "HTTP interface listening");
             Some((api::spawn(listener, context, section.max_body_bytes, shutdown_rx.clone()), addr))

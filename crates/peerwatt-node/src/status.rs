@@ -253,11 +253,17 @@ pub struct TodayStatus {
 pub struct SettledStatus {
     /// Intervals settled in all.
     pub intervals: u64,
+    /// Whether every settlement in the ledger is counted (after a start on a long ledger the
+    /// figures catch up over a few seconds).
+    pub complete: bool,
     /// This month (UTC) so far.
     pub month: SettledLine,
     /// Everything in the ledger.
     pub all: SettledLine,
 }
+
+/// Ledger entries the status reads for settlements per write, at most.
+const TALLY_CHUNK: u64 = 20_000;
 
 /// A statement line, as the status carries it (the same fields as `GET /statement`'s).
 pub type SettledLine = peerwatt_market::bill::Line;
@@ -298,9 +304,14 @@ pub(crate) struct Reporter {
     meter_stale: bool,
     /// The settlements read so far, and how many ledger entries were read for them.
     tally: (peerwatt_market::bill::Tally, u64),
-    /// The latest signed head, and the ledger size and time it was read at (read again when
-    /// the ledger grows, or after a minute: reading it reads every head).
-    head: (u64, Timestamp, Option<SignedHeadStatus>),
+    /// The last failure to read them (said once).
+    tally_error: Option<String>,
+    /// The latest signed head: read from the ledger once (reading it reads every head), then
+    /// told by the node as it signs.
+    head: Option<Option<SignedHeadStatus>>,
+    /// When the status was last written, in real time (a clock that stands still, as the
+    /// demo's after its day, must not freeze the status).
+    last_real: Option<std::time::Instant>,
     /// Members' libp2p peer ids (to say which are connected), worked out once each.
     peer_ids: std::collections::HashMap<peerwatt_core::PublicKey, String>,
 }
@@ -333,7 +344,9 @@ impl Reporter {
             power: PowerStatus::default(),
             meter_stale: false,
             tally: Default::default(),
-            head: (u64::MAX, Timestamp(0), None),
+            tally_error: None,
+            head: None,
+            last_real: None,
             peer_ids: Default::default(),
         }
     }
@@ -406,7 +419,8 @@ impl Reporter {
             why.push("no peers connected: orders reach nobody".to_owned());
         }
         let limits = node.trader.limits();
-        let (retail, feed_in) = (node.community.retail, node.community.feed_in);
+        let terms = node.community.terms_at(node.community.interval.interval_at(now));
+        let (retail, feed_in) = (terms.retail, terms.feed_in);
         if limits.min_sell_price.is_some_and(|p| p > retail) {
             why.push(format!(
                 "your minimum sell price is above the retail tariff ({retail}): no neighbour buys above it"
@@ -445,30 +459,46 @@ impl Reporter {
         members
     }
 
-    /// Reads the settlements added to the ledger since the last write.
+    /// Reads the settlements added to the ledger since the last write: at most
+    /// [`TALLY_CHUNK`] entries a write, so that a node started on a ledger of years catches up
+    /// over a few seconds instead of stalling its actor.
     fn read_settlements<S: Store>(&mut self, ledger: &Ledger<S>) {
         let (tally, seen) = &mut self.tally;
         let Ok(len) = ledger.len() else { return };
         if len <= *seen {
             return;
         }
-        match ledger.reader().settlements_between(*seen, len) {
+        let to = len.min(seen.saturating_add(TALLY_CHUNK));
+        match ledger.reader().settlements_between(*seen, to) {
             Ok(new) => {
                 for s in &new {
                     if let Err(e) = tally.add(s.body()) {
                         tracing::warn!(error = %e, "a settlement in the ledger does not add up; left out of the status");
                     }
                 }
-                *seen = len;
+                *seen = to;
+                self.tally_error = None;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the ledger's settlements for the status"),
+            Err(e) => {
+                // Once per kind of failure, not every second.
+                let said = e.to_string();
+                if self.tally_error.as_ref() != Some(&said) {
+                    tracing::warn!(error = %said, "cannot read the ledger's settlements for the status");
+                    self.tally_error = Some(said);
+                }
+            }
         }
     }
 
-    /// The latest signed head (read again when the ledger has grown or a minute has passed).
-    fn signed_head<S: Store>(&mut self, ledger: &Ledger<S>, len: u64, now: Timestamp) -> Option<SignedHeadStatus> {
-        let (read_len, read_at, _) = self.head;
-        if read_len != len || now.0.saturating_sub(read_at.0) >= 60_000 {
+    /// The node signed a tree head.
+    pub fn head_signed(&mut self, head: &peerwatt_core::Signed<peerwatt_core::TreeHead>) {
+        let b = head.body();
+        self.head = Some(Some(SignedHeadStatus { size: b.size, root: b.root.to_hex(), time: b.time.0 }));
+    }
+
+    /// The latest signed head (read from the ledger the first time).
+    fn signed_head<S: Store>(&mut self, ledger: &Ledger<S>) -> Option<SignedHeadStatus> {
+        if self.head.is_none() {
             let head = match ledger.reader().latest_head() {
                 Ok(head) => head.map(|h| SignedHeadStatus {
                     size: h.body().size,
@@ -480,32 +510,36 @@ impl Reporter {
                     None
                 }
             };
-            self.head = (len, now, head);
+            self.head = Some(head);
         }
-        self.head.2.clone()
+        self.head.clone().flatten()
     }
 
     /// What the settlements say: this month's and all.
-    fn settled(&self, community: &Community, now: Timestamp) -> SettledStatus {
+    fn settled(&self, community: &Community, now: Timestamp, ledger_len: u64) -> SettledStatus {
         let tally = &self.tally.0;
         let length = community.interval;
         let month_start = peerwatt_market::bill::month_start(now.0);
         let first = IntervalId(month_start.div_ceil(length.millis()));
         SettledStatus {
             intervals: tally.len() as u64,
+            complete: self.tally.1 >= ledger_len,
             month: tally.total(first, IntervalId(u64::MAX)),
             all: tally.total(IntervalId(0), IntervalId(u64::MAX)),
         }
     }
 
-    /// Whether a write is due at `now`: once per `period` of the node's clock.
-    pub fn due(&self, now: Timestamp, period_ms: u64) -> bool {
+    /// Whether a write is due at `now`: once per `period_ms` of the node's clock, or
+    /// `real_every` of real time (whichever comes first).
+    pub fn due(&self, now: Timestamp, period_ms: u64, real_every: std::time::Duration) -> bool {
         self.last.is_none_or(|last| now.0.saturating_sub(last.0) >= period_ms)
+            || self.last_real.is_none_or(|last| last.elapsed() >= real_every)
     }
 
     /// Writes `status.json` (a failure is logged: the status is not worth stopping for).
     pub fn write<S: Store>(&mut self, now: Timestamp, running: bool, node: NodeView<'_, S>) {
         self.last = Some(now);
+        self.last_real = Some(std::time::Instant::now());
         let day_start = now.0 - now.0 % 86_400_000;
         self.trades.retain(|(accepted_at, _)| accepted_at.0 >= day_start);
         let not_trading = self.not_trading(&node, now);
@@ -523,7 +557,8 @@ impl Reporter {
             .collect();
         let community = node.community;
         let ledger_len = node.ledger.len().unwrap_or(0);
-        let signed_head = self.signed_head(node.ledger, ledger_len, now);
+        let terms_now = community.terms_at(community.interval.interval_at(now));
+        let signed_head = self.signed_head(node.ledger);
         let status = Status {
             updated_at: now.0,
             running,
@@ -542,10 +577,10 @@ impl Reporter {
                 current_start: community.interval.start(community.interval.interval_at(now)).0,
                 gate_closure_ms: community.gate_closure.as_millis() as u64,
             },
-            tariffs: TariffStatus { retail: community.retail.0, feed_in: community.feed_in.0 },
+            tariffs: TariffStatus { retail: terms_now.retail.0, feed_in: terms_now.feed_in.0 },
             power: self.power,
             today: today(&trades_today, community),
-            settled: self.settled(community, now),
+            settled: self.settled(community, now, ledger_len),
             orders: orders(node.trader, community, now),
             trades_today,
             ledger: LedgerStatus { entries: ledger_len, root: node.ledger.root().to_hex(), signed_head },
@@ -601,20 +636,22 @@ fn orders(trader: &Trader, community: &Community, now: Timestamp) -> Vec<OrderSt
         .collect()
 }
 
-/// Today's trades summed, with their savings against the grid's tariffs.
+/// Today's trades summed, with their savings against the grid's tariffs in force for each
+/// trade's interval.
 fn today(trades: &[TradeStatus], community: &Community) -> TodayStatus {
     let money = |wh: u64, price: u64| Wh(wh).cost_at(peerwatt_core::Price(price)).map(|m| m.0).unwrap_or(i64::MAX);
     let mut t = TodayStatus::default();
     for trade in trades {
+        let terms = community.terms_at(community.interval.interval_at(Timestamp(trade.interval_start)));
         let paid = money(trade.energy_wh, trade.price);
         if trade.direction == "sold" {
             t.sold_wh += trade.energy_wh;
             t.earned = t.earned.saturating_add(paid);
-            t.savings = t.savings.saturating_add(paid.saturating_sub(money(trade.energy_wh, community.feed_in.0)));
+            t.savings = t.savings.saturating_add(paid.saturating_sub(money(trade.energy_wh, terms.feed_in.0)));
         } else {
             t.bought_wh += trade.energy_wh;
             t.spent = t.spent.saturating_add(paid);
-            t.savings = t.savings.saturating_add(money(trade.energy_wh, community.retail.0).saturating_sub(paid));
+            t.savings = t.savings.saturating_add(money(trade.energy_wh, terms.retail.0).saturating_sub(paid));
         }
     }
     t

@@ -207,6 +207,27 @@ async fn limits_are_set_checked_and_kept_and_bad_input_changes_nothing() {
     // Kept for the next start.
     let (node, addr) = start(cfg, ApiSection::default()).await;
     wait_for_limits(addr, want).await;
+    // A limit no neighbour can meet is a reason not to trade, and the status says so.
+    let json = [("Content-Type", "application/json")];
+    let set = tokio::task::spawn_blocking(move || {
+        http(addr, "PUT", "/api/v1/limits", &json, br#"{"min_sell_price":900000000,"max_buy_price":1}"#)
+    })
+    .await
+    .unwrap();
+    assert_eq!(set.code, 200, "{}", set.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = tokio::task::spawn_blocking(move || get(addr, "/api/v1/state")).await.unwrap().json();
+        let why: Vec<String> =
+            state["not_trading"].as_array().unwrap().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        if why.iter().any(|w| w.contains("minimum sell price is above the retail tariff"))
+            && why.iter().any(|w| w.contains("maximum buy price is below the feed-in tariff"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the limits are not among the reasons: {why:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     node.shutdown().await;
 }
 

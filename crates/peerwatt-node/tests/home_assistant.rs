@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,47 +12,14 @@ use peerwatt_core::{Clock, SystemClock};
 use peerwatt_meter::{Format, MeterConfig, RoleConfig};
 use peerwatt_node::config::ApiSection;
 use peerwatt_node::home_assistant::{self, Device, HomeAssistantSection};
+use peerwatt_testkit::mqtt::{self, Watcher};
 use peerwatt_testkit::{Mosquitto, community_of};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-/// Every message seen, by topic (the latest), with how many arrived on each.
-#[derive(Default)]
-struct Seen {
-    latest: BTreeMap<String, Vec<u8>>,
-    count: BTreeMap<String, usize>,
-}
-
-struct Listener {
-    client: AsyncClient,
-    events: EventLoop,
-    seen: Seen,
-}
-
-impl Listener {
-    async fn connect(port: u16, name: &str, filters: &[&str]) -> Listener {
-        let mut options = MqttOptions::new(format!("{name}-{}", std::process::id()), "127.0.0.1", port);
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, events) = AsyncClient::new(options, 64);
-        for f in filters {
-            client.subscribe(*f, QoS::AtLeastOnce).await.unwrap();
-        }
-        Listener { client, events, seen: Seen::default() }
-    }
-
-    /// Polls until `done` holds for what was seen (15 s at most).
-    async fn until(&mut self, what: &str, mut done: impl FnMut(&Seen) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while !done(&self.seen) {
-            let Ok(event) = tokio::time::timeout_at(deadline, self.events.poll()).await else {
-                panic!("timed out waiting for {what}; seen {:?}", self.seen.latest.keys())
-            };
-            if let Ok(Event::Incoming(Packet::Publish(p))) = event {
-                *self.seen.count.entry(p.topic.clone()).or_default() += 1;
-                self.seen.latest.insert(p.topic.clone(), p.payload.to_vec());
-            }
-        }
-    }
+/// Waits, off the runtime's threads, until `done` holds for what `watcher` saw.
+async fn until(watcher: &Arc<Watcher>, what: &'static str, done: impl Fn(&Watcher) -> bool + Send + 'static) {
+    let w = watcher.clone();
+    tokio::task::spawn_blocking(move || w.wait_until(what, Duration::from_secs(15), done)).await.unwrap();
 }
 
 fn json(bytes: &[u8]) -> Value {
@@ -143,32 +109,23 @@ async fn discovery_configs_pass_home_assistants_rules_and_state_mirrors_the_api(
     cfg.home_assistant = Some(section.clone());
     cfg.api = Some(ApiSection { listen: "127.0.0.1:0".into(), ..ApiSection::default() });
 
-    let mut ha = Listener::connect(broker.port(), "ha", &["homeassistant/#", "peerwatt/#"]).await;
+    let ha = Arc::new(Watcher::connect(broker.port(), "ha", &["homeassistant/#", "peerwatt/#"]));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let node = peerwatt_node::start(&cfg, clock).await.unwrap();
     let peer_id = node.peer_id().to_owned();
 
     // A grid reading, so the state has a power to show.
-    ha.client
-        .publish("tele/meter/SENSOR", QoS::AtLeastOnce, false, r#"{"ENERGY":{"Total":1234.5,"Power":-730}}"#)
-        .await
-        .unwrap();
-    let configs_seen = |s: &Seen| s.latest.keys().filter(|t| t.starts_with("homeassistant/")).count();
-    ha.until("configs, online and a state with the reading", |s| {
-        configs_seen(s) >= 12
-            && s.latest.get("peerwatt/house_1/availability").map(Vec::as_slice) == Some(b"online".as_slice())
-            && s.latest.get("peerwatt/house_1/state").is_some_and(|st| json(st)["power"]["grid_w"] == -730)
+    ha.publish("tele/meter/SENSOR", br#"{"ENERGY":{"Total":1234.5,"Power":-730}}"#, false);
+    until(&ha, "configs, online and a state with the reading", |w| {
+        w.all().keys().filter(|t| t.starts_with("homeassistant/")).count() >= 12
+            && w.is("peerwatt/house_1/availability", b"online")
+            && w.latest("peerwatt/house_1/state").is_some_and(|st| json(&st)["power"]["grid_w"] == -730)
     })
     .await;
 
     // Every config passes Home Assistant's rules; unique ids are unique.
-    let configs: Vec<(String, Value)> = ha
-        .seen
-        .latest
-        .iter()
-        .filter(|(t, _)| t.starts_with("homeassistant/"))
-        .map(|(t, p)| (t.clone(), json(p)))
-        .collect();
+    let configs: Vec<(String, Value)> =
+        ha.all().into_iter().filter(|(t, _)| t.starts_with("homeassistant/")).map(|(t, p)| (t, json(&p))).collect();
     let broken: Vec<String> = configs.iter().flat_map(|(t, c)| rule_breaks(t, c)).collect();
     assert!(broken.is_empty(), "{broken:#?}");
     let mut ids: Vec<&str> = configs.iter().map(|(_, c)| c["unique_id"].as_str().unwrap()).collect();
@@ -180,14 +137,14 @@ async fn discovery_configs_pass_home_assistants_rules_and_state_mirrors_the_api(
         let (_, c) = configs.iter().find(|(t, _)| t.ends_with(&format!("/{key}/config"))).unwrap();
         (c["device_class"].as_str().unwrap_or("").to_owned(), c["state_class"].as_str().unwrap_or("").to_owned())
     };
-    assert_eq!(class_of("energy_bought"), ("energy".into(), "total_increasing".into()));
-    assert_eq!(class_of("energy_sold"), ("energy".into(), "total_increasing".into()));
-    assert_eq!(class_of("energy_shared_in"), ("energy".into(), "total_increasing".into()));
+    assert_eq!(class_of("energy_bought"), ("energy".into(), "total".into()));
+    assert_eq!(class_of("energy_sold"), ("energy".into(), "total".into()));
+    assert_eq!(class_of("energy_shared_in"), ("energy".into(), "total".into()));
     assert_eq!(class_of("savings"), ("monetary".into(), "total".into()));
     assert_eq!(class_of("market"), ("enum".into(), String::new()));
 
     // The state is `GET /state`'s JSON, and every template's path is in it.
-    let state = json(&ha.seen.latest["peerwatt/house_1/state"]);
+    let state = json(&ha.latest("peerwatt/house_1/state").unwrap());
     assert_eq!(state["peer_id"].as_str(), Some(peer_id.as_str()));
     let addr = node.api_address().unwrap();
     let api = tokio::task::spawn_blocking(move || peerwatt_testkit::http::get(addr, "/api/v1/state")).await.unwrap();
@@ -203,17 +160,15 @@ async fn discovery_configs_pass_home_assistants_rules_and_state_mirrors_the_api(
     }
 
     // Home Assistant restarting (its birth message) gets the configs again.
-    let before = ha.seen.count["homeassistant/sensor/house_1/savings/config"];
-    ha.client.publish("homeassistant/status", QoS::AtLeastOnce, false, "online").await.unwrap();
-    ha.until("configs published again", |s| s.count["homeassistant/sensor/house_1/savings/config"] > before).await;
+    let savings = "homeassistant/sensor/house_1/savings/config";
+    let before = ha.count(savings);
+    ha.publish("homeassistant/status", b"online", false);
+    until(&ha, "configs published again", move |w| w.count(savings) > before).await;
 
     // Stopping says offline (retained: a later Home Assistant sees the node gone).
     node.shutdown().await;
-    ha.until("offline", |s| {
-        s.latest.get("peerwatt/house_1/availability").map(Vec::as_slice) == Some(b"offline".as_slice())
-    })
-    .await;
-    assert_eq!(json(&ha.seen.latest["peerwatt/house_1/state"])["running"], false);
+    until(&ha, "offline", |w| w.is("peerwatt/house_1/availability", b"offline")).await;
+    assert_eq!(json(&ha.latest("peerwatt/house_1/state").unwrap())["running"], false);
 
     // Removing clears every retained config, the state and the availability.
     let device = Device {
@@ -224,11 +179,8 @@ async fn discovery_configs_pass_home_assistants_rules_and_state_mirrors_the_api(
     };
     let cleared = home_assistant::remove(&meter, &section, &device).await.unwrap();
     assert!(cleared.len() >= 14, "{cleared:?}");
-    // A new subscriber gets retained messages before a marker published after its subscription.
-    let mut later = Listener::connect(broker.port(), "later", &["homeassistant/#", "peerwatt/#"]).await;
-    later.client.publish("peerwatt/marker", QoS::AtLeastOnce, false, "m").await.unwrap();
-    later.until("the marker", |s| s.latest.contains_key("peerwatt/marker")).await;
-    let left: Vec<&String> =
-        later.seen.latest.iter().filter(|(t, p)| *t != "peerwatt/marker" && !p.is_empty()).map(|(t, _)| t).collect();
+    let port = broker.port();
+    let left =
+        tokio::task::spawn_blocking(move || mqtt::retained(port, &["homeassistant/#", "peerwatt/#"])).await.unwrap();
     assert!(left.is_empty(), "retained after remove: {left:?}");
 }

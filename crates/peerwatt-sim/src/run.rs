@@ -182,7 +182,8 @@ pub async fn run(options: &RunOptions, observer: &mut dyn Observer) -> Result<Re
     let broker = broker::start(s.households + 1)?;
 
     observer.phase("setting up the households (keys, certificates, a week of meter history)");
-    let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr, options.serve.is_some())?;
+    let api_ip = options.serve.as_deref().map(serve_ip).transpose()?;
+    let members = set_up_households(s, &timeline, &profiles, &data_dir, broker.addr, api_ip)?;
 
     observer.phase(&format!("starting one node per household (real ledgers; network: {})", s.network_used()));
     let clock = Arc::new(AcceleratedClock::new(timeline.origin, s.speed));
@@ -322,7 +323,7 @@ fn set_up_households(
     profiles: &Profiles,
     data_dir: &std::path::Path,
     broker: std::net::SocketAddr,
-    api: bool,
+    api: Option<std::net::IpAddr>,
 ) -> Result<Vec<Member>, RunError> {
     let variety = Variety {
         pv_share_pct: s.pv_share_pct,
@@ -504,7 +505,7 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 
 /// A household's node configuration: its strategy's timing and limits, and its meter on the
 /// embedded broker.
-fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr, api: bool) -> NodeConfig {
+fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr, api: Option<std::net::IpAddr>) -> NodeConfig {
     let market = MarketSection {
         enabled: true,
         tick_ms: s.tick_ms,
@@ -537,10 +538,21 @@ fn node_config(s: &Scenario, h: &Household, broker: std::net::SocketAddr, api: b
     let builder =
         NodeConfig::builder(&h.name).status_every_ms(status_every_ms).market(market).meter(meter).network(network);
     match api {
-        // Each node's dashboard on a port of its own.
-        true => builder.api(ApiSection { listen: "127.0.0.1:0".into(), ..ApiSection::default() }).build(),
-        false => builder.build(),
+        // Each node's dashboard on a port of its own, on the street page's address.
+        Some(ip) => builder
+            .api(ApiSection { listen: std::net::SocketAddr::new(ip, 0).to_string(), ..ApiSection::default() })
+            .build(),
+        None => builder.build(),
     }
+}
+
+/// The address `--serve` names, whose IP the nodes' dashboards listen on too.
+fn serve_ip(listen: &str) -> Result<std::net::IpAddr, RunError> {
+    use std::net::ToSocketAddrs;
+    listen.to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| a.ip()).ok_or_else(|| RunError::Io {
+        what: format!("--serve {listen}"),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address and port (e.g. 127.0.0.1:8480)"),
+    })
 }
 
 /// Serves the page that lists the street's households, each linking to its node's dashboard.
@@ -549,26 +561,46 @@ async fn serve_street(
     members: &[Member],
     nodes: &[RunningNode],
 ) -> Result<(String, tokio::task::JoinHandle<()>), RunError> {
-    let houses = members
-        .iter()
-        .zip(nodes)
-        .filter_map(|(m, node)| {
-            let h = &m.household;
-            let pv = if h.pv_wp > 0 { format!("{:.1} kWp PV", h.pv_wp as f64 / 1000.0) } else { "no PV".into() };
-            let battery = if h.battery.is_some() { ", a battery" } else { "" };
-            let about = format!("{}, {pv}{battery}", h.load.label());
-            Some(peerwatt_node::api::street::House {
-                name: h.name.clone(),
-                about,
-                url: format!("http://{}/", node.api_address()?),
-            })
-        })
-        .collect();
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(io(format!("serving the dashboards on {listen}")))?;
     let addr = listener.local_addr().map_err(io(format!("serving the dashboards on {listen}")))?;
-    let server = peerwatt_node::api::street::spawn(listener, houses);
-    Ok((format!("http://{addr}/"), server))
+    let mut houses = Vec::new();
+    for (m, node) in members.iter().zip(nodes) {
+        let h = &m.household;
+        let Some(api) = node.api_address() else { continue };
+        let pv = if h.pv_wp > 0 { format!("{:.1} kWp PV", h.pv_wp as f64 / 1000.0) } else { "no PV".into() };
+        let battery = if h.battery.is_some() { ", a battery" } else { "" };
+        // Beyond loopback a node answers only with a token: the link carries a read token.
+        let token = match addr.ip().is_loopback() {
+            true => None,
+            false => Some(street_token(&m.provisioned.config)?),
+        };
+        houses.push(peerwatt_node::api::street::House {
+            name: h.name.clone(),
+            about: format!("{}, {pv}{battery}", h.load.label()),
+            port: api.port(),
+            token,
+        });
+    }
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let server = peerwatt_node::api::street::spawn(listener, houses, host.clone());
+    Ok((format!("http://{host}:{}/", addr.port()), server))
+}
+
+/// A read token for the street's page to hand out (the demo's nodes on a LAN).
+fn street_token(cfg: &NodeConfig) -> Result<String, RunError> {
+    let section = cfg.api.clone().unwrap_or_default();
+    let path = cfg.resolve(&section.tokens_file);
+    let now = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+    )
+    .unwrap_or(0);
+    peerwatt_node::api::tokens::create(&path, "demo-street", peerwatt_node::api::tokens::Scope::Read, now).map_err(
+        |e| RunError::Io {
+            what: format!("making a token in {}", path.display()),
+            source: std::io::Error::other(e.to_string()),
+        },
+    )
 }
 
 /// Writes the week before the clock's origin into the node's meter history, as a meter that

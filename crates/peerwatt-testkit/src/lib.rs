@@ -7,7 +7,8 @@
 //! - [`households`]: a neighbourhood of real `peerwatt run` processes with fake meters, and
 //!   the checks over the ledgers they leave;
 //! - [`wait`]: waiting on conditions, never on fixed sleeps;
-//! - [`http`]: a plain HTTP client for the node's interface.
+//! - [`http`]: a plain HTTP client for the node's interface;
+//! - [`mqtt`]: a subscriber that keeps what it sees, and what a broker retains.
 //!
 //! Free loopback ports are [`peerwatt_net::free_port`] (the demo needs them too); the trades a
 //! ledger holds are [`peerwatt_ledger::LedgerReader::trades`].
@@ -18,6 +19,7 @@ pub mod community;
 pub mod households;
 pub mod http;
 pub mod mosquitto;
+pub mod mqtt;
 pub mod wait;
 
 pub use community::{bench_community, community_of, trade_once};

@@ -95,6 +95,8 @@ pub(crate) struct Api {
     pub trust_loopback: bool,
     /// Longest a request may take.
     pub timeout: Duration,
+    /// The latest ledger verification; locked while one runs.
+    pub verification: Arc<tokio::sync::Mutex<Option<Verified>>>,
 }
 
 /// An error answer: a status code and a JSON body saying why.
@@ -224,7 +226,14 @@ async fn authorise(
 /// each took (until its answer's head: a streamed body goes on after).
 async fn time_limit(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let response = match tokio::time::timeout(api.timeout, next.run(request)).await {
+    // A full verification takes what the ledger's size takes; it runs one at a time.
+    let unbounded = request.uri().path() == "/api/v1/ledger/verify";
+    let answered = if unbounded {
+        Ok(next.run(request).await)
+    } else {
+        tokio::time::timeout(api.timeout, next.run(request)).await
+    };
+    let response = match answered {
         Ok(response) => response,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -266,7 +275,7 @@ fn latest(api: &Api) -> Result<Arc<Status>, ApiError> {
 /// The answer of `GET /health`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `stopping` once the node drains.
+    /// `ok`; `starting` before the node's first report; `stopping` once it drains.
     pub status: &'static str,
     /// Whether the node runs.
     pub running: bool,
@@ -279,9 +288,12 @@ pub struct Health {
 /// For probes: 200 while the node runs, 503 while it starts or stops.
 #[utoipa::path(get, path = "/api/v1/health", tag = "node",
     responses((status = 200, description = "The node runs", body = Health),
-              (status = 503, description = "The node is starting or stopping", body = Health)))]
+              (status = 503, description = "The node is starting (`starting`: it has not reported yet) or stopping", body = Health)))]
 async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let status = latest(&api)?;
+    let Ok(status) = latest(&api) else {
+        let body = Health { status: "starting", running: false, updated_at: 0, version: VERSION };
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response());
+    };
     let body = Health {
         status: if status.running { "ok" } else { "stopping" },
         running: status.running,
@@ -421,11 +433,11 @@ async fn ledger_proof(
 }
 
 /// What `GET /ledger/verify` found.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Verified {
     /// Whether every check passed.
     pub verified: bool,
-    /// Entries verified.
+    /// Entries verified (the ledger's size when the check began).
     pub entries: u64,
     /// Signed tree heads verified.
     pub heads: u64,
@@ -438,32 +450,62 @@ pub struct Verified {
 /// Runs every check of `peerwatt ledger verify` on the node's ledger (entries, hash chain,
 /// Merkle tree, signed heads) as it stands: its export up to the current size, verified as
 /// it is written (through a pipe: the node appends meanwhile, and a ledger of years is never
-/// held whole). 200 either way; `verified` says how it went.
+/// held whole). One at a time: a request while one runs waits for it, and a ledger that has
+/// not grown since the last good check gets that check's answer. Not bound by `timeout_ms`
+/// (a large ledger on a small device takes longer). 200 either way; `verified` says how it
+/// went.
 #[utoipa::path(get, path = "/api/v1/ledger/verify", tag = "ledger",
-    responses((status = 200, description = "What the verification found", body = Verified)))]
+    responses((status = 200, description = "What the verification found", body = Verified),
+              (status = 500, description = "The ledger could not be read", body = ErrorBody)))]
 async fn ledger_verify(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let size = read_ledger(&api, |l| l.len()).await?;
-    let (from_export, mut into_verifier) = std::io::pipe().map_err(|e| internal(e.to_string()))?;
+    // The check runs in a task of its own holding the lock: a client that goes away does not
+    // free the lock for a second check while the first still runs.
     let ledger = api.ledger.clone();
+    let last = api.verification.clone();
+    let check = tokio::spawn(async move {
+        let mut last = last.lock_owned().await;
+        let size = {
+            let ledger = ledger.clone();
+            tokio::task::spawn_blocking(move || ledger.len())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        if let Some(done) = last.as_ref().filter(|v| v.verified && v.entries == size) {
+            return Ok(done.clone());
+        }
+        let answer = verify_up_to(ledger, size).await?;
+        *last = Some(answer.clone());
+        Ok::<_, String>(answer)
+    });
+    let answer = check.await.map_err(|e| internal(e.to_string()))?.map_err(internal)?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// Verifies the export of the ledger's first `size` entries; `Err` if the ledger cannot be
+/// read (not the same as a ledger that is read and found bad).
+async fn verify_up_to(ledger: Arc<dyn LedgerAccess>, size: u64) -> Result<Verified, String> {
+    let (from_export, mut into_verifier) = std::io::pipe().map_err(|e| e.to_string())?;
     let writing = tokio::task::spawn_blocking(move || ledger.export(size, &mut into_verifier));
     let verifying = tokio::task::spawn_blocking(move || peerwatt_ledger::verify_export(from_export));
     let (written, outcome) = tokio::join!(writing, verifying);
-    // A verifier that stops at a problem breaks the writer's pipe: the problem is the answer.
-    let outcome = outcome.map_err(|e| internal(e.to_string()))?;
-    if outcome.is_ok() {
-        written.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(format!("cannot read the ledger: {e}")))?;
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    match written.map_err(|e| e.to_string())? {
+        // A verifier that stops at a problem breaks the writer's pipe: the problem is the answer.
+        Err(ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(format!("cannot read the ledger: {e}")),
+        Ok(_) => {}
     }
-    let answer = match outcome {
+    Ok(match outcome {
         Ok(r) => {
             Verified { verified: true, entries: r.entries, heads: r.heads, root: Some(r.root.to_hex()), problem: None }
         }
         Err(e) => {
             tracing::error!(problem = %e, "the ledger failed verification");
-            Verified { verified: false, entries: 0, heads: 0, root: None, problem: Some(e.to_string()) }
+            Verified { verified: false, entries: size, heads: 0, root: None, problem: Some(e.to_string()) }
         }
-    };
-    Ok(axum::Json(answer).into_response())
+    })
 }
 
 /// The export file's bytes, handed from the blocking writer to the response body.
@@ -718,5 +760,42 @@ impl IntervalRow {
                 peerwatt_meter::Source::Power => "power",
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerwatt_core::{EntryKind, ManualClock, NodeKey, Timestamp};
+    use peerwatt_ledger::MemoryStore;
+
+    /// A ledger of three entries in memory, and its store (to tamper with).
+    fn ledger() -> (Arc<MemoryStore>, Arc<dyn LedgerAccess>) {
+        let store = Arc::new(MemoryStore::new());
+        let clock: Arc<dyn peerwatt_core::Clock> = Arc::new(ManualClock::new(Timestamp(1_000)));
+        let ledger = Ledger::open(store.clone(), NodeKey::from_seed(&[7; 32]), clock).unwrap();
+        for i in 0..3u8 {
+            ledger.append(EntryKind::ConfigChange, vec![i]).unwrap();
+        }
+        (store, Arc::new(ledger))
+    }
+
+    #[tokio::test]
+    async fn a_ledger_is_verified_and_a_tampered_one_is_not_and_says_where() {
+        let (store, access) = ledger();
+        let good = verify_up_to(access.clone(), 3).await.unwrap();
+        assert!(good.verified && good.entries == 3 && good.problem.is_none(), "{good:?}");
+        store.tamper_entry(1, Some(vec![0xAB; 40])).unwrap();
+        let bad = verify_up_to(access, 3).await.unwrap();
+        assert!(!bad.verified, "{bad:?}");
+        assert!(bad.problem.as_deref().is_some_and(|p| p.contains("entry 1")), "{bad:?}");
+    }
+
+    #[tokio::test]
+    async fn a_ledger_that_cannot_be_read_is_an_error_not_a_verdict() {
+        let (store, access) = ledger();
+        store.tamper_entry(1, None).unwrap();
+        let answer = verify_up_to(access, 3).await;
+        assert!(answer.as_ref().is_err_and(|e| e.starts_with("cannot read the ledger")), "{answer:?}");
     }
 }

@@ -1,11 +1,13 @@
-// The node's dashboard: reads the node's own API (/api/v1) and redraws every two seconds.
+// The node's dashboard: reads the node's own API (api/v1, relative: the page works behind a
+// reverse proxy under any prefix) and redraws every two seconds.
 // Energy arrives in whole Wh, prices in micro-currency per kWh and money in micro-currency;
 // this page only formats them (every figure's exact integer is in its data-value).
 "use strict";
 
 const STATE_EVERY_MS = 2000;
 const INTERVALS_EVERY_MS = 15000;
-const VERIFY_EVERY_MS = 300000;
+// A full verification reads every entry: on a small device with a long ledger that is work.
+const VERIFY_EVERY_MS = 1800000;
 const $ = (id) => document.getElementById(id);
 
 // A token from the link (#token=…) is kept in this browser and taken off the address bar.
@@ -235,14 +237,14 @@ function failed(e) {
 async function refreshIntervals() {
   if (!last) return;
   const today = day(last.updated_at);
-  const answer = await api("/api/v1/intervals?from=" + today);
+  const answer = await api("api/v1/intervals?from=" + today);
   intervals = await answer.json();
   intervalsDay = today;
 }
 
 async function refresh() {
   try {
-    last = await (await api("/api/v1/state")).json();
+    last = await (await api("api/v1/state")).json();
     if (intervalsDay !== day(last.updated_at)) await refreshIntervals();
     render(last);
     $("error").hidden = true;
@@ -256,7 +258,7 @@ async function refresh() {
 
 async function verify() {
   try {
-    const v = await (await api("/api/v1/ledger/verify")).json();
+    const v = await (await api("api/v1/ledger/verify")).json();
     const el = $("ledger-verified");
     el.textContent = v.verified ? "\u2713 " + v.entries + " entries, " + v.heads + " heads" : "\u2717 " + v.problem;
     el.dataset.value = String(v.verified);
@@ -270,12 +272,15 @@ async function downloadStatement() {
   if (!last) return;
   const m = month(last.updated_at);
   try {
-    const csv = await (await api("/api/v1/statement?format=csv&month=" + m)).blob();
+    const csv = await (await api("api/v1/statement?format=csv&month=" + m)).blob();
     const a = document.createElement("a");
     a.href = URL.createObjectURL(csv);
     a.download = "statement-" + m + ".csv";
+    document.body.append(a);
     a.click();
-    URL.revokeObjectURL(a.href);
+    a.remove();
+    // Some browsers (phones) read the file after click() returns.
+    setTimeout(() => URL.revokeObjectURL(a.href), 60000);
   } catch (e) {
     failed(e);
   }
@@ -289,7 +294,7 @@ async function start() {
     refresh().then(verify);
   });
   try {
-    const health = await (await api("/api/v1/health")).json();
+    const health = await (await api("api/v1/health")).json();
     $("version").textContent = health.version;
   } catch (e) {
     failed(e);
