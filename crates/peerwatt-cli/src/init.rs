@@ -62,6 +62,36 @@ filter = "info"
 # file = "community.toml"
 # certificate = "membership.cert"
 
+# Trading: the homeowner's limits and the strategy's timing (every key optional; these are
+# the defaults). Prices are micro-currency per kWh (0.25 EUR/kWh = 250000); the limits can also
+# be set while the node runs (PUT /api/v1/limits), which then win over these.
+#
+# [market]
+# enabled = true                   # false: only relay, record and answer; never trade
+# min_sell_price = 90000           # never sell below (default: no limit but the feed-in tariff)
+# max_buy_price = 250000           # never buy above (default: no limit but the retail tariff)
+# max_energy_per_interval_wh = 2000
+# reserve_wh = 0                   # keep this much of a forecast surplus unsold
+# forecast = "same-time-of-day"    # or "recent"
+# forecast_days = 7
+# forecast_intervals = 4
+# tick_ms = 1000
+# reprice_ms = 60000
+# request_timeout_ms = 5000
+
+# The network (docs/operations.md "Network"). Addresses are libp2p multiaddrs:
+# /ip4/<address>/tcp/<port> for TCP, /ip4/<address>/udp/<port>/quic-v1 for QUIC, /ip6/... for
+# IPv6; 0.0.0.0 listens on every interface. A bootstrap address ends in /p2p/<public id>.
+#
+# [network]
+# listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# bootstrap = []                   # more peers to dial first, besides the community file's
+# mdns = false                     # also find peers on the LAN
+# target_peers = 16                # look for more peers while fewer are connected
+# ban_after_rejects = 20           # messages no honest node sends, before a peer is banned
+# heartbeat_ms = 1000
+# discovery_ms = 30000
+
 # The local HTTP interface (REST API and Prometheus metrics, docs/interfaces.md); off without
 # this section. Requests from other machines need a token: `peerwatt token new`.
 #
@@ -134,6 +164,48 @@ mod tests {
     fn the_example_config_in_the_repository_is_what_init_writes() {
         let example = include_str!("../../../config/node.example.toml");
         assert_eq!(example, default_config("my-home"), "regenerate config/node.example.toml from default_config");
+    }
+
+    /// The config with every commented-out section and setting switched on.
+    fn every_example_on(text: &str) -> String {
+        text.lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_documented_setting_is_one_the_node_reads_and_the_defaults_are_the_codes() {
+        let text = every_example_on(&default_config("my-home"));
+        let cfg: peerwatt_node::NodeConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // The example shows the defaults where it says so.
+        let (network, defaults) = (&cfg.network, peerwatt_node::config::NetworkSection::default());
+        assert_eq!(network.listen, defaults.listen);
+        assert_eq!(
+            (network.target_peers, network.ban_after_rejects),
+            (defaults.target_peers, defaults.ban_after_rejects)
+        );
+        assert_eq!(
+            (network.heartbeat_ms, network.discovery_ms, network.mdns),
+            (defaults.heartbeat_ms, defaults.discovery_ms, defaults.mdns)
+        );
+        let (market, defaults) = (&cfg.market, peerwatt_node::config::MarketSection::default());
+        assert_eq!(
+            (market.tick_ms, market.reprice_ms, market.request_timeout_ms),
+            (defaults.tick_ms, defaults.reprice_ms, defaults.request_timeout_ms)
+        );
+        assert_eq!(
+            (market.forecast_days, market.forecast_intervals),
+            (defaults.forecast_days, defaults.forecast_intervals)
+        );
+        assert!(cfg.meter.is_some() && cfg.community.is_some() && cfg.api.is_some() && cfg.home_assistant.is_some());
     }
 
     #[test]

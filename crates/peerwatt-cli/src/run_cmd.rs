@@ -41,9 +41,13 @@ pub fn run(args: &RunArgs, verbose: u8) -> Result<ExitCode, Failure> {
     crate::init_logging_with(&format!("{filter},libp2p=warn,libp2p_gossipsub=error"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let node = peerwatt_node::start(&cfg, Arc::new(SystemClock))
-            .await
-            .hint("`peerwatt community check --config node.toml` checks the membership; see docs/operations.md")?;
+        let node = match peerwatt_node::start(&cfg, Arc::new(SystemClock)).await {
+            Ok(node) => node,
+            Err(e) => {
+                let hint = e.hint();
+                return Err(e).hint(hint);
+            }
+        };
         eprintln!(
             "peerwatt node {} running; `peerwatt status --data-dir {}` shows it",
             node.peer_id(),

@@ -307,3 +307,39 @@ fn status_piped_into_a_reader_that_stops_early_neither_panics_nor_fails() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_second_node_on_a_busy_port_says_which_address_and_why() {
+    let mut street = peerwatt_testkit::households::Neighbourhood::new(env!("CARGO_BIN_EXE_peerwatt"), &[0, 0]);
+    street.households[0].start();
+    street.households[0].wait_for_log("listening address=/ip4/127.0.0.1/tcp/", std::time::Duration::from_secs(30));
+    let busy = format!("/ip4/127.0.0.1/tcp/{}", street.households[0].port);
+    let config = street.households[1].dir.join("node.toml");
+    let mut cfg = peerwatt_node::NodeConfig::load(&config).unwrap();
+    cfg.network.listen = vec![busy.clone()];
+    cfg.save(&config).unwrap();
+    let mut second = Command::new(env!("CARGO_BIN_EXE_peerwatt"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must refuse to start; one that starts anyway (sharing the port) is killed and fails.
+    let pid = second.id().to_string();
+    peerwatt_testkit::wait::until_some(
+        "the second node to refuse the busy port",
+        std::time::Duration::from_secs(30),
+        || second.try_wait().unwrap(),
+        || {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            "it started anyway (killed)".to_owned()
+        },
+    );
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains(&format!("cannot listen on {busy}: ")), "{said}");
+    assert!(said.to_lowercase().contains("address already in use") || said.contains("os error 98"), "{said}");
+    assert!(said.contains("hint: another program (another node?) uses that port"), "{said}");
+}

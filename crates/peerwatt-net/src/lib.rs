@@ -23,7 +23,7 @@ pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::Network;
 pub use ports::free_port;
-pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, spawn};
+pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, error_chain, spawn};
 
 /// The libp2p peer id of a member's public key (the same ed25519 key); `None` if the key is
 /// not one libp2p takes.

@@ -44,6 +44,49 @@ pub enum NetError {
     /// Starting the swarm failed.
     #[error("cannot start the network: {0}")]
     Start(String),
+    /// An address in `[network] listen` cannot be listened on.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why (the whole chain of causes: "address already in use", …).
+        reason: String,
+    },
+}
+
+/// Fails if another program holds `addr`'s port. libp2p listens with `SO_REUSEPORT` (hole
+/// punching dials from the listening port), so a second node on the same port would listen
+/// too, and the kernel would share the incoming connections between the two: a plain bind
+/// first, without the option, tells.
+fn probe_port(addr: &Multiaddr) -> Result<(), String> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let bound = match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port)).map(drop),
+        Some(Protocol::Udp(port)) if port != 0 => std::net::UdpSocket::bind((ip, port)).map(drop),
+        _ => Ok(()),
+    };
+    bound.map_err(|e| error_chain(&e))
+}
+
+/// An error and all its causes, in one line (libp2p's transport errors say nothing
+/// themselves: the reason is in their sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+        next = err.source();
+    }
+    if said.is_empty() { format!("{e:?}") } else { said.join(": ") }
 }
 
 /// Trade streams (requests and queries, both ways) open at once on one connection; yamux
@@ -441,7 +484,10 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
             .map_err(|e| NetError::Start(e.to_string()))?;
     }
     for addr in &cfg.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| NetError::Start(e.to_string()))?;
+        probe_port(addr).map_err(|reason| NetError::Listen { addr: addr.to_string(), reason })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: error_chain(&e) })?;
     }
     let mut book = AddressBook::new(peer_id);
     for addr in &cfg.bootstrap {

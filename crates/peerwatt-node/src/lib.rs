@@ -86,6 +86,36 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// What the user can do about it, in one line.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StartError::File(_) => "the file named above must exist and be readable; `peerwatt init` writes node.toml",
+            StartError::NoCommunity | StartError::Membership(_) => {
+                "`peerwatt community check --config node.toml` checks the membership; ask your community admin (docs/operations.md)"
+            }
+            StartError::Key(_) => "the key file must exist and be private to its owner (mode 0600)",
+            StartError::Ledger(_) | StartError::State(_) => {
+                "is another node running on this data directory? `peerwatt ledger verify` checks the ledger (docs/operations.md)"
+            }
+            StartError::Net(NetError::Listen { .. }) => {
+                "another program (another node?) uses that port: change [network] listen in node.toml (docs/operations.md \"Network\")"
+            }
+            StartError::Net(_) => "see docs/operations.md \"Network\"",
+            StartError::Address(_) => {
+                "[network] addresses are multiaddrs, e.g. \"/ip4/0.0.0.0/tcp/4001\" or \"/ip4/0.0.0.0/udp/4001/quic-v1\" (docs/operations.md \"Network\")"
+            }
+            StartError::Meter(_) => {
+                "`peerwatt meter watch --config node.toml` checks the meter settings (docs/meters.md)"
+            }
+            StartError::HomeAssistant(_) => "see docs/interfaces.md \"Home Assistant\"",
+            StartError::Api { .. } => {
+                "another program uses that port: change [api] listen in node.toml (docs/interfaces.md)"
+            }
+        }
+    }
+}
+
 /// A node that is running.
 #[derive(Debug)]
 pub struct RunningNode {
