@@ -89,6 +89,10 @@ filter = "info"
 # mdns = false                     # also find peers on the LAN
 # target_peers = 16                # look for more peers while fewer are connected
 # ban_after_rejects = 20           # messages no honest node sends, before a peer is banned
+# max_connections = 64             # connections in all (a Raspberry Pi in a community of 1,000)
+# max_inbound = 48                 # connections peers open to this node: raise on a bootstrap node
+# max_per_peer = 2
+# max_pending_inbound = 16
 # heartbeat_ms = 1000
 # discovery_ms = 30000
 

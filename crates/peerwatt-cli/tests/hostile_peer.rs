@@ -1,6 +1,6 @@
-//! A hostile peer (a real libp2p node built here, holding a real membership certificate) sends
-//! every kind of bad gossip and then a flood. Each kind is refused and counted by the honest
-//! nodes, they keep trading, and the hostile peer ends up banned.
+//! Hostile peers (real libp2p nodes built here; the frames hold a real membership certificate)
+//! relay every kind of bad gossip and then a flood. Each kind is refused and counted by the
+//! honest nodes, they keep trading, and the flooding peer ends up banned.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test panics to fail
 
@@ -46,6 +46,42 @@ fn order(key: &NodeKey, community: &Community, interval: IntervalId, seq: u64, n
     )
 }
 
+/// A hostile relay with `key`, connected to the honest node at `honest`; it judges nothing it
+/// receives (it is not the one being tested). The task ends `true` once the honest node
+/// disconnects it.
+async fn relay(
+    key: &NodeKey,
+    honest: &str,
+    topics: &peerwatt_node::Topics,
+    honest_peer: peerwatt_net::PeerId,
+) -> (NetHandle, tokio::task::JoinHandle<bool>) {
+    let cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: vec![honest.parse().unwrap()],
+        topics: topics.all(),
+        heartbeat: Duration::from_millis(200),
+        discovery_interval: Duration::from_millis(1_000),
+        ..NetConfig::default()
+    };
+    let (net, mut events) = peerwatt_net::spawn(keypair_of(key).unwrap(), cfg).await.unwrap();
+    let judge = net.clone();
+    let disconnected = tokio::spawn(async move {
+        let mut connected = false;
+        while let Some(e) = events.recv().await {
+            match e {
+                Event::Gossip { id, source, .. } => {
+                    let _ = judge.report(id, source, peerwatt_net::Verdict::Ignore).await;
+                }
+                Event::PeerConnected(p) if p == honest_peer => connected = true,
+                Event::PeerDisconnected(p) if p == honest_peer && connected => return true,
+                _ => {}
+            }
+        }
+        false
+    });
+    (net, disconnected)
+}
+
 async fn publish(net: &NetHandle, topic: &str, data: Vec<u8>) {
     for _ in 0..200 {
         if net.publish(topic, data.clone()).await.is_ok() {
@@ -76,62 +112,43 @@ fn a_hostile_member_is_refused_counted_and_banned_while_honest_nodes_trade() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let banned = runtime.block_on(async {
-        let cfg = NetConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap: vec![honest.parse().unwrap()],
-            topics: topics.all(),
-            heartbeat: Duration::from_millis(200),
-            discovery_interval: Duration::from_millis(1_000),
-            ..NetConfig::default()
-        };
-        let (net, mut events) = peerwatt_net::spawn(keypair_of(&mallory).unwrap(), cfg).await.unwrap();
-        // Mallory accepts whatever she receives (she is not the one being tested).
-        let judge = net.clone();
-        let disconnected = tokio::spawn(async move {
-            let mut gone = false;
-            while let Some(e) = events.recv().await {
-                match e {
-                    Event::Gossip { id, source, .. } => {
-                        let _ = judge.report(id, source, peerwatt_net::Verdict::Ignore).await;
-                    }
-                    Event::PeerDisconnected(p) if p == honest_peer => gone = true,
-                    _ => {}
-                }
-                if gone {
-                    return true;
-                }
-            }
-            false
-        });
+        // Hostile relays: real libp2p nodes that send what they are given. Each kind of bad
+        // frame is relayed by one of them, two at most each: three rejects in a short while
+        // graylist a relay (crates/peerwatt-net/src/scoring.rs), and a graylisted relay is cut
+        // off before it could show the rest.
+        let (first, _) = relay(&mallory, &honest, &topics, honest_peer).await;
+        let (second, _) = relay(&NodeKey::from_seed(&[69; 32]), &honest, &topics, honest_peer).await;
+        let (third, _) = relay(&NodeKey::from_seed(&[70; 32]), &honest, &topics, honest_peer).await;
+        let (flooder, disconnected) = relay(&NodeKey::from_seed(&[71; 32]), &honest, &topics, honest_peer).await;
         // Wait for trading to be under way: the honest nodes see each other and trade.
         honest_status.wait_for_status("a trade", Duration::from_secs(60), |st| !st.trades_today.is_empty());
         let now = Timestamp(now_ms());
         let open = IntervalId(community.interval.interval_at(now).0 + 2);
         let o = &topics.orders;
         // One valid order first (so the replay below is a replay), then each kind of bad one.
-        publish(&net, o, frame(&good_cert, order(&mallory, &community, open, 100, now).to_bytes())).await;
+        publish(&first, o, frame(&good_cert, order(&mallory, &community, open, 100, now).to_bytes())).await;
         let forged =
             order(&mallory, &community, open, 101, now).with_signature_for_tests(Signature::from_bytes(&[9; 64]));
-        publish(&net, o, frame(&good_cert, forged.to_bytes())).await;
-        publish(&net, o, frame(&good_cert, order(&outsider, &community, open, 1, now).to_bytes())).await;
-        publish(&net, o, frame(&rogue_cert, order(&outsider, &community, open, 2, now).to_bytes())).await;
-        publish(&net, o, frame(&expired_cert, order(&mallory, &community, open, 102, now).to_bytes())).await;
-        publish(&net, o, frame(&good_cert, order(&mallory, &community, open, 50, now).to_bytes())).await;
-        publish(&net, o, vec![7u8; 5_000]).await;
+        publish(&first, o, frame(&good_cert, forged.to_bytes())).await;
+        publish(&first, o, frame(&good_cert, order(&outsider, &community, open, 1, now).to_bytes())).await;
+        publish(&second, o, frame(&rogue_cert, order(&outsider, &community, open, 2, now).to_bytes())).await;
+        publish(&second, o, frame(&expired_cert, order(&mallory, &community, open, 102, now).to_bytes())).await;
+        publish(&third, o, frame(&good_cert, order(&mallory, &community, open, 50, now).to_bytes())).await;
+        publish(&third, o, vec![7u8; 5_000]).await;
         let past = IntervalId(open.0 - 1_000);
         let future = IntervalId(open.0 + 1_000);
-        publish(&net, o, frame(&good_cert, order(&mallory, &community, past, 103, now).to_bytes())).await;
-        publish(&net, o, frame(&good_cert, order(&mallory, &community, future, 104, now).to_bytes())).await;
+        publish(&third, o, frame(&good_cert, order(&mallory, &community, past, 103, now).to_bytes())).await;
+        publish(&flooder, o, frame(&good_cert, order(&mallory, &community, future, 104, now).to_bytes())).await;
         // The flood: distinct garbage (identical payloads would be dropped as duplicates).
         for n in 0..500u32 {
-            let _ = net.publish(o, format!("garbage {n}").into_bytes()).await;
+            let _ = flooder.publish(o, format!("garbage {n}").into_bytes()).await;
         }
         let banned =
             tokio::time::timeout(Duration::from_secs(15), disconnected).await.is_ok_and(|r| r.unwrap_or(false));
-        // Re-dialling a node that banned Mallory does not get her back in.
-        let _ = net.dial(honest.parse().unwrap()).await;
+        // Re-dialling a node that banned the flooder does not get it back in.
+        let _ = flooder.dial(honest.parse().unwrap()).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(!net.peers().await.unwrap().contains(&honest_peer), "the banned peer is connected again");
+        assert!(!flooder.peers().await.unwrap().contains(&honest_peer), "the banned peer is connected again");
         banned
     });
     assert!(banned, "the hostile peer was never disconnected");

@@ -176,6 +176,10 @@ async fn run(hub: Arc<Hub>, me: PeerId, mut commands: mpsc::Receiver<Command>) {
                 let peers = members.keys().filter(|p| **p != me && Hub::open_between(&members, &me, p)).copied();
                 let _ = reply.send(peers.collect());
             }
+            // Nothing is relayed in process, so nothing is scored.
+            Command::PeerScore { reply, .. } => {
+                let _ = reply.send(None);
+            }
             Command::Ban { peer } => {
                 let mut members = hub.members();
                 if let Some(m) = members.get_mut(&me) {

@@ -15,6 +15,7 @@ pub mod inproc;
 pub mod network;
 pub mod peers;
 pub mod ports;
+pub mod scoring;
 pub mod service;
 
 pub use inproc::{Hub, InProcessConfig, spawn_in_process};
@@ -23,7 +24,7 @@ pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::Network;
 pub use ports::free_port;
-pub use service::{Event, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, error_chain, spawn};
+pub use service::{Event, Limits, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, error_chain, spawn};
 
 /// The libp2p peer id of a member's public key (the same ed25519 key); `None` if the key is
 /// not one libp2p takes.

@@ -19,12 +19,15 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, identify, mdns, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, allow_block_list, connection_limits, identify, mdns, noise, tcp, yamux,
+};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{BytesCodec, MAX_FRAME, PEERS_PROTOCOL, TRADE_PROTOCOL};
 use crate::peers::{self, AddressBook, Schedule};
+use crate::scoring;
 
 /// A network operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -121,6 +124,42 @@ pub struct NetConfig {
     /// Discovered peers are dialled, and discovery runs at its fast pace, while fewer than this
     /// many are connected.
     pub target_peers: usize,
+    /// Connection limits: beyond them a connection is refused.
+    pub limits: Limits,
+}
+
+/// How many connections a node keeps (libp2p's connection limits). The defaults suit a
+/// household's node on a Raspberry Pi in a community of up to 1,000 members: it dials
+/// `target_peers` (16) itself and accepts up to 48 more, 64 in all; a community's bootstrap or
+/// relay node, which every new member dials first, raises them (docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in all.
+    pub max_connections: u32,
+    /// Established connections a peer opened to this node.
+    pub max_inbound: u32,
+    /// Connections per peer (TCP and QUIC at once, while one replaces the other).
+    pub max_per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub max_pending_inbound: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_connections: 64, max_inbound: 48, max_per_peer: 2, max_pending_inbound: 16 }
+    }
+}
+
+impl Limits {
+    fn behaviour(&self) -> connection_limits::Behaviour {
+        connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(self.max_connections))
+                .with_max_established_incoming(Some(self.max_inbound))
+                .with_max_established_per_peer(Some(self.max_per_peer))
+                .with_max_pending_incoming(Some(self.max_pending_inbound)),
+        )
+    }
 }
 
 impl Default for NetConfig {
@@ -135,6 +174,7 @@ impl Default for NetConfig {
             discovery_interval: Duration::from_secs(30),
             event_queue: 4096,
             target_peers: 16,
+            limits: Limits::default(),
         }
     }
 }
@@ -144,11 +184,12 @@ impl Default for NetConfig {
 pub enum Verdict {
     /// Valid: forward it.
     Accept,
-    /// Invalid: drop it and do not forward it. Peer scoring is off, so gossipsub does not
-    /// penalise the peer that sent it; the node counts it against that peer itself.
+    /// Invalid: drop it and do not forward it; gossipsub lowers the score of the peer that
+    /// sent it ([`crate::scoring`]: a few in a row graylist it), and the node counts it
+    /// against that peer itself (a ban after `ban_after_rejects`).
     Reject,
-    /// Not invalid but not wanted (e.g. a duplicate): drop it and do not forward it. To
-    /// gossipsub this is the same as [`Verdict::Reject`]; the node counts nothing against the peer.
+    /// Not invalid but not wanted (late, a replay, a duplicate): drop it and do not forward
+    /// it; it costs the peer no score, and the node counts nothing against it.
     Ignore,
 }
 
@@ -187,6 +228,14 @@ pub enum Event {
         peer: PeerId,
         /// How many messages were dropped.
         messages: usize,
+    },
+    /// A peer's invalid messages took its gossipsub score below the graylist
+    /// ([`crate::scoring::GRAYLIST_THRESHOLD`]): the network has banned it.
+    Graylisted(PeerId),
+    /// A connection was refused: it would have exceeded the connection limits ([`Limits`]).
+    ConnectionRefused {
+        /// Which limit, in words.
+        reason: String,
     },
     /// A request from a peer; answer it with [`NetHandle::respond`].
     Request {
@@ -262,6 +311,10 @@ pub(crate) enum Command {
     MeshPeers {
         topic: String,
         reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
     },
     Ban {
         peer: PeerId,
@@ -345,6 +398,11 @@ impl NetHandle {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
+    /// `peer`'s gossipsub score (see [`crate::scoring`]); `None` for a peer it knows nothing of.
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.call(|reply| Command::PeerScore { peer, reply }).await
+    }
+
     /// The peers this node is connected to.
     pub async fn peers(&self) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::Peers { reply }).await
@@ -375,6 +433,8 @@ impl NetHandle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // First: a connection beyond the limits is refused before any other behaviour sees it.
+    limits: connection_limits::Behaviour,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     trades: request_response::Behaviour<BytesCodec>,
@@ -456,6 +516,8 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
     let gossip_cfg = gossipsub_config(&cfg)?;
     let request_timeout = cfg.request_timeout;
     let mdns_on = cfg.mdns;
+    let topics = cfg.topics.clone();
+    let limits = cfg.limits;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -463,7 +525,8 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         .with_quic()
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
-            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
+            let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
+            gossipsub.with_peer_score(scoring::params(&topics), scoring::thresholds())?;
             // Streams beyond the limit are dropped, not queued. A taker keeps at most 256
             // requests to one maker unanswered (`MAX_IN_FLIGHT_PER_MAKER`), sent in calls of up to
             // 64, one stream per call: four streams per maker when the calls are full.
@@ -471,7 +534,15 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
             let identify = identify::Behaviour::new(identify::Config::new("/peerwatt/id/1".into(), key.public()));
             let peers = bytes_protocol(PEERS_PROTOCOL, EXCHANGE_TIMEOUT, EXCHANGE_STREAMS);
             let mdns = if mdns_on { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), id)?) } else { None };
-            Ok(Behaviour { blocked: Default::default(), gossipsub, trades, identify, peers, mdns: Toggle::from(mdns) })
+            Ok(Behaviour {
+                limits: limits.behaviour(),
+                blocked: Default::default(),
+                gossipsub,
+                trades,
+                identify,
+                peers,
+                mdns: Toggle::from(mdns),
+            })
         })
         .map_err(|e| NetError::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -637,6 +708,17 @@ impl Task {
                     Verdict::Ignore => MessageAcceptance::Ignore,
                 };
                 b.gossipsub.report_message_validation_result(&id, &source, acceptance);
+                // A peer whose invalid messages took it below the graylist is cut off, as a
+                // ban: gossipsub would only stop listening to it, and while it listens no
+                // more, the node's own strikes stop counting too.
+                let graylisted = b.gossipsub.peer_score(&source).is_some_and(|s| s <= scoring::GRAYLIST_THRESHOLD);
+                if verdict == Verdict::Reject && graylisted {
+                    b.blocked.block_peer(source);
+                    let _ = self.swarm.disconnect_peer_id(source);
+                    if self.events.try_send(Event::Graylisted(source)).is_err() {
+                        tracing::warn!(peer = %source, "graylisted and banned (the event queue is full: not reported)");
+                    }
+                }
             }
             Command::Dial { addr, reply } => {
                 if let Some(peer) = peers::peer_in(&addr) {
@@ -649,6 +731,9 @@ impl Task {
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.connected.iter().copied().collect());
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(b.gossipsub.peer_score(&peer));
             }
             Command::MeshPeers { topic, reply } => {
                 let _ = reply.send(b.gossipsub.mesh_peers(&IdentTopic::new(topic).hash()).copied().collect());
@@ -773,6 +858,11 @@ impl Task {
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.emit(Event::Listening(address)).await,
+            SwarmEvent::IncomingConnectionError { error: libp2p::swarm::ListenError::Denied { cause }, .. } => {
+                if let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>() {
+                    self.emit(Event::ConnectionRefused { reason: exceeded.to_string() }).await;
+                }
+            }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                 if num_established.get() == 1 && self.connected.insert(peer_id) =>
             {

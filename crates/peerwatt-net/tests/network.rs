@@ -200,3 +200,95 @@ async fn a_bootstrap_peer_that_starts_later_is_reached() {
     let (late, _late_events) = node_with(21, config_on(&format!("/ip4/127.0.0.1/tcp/{port}"), vec![])).await;
     until_connected(&early, late.peer_id()).await;
 }
+
+/// Waits until `peer`'s score at `h` satisfies `ok`; returns it.
+async fn score_until(h: &NetHandle, peer: PeerId, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let score = h.peer_score(peer).await.unwrap();
+        if let Some(s) = score.filter(|s| ok(*s)) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: score {score:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_invalid_frames_is_graylisted_and_an_honest_late_one_is_not() {
+    use peerwatt_net::scoring::GRAYLIST_THRESHOLD;
+    let (a, mut a_events) = node(11, vec![]).await;
+    let a_addr = address_of(&a).await;
+    let (liar, _liar_events) = node(12, vec![a_addr.clone()]).await;
+    let (honest, _honest_events) = node(13, vec![a_addr]).await;
+    until_connected(&a, liar.peer_id()).await;
+    until_connected(&a, honest.peer_id()).await;
+
+    // The honest peer relays gossip that arrives late or twice: A ignores it, at no cost.
+    for i in 0..20u8 {
+        publish(&honest, &[b'h', i]).await;
+        let (id, source, _) = loop {
+            let (id, source, data) = gossip(&mut a_events).await;
+            if source == honest.peer_id() {
+                break (id, source, data);
+            }
+            a.report(id, source, Verdict::Ignore).await.unwrap();
+        };
+        a.report(id, source, Verdict::Ignore).await.unwrap();
+    }
+    let honest_score = score_until(&a, honest.peer_id(), "the honest peer keeps a score", |s| s >= 0.0).await;
+
+    // The liar floods frames no honest node sends: A rejects each, and soon ignores the liar.
+    let mut rejected = 0;
+    while a.peer_score(liar.peer_id()).await.unwrap().is_none_or(|s| s > GRAYLIST_THRESHOLD) {
+        publish(&liar, &[b'x', rejected]).await;
+        let (id, source, _) = gossip(&mut a_events).await;
+        a.report(id, source, if source == liar.peer_id() { Verdict::Reject } else { Verdict::Ignore }).await.unwrap();
+        rejected += 1;
+        assert!(rejected < 50, "still not graylisted after {rejected} invalid frames");
+    }
+    let liar_score = score_until(&a, liar.peer_id(), "the liar graylisted", |s| s <= GRAYLIST_THRESHOLD).await;
+    assert!(rejected <= 6, "graylisted after {rejected} invalid frames (score {liar_score})");
+    // Graylisted is banned: A cuts the liar off.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.peers().await.unwrap().contains(&liar.peer_id()) {
+        assert!(tokio::time::Instant::now() < deadline, "the graylisted liar is still connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Graylisted: what it sends now never reaches A's validation.
+    publish(&liar, b"after the graylist").await;
+    publish(&honest, b"honest again").await;
+    loop {
+        let (id, source, data) = gossip(&mut a_events).await;
+        assert_ne!(data, b"after the graylist", "a graylisted peer's message was delivered");
+        a.report(id, source, Verdict::Ignore).await.unwrap();
+        if data == b"honest again" {
+            break;
+        }
+    }
+    assert!(a.peer_score(honest.peer_id()).await.unwrap().unwrap() >= 0.0, "honest {honest_score}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_inbound_limit_are_refused_and_reported() {
+    let limits = peerwatt_net::Limits { max_inbound: 1, ..peerwatt_net::Limits::default() };
+    let (a, mut a_events) = node_with(21, NetConfig { limits, ..config(vec![]) }).await;
+    let a_addr = address_of(&a).await;
+    let (b, _b_events) = node(22, vec![a_addr.clone()]).await;
+    until_connected(&a, b.peer_id()).await;
+    let (c, _c_events) = node(23, vec![a_addr]).await;
+    let reason = loop {
+        if let Event::ConnectionRefused { reason } = next(&mut a_events).await {
+            break reason;
+        }
+    };
+    assert!(reason.contains("incoming"), "{reason}");
+    let peers = a.peers().await.unwrap();
+    assert_eq!(peers, vec![b.peer_id()], "only the first peer in");
+    // C's side saw its connection established before A refused it: it closes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while c.peers().await.unwrap().contains(&a.peer_id()) {
+        assert!(tokio::time::Instant::now() < deadline, "C still counts A as a peer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

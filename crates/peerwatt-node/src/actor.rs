@@ -429,6 +429,17 @@ impl<S: Store + 'static, N: Network> Node<S, N> {
                 tracing::warn!(%peer, messages, "gossip to a slow peer dropped (its send queue was full or too slow)");
                 self.metrics.gossip_send_dropped += messages as u64;
             }
+            Event::Graylisted(peer) => {
+                if self.banned.insert(peer) {
+                    tracing::warn!(%peer, "banned a peer whose invalid messages graylisted it");
+                    self.metrics.peers_banned += 1;
+                    self.peers.remove(&peer);
+                }
+            }
+            Event::ConnectionRefused { reason } => {
+                tracing::debug!(%reason, "connection refused");
+                self.metrics.connections_refused += 1;
+            }
         }
     }
 

@@ -211,6 +211,15 @@ pub struct NetworkSection {
     pub ban_after_rejects: u32,
     /// Look for more peers while fewer than this many are connected.
     pub target_peers: usize,
+    /// Established connections in all, at most.
+    pub max_connections: u32,
+    /// Connections other peers opened to this node, at most (raise it on a community's
+    /// bootstrap or relay node).
+    pub max_inbound: u32,
+    /// Connections per peer, at most.
+    pub max_per_peer: u32,
+    /// Incoming connections still in their handshake, at most.
+    pub max_pending_inbound: u32,
 }
 
 impl Default for NetworkSection {
@@ -223,11 +232,25 @@ impl Default for NetworkSection {
             discovery_ms: 30_000,
             ban_after_rejects: 20,
             target_peers: 16,
+            max_connections: 64,
+            max_inbound: 48,
+            max_per_peer: 2,
+            max_pending_inbound: 16,
         }
     }
 }
 
 impl NetworkSection {
+    /// The connection limits.
+    pub fn limits(&self) -> peerwatt_net::Limits {
+        peerwatt_net::Limits {
+            max_connections: self.max_connections.max(1),
+            max_inbound: self.max_inbound,
+            max_per_peer: self.max_per_peer.max(1),
+            max_pending_inbound: self.max_pending_inbound,
+        }
+    }
+
     /// The gossipsub heartbeat.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.max(10))

@@ -274,6 +274,7 @@ pub async fn start_with_store<S: Store + 'static>(
         request_timeout: Duration::from_millis(cfg.market.request_timeout_ms.max(100)),
         discovery_interval: Duration::from_millis(cfg.network.discovery_ms.max(100)),
         target_peers: cfg.network.target_peers.max(1),
+        limits: cfg.network.limits(),
         event_queue,
     };
     let keypair = peerwatt_net::keypair_of(&key).map_err(|e| NetError::Start(e.to_string()))?;

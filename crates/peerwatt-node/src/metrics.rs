@@ -27,6 +27,8 @@ peerwatt_market::counters! {
         peers_banned,
         /// Gossip messages dropped for slow peers.
         gossip_send_dropped,
+        /// Connections refused: beyond the connection limits (`[network] max_*`).
+        connections_refused,
         /// Order frames that could not be published.
         orders_not_gossiped,
         /// Trade announcements that could not be published.
