@@ -1,7 +1,7 @@
 #!/bin/sh
 # Simulated Tasmota (SML script) meters for the compose street (compose.yaml's `meters` service): every 10 s
 # each household's meter publishes its import/export counters (kWh, three decimals, integrated
-# exactly from a fixed power) and its power. house-1 exports (PV), the others import.
+# from a fixed power, to the mWh) and its power. house-1 exports (PV), the others import.
 set -eu
 BROKER=${BROKER:-172.28.0.2}
 EVERY=10
@@ -18,7 +18,8 @@ while true; do
     if [ "$power" -ge 0 ]; then imp=$((imp + step)); else exp=$((exp - step)); fi
     eval "i$n=$imp; e$n=$exp"
     payload="{\"Time\":\"t\",\"SML\":{\"Total_in\":$(kwh "$imp"),\"Total_out\":$(kwh "$exp"),\"Power_curr\":$power}}"
-    mosquitto_pub -h "$BROKER" -t "tele/$house/SENSOR" -m "$payload"
+    # A broker not up yet (or restarting) loses a reading, not the meter.
+    mosquitto_pub -h "$BROKER" -t "tele/$house/SENSOR" -m "$payload" || echo "meters: $house: not published"
     n=$((n + 1))
   done
   sleep "$EVERY"

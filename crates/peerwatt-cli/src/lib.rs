@@ -11,6 +11,7 @@ pub mod community_cmd;
 pub mod datadir;
 #[cfg(feature = "demo")]
 pub mod demo_cmd;
+pub mod doctor_cmd;
 pub mod failure;
 pub mod ha_cmd;
 pub mod init;
@@ -65,6 +66,8 @@ pub enum Command {
     /// Home Assistant discovery (`[home_assistant]`): remove the node's device.
     #[command(subcommand)]
     Ha(ha_cmd::HaCommand),
+    /// Check a node's setup (key, membership, meter, network, disk, ledger) and say what to fix.
+    Doctor(DataDirArg),
 }
 
 /// Runs a parsed command line. Sets up logging first (`run` with its node's log filter).
@@ -94,6 +97,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Audit(args) => audit_cmd::run(&args),
         Command::Token(cmd) => token_cmd::run(cmd),
         Command::Ha(cmd) => ha_cmd::run(cmd),
+        Command::Doctor(args) => doctor_cmd::run(&args),
     }
 }
 

@@ -341,5 +341,6 @@ fn a_second_node_on_a_busy_port_says_which_address_and_why() {
     let said = stderr(&out);
     assert!(said.contains(&format!("cannot listen on {busy}: ")), "{said}");
     assert!(said.to_lowercase().contains("address already in use") || said.contains("os error 98"), "{said}");
-    assert!(said.contains("hint: another program (another node?) uses that port"), "{said}");
+    assert!(said.contains("(another program, maybe another node, uses that port)"), "{said}");
+    assert!(said.contains("hint: change [network] listen in node.toml"), "{said}");
 }

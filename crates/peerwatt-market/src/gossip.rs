@@ -98,6 +98,10 @@ pub enum GossipReject {
     /// The order breaks a market rule (window, expiry, price, replay, clock).
     #[error("{0}")]
     Rule(OrderReject),
+    /// An announced trade's price is outside the tariffs of this node's community file for
+    /// its interval (a trade carries no rules version: the sender's file may differ).
+    #[error("{0}")]
+    TradeTerms(OrderReject),
     /// A meter statement of a revision already superseded or already held.
     #[error("meter statement revision {revision} is not newer than the {held} held")]
     Superseded {
@@ -141,6 +145,7 @@ impl GossipReject {
             GossipReject::Rule(OrderReject::OutOfWindow(_)) => "interval_out_of_window",
             GossipReject::Rule(OrderReject::Expired) => "expired",
             GossipReject::Rule(OrderReject::PriceOutOfRange { .. }) => "price_out_of_range",
+            GossipReject::TradeTerms(_) => "price_out_of_range",
             GossipReject::Rule(OrderReject::CurveBackwards) => "curve_backwards",
             GossipReject::Rule(OrderReject::FromTheFuture(_)) => "from_the_future",
             GossipReject::Rule(OrderReject::WrongCommunity) => "wrong_community",
@@ -164,6 +169,15 @@ impl GossipReject {
             // An honest member whose community file is older (or newer) than this node's:
             // refused and counted, not punished; the count tells the operator to update.
             GossipReject::Rule(OrderReject::OtherRules { .. }) => Penalty::Ignore,
+            // Judged by this node's own view, which an honest sender need not share: its clock
+            // (a home node that booted before its clock was set sees everything as from the
+            // future, and new certificates as not valid yet) and its community file (a trade
+            // carries no rules version: during a change of tariffs, nodes with the old and the
+            // new file disagree on its price range; an order names its version, and one of
+            // another version is `other_rules`). Refused and counted, never punished.
+            GossipReject::Rule(OrderReject::FromTheFuture(_))
+            | GossipReject::TradeTerms(_)
+            | GossipReject::CertificateNotValid => Penalty::Ignore,
             _ => Penalty::Reject,
         }
     }
@@ -635,7 +649,7 @@ fn check_trade_terms(community: &Community, trade: &Signed<Trade>, announcer: &P
     }
     let in_force = community.terms_at(terms.interval);
     if terms.price < in_force.feed_in || terms.price > in_force.retail {
-        return Err(GossipReject::Rule(OrderReject::PriceOutOfRange {
+        return Err(GossipReject::TradeTerms(OrderReject::PriceOutOfRange {
             price: terms.price,
             feed_in: in_force.feed_in,
             retail: in_force.retail,

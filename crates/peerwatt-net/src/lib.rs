@@ -24,7 +24,9 @@ pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 pub use network::Network;
 pub use ports::free_port;
-pub use service::{Event, Limits, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, error_chain, spawn};
+pub use service::{
+    Event, Limits, MESH_LOW, NetConfig, NetError, NetHandle, Responder, Verdict, error_chain, probe_port, spawn,
+};
 
 /// The libp2p peer id of a member's public key (the same ed25519 key); `None` if the key is
 /// not one libp2p takes.

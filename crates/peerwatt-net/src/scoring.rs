@@ -2,12 +2,15 @@
 //! why each is what it is.
 //!
 //! A peerwatt node validates every gossip message itself (signatures, membership, the
-//! market's rules) and reports a verdict: `Reject` for what no honest node sends, `Ignore` for
-//! what is merely late, a replay or unwanted. Scoring turns the rejects into a score per
-//! peer; below [`GRAYLIST_THRESHOLD`] gossipsub ignores everything the peer sends. Honest
-//! peers never forward a message they rejected themselves, so only a peer that makes up
-//! invalid messages (or forwards them unchecked) loses score; late and replayed messages are
-//! ignored and cost nothing. Everything else gossipsub can score is switched off or kept
+//! market's rules) and reports a verdict: `Reject` only for what is invalid for every node
+//! (a bad signature, a malformed frame, an outsider's certificate: `GossipReject::penalty`),
+//! `Ignore` for what is late, a replay, or judged by this node's own view (its clock, its
+//! community file), which an honest sender need not share. Scoring turns the rejects into a
+//! score per peer, per topic; below [`GRAYLIST_THRESHOLD`] gossipsub ignores everything the
+//! peer sends, and the network bans it once it rejected [`BAN_AFTER_REJECTS`] of its messages
+//! itself. Honest peers validate before they forward, so they do not forward what every node
+//! rejects. Gossipsub also lowers the score of peers that delivered the same invalid message
+//! while it was being validated: only a dishonest or broken peer relays such messages. Everything else gossipsub can score is switched off or kept
 //! small, because a street's meshes are small and its traffic bursty (orders every few
 //! minutes): a peer that sends little is not a bad peer, and many homes may share one
 //! address (a carrier's NAT, or one machine in tests).
@@ -24,9 +27,11 @@ pub const PUBLISH_THRESHOLD: f64 = -80.0;
 /// Below this, everything from the peer is ignored (graylisted).
 pub const GRAYLIST_THRESHOLD: f64 = -160.0;
 
-/// The weight of an invalid message (P4, applied to the square of the decayed count): the
-/// third invalid message in a short while graylists a peer (3² × −20 = −180). One alone
-/// (−20, a bug fixed by a restart) costs a peer nothing it would notice.
+/// The weight of an invalid message (P4, applied to the square of the decayed count, per
+/// topic): the third invalid message on a topic in a short while graylists a peer
+/// (3² × −20 = −180, less what it earned elsewhere: rotating over the four topics, about six).
+/// Any negative score takes a peer out of the meshes for a while, so even one costs it
+/// something until it decays.
 pub const INVALID_MESSAGE_WEIGHT: f64 = -20.0;
 /// How fast the count of invalid messages forgets, per [`DECAY_INTERVAL`]: halved in about
 /// seventy seconds. While graylisted a peer's messages are not even validated (so not counted
@@ -35,6 +40,13 @@ pub const INVALID_MESSAGE_WEIGHT: f64 = -20.0;
 pub const INVALID_MESSAGE_DECAY: f64 = 0.99;
 /// How often scores decay.
 pub const DECAY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A peer below the graylist is banned once this node itself rejected this many of its
+/// messages within [`REJECT_WINDOW`] (a score can also sink from slowness alone: broken IWANT
+/// promises; that is never banned).
+pub const BAN_AFTER_REJECTS: usize = 3;
+/// See [`BAN_AFTER_REJECTS`].
+pub const REJECT_WINDOW: Duration = Duration::from_secs(60);
 
 /// The thresholds.
 pub fn thresholds() -> PeerScoreThresholds {

@@ -4,9 +4,10 @@
 //!
 //! Every gossip message is handed out as [`Event::Gossip`] *before* it is forwarded
 //! (`validate_messages`), and must be judged with [`NetHandle::report`]: accepted messages
-//! are forwarded; rejected and ignored ones are dropped and not forwarded. Gossipsub peer
-//! scoring is off, so a rejection costs the sender nothing here: the node keeps its own count
-//! of invalid messages per peer and bans a peer with [`NetHandle::ban`].
+//! are forwarded; rejected and ignored ones are dropped and not forwarded. A rejection lowers
+//! the sender's gossipsub score ([`crate::scoring`]); a sender graylisted by its own rejected
+//! messages is banned here. The node keeps its own count of invalid messages per peer too and
+//! bans a peer with [`NetHandle::ban`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -57,11 +58,29 @@ pub enum NetError {
     },
 }
 
+/// Each peer's rejected messages in the last [`scoring::REJECT_WINDOW`].
+#[derive(Debug, Default)]
+struct RecentRejects(HashMap<PeerId, VecDeque<std::time::Instant>>);
+
+impl RecentRejects {
+    /// One more from `peer`; how many in the window now.
+    fn note(&mut self, peer: PeerId) -> usize {
+        let now = std::time::Instant::now();
+        let times = self.0.entry(peer).or_default();
+        times.push_back(now);
+        while times.front().is_some_and(|t| now.duration_since(*t) > scoring::REJECT_WINDOW) {
+            times.pop_front();
+        }
+        times.len()
+    }
+}
+
 /// Fails if another program holds `addr`'s port. libp2p listens with `SO_REUSEPORT` (hole
 /// punching dials from the listening port), so a second node on the same port would listen
 /// too, and the kernel would share the incoming connections between the two: a plain bind
-/// first, without the option, tells.
-fn probe_port(addr: &Multiaddr) -> Result<(), String> {
+/// first, without the option, tells (on Linux; two nodes starting at the same instant can
+/// both pass it).
+pub fn probe_port(addr: &Multiaddr) -> Result<(), String> {
     use libp2p::multiaddr::Protocol;
     let mut parts = addr.iter();
     let ip: std::net::IpAddr = match parts.next() {
@@ -69,12 +88,34 @@ fn probe_port(addr: &Multiaddr) -> Result<(), String> {
         Some(Protocol::Ip6(ip)) => ip.into(),
         _ => return Ok(()),
     };
-    let bound = match parts.next() {
-        Some(Protocol::Tcp(port)) if port != 0 => std::net::TcpListener::bind((ip, port)).map(drop),
-        Some(Protocol::Udp(port)) if port != 0 => std::net::UdpSocket::bind((ip, port)).map(drop),
-        _ => Ok(()),
+    let (kind, port) = match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => (socket2::Type::STREAM, port),
+        Some(Protocol::Udp(port)) if port != 0 => (socket2::Type::DGRAM, port),
+        _ => return Ok(()),
     };
-    bound.map_err(|e| error_chain(&e))
+    let addr = std::net::SocketAddr::new(ip, port);
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None).map_err(|e| error_chain(&e))?;
+    if ip.is_ipv6() {
+        // As libp2p binds it: IPv6 only, beside the node's own IPv4 socket on the same port.
+        socket.set_only_v6(true).map_err(|e| error_chain(&e))?;
+    }
+    // As std and libp2p do: connections of a node that just stopped (TIME_WAIT) do not hold
+    // the port; another listener still does.
+    socket.set_reuse_address(true).map_err(|e| error_chain(&e))?;
+    socket.bind(&addr.into()).map_err(|e| {
+        let kind = e.kind();
+        format!("{}{}", error_chain(&e), listen_advice(kind))
+    })
+}
+
+/// What a listen error usually means, by its kind.
+fn listen_advice(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::AddrInUse => " (another program, maybe another node, uses that port)",
+        std::io::ErrorKind::AddrNotAvailable => " (that address is not one of this machine's)",
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: use 4001)",
+        _ => "",
+    }
 }
 
 /// An error and all its causes, in one line (libp2p's transport errors say nothing
@@ -130,8 +171,9 @@ pub struct NetConfig {
 
 /// How many connections a node keeps (libp2p's connection limits). The defaults suit a
 /// household's node on a Raspberry Pi in a community of up to 1,000 members: it dials
-/// `target_peers` (16) itself and accepts up to 48 more, 64 in all; a community's bootstrap or
-/// relay node, which every new member dials first, raises them (docs/operations.md).
+/// `target_peers` (16) itself and the makers it buys from, and accepts up to 48, 96 in all; a
+/// community's bootstrap or relay node, which every new member dials first, raises them
+/// (docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Established connections in all.
@@ -146,7 +188,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_connections: 64, max_inbound: 48, max_per_peer: 2, max_pending_inbound: 16 }
+        Limits { max_connections: 96, max_inbound: 48, max_per_peer: 2, max_pending_inbound: 16 }
     }
 }
 
@@ -580,6 +622,7 @@ pub async fn spawn(keypair: Keypair, cfg: NetConfig) -> Result<(NetHandle, mpsc:
         closing: None,
         outbox: VecDeque::new(),
         connected: HashSet::new(),
+        rejects: RecentRejects::default(),
         book,
         schedule: Schedule::new(cfg.discovery_interval),
         // The first round at once, as before: it retries a bootstrap peer that refused the dial.
@@ -604,6 +647,8 @@ struct Task {
     /// Events raised while serving a command, emitted before anything else.
     outbox: VecDeque<Event>,
     connected: HashSet<PeerId>,
+    /// Each peer's recent rejected messages (a graylisted peer is banned on these).
+    rejects: RecentRejects,
     /// Addresses of other members' nodes (see [`crate::peers`]).
     book: AddressBook,
     /// The pace of discovery rounds, and whom an exchange may ask now.
@@ -710,14 +755,15 @@ impl Task {
                 b.gossipsub.report_message_validation_result(&id, &source, acceptance);
                 // A peer whose invalid messages took it below the graylist is cut off, as a
                 // ban: gossipsub would only stop listening to it, and while it listens no
-                // more, the node's own strikes stop counting too.
+                // more, the node's own strikes stop counting too. Only on this node's own
+                // rejects of messages the peer sent (a low score alone can come from slowness:
+                // broken IWANT promises).
+                let rejects = if verdict == Verdict::Reject { self.rejects.note(source) } else { 0 };
                 let graylisted = b.gossipsub.peer_score(&source).is_some_and(|s| s <= scoring::GRAYLIST_THRESHOLD);
-                if verdict == Verdict::Reject && graylisted {
+                if rejects >= scoring::BAN_AFTER_REJECTS && graylisted {
                     b.blocked.block_peer(source);
                     let _ = self.swarm.disconnect_peer_id(source);
-                    if self.events.try_send(Event::Graylisted(source)).is_err() {
-                        tracing::warn!(peer = %source, "graylisted and banned (the event queue is full: not reported)");
-                    }
+                    self.outbox.push_back(Event::Graylisted(source));
                 }
             }
             Command::Dial { addr, reply } => {

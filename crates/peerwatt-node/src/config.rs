@@ -232,7 +232,7 @@ impl Default for NetworkSection {
             discovery_ms: 30_000,
             ban_after_rejects: 20,
             target_peers: 16,
-            max_connections: 64,
+            max_connections: 96,
             max_inbound: 48,
             max_per_peer: 2,
             max_pending_inbound: 16,
@@ -241,10 +241,12 @@ impl Default for NetworkSection {
 }
 
 impl NetworkSection {
-    /// The connection limits.
+    /// The connection limits: the total at least the inbound limit and the peers this node
+    /// dials itself (full inbound must not stop it from dialling a maker).
     pub fn limits(&self) -> peerwatt_net::Limits {
+        let own = u32::try_from(self.target_peers).unwrap_or(u32::MAX);
         peerwatt_net::Limits {
-            max_connections: self.max_connections.max(1),
+            max_connections: self.max_connections.max(self.max_inbound.saturating_add(own)).max(1),
             max_inbound: self.max_inbound,
             max_per_peer: self.max_per_peer.max(1),
             max_pending_inbound: self.max_pending_inbound,

@@ -99,7 +99,7 @@ impl StartError {
                 "is another node running on this data directory? `peerwatt ledger verify` checks the ledger (docs/operations.md)"
             }
             StartError::Net(NetError::Listen { .. }) => {
-                "another program (another node?) uses that port: change [network] listen in node.toml (docs/operations.md \"Network\")"
+                "change [network] listen in node.toml (docs/operations.md \"Network\")"
             }
             StartError::Net(_) => "see docs/operations.md \"Network\"",
             StartError::Address(_) => {
