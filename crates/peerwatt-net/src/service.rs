@@ -971,10 +971,21 @@ impl Task {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Peers(event)) => self.on_exchange(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // One dial per peer (its addresses together), and none to a peer connected or
+                // being dialled: a peer announces TCP and QUIC, and two connections more than
+                // `max_per_peer` would be refused and counted as overload.
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {
                     self.book.learn(peer, &addr);
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addresses) in by_peer {
                     if !self.connected.contains(&peer) && self.connected.len() < self.cfg.target_peers {
-                        let _ = self.swarm.dial(addr);
+                        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                            .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                            .addresses(addresses)
+                            .build();
+                        let _ = self.swarm.dial(opts);
                     }
                 }
             }
