@@ -94,6 +94,11 @@ impl Household {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The process id of its running `peerwatt run`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill_9(&mut self) {
         let mut child = self.child.take().unwrap();
