@@ -19,17 +19,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn main() {
     let secs: u64 = std::env::var("PEERWATT_IDLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let mut street = Neighbourhood::new(env!("CARGO_BIN_EXE_peerwatt"), &[0; 11]);
@@ -39,10 +28,10 @@ fn main() {
     watched.wait_for_status("ten peers", Duration::from_secs(180), |s| s.peers.len() >= 10);
     let pid = watched.pid().unwrap();
     let (ticks0, started) = (cpu_ticks(pid), Instant::now());
-    let mut peak = rss_kb(pid);
+    let mut peak = peerwatt_testkit::rss_kb_of(pid);
     while started.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(10).min(Duration::from_secs(secs)));
-        peak = peak.max(rss_kb(pid));
+        peak = peak.max(peerwatt_testkit::rss_kb_of(pid));
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0;

@@ -60,8 +60,6 @@ fn bad(name: &'static str, outcome: Outcome, detail: impl Into<String>, fix: imp
 const EXPIRY_WARNING_MS: u64 = 30 * 86_400_000;
 /// Less free disk than this fails; less than ten times it warns.
 const DISK_FAIL_KB: u64 = 100 * 1024;
-/// A status file older than this means the node is not running.
-const STATUS_FRESH_MS: u64 = 10_000;
 
 /// Runs every check on the node in `--data-dir`.
 pub fn run(args: &DataDirArg) -> Result<ExitCode, Failure> {
@@ -101,7 +99,7 @@ pub fn run(args: &DataDirArg) -> Result<ExitCode, Failure> {
 
 /// The node's status, if it is running (its status file fresh).
 fn running_status(cfg: &NodeConfig, now: Timestamp) -> Option<Status> {
-    Status::read(&cfg.status_file()).ok().filter(|s| s.running && now.0.saturating_sub(s.updated_at) < STATUS_FRESH_MS)
+    Status::read(&cfg.status_file()).ok().filter(|s| s.is_live(now.0))
 }
 
 fn mode_of(path: &Path) -> Option<u32> {

@@ -80,9 +80,6 @@ fn money(m: i64) -> String {
     peerwatt_market::bill::money(m)
 }
 
-/// A status file older than this means the node is not running (it rewrites it every second).
-const STALE_MS: u64 = 10_000;
-
 /// Prints what the node reported last.
 pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     // Written whole at the end: a reader that stops early (`| head`) ends the output, not the
@@ -103,7 +100,7 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Failure> {
     }
     let now = SystemClock.now().0;
     let age = now.saturating_sub(status.updated_at);
-    let state = if status.running && age < STALE_MS {
+    let state = if status.is_live(now) {
         format!("running (pid {}, updated {} ms ago)", status.pid, age)
     } else {
         format!("NOT running (last status at {})", clock_time(status.updated_at))

@@ -268,7 +268,15 @@ const TALLY_CHUNK: u64 = 20_000;
 /// A statement line, as the status carries it (the same fields as `GET /statement`'s).
 pub type SettledLine = peerwatt_market::bill::Line;
 
+/// A status older than this (the node rewrites it every second) means the node is not running.
+pub const LIVE_FOR_MS: u64 = 10_000;
+
 impl Status {
+    /// Whether the node that wrote it runs at `now_ms`: it said so, recently.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.running && now_ms.saturating_sub(self.updated_at) < LIVE_FOR_MS
+    }
+
     /// Writes `path` atomically (a temporary file, then a rename: never half-written).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");

@@ -37,9 +37,19 @@ pub fn rss_kb() -> u64 {
     proc_status_kb("VmRSS:")
 }
 
+/// Resident memory of process `pid`, kB (Linux `VmRSS`; 0 where it cannot be read).
+pub fn rss_kb_of(pid: u32) -> u64 {
+    status_kb(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 /// A kB figure of `/proc/self/status`.
 fn proc_status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_kb("/proc/self/status", field)
+}
+
+/// A kB figure of a `/proc/<pid>/status` file.
+fn status_kb(path: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))

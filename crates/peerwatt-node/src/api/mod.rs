@@ -578,6 +578,11 @@ impl RangeQuery {
     }
 }
 
+/// A CSV answer.
+fn csv_answer(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response()
+}
+
 /// The query, or a JSON 400 naming what is wrong with it.
 type Query = Result<axum::extract::Query<RangeQuery>, axum::extract::rejection::QueryRejection>;
 
@@ -643,7 +648,7 @@ async fn trades(State(api): State<Arc<Api>>, q: Query) -> Result<Response, ApiEr
                 r.digest
             ));
         }
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+        return Ok(csv_answer(text));
     }
     Ok(axum::Json(rows).into_response())
 }
@@ -683,7 +688,7 @@ async fn statement(State(api): State<Arc<Api>>, q: Query) -> Result<Response, Ap
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the statement: {e}")))?;
     if csv {
         let text = peerwatt_market::bill::csv(&bill, ms);
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+        return Ok(csv_answer(text));
     }
     Ok(axum::Json(bill).into_response())
 }
@@ -719,7 +724,7 @@ async fn intervals(State(api): State<Arc<Api>>, q: Query) -> Result<Response, Ap
                 t.source
             ));
         }
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+        return Ok(csv_answer(text));
     }
     Ok(axum::Json(rows).into_response())
 }
